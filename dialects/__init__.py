@@ -1,0 +1,166 @@
+"""The `mpk` dialect: loading its IRDL definition, and Python builders.
+
+`context()` gives an MLIR context with the dialect loaded and unregistered
+dialects disallowed; the builders below create every op with its result type
+inferred, inside the caller's `with ir.Location(...), ir.InsertionPoint(...)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from mlir import ir
+from mlir.dialects import irdl
+
+IRDL_PATH = Path(__file__).with_name("mpk.irdl.mlir")
+
+GRAPH_OPS = ("weight", "state", "embedding", "rmsnorm", "linear", "rope", "attention",
+             "kv_append", "silu_mul", "add", "allreduce", "argmax")
+TASK_OPS = ("kernel", "buffer", "event", "tasks", "schedule")
+
+
+def load(ctx: ir.Context) -> None:
+    """Load the mpk dialect into `ctx` (once per context)."""
+    with ctx:
+        irdl.load_dialects(ir.Module.parse(IRDL_PATH.read_text()))
+
+
+def context() -> ir.Context:
+    ctx = ir.Context()
+    ctx.allow_unregistered_dialects = False
+    load(ctx)
+    return ctx
+
+
+# ----------------------------------------------------------------- helpers
+
+def _op(op_name: str, operands: Sequence[ir.Value] = (), result: ir.Type | None = None, /,
+        **attributes) -> ir.Operation:
+    attrs = {k: _attr(v) for k, v in attributes.items() if v is not None}
+    return ir.Operation.create(f"mpk.{op_name}", results=[result] if result is not None else [],
+                               operands=list(operands), attributes=attrs)
+
+
+def _attr(v) -> ir.Attribute:
+    if isinstance(v, ir.Attribute):
+        return v
+    if isinstance(v, bool):
+        return ir.BoolAttr.get(v)
+    if isinstance(v, int):
+        return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), v)
+    if isinstance(v, float):
+        return ir.FloatAttr.get(ir.F32Type.get(), v)
+    if isinstance(v, str):
+        return ir.StringAttr.get(v)
+    if isinstance(v, ir.Type):
+        return ir.TypeAttr.get(v)
+    if isinstance(v, dict):
+        return ir.DictAttr.get({k: _attr(x) for k, x in v.items()})
+    raise TypeError(f"cannot make an attribute from {v!r}")
+
+
+def tensor(shape: Iterable[int], element: ir.Type) -> ir.RankedTensorType:
+    return ir.RankedTensorType.get(list(shape), element)
+
+
+def _shape(v: ir.Value) -> list[int]:
+    return list(ir.RankedTensorType(v.type).shape)
+
+
+def _elt(v: ir.Value) -> ir.Type:
+    return ir.RankedTensorType(v.type).element_type
+
+
+def symbol_refs(names: Iterable[str]) -> ir.ArrayAttr:
+    return ir.ArrayAttr.get([ir.FlatSymbolRefAttr.get(n) for n in names])
+
+
+# ------------------------------------------------------------ graph builders
+
+def weight(name: str, type: ir.Type) -> ir.Value:
+    return _op("weight", (), type, name=name).result
+
+
+def state(name: str, type: ir.Type) -> ir.Value:
+    return _op("state", (), type, name=name).result
+
+
+def embedding(ids: ir.Value, table: ir.Value) -> ir.Value:
+    return _op("embedding", [ids, table], tensor([_shape(ids)[0], _shape(table)[1]], _elt(table))).result
+
+
+def rmsnorm(x: ir.Value, w: ir.Value, eps: float) -> ir.Value:
+    return _op("rmsnorm", [x, w], x.type, eps=float(eps)).result
+
+
+def linear(x: ir.Value, w: ir.Value, residual: ir.Value | None = None) -> ir.Value:
+    operands = [x, w] + ([residual] if residual is not None else [])
+    return _op("linear", operands, tensor([_shape(x)[0], _shape(w)[0]], _elt(x))).result
+
+
+def rope(x: ir.Value, positions: ir.Value, inv_freq: Sequence[float]) -> ir.Value:
+    return _op("rope", [x, positions], x.type,
+               inv_freq=ir.DenseF32ArrayAttr.get([float(f) for f in inv_freq])).result
+
+
+def attention(q: ir.Value, k_cache: ir.Value, v_cache: ir.Value, positions: ir.Value,
+              head_dim: int, scale: float) -> ir.Value:
+    return _op("attention", [q, k_cache, v_cache, positions], q.type,
+               head_dim=int(head_dim), scale=float(scale)).result
+
+
+def kv_append(cache: ir.Value, new: ir.Value, positions: ir.Value) -> ir.Value:
+    return _op("kv_append", [cache, new, positions], cache.type).result
+
+
+def silu_mul(gate: ir.Value, up: ir.Value) -> ir.Value:
+    return _op("silu_mul", [gate, up], gate.type).result
+
+
+def add(a: ir.Value, b: ir.Value) -> ir.Value:
+    return _op("add", [a, b], a.type).result
+
+
+def allreduce(x: ir.Value) -> ir.Value:
+    return _op("allreduce", [x], x.type).result
+
+
+def argmax(logits: ir.Value, index_type: ir.Type | None = None) -> ir.Value:
+    index_type = index_type or ir.IntegerType.get_signless(32)
+    return _op("argmax", [logits], tensor([_shape(logits)[0]], index_type)).result
+
+
+# ------------------------------------------------------------- task builders
+
+def kernel(name: str, num_sms: int, arch: str, **extra) -> ir.Operation:
+    return _op("kernel", sym_name=name, num_sms=num_sms, arch=arch, **extra)
+
+
+def buffer(name: str, type: ir.Type, space: str, **extra) -> ir.Operation:
+    return _op("buffer", sym_name=name, type=type, space=space, **extra)
+
+
+def event(name: str, size: int, triggers: int, primed: bool = False) -> ir.Operation:
+    return _op("event", sym_name=name, size=size, triggers=triggers,
+               primed=ir.UnitAttr.get() if primed else None)
+
+
+def event_ref(event_name: str, affine_map: ir.AffineMap) -> ir.ArrayAttr:
+    """The `[@event, map]` pair of a `wait` or `trigger` attribute."""
+    return ir.ArrayAttr.get([ir.FlatSymbolRefAttr.get(event_name), ir.AffineMapAttr.get(affine_map)])
+
+
+def tasks(name: str, kind: str, grid: Sequence[int], tile: Sequence[int],
+          inputs: Sequence[str], outputs: Sequence[str], *, wait: ir.ArrayAttr | None = None,
+          trigger: ir.ArrayAttr | None = None, params: dict | ir.DictAttr | None = None,
+          **extra) -> ir.Operation:
+    return _op("tasks", sym_name=name, kind=kind, grid=ir.DenseI64ArrayAttr.get(list(grid)),
+               tile=ir.DenseI64ArrayAttr.get(list(tile)), inputs=symbol_refs(inputs),
+               outputs=symbol_refs(outputs), wait=wait, trigger=trigger,
+               params=params if params is not None else {}, **extra)
+
+
+def schedule(queues: Sequence[Sequence[int]], **extra) -> ir.Operation:
+    return _op("schedule", queues=ir.ArrayAttr.get([ir.DenseI32ArrayAttr.get(list(q)) for q in queues]),
+               **extra)

@@ -1,0 +1,227 @@
+"""A read-only Python view of task-level mpk IR.
+
+Passes, the verifier, the task interpreter and the table writer all need the
+same facts about a task module (buffers, events, task groups, their event
+maps evaluated for every task); this module reads them once. Maps are
+evaluated with numpy over all tasks of a group at once, so a 10^5-task model
+stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+from mlir import ir
+
+SPACES = ("workspace", "weight", "state", "io")
+
+
+def compile_affine_expr(expr: ir.AffineExpr) -> Callable[[np.ndarray], np.ndarray]:
+    """An affine expression as a numpy function of dims `d` (shape [rank, n])."""
+    if isinstance(expr, ir.AffineDimExpr):
+        pos = expr.position
+        return lambda d: d[pos]
+    if isinstance(expr, ir.AffineConstantExpr):
+        value = expr.value
+        return lambda d: np.full(d.shape[1], value, dtype=np.int64)
+    binary = {
+        ir.AffineAddExpr: np.add, ir.AffineMulExpr: np.multiply, ir.AffineModExpr: np.mod,
+        ir.AffineFloorDivExpr: np.floor_divide,
+        ir.AffineCeilDivExpr: lambda a, b: -np.floor_divide(-a, b),
+    }
+    for cls, fn in binary.items():
+        if isinstance(expr, cls):
+            lhs, rhs = compile_affine_expr(expr.lhs), compile_affine_expr(expr.rhs)
+            return lambda d: fn(lhs(d), rhs(d))
+    raise ValueError(f"unsupported affine expression {expr}")
+
+
+@dataclasses.dataclass
+class EventRef:
+    """The `[@event, map]` of a task group's `wait` or `trigger`."""
+    event: str
+    map: ir.AffineMap
+
+    def indices(self, grid_indices: np.ndarray) -> np.ndarray:
+        """Event index of every task; grid_indices has shape [rank, n]."""
+        return compile_affine_expr(self.map.results[0])(grid_indices).astype(np.int64)
+
+
+@dataclasses.dataclass
+class Buffer:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str                      # MLIR element type spelling: bf16, f32, i32...
+    space: str
+    offset: int | None              # bytes into the workspace, once planned
+    weight_name: str | None         # `name` of weight/state buffers
+    per_step: bool
+    op: ir.Operation
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * element_bytes(self.dtype)
+
+
+@dataclasses.dataclass
+class Event:
+    name: str
+    size: int
+    triggers: int
+    primed: bool
+    op: ir.Operation
+
+
+@dataclasses.dataclass
+class TaskGroup:
+    name: str
+    kind: str
+    grid: tuple[int, ...]
+    tile: tuple[int, ...]
+    domain: tuple[int, ...] | None  # explicit `domain`, else the first output's shape
+    inputs: list[str]
+    outputs: list[str]
+    wait: EventRef | None
+    trigger: EventRef | None
+    params: dict
+    first_task: int                 # global id of task 0 (module order)
+    op: ir.Operation
+
+    @property
+    def num_tasks(self) -> int:
+        return int(np.prod(self.grid, dtype=np.int64))
+
+    def grid_indices(self) -> np.ndarray:
+        """[rank, num_tasks] grid coordinates in row-major task order."""
+        return np.indices(self.grid).reshape(len(self.grid), -1).astype(np.int64)
+
+    def tile_bounds(self, task: int, domain: tuple[int, ...]) -> list[tuple[int, int]]:
+        """Half-open [lo, hi) per dimension of task `task`'s output tile."""
+        coords = np.unravel_index(task, self.grid)
+        return [(int(c) * t, min((int(c) + 1) * t, d)) for c, t, d in zip(coords, self.tile, domain)]
+
+
+@dataclasses.dataclass
+class TaskGraph:
+    kernel: ir.Operation | None
+    buffers: dict[str, Buffer]
+    events: dict[str, Event]
+    groups: list[TaskGroup]
+    schedule: list[np.ndarray] | None
+    schedule_op: ir.Operation | None
+
+    @property
+    def num_tasks(self) -> int:
+        return sum(g.num_tasks for g in self.groups)
+
+    def domain(self, group: TaskGroup) -> tuple[int, ...]:
+        if group.domain is not None:
+            return group.domain
+        return self.buffers[group.outputs[0]].shape
+
+    def kernel_attr(self, name: str, default=None):
+        if self.kernel is None or name not in self.kernel.attributes:
+            return default
+        return python_value(self.kernel.attributes[name])
+
+    @classmethod
+    def from_module(cls, module: ir.Module | ir.Operation) -> "TaskGraph":
+        body = module.body if isinstance(module, ir.Module) else module.regions[0].blocks[0]
+        graph = cls(None, {}, {}, [], None, None)
+        next_task = 0
+        for op in body.operations:
+            op = op.operation
+            name = op.name
+            if name == "mpk.kernel":
+                graph.kernel = op
+            elif name == "mpk.buffer":
+                b = _buffer(op)
+                graph.buffers[b.name] = b
+            elif name == "mpk.event":
+                a = op.attributes
+                graph.events[_str(a["sym_name"])] = Event(
+                    _str(a["sym_name"]), _int(a["size"]), _int(a["triggers"]), "primed" in a, op)
+            elif name == "mpk.tasks":
+                g = _group(op, next_task)
+                next_task += g.num_tasks
+                graph.groups.append(g)
+            elif name == "mpk.schedule":
+                graph.schedule_op = op
+                graph.schedule = [np.asarray(ir.DenseI32ArrayAttr(q), dtype=np.int64)
+                                  for q in ir.ArrayAttr(op.attributes["queues"])]
+        return graph
+
+
+def element_bytes(dtype: str) -> int:
+    return {"bf16": 2, "f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "i8": 1, "i1": 1}[dtype]
+
+
+def _str(a: ir.Attribute) -> str:
+    return ir.StringAttr(a).value
+
+
+def _int(a: ir.Attribute) -> int:
+    return ir.IntegerAttr(a).value
+
+
+def _refs(a: ir.Attribute) -> list[str]:
+    return [ir.FlatSymbolRefAttr(x).value for x in ir.ArrayAttr(a)]
+
+
+def python_value(a: ir.Attribute):
+    """Attribute -> plain Python value (for params and kernel attributes)."""
+    for cls, conv in ((ir.BoolAttr, lambda x: x.value), (ir.IntegerAttr, lambda x: x.value),
+                      (ir.FloatAttr, lambda x: x.value), (ir.StringAttr, lambda x: x.value),
+                      (ir.DenseF32ArrayAttr, list), (ir.DenseI64ArrayAttr, list),
+                      (ir.DenseI32ArrayAttr, list), (ir.FlatSymbolRefAttr, lambda x: x.value),
+                      (ir.UnitAttr, lambda x: True), (ir.TypeAttr, lambda x: x.value),
+                      (ir.ArrayAttr, lambda x: [python_value(e) for e in x]),
+                      (ir.DictAttr, lambda x: {n.name: python_value(n.attr) for n in x})):
+        if isinstance(a, cls):
+            return conv(cls(a))
+    return a
+
+
+def event_ref(a: ir.Attribute) -> EventRef:
+    """Parse `[@event, affine_map]`; raises ValueError when malformed."""
+    if not isinstance(a, ir.ArrayAttr):
+        raise ValueError("expected [@event, affine_map<...>]")
+    items = list(ir.ArrayAttr(a))
+    if (len(items) != 2 or not isinstance(items[0], ir.FlatSymbolRefAttr)
+            or not isinstance(items[1], ir.AffineMapAttr)):
+        raise ValueError("expected [@event, affine_map<...>]")
+    return EventRef(ir.FlatSymbolRefAttr(items[0]).value, ir.AffineMapAttr(items[1]).value)
+
+
+def _buffer(op: ir.Operation) -> Buffer:
+    a = op.attributes
+    t = ir.TypeAttr(a["type"]).value
+    shaped = ir.RankedTensorType(t) if isinstance(t, ir.RankedTensorType) else None
+    return Buffer(
+        name=_str(a["sym_name"]),
+        shape=tuple(shaped.shape) if shaped else (),
+        dtype=str(shaped.element_type) if shaped else str(t),
+        space=_str(a["space"]),
+        offset=_int(a["offset"]) if "offset" in a else None,
+        weight_name=_str(a["name"]) if "name" in a else None,
+        per_step="per_step" in a,
+        op=op)
+
+
+def _group(op: ir.Operation, first_task: int) -> TaskGroup:
+    a = op.attributes
+    params = python_value(a["params"]) if "params" in a and isinstance(a["params"], ir.DictAttr) else {}
+    return TaskGroup(
+        name=_str(a["sym_name"]), kind=_str(a["kind"]),
+        grid=tuple(ir.DenseI64ArrayAttr(a["grid"])), tile=tuple(ir.DenseI64ArrayAttr(a["tile"])),
+        domain=tuple(ir.DenseI64ArrayAttr(a["domain"])) if "domain" in a else None,
+        inputs=_refs(a["inputs"]), outputs=_refs(a["outputs"]),
+        wait=event_ref(a["wait"]) if "wait" in a else None,
+        trigger=event_ref(a["trigger"]) if "trigger" in a else None,
+        params=params, first_task=first_task, op=op)

@@ -1,0 +1,4 @@
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<4xf32>) {
+  %0 = "mpk.rmsnorm"(%x, %w) {eps = -1.0 : f32} : (tensor<2x4xf32>, tensor<4xf32>) -> tensor<2x4xf32>
+  return
+}
