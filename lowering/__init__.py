@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import pkgutil
 from typing import ClassVar
 
@@ -90,6 +91,9 @@ def passes() -> dict[str, type[ModulePass]]:
 
 
 def lookup(name: str) -> type[ModulePass] | None:
+    """The pass registered as `name`: first from its own file (mpk-foo -> mpk_foo.py)."""
     if name not in _REGISTRY:
-        passes()
+        module = name.replace("-", "_")
+        if module.isidentifier() and importlib.util.find_spec(f"{__name__}.{module}") is not None:
+            importlib.import_module(f"{__name__}.{module}")
     return _REGISTRY.get(name)

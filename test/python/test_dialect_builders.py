@@ -154,3 +154,10 @@ def test_mpk_opt_starts_fast_and_without_torch(tmp_path):
         subprocess.run([sys.executable, "-c", probe, str(src)], check=True)
         best = min(best, time.perf_counter() - start)
     assert best < 1.0, f"mpk-opt took {best:.2f} s on a small file"
+
+
+def test_every_pass_lives_in_the_file_named_after_it():
+    """`grep -r mpk-foo lowering/` and lookup() both rely on mpk-foo living in mpk_foo.py."""
+    for name, cls in lowering.passes().items():
+        if cls.__module__.startswith("mpk.lowering."):
+            assert cls.__module__ == "mpk.lowering." + name.replace("-", "_"), name
