@@ -1,0 +1,103 @@
+"""Task-kind lowerings: one module per kind, each registering one `emit`.
+
+`emit(e, g, task, buffers)` builds the body of the device function that runs
+task number `task` (an i32, row-major in `g.grid`) of every group equal to
+`g` up to its buffers' names: static shapes, tile and params are known, the
+buffer addresses arrive as `View`s in the order inputs..., outputs.... A kind
+that cannot handle a group raises `Unsupported`, which `mpk-lower-tasks`
+reports at the group's location.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Callable
+
+from mlir import ir
+
+from .emit import Emitter, View
+
+
+class Unsupported(Exception):
+    """A group this lowering cannot build; the message names what and why."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise Unsupported(message)
+
+
+IO_ROLES = ("tokens", "positions", "next_tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class Buffer:
+    name: str
+    shape: tuple[int, ...]
+    element: ir.Type
+    space: str  # workspace | weight | state | io
+    per_step: bool = False
+
+    @property
+    def role(self) -> str | None:
+        """`tokens`, `positions` or `next_tokens` for the io buffers that
+        `mpk-partition` names so (a dotted prefix is allowed)."""
+        last = self.name.rsplit(".", 1)[-1]
+        return last if self.space == "io" and last in IO_ROLES else None
+
+    @property
+    def readonly(self) -> bool:
+        """Weights are never written during a launch: their loads may use the
+        non-coherent read-only path."""
+        return self.space == "weight"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """One `mpk.tasks` op, as its lowering sees it."""
+    op: ir.Operation
+    name: str
+    kind: str
+    grid: tuple[int, ...]
+    tile: tuple[int, ...]
+    domain: tuple[int, ...]
+    inputs: tuple[Buffer, ...]
+    outputs: tuple[Buffer, ...]
+    params: dict  # plain Python values (taskir.python_value)
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        return self.inputs + self.outputs
+
+    def param(self, name: str, default=None):
+        if name not in self.params:
+            require(default is not None, f"'{self.kind}' needs the param '{name}'")
+            return default
+        return self.params[name]
+
+    def key(self) -> tuple:
+        """Groups with equal keys share one device function and one `fn`."""
+        return (self.kind, self.grid, self.tile, self.domain,
+                tuple((b.shape, str(b.element), b.readonly, b.per_step, b.role)
+                      for b in self.buffers),
+                tuple(sorted((k, str(v)) for k, v in self.params.items())))
+
+
+Emit = Callable[[Emitter, Group, ir.Value, list[View]], None]
+KINDS: dict[str, Emit] = {}
+
+
+def kind(name: str) -> Callable[[Emit], Emit]:
+    """Register the decorated function as the lowering of task kind `name`."""
+    def register(emit: Emit) -> Emit:
+        KINDS[name] = emit
+        return emit
+    return register
+
+
+def lowerings() -> dict[str, Emit]:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    return KINDS

@@ -1,0 +1,439 @@
+"""IR-building helpers shared by every task-kind lowering.
+
+A task function is built in the gpu/nvvm/llvm/vector/arith/scf dialects with
+these conventions, so that the kinds read like the CUDA they replace:
+
+* integers are `i32` (tile arithmetic, loop counters, element indices);
+  addresses are `getelementptr` over an element type, so an i32 element index
+  reaches 2^31 elements of any buffer;
+* memory is reached through `View`s: a raw `!llvm.ptr<1>` (global) or
+  `!llvm.ptr<3>` (shared) with a static row-major shape. A view over a weight
+  is read-only for the whole kernel and its loads carry `invariant`, which
+  the NVPTX backend turns into `ld.global.nc`; any other buffer may be written
+  by another SM during the launch, so it is read with plain coherent loads;
+* a vector of `n` elements is accessed with alignment `n * sizeof(elt)` (at
+  most 16): at 8 x bf16 that is one 128-bit `ld.global.v4` (without the
+  alignment LLVM splits it into eight 2-byte loads);
+* math is fp32. Transcendentals use the PTX approximations through NVVM
+  intrinsics, since `convert-gpu-to-nvvm` maps `math` ops to libdevice calls
+  that the PTX link would have to resolve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+from mlir import ir
+from mlir.dialects import arith, gpu, llvm, scf, vector
+
+# The `rawConstantIndices` entry that marks a dynamic GEP index.
+_DYNAMIC = -2147483648
+
+Values = list  # list[ir.Value], the loop-carried / reduced tuple
+
+
+def i32() -> ir.Type:
+    return ir.IntegerType.get_signless(32)
+
+
+def f32() -> ir.Type:
+    return ir.F32Type.get()
+
+
+def ptr(space: int = 0) -> ir.Type:
+    return llvm.PointerType.get(space)
+
+
+def byte_width(t: ir.Type) -> int:
+    if isinstance(t, ir.IntegerType):
+        return t.width // 8
+    return {"bf16": 2, "f16": 2, "f32": 4, "f64": 8}[str(t)]
+
+
+def widest_vector(*extents: int, element_bytes: int = 2) -> int:
+    """The largest vector width (elements, at most 16 bytes) dividing every extent."""
+    n = 16 // element_bytes
+    while n > 1 and any(e % n for e in extents):
+        n //= 2
+    return n
+
+
+class View:
+    """A row-major tensor at a raw pointer: `load`/`store` by multi-index."""
+
+    def __init__(self, e: "Emitter", base: ir.Value, element: ir.Type,
+                 shape: Sequence[int], readonly: bool = False):
+        self.e, self.base, self.element = e, base, element
+        self.shape, self.readonly = list(shape), readonly
+
+    def flat(self, *index) -> ir.Value:
+        """Linear element index of `index` (a prefix indexes whole rows)."""
+        e, strides = self.e, _strides(self.shape)
+        terms = [e.mul(i, s) for i, s in zip(index, strides)]
+        out = terms[0]
+        for t in terms[1:]:
+            out = e.add(out, t)
+        return out
+
+    def address(self, *index) -> ir.Value:
+        return self.e.gep(self.base, self.element, self.flat(*index))
+
+    def load(self, *index, n: int = 1) -> ir.Value:
+        return self.e.load(self.address(*index), self.element, n, invariant=self.readonly)
+
+    def store(self, value: ir.Value, *index) -> None:
+        self.e.store(value, self.address(*index))
+
+    def flatten(self) -> "View":
+        return View(self.e, self.base, self.element, [math.prod(self.shape)], self.readonly)
+
+    def row(self, *index) -> "View":
+        """The sub-tensor at a leading index, e.g. one row of a matrix."""
+        return View(self.e, self.address(*index), self.element, self.shape[len(index):],
+                    self.readonly)
+
+
+def _alignment(n: int, element: ir.Type) -> int:
+    """A vector is aligned to its size, up to the 16 bytes of the widest access."""
+    return min(n * byte_width(element), 16)
+
+
+def _strides(shape: Sequence[int]) -> list[int]:
+    strides, s = [], 1
+    for d in reversed(shape):
+        strides.append(s)
+        s *= d
+    return strides[::-1]
+
+
+class Emitter:
+    """Builds one task function's body at the current insertion point.
+
+    Integer operands of the arithmetic helpers may be Python ints: they become
+    i32 constants, so tile arithmetic on static shapes reads as written.
+    """
+
+    def __init__(self, threads: int, smem: ir.Value, smem_bytes: int, symbols: ir.Block):
+        assert threads % 32 == 0
+        self.symbols = symbols  # the gpu.module's body, for constant tables
+        self.threads, self.warps = threads, threads // 32
+        self.smem, self.smem_bytes = smem, smem_bytes  # !llvm.ptr<3>, dynamic shared memory
+        self._constants: dict[tuple[str, str], ir.Value] = {}
+        thread = gpu.thread_id(gpu.Dimension.x)
+        self._top = thread.owner  # constants go above it, once per function
+        self.tid = arith.index_cast(i32(), thread)
+        self.lane = arith.andi(self.tid, self.int(31))
+        self.warp = arith.shrui(self.tid, self.int(5))
+
+    # ------------------------------------------------------------- integers
+    def constant(self, t: ir.Type, value) -> ir.Value:
+        """A constant, created once at the top of the function."""
+        key = (str(t), repr(value))
+        if key not in self._constants:
+            with ir.InsertionPoint(self._top):
+                if isinstance(t, ir.VectorType):
+                    attr = ir.DenseElementsAttr.get_splat(t, ir.FloatAttr.get(t.element_type, value))
+                    self._constants[key] = arith.constant(t, attr)
+                else:
+                    self._constants[key] = arith.constant(t, value)
+        return self._constants[key]
+
+    def int(self, v, t: ir.Type | None = None) -> ir.Value:
+        if isinstance(v, ir.Value):
+            return v
+        return self.constant(t or i32(), int(v))
+
+    def _binary(self, op, fold, a, b, unit=None):
+        """`op` on i32 values; folded in Python when both sides are ints, and
+        skipped when `b` is the operation's unit."""
+        if isinstance(a, int) and isinstance(b, int):
+            return fold(a, b)
+        if unit is not None and isinstance(b, int) and b == unit:
+            return self.int(a)
+        return op(self.int(a), self.int(b))
+
+    def add(self, a, b):
+        return self._binary(arith.addi, lambda x, y: x + y, a, b, unit=0)
+
+    def sub(self, a, b):
+        return self._binary(arith.subi, lambda x, y: x - y, a, b, unit=0)
+
+    def mul(self, a, b):
+        return self._binary(arith.muli, lambda x, y: x * y, a, b, unit=1)
+
+    def div(self, a, b):  # of non-negative values
+        return self._binary(arith.divui, lambda x, y: x // y, a, b, unit=1)
+
+    def rem(self, a, b):
+        return self._binary(arith.remui, lambda x, y: x % y, a, b)
+
+    def min(self, a, b):
+        return self._binary(arith.minsi, min, a, b)
+
+    def lt(self, a, b):
+        return arith.cmpi(arith.CmpIPredicate.slt, self.int(a), self.int(b))
+
+    def eq(self, a, b):
+        return arith.cmpi(arith.CmpIPredicate.eq, self.int(a), self.int(b))
+
+    def as_i32(self, v: ir.Value) -> ir.Value:
+        """An id or position stored with any integer width, as i32."""
+        return self.cast_int(v, i32())
+
+    def cast_int(self, v: ir.Value, t: ir.Type) -> ir.Value:
+        """Sign-extend or truncate an integer to type `t`."""
+        have, want = ir.IntegerType(v.type).width, ir.IntegerType(t).width
+        if have == want:
+            return v
+        return arith.trunci(t, v) if have > want else arith.extsi(t, v)
+
+    def select(self, cond, a, b):
+        return arith.select(cond, a, b)
+
+    def unravel(self, linear, shape: Sequence[int]) -> list[ir.Value]:
+        """Row-major multi-index of `linear` in a static `shape`."""
+        index = []
+        for stride in _strides(shape)[:-1]:
+            index.append(self.div(linear, stride))
+            linear = self.rem(linear, stride)
+        return index + [linear]
+
+    def tile_extent(self, start, tile: int, extent: int):
+        """Elements of a tile starting at `start` (clipped at the domain's end)."""
+        if extent % tile == 0:
+            return self.int(tile)
+        return self.min(tile, self.sub(extent, start))
+
+    def for_each_vector(self, task, grid: Sequence[int], tile: Sequence[int],
+                        domain: Sequence[int], vec: int, body: Callable) -> None:
+        """Spread the `vec`-wide column vectors of a 2-D task's tile over the
+        CTA's threads; `body(row, col)` gets the element indices of each.
+        `vec` must divide the tile's and the domain's width."""
+        (tb, tn), (rows, cols) = tile, domain
+        i, j = self.unravel(task, grid)
+        r0, c0 = self.mul(i, tb), self.mul(j, tn)
+        nr, nc = self.tile_extent(r0, tb, rows), self.tile_extent(c0, tn, cols)
+        per_row = self.div(nc, vec)
+
+        def item(k):
+            r = self.add(r0, self.div(k, per_row))
+            c = self.add(c0, self.mul(self.rem(k, per_row), vec))
+            body(r, c)
+        self.strided(self.tid, self.mul(nr, per_row), self.threads, item)
+
+    def map(self, fn: Callable[..., ir.Value], *vectors: ir.Value) -> ir.Value:
+        """Apply a scalar fp32 function element by element (for the PTX
+        transcendentals, which have no vector form)."""
+        columns = zip(*(self.elements(v) for v in vectors))
+        return self.from_elements([fn(*xs) for xs in columns])
+
+    # --------------------------------------------------------------- floats
+    def f32(self, v: float, n: int = 1) -> ir.Value:
+        """An fp32 constant, or a splat vector of `n` > 1 of them."""
+        return self.constant(ir.VectorType.get([n], f32()) if n > 1 else f32(), float(v))
+
+    def to_f32(self, v: ir.Value) -> ir.Value:
+        """bf16/f16 (scalar or vector) to fp32; integers are converted by value."""
+        t = v.type
+        n = ir.VectorType(t).shape[0] if isinstance(t, ir.VectorType) else 0
+        elt = ir.VectorType(t).element_type if n else t
+        target = ir.VectorType.get([n], f32()) if n else f32()
+        if elt == f32():
+            return v
+        if isinstance(elt, ir.IntegerType):
+            return arith.sitofp(target, v)
+        return arith.extf(target, v)
+
+    def to(self, element: ir.Type, v: ir.Value) -> ir.Value:
+        """fp32 (scalar or vector) to the float storage type `element`, rounding
+        to nearest even."""
+        if element == f32():
+            return v
+        t = v.type
+        n = ir.VectorType(t).shape[0] if isinstance(t, ir.VectorType) else 0
+        return arith.truncf(ir.VectorType.get([n], element) if n else element, v)
+
+    # Vectors of one element are plain scalars (what `View.load(n=1)` gives),
+    # so a kind written for `vec` lanes also works where only vec = 1 divides.
+    def splat(self, v: ir.Value, n: int) -> ir.Value:
+        return vector.broadcast(ir.VectorType.get([n], v.type), v) if n > 1 else v
+
+    def fma(self, a, b, c):
+        """a * b + c (fused; scalars or vectors)."""
+        return vector.fma(a, b, c) if isinstance(a.type, ir.VectorType) else \
+            llvm.intr_fma(a, b, c)
+
+    def hsum(self, v: ir.Value) -> ir.Value:
+        """Sum of a vector's elements in fp32."""
+        if not isinstance(v.type, ir.VectorType):
+            return v
+        return vector.reduction(f32(), vector.CombiningKind.ADD, v)
+
+    def elements(self, v: ir.Value) -> list[ir.Value]:
+        if not isinstance(v.type, ir.VectorType):
+            return [v]
+        return [vector.extract(v, [], [i]) for i in range(ir.VectorType(v.type).shape[0])]
+
+    def from_elements(self, xs: Sequence[ir.Value]) -> ir.Value:
+        if len(xs) == 1:
+            return xs[0]
+        return vector.from_elements(ir.VectorType.get([len(xs)], xs[0].type), list(xs))
+
+    def maxf(self, a, b):
+        return arith.maximumf(a, b)
+
+    # PTX approximations (see the module docstring); scalar fp32.
+    def _intrinsic(self, name: str, *args) -> ir.Value:
+        return llvm.call_intrinsic(f32(), name, list(args), [], [])
+
+    def exp2(self, x):
+        return self._intrinsic("llvm.nvvm.ex2.approx.f32", x)
+
+    def rsqrt(self, x):
+        return self._intrinsic("llvm.nvvm.rsqrt.approx.f", x)
+
+    def sincos(self, x) -> tuple[ir.Value, ir.Value]:
+        """sin and cos of fp32 angles (scalar or vector)."""
+        pairs = [self._sincos(t) for t in self.elements(x)]
+        return tuple(self.from_elements([p[k] for p in pairs]) for k in (0, 1))
+
+    def _sincos(self, x):
+        """Reduce to [-pi, pi] first, where the hardware approximations are
+        accurate to ~1e-6 absolute."""
+        two_pi = 2 * math.pi
+        hi = float(ir.FloatAttr.get(f32(), two_pi).value)
+        lo = two_pi - hi
+        k = arith.sitofp(f32(), arith.fptosi(i32(), arith.mulf(x, self.f32(1 / two_pi))))
+        r = self.fma(k, self.f32(-hi), x)
+        r = self.fma(k, self.f32(-lo), r)
+        r = self.select(arith.cmpf(arith.CmpFPredicate.OGT, r, self.f32(math.pi)),
+                        arith.subf(r, self.f32(hi)), r)
+        r = self.select(arith.cmpf(arith.CmpFPredicate.OLT, r, self.f32(-math.pi)),
+                        arith.addf(r, self.f32(hi)), r)
+        return (self._intrinsic("llvm.nvvm.sin.approx.f", r),
+                self._intrinsic("llvm.nvvm.cos.approx.f", r))
+
+    # --------------------------------------------------------------- memory
+    def gep(self, base: ir.Value, element: ir.Type, index) -> ir.Value:
+        if isinstance(index, int) and index == 0:
+            return base
+        return llvm.GEPOp(base.type, base, [self.int(index)], [_DYNAMIC], element, 0).result
+
+    def load(self, address: ir.Value, element: ir.Type, n: int = 1,
+             invariant: bool = False) -> ir.Value:
+        t = ir.VectorType.get([n], element) if n > 1 else element
+        return llvm.LoadOp(t, address, alignment=_alignment(n, element),
+                           invariant=invariant or None).result
+
+    def store(self, value: ir.Value, address: ir.Value) -> None:
+        t = value.type
+        n, elt = ((ir.VectorType(t).shape[0], ir.VectorType(t).element_type)
+                  if isinstance(t, ir.VectorType) else (1, t))
+        llvm.StoreOp(value, address, alignment=_alignment(n, elt))
+
+    def shared(self, element: ir.Type, shape: Sequence[int], byte_offset: int = 0) -> View:
+        """A view of the dynamic shared memory at `byte_offset`."""
+        base = self.gep(self.smem, ir.IntegerType.get_signless(8), byte_offset)
+        return View(self, base, element, shape)
+
+    def copy(self, src: View, dst: View) -> None:
+        """Cooperative copy of a whole tensor by all threads, in 16-byte vectors
+        where the size allows."""
+        n = math.prod(src.shape)
+        vec = widest_vector(n, element_bytes=byte_width(src.element))
+        s, d = src.flatten(), dst.flatten()
+
+        def move(i):
+            at = self.mul(i, vec)
+            d.store(s.load(at, n=vec), at)
+        self.strided(self.tid, n // vec, self.threads, move)
+
+    def constant_table(self, hint: str, values: Sequence[float]) -> View:
+        """A constant f32 array in global memory (one llvm.mlir.global per
+        distinct table in the gpu.module), as a read-only view."""
+        data = np.asarray(values, dtype=np.float32)
+        name = f"mpk_{hint}_{hashlib.sha1(data.tobytes()).hexdigest()[:12]}"
+        if not any(op.name == "llvm.mlir.global" and
+                   ir.StringAttr(op.attributes["sym_name"]).value == name
+                   for op in self.symbols.operations):
+            t = ir.RankedTensorType.get([len(data)], f32())
+            with ir.InsertionPoint.at_block_begin(self.symbols):
+                llvm.GlobalOp(ir.TypeAttr.get(ir.Type.parse(f"!llvm.array<{len(data)} x f32>")), name,
+                              ir.Attribute.parse("#llvm.linkage<internal>"), constant=True,
+                              value=ir.DenseFPElementsAttr.get(data, type=t),
+                              addr_space=1, alignment=16)
+        return View(self, llvm.AddressOfOp(ptr(1), name).result, f32(), [len(data)],
+                    readonly=True)
+
+    def barrier(self) -> None:
+        gpu.barrier()
+
+    # --------------------------------------------------------- control flow
+    def loop(self, lo, hi, step, init: Values,
+             body: Callable[[ir.Value, Values], Values | None]) -> Values:
+        """`for i in range(lo, hi, step)` carrying `init`; `body` returns the
+        next carried values. Bounds are i32, so the loop is signed i32 too."""
+        op = scf.ForOp(self.int(lo), self.int(hi), self.int(step), list(init))
+        with ir.InsertionPoint(op.body):
+            out = body(op.induction_variable, list(op.inner_iter_args))
+            scf.YieldOp(list(out or []))
+        return list(op.results)
+
+    def strided(self, start, stop, step, body: Callable[[ir.Value], None]) -> None:
+        """A loop without carried values (each thread/warp takes every step-th)."""
+        self.loop(start, stop, step, [], lambda i, _: body(i))
+
+    def if_(self, cond: ir.Value, then: Callable[[], Values | None],
+            otherwise: Callable[[], Values] | None = None,
+            types: Sequence[ir.Type] = ()) -> Values:
+        op = scf.IfOp(cond, list(types), has_else=otherwise is not None)
+        with ir.InsertionPoint(op.then_block):
+            scf.YieldOp(list(then() or []))
+        if otherwise is not None:
+            with ir.InsertionPoint(op.else_block):
+                scf.YieldOp(list(otherwise()))
+        return list(op.results)
+
+    # ----------------------------------------------------------- reductions
+    def shuffle_xor(self, v: ir.Value, mask: int, width: int = 32) -> ir.Value:
+        return gpu.ShuffleOp(v, self.int(mask), self.int(width),
+                             gpu.ShuffleMode.XOR).results[0]
+
+    def warp_reduce(self, vs: Values, combine: Callable[[Values, Values], Values],
+                    lanes: int = 32) -> Values:
+        """Butterfly reduction of a tuple over groups of `lanes` adjacent lanes
+        (a power of two <= 32); every lane of a group gets the result."""
+        mask = lanes // 2
+        while mask:
+            vs = combine(vs, [self.shuffle_xor(v, mask) for v in vs])
+            mask //= 2
+        return vs
+
+    def block_reduce(self, vs: Values, combine: Callable[[Values, Values], Values],
+                     identity: Values, byte_offset: int = 0) -> Values:
+        """Reduction over the CTA; every thread gets the result. Uses
+        `4 * len(vs) * warps` bytes of shared memory at `byte_offset`."""
+        vs = self.warp_reduce(vs, combine)
+        slots = [self.shared(v.type, [self.warps], byte_offset + 4 * self.warps * k)
+                 for k, v in enumerate(vs)]
+
+        def publish():
+            for s, v in zip(slots, vs):
+                s.store(v, self.warp)
+        self.if_(self.eq(self.lane, 0), publish)
+        self.barrier()
+        # Every warp reduces the per-warp partials itself: no second barrier
+        # round-trip to broadcast the result.
+        live = self.lt(self.lane, self.warps)
+        idx = self.min(self.lane, self.warps - 1)
+        partial = [self.select(live, s.load(idx), i) for s, i in zip(slots, identity)]
+        out = self.warp_reduce(partial, combine)
+        self.barrier()  # the slots may be reused right after
+        return out
+
+    def sum(self, a: Values, b: Values) -> Values:
+        return [arith.addf(x, y) for x, y in zip(a, b)]
+

@@ -1,0 +1,23 @@
+"""`kv_append`: cache[b, positions[b], cols] = new[b, cols] for the task's tile of `new`.
+
+The group's domain is `new`'s shape [B, M]; the output buffer is the cache
+(the same memory as the cache input: the update is in place).
+"""
+
+from __future__ import annotations
+
+from . import kind, require
+from .emit import byte_width, widest_vector
+
+
+@kind("kv_append")
+def kv_append(e, g, task, buffers):
+    _, new, positions, cache = buffers
+    require(len(cache.shape) == 3 and tuple(cache.shape[::2]) == tuple(new.shape),
+            f"cache {cache.shape} does not hold rows of new {new.shape}")
+    vec = widest_vector(g.tile[1], new.shape[1], element_bytes=byte_width(new.element))
+
+    def body(r, c):
+        pos = e.as_i32(positions.load(r))
+        cache.store(new.load(r, c, n=vec), r, pos, c)
+    e.for_each_vector(task, g.grid, g.tile, new.shape, vec, body)

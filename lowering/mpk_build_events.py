@@ -1,0 +1,372 @@
+"""mpk-build-events: tile-granular dependencies, fused into one event per task.
+
+1. Dependencies. For every buffer a group reads, its producer is the last
+   group before it that writes the buffer. Task c depends on task p exactly
+   when the box c reads overlaps the box p writes (`task_kinds`), so matching
+   partitions give per-tile dependencies and only a consumer that reads a
+   whole input (a linear's x, a row norm) depends on every producer task.
+   This is finer than MPK's gcd rule, which collapses to a barrier as soon as
+   one side reads a whole input.
+2. Transitive reduction at group granularity: a dependency of c on group P
+   is dropped when c also depends on a group Q each of whose tasks already
+   waits (transitively) for every task of P; a linear's residual input is
+   the usual case. Without it the residual producer would join the event of
+   the linear's x and could close a cycle.
+3. Fusion. Each task waits on at most one counter and triggers at most one,
+   so a counter is a connected component of the bipartite graph "consumer
+   task -- producer task": tasks with the same predecessors share it, and its
+   trigger count is exact. Counters are packed into `mpk.event` grids, one
+   per set of groups they link, and each group's task -> counter function is
+   fitted by an affine map. Where no affine map or no uniform trigger count
+   fits, that event falls back to one counter (a barrier over those groups).
+4. Steps. Groups that nothing waits on trigger the `primed` event `step`,
+   which groups that wait on nothing wait on: step s+1 starts after step s,
+   so no workspace tile is overwritten while still read. Writes after reads
+   in one step (argmax updating `tokens` and `positions`) must be ordered by
+   the event graph; the pass checks it.
+
+Reports `tasks`, dependencies and counters before/after fusion on stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections import defaultdict
+
+import numpy as np
+from mlir import ir
+
+from mpk import dialects as mpk
+from mpk.dialects.taskir import TaskGraph
+from mpk.lowering import ModulePass
+from mpk.lowering.task_kinds import group_boxes
+
+STEP_EVENT = "step"
+
+
+def overlaps(reads, writes) -> np.ndarray:
+    """[consumer tasks, producer tasks]: does the read box meet the written box?"""
+    (rlo, rhi), (wlo, whi) = reads, writes
+    hit = np.ones((rlo.shape[0], wlo.shape[0]), bool)
+    for d in range(rlo.shape[1]):
+        hit &= (rlo[:, None, d] < whi[None, :, d]) & (wlo[None, :, d] < rhi[:, None, d])
+    return hit
+
+
+def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Component label (its smallest node) of each of n nodes, edges u[i]--v[i].
+
+    Min-label hooking with pointer jumping: a few vectorized sweeps for the
+    shallow graphs here (scipy would do it, but is not a dependency).
+    """
+    label = np.arange(n)
+    while True:
+        low = np.minimum(label[u], label[v])
+        new = label.copy()
+        np.minimum.at(new, label[u], low)
+        np.minimum.at(new, label[v], low)
+        while True:
+            jumped = new[new]
+            if np.array_equal(jumped, new):
+                break
+            new = jumped
+        if np.array_equal(new, label):
+            return label
+        label = new
+
+
+def fit_affine_map(values: np.ndarray, grid: tuple[int, ...]) -> str | None:
+    """An affine map over the grid dims equal to `values` (row-major) at every task.
+
+    Tries `c + sum_d s_d * ((d floordiv a_d) mod m_d)`, then the same form of
+    the row-major linear task index.
+    """
+    dims = ", ".join(f"d{i}" for i in range(len(grid)))
+    v = values.reshape(grid)
+    for coords in (list(range(len(grid))), None):
+        if coords is None:   # one dimension: the linear index
+            strides = np.cumprod((grid[1:] + (1,))[::-1])[::-1]
+            linear = " + ".join(f"d{i} * {s}" if s != 1 else f"d{i}" for i, s in enumerate(strides))
+            axes = [(f"({linear})", values)]
+        else:
+            axes = []
+            for d in coords:
+                line = v[tuple(slice(None) if i == d else 0 for i in range(len(grid)))]
+                axes.append((f"d{d}", line))
+        const = int(values[0])
+        exprs, ok = [str(const)] if const else [], True
+        for name, line in axes:
+            term = _fit_line(line - const)
+            if term is None:
+                ok = False
+                break
+            if term:
+                exprs.append(term.replace("D", name))
+        if not ok:
+            continue
+        expr = " + ".join(exprs) or "0"
+        text = f"affine_map<({dims}) -> ({expr})>"
+        if np.array_equal(_eval_map(text, grid), values):
+            return text
+    return None
+
+
+def _fit_line(u: np.ndarray) -> str | None:
+    """`s * ((D floordiv a) mod m)` equal to u (with u[0] == 0), '' for zero, None if no fit."""
+    nonzero = np.nonzero(u)[0]
+    if nonzero.size == 0:
+        return ""
+    a = int(nonzero[0])
+    s = int(u[a])
+    q = np.arange(u.size) // a
+    period = np.nonzero((u[::a][1:] == 0))[0]
+    m = int(period[0]) + 1 if period.size else None
+    pred = s * (q % m if m else q)
+    if not np.array_equal(pred, u):
+        return None
+    e = "D" if a == 1 else f"(D floordiv {a})"
+    if m:
+        e = f"({e} mod {m})"
+    return e if s == 1 else f"{e} * {s}"
+
+
+def _coverage(hit: np.ndarray) -> tuple[bool, bool, bool]:
+    """(every consumer task reads every producer task, every one reads some, every producer is read)."""
+    return bool(hit.all()), bool(hit.any(axis=1).all()), bool(hit.any(axis=0).all())
+
+
+def ancestry(num_groups: int, by_consumer) -> tuple[list[set], list[set]]:
+    """Group-level happens-before from task-level coverage, in program order.
+
+    every[g]: groups all of whose tasks precede every task of g.
+    some[g]: groups all of whose tasks precede some task of g.
+    `by_consumer[g]` lists (producer group, _coverage of the edge).
+    """
+    every = [set() for _ in range(num_groups)]
+    some = [set() for _ in range(num_groups)]
+    for c in range(num_groups):
+        for p, (all_pairs, rows, cols) in by_consumer.get(c, ()):
+            if all_pairs:
+                every[c] |= {p} | every[p] | some[p]
+            elif rows:
+                every[c] |= every[p]
+            if cols:
+                some[c] |= {p} | some[p]
+        some[c] |= every[c]
+    return every, some
+
+
+def event_ancestry(graph: TaskGraph) -> tuple[list[set], list[set]]:
+    """`ancestry` of the groups of a task module with events (primed events left out)."""
+    index = {g.name: i for i, g in enumerate(graph.groups)}
+    counters = lambda g, ref: np.unique(ref.indices(g.grid_indices()))
+    triggerers = defaultdict(list)
+    for g in graph.groups:
+        if g.trigger is not None and not graph.events[g.trigger.event].primed:
+            triggerers[g.trigger.event].append((index[g.name], counters(g, g.trigger)))
+    by_consumer = defaultdict(list)
+    for c, g in enumerate(graph.groups):
+        if g.wait is None:
+            continue
+        waits = counters(g, g.wait)
+        for p, trig in triggerers.get(g.wait.event, []):
+            by_consumer[c].append((p, (trig.size == 1 and np.array_equal(waits, trig),
+                                       bool(np.isin(waits, trig).all()), bool(np.isin(trig, waits).all()))))
+    return ancestry(len(graph.groups), by_consumer)
+
+
+def _eval_map(text: str, grid) -> np.ndarray:
+    from mpk.dialects.taskir import compile_affine_expr
+    amap = ir.AffineMapAttr(ir.Attribute.parse(text)).value
+    idx = np.indices(grid).reshape(len(grid), -1).astype(np.int64)
+    return compile_affine_expr(amap.results[0])(idx)
+
+
+@dataclasses.dataclass
+class MpkBuildEvents(ModulePass):
+    name = "mpk-build-events"
+    summary = "tile-granular task dependencies fused into one wait and one trigger event per task"
+    report: bool = True
+
+    def run(self, module: ir.Operation) -> None:
+        with module.context:      # attributes and maps are built outside any `with Context()`
+            self._run(module)
+
+    def _run(self, module: ir.Operation) -> None:
+        graph = TaskGraph.from_module(module)
+        if graph.events:
+            self.fail(module, "the module already has events ('mpk-build-events' runs once)")
+        if not graph.groups:
+            self.fail(module, "no 'mpk.tasks' groups: run 'mpk-partition' first")
+        self.graph, self.groups = graph, graph.groups
+        self.first = np.array([g.first_task for g in graph.groups] + [graph.num_tasks], np.int64)
+        edges, write_after_read, unfused = self._dependencies()
+        self._reduce(edges)
+        pairs = [(ci, pi, *np.nonzero(m)) for (ci, pi), m in edges.items()]
+        consumer = np.concatenate([c_local + self.first[ci] for ci, pi, c_local, _ in pairs] or [[]])
+        producer = np.concatenate([p_local + self.first[pi] for ci, pi, _, p_local in pairs] or [[]])
+        wait, trigger = self._counters(consumer.astype(np.int64), producer.astype(np.int64))
+        events = self._pack(wait, trigger)
+        self._check_cycles(events)
+        self._emit(module, events)
+        self.module = module
+        self._check_write_after_read(write_after_read)
+        if self.report:
+            counters = sum(e["size"] for e in events)
+            print(f"mpk-build-events: {graph.num_tasks} tasks in {len(self.groups)} groups, "
+                  f"{consumer.size} task dependencies; {unfused} events before fusion "
+                  f"(one per task and input), {counters} after ({len(events)} event ops, "
+                  f"{sum(e['size'] == 1 for e in events)} of one counter)", file=sys.stderr)
+
+    # ------------------------------------------------------------ dependencies
+
+    def _dependencies(self):
+        boxes = [group_boxes(self.graph, g) for g in self.groups]
+        writers = defaultdict(list)
+        for gi, g in enumerate(self.groups):
+            for oi, b in enumerate(g.outputs):
+                writers[b].append((gi, oi))
+        edges, write_after_read, unfused = {}, [], 0
+        for ci, c in enumerate(self.groups):
+            for ii, b in enumerate(c.inputs):
+                if self.graph.buffers[b].space == "weight":
+                    continue
+                write_after_read += [(ci, w, b) for w, _ in writers[b] if w > ci]
+                before = [(w, o) for w, o in writers[b] if w < ci]
+                if not before:
+                    continue
+                w, o = before[-1]
+                hit = overlaps(boxes[ci][2][ii], boxes[w][1][o])
+                unfused += int(hit.any(axis=1).sum())
+                edges[ci, w] = edges[ci, w] | hit if (ci, w) in edges else hit
+        return edges, write_after_read, unfused
+
+    def _reduce(self, edges) -> None:
+        """Drop dependencies implied through another input (see the module doc)."""
+        by_consumer = defaultdict(list)
+        for (ci, pi), m in edges.items():
+            by_consumer[ci].append((pi, _coverage(m)))
+        every, _ = ancestry(len(self.groups), by_consumer)
+        for ci, preds in by_consumer.items():
+            for pi, _ in preds:
+                for qi, _ in preds:
+                    if qi != pi and pi in every[qi]:
+                        edges[ci, pi][edges[ci, qi].any(axis=1)] = False
+
+    def _counters(self, consumer, producer):
+        """Counter of every task as waiter and as triggerer (-1: none)."""
+        n = self.graph.num_tasks
+        label = connected_components(2 * n, consumer + n, producer)
+        wait, trigger = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        wait[consumer] = label[consumer + n]
+        trigger[producer] = label[producer]
+        return wait, trigger
+
+    # --------------------------------------------------------------- packing
+
+    def _pack(self, wait, trigger) -> list[dict]:
+        """Group counters into `mpk.event` ops with affine maps (barrier where none fits)."""
+        # Counters one group touches (as waiter or as triggerer) go in one event op.
+        u, v = [], []
+        for side in (wait, trigger):
+            for gi in range(len(self.groups)):
+                cs = np.unique(side[self.first[gi]:self.first[gi + 1]])
+                cs = cs[cs >= 0]
+                u.append(np.full(max(cs.size - 1, 0), cs[0] if cs.size else 0))
+                v.append(cs[1:])
+        n = self.graph.num_tasks * 2
+        op_of = connected_components(n, np.concatenate(u).astype(np.int64), np.concatenate(v).astype(np.int64))
+        ops = defaultdict(lambda: {"waiters": [], "triggerers": []})
+        for side, key in ((wait, "waiters"), (trigger, "triggerers")):
+            for gi in range(len(self.groups)):
+                cs = side[self.first[gi]:self.first[gi + 1]]
+                if (cs >= 0).any():
+                    ops[int(op_of[cs[cs >= 0][0]])][key].append(gi)
+        # Every counter comes from an edge, so every event op has waiters and triggerers.
+        return [self._event(members, wait, trigger)
+                for _, members in sorted(ops.items(), key=lambda kv: min(kv[1]["waiters"]))]
+
+    def _event(self, members, wait, trigger) -> dict:
+        waiters, triggerers = members["waiters"], members["triggerers"]
+        local = {}
+        for side, groups in ((wait, waiters), (trigger, triggerers)):
+            for gi in groups:
+                cs = side[self.first[gi]:self.first[gi + 1]].copy()
+                cs[cs < 0] = cs[cs >= 0][0]      # tasks without an edge join the group's first counter
+                local[side is wait, gi] = cs
+        # Number the counters by their first waiter.
+        order = np.concatenate([local[True, gi] for gi in waiters])
+        _, first_seen = np.unique(order, return_index=True)
+        ids = np.unique(order)[np.argsort(first_seen)]
+        by_value = np.argsort(ids)
+
+        def renumber(cs):
+            pos = np.minimum(np.searchsorted(ids[by_value], cs), ids.size - 1)
+            return np.where(ids[by_value][pos] == cs, by_value[pos], -1)
+        counts = np.zeros(len(ids), np.int64)
+        maps, fitted = {}, True
+        for (is_wait, gi), cs in local.items():
+            idx = renumber(cs)
+            if (idx < 0).any():
+                fitted = False
+                break
+            if not is_wait:
+                np.add.at(counts, idx, 1)
+            text = fit_affine_map(idx, tuple(self.groups[gi].grid))
+            fitted &= text is not None
+            maps[is_wait, gi] = text
+        name = "ready." + self.groups[waiters[0]].name
+        if fitted and counts.min() == counts.max() and counts.min() > 0:
+            return dict(name=name, size=len(ids), triggers=int(counts[0]), maps=maps,
+                        waiters=waiters, triggerers=triggerers)
+        return dict(name=name, size=1, triggers=sum(self.groups[gi].num_tasks for gi in triggerers),
+                    maps={(w, gi): self._zero(gi) for (w, gi) in local}, waiters=waiters, triggerers=triggerers)
+
+    def _zero(self, gi: int) -> str:
+        """The map sending every task of group gi to counter 0."""
+        return "affine_map<(%s) -> (0)>" % ", ".join(f"d{i}" for i in range(len(self.groups[gi].grid)))
+
+    # ---------------------------------------------------------------- checks
+
+    def _check_cycles(self, events) -> None:
+        """Fusion must not make a group wait for a later one."""
+        preds = defaultdict(set)
+        for e in events:
+            for c in e["waiters"]:
+                preds[c] |= set(e["triggerers"])
+        for c, ps in preds.items():
+            if any(p >= c for p in ps):
+                p = max(ps)
+                self.fail(self.groups[c].op, f"fused events make '{self.groups[c].name}' wait for "
+                                             f"'{self.groups[p].name}', which does not precede it (a cycle)")
+
+    def _check_write_after_read(self, write_after_read) -> None:
+        """A write after a read of the same step (argmax -> positions) must be ordered by events."""
+        full, _ = event_ancestry(TaskGraph.from_module(self.module))
+        for r, w, b in write_after_read:
+            if r not in full[w]:
+                self.fail(self.groups[w].op, f"'{self.groups[w].name}' writes '@{b}' after "
+                                             f"'{self.groups[r].name}' reads it in the same step, but the "
+                                             "events do not order every read before the write")
+
+    # ----------------------------------------------------------------- emit
+
+    def _emit(self, module: ir.Operation, events) -> None:
+        body = module.regions[0].blocks[0]
+        first_tasks = self.groups[0].op
+        waited = {gi for e in events for gi in e["waiters"]}
+        triggered = {gi for e in events for gi in e["triggerers"]}
+        sources = [gi for gi in range(len(self.groups)) if gi not in waited]
+        sinks = [gi for gi in range(len(self.groups)) if gi not in triggered]
+        step = dict(name=STEP_EVENT, size=1, triggers=sum(self.groups[gi].num_tasks for gi in sinks),
+                    maps={**{(True, gi): self._zero(gi) for gi in sources},
+                          **{(False, gi): self._zero(gi) for gi in sinks}},
+                    waiters=sources, triggerers=sinks, primed=True)
+        with ir.InsertionPoint(first_tasks), module.location:
+            for e in [step] + events:
+                mpk.event(e["name"], e["size"], e["triggers"], primed=e.get("primed", False))
+        for e in [step] + events:
+            for (is_wait, gi), text in e["maps"].items():
+                amap = ir.AffineMapAttr(ir.Attribute.parse(text)).value
+                self.groups[gi].op.attributes["wait" if is_wait else "trigger"] = mpk.event_ref(e["name"], amap)

@@ -1,0 +1,220 @@
+"""mpk-lower-tasks: task groups to device functions in `gpu.module @mpk_tasks`.
+
+For every `mpk.tasks` op the lowering of its kind (lowering/kernels/<kind>.py)
+builds one device function specialized on the group's static shapes, tile and
+params; groups that differ only in their buffers' names (layer 0's q_proj and
+layer 5's) share it. Each group gets the function's id as its `fn` attribute,
+and `mpk_dispatch` maps an id to its function:
+
+    extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
+                                            const unsigned long long* buffers, char* smem);
+
+`buffers` holds the group's buffer addresses, inputs then outputs; the
+dispatcher moves `per_step` io buffers to copy `step`, so task functions never
+see the step. Task functions are `(i32 task, !llvm.ptr<1> buffers..., !llvm.ptr<3> smem)`.
+The threads per CTA and the shared-memory budget are recorded on `mpk.kernel`
+(`threads`, `smem_bytes`): the runtime must launch with exactly those.
+
+`lower_to_ptx(module)` runs the upstream pipeline from there to PTX text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from mlir import ir, passmanager
+from mlir.dialects import arith, func, gpu, llvm, scf
+
+from mpk.dialects.taskir import TaskGraph
+
+from . import ModulePass, PassFailure
+from .kernels import Buffer, Group, Unsupported, lowerings
+from .kernels.emit import Emitter, View, byte_width, i32, ptr
+
+GPU_MODULE = "mpk_tasks"
+DISPATCH = "mpk_dispatch"
+
+TO_NVVM = ("builtin.module(gpu.module(convert-scf-to-cf,"
+           "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1},canonicalize,cse),"
+           "reconcile-unrealized-casts)")
+TO_PTX = ("builtin.module(nvvm-attach-target{{chip={chip} features=+ptx80 O=3}},"
+          "gpu-module-to-binary{{format=isa}})")
+
+
+@dataclasses.dataclass
+class LowerTasks(ModulePass):
+    name = "mpk-lower-tasks"
+    summary = "Lower each mpk.tasks group to a device function and build mpk_dispatch"
+
+    threads: int = 512
+    smem_bytes: int = 96 * 1024
+
+    def run(self, module: ir.Operation) -> None:
+        body = module.regions[0].blocks[0]
+        kernels = [op for op in body.operations if op.name == "mpk.kernel"]
+        if not kernels:
+            self.fail(module, "mpk-lower-tasks needs an mpk.kernel header")
+        if self.threads % 32 or not 32 <= self.threads <= 1024:
+            self.fail(kernels[0], f"threads={self.threads} is not a multiple of 32 in [32, 1024]")
+        if any(op.name == "gpu.module" and _name(op) == GPU_MODULE for op in body.operations):
+            self.fail(module, f"already lowered: gpu.module @{GPU_MODULE} exists")
+
+        with module.location, ir.InsertionPoint(body):
+            gpu_module = gpu.GPUModuleOp(GPU_MODULE)
+            gpu_module.bodyRegion.blocks.append()
+        block = gpu_module.bodyRegion.blocks[0]
+
+        emitters = lowerings()
+        graph = TaskGraph.from_module(module)
+        functions: dict[tuple, tuple[int, str, Group]] = {}  # key -> (fn, symbol, group)
+        for tg in graph.groups:
+            op = tg.op
+            with module.context:
+                group = self._group(tg, graph)
+            if group is None:
+                continue
+            if group.kind not in emitters:
+                self.error(op, f"no task lowering for kind '{group.kind}'")
+                continue
+            key = group.key()
+            if key not in functions:
+                symbol = f"mpk_{group.kind}_{len(functions)}"
+                try:
+                    self._function(block, symbol, group, emitters[group.kind])
+                except Unsupported as e:
+                    self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
+                    continue
+                functions[key] = (len(functions), symbol, group)
+            op.attributes["fn"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                                     functions[key][0])
+        if self.failed:
+            raise PassFailure()
+
+        with module.location, ir.InsertionPoint(block):
+            _dispatch([(symbol, g) for _, symbol, g in functions.values()])  # in fn order
+        i64 = ir.IntegerType.get_signless(64)
+        kernels[0].attributes["threads"] = ir.IntegerAttr.get(i64, self.threads)
+        kernels[0].attributes["smem_bytes"] = ir.IntegerAttr.get(i64, self.smem_bytes)
+
+    # ------------------------------------------------------------------ views
+    def _group(self, tg, graph: TaskGraph) -> Group | None:
+        """The lowering's view of one group: buffers with their MLIR element types."""
+        missing = [n for n in tg.inputs + tg.outputs if n not in graph.buffers]
+        if missing:
+            self.error(tg.op, f"'{missing[0]}' is not an mpk.buffer")
+            return None
+        if not tg.outputs:
+            self.error(tg.op, "a task group needs an output buffer")
+            return None
+
+        def buffer(name: str) -> Buffer:
+            b = graph.buffers[name]
+            return Buffer(name, tuple(b.shape), ir.Type.parse(b.dtype), b.space, b.per_step)
+        inputs, outputs = tuple(map(buffer, tg.inputs)), tuple(map(buffer, tg.outputs))
+        if any(math.prod(b.shape) >= 2**31 for b in inputs + outputs):
+            self.error(tg.op, "buffers of 2^31 elements or more need 64-bit indexing")
+            return None
+        return Group(tg.op, tg.name, tg.kind, tuple(tg.grid), tuple(tg.tile),
+                     tuple(graph.domain(tg)), inputs, outputs, dict(tg.params))
+
+    # -------------------------------------------------------------- functions
+    def _function(self, block: ir.Block, symbol: str, group: Group, emit) -> None:
+        global_ptr = ptr(1)
+        types = [i32()] + [global_ptr] * len(group.buffers) + [ptr(3)]
+        with group.op.location, ir.InsertionPoint(block):
+            f = func.FuncOp(symbol, ir.FunctionType.get(types, []))
+            f.attributes["mpk.group"] = ir.StringAttr.get(group.name)
+            entry = f.add_entry_block()
+        try:
+            with group.op.location, ir.InsertionPoint(entry):
+                task, *addresses, smem = entry.arguments
+                e = Emitter(self.threads, smem, self.smem_bytes, block)
+                views = [View(e, p, b.element, b.shape, b.readonly)
+                         for p, b in zip(addresses, group.buffers)]
+                emit(e, group, task, views)
+                func.ReturnOp([])
+        except Exception:
+            f.operation.erase()
+            raise
+
+
+def _dispatch(functions: list[tuple[str, Group]]) -> None:
+    """`mpk_dispatch`: a switch on `fn` whose case loads the group's buffer
+    addresses from the table and calls the task function."""
+    generic = ptr(0)
+    f = func.FuncOp(DISPATCH, ir.FunctionType.get([i32(), i32(), i32(), generic, generic], []))
+    entry = f.add_entry_block()
+    with ir.InsertionPoint(entry):
+        fn, task, step, table, smem = entry.arguments
+        shared = llvm.AddrSpaceCastOp(ptr(3), smem).result
+        i64 = ir.IntegerType.get_signless(64)
+        step64 = arith.extsi(i64, step)
+        index = arith.index_cast(ir.IndexType.get(), fn)
+        switch = scf.IndexSwitchOp([], index, list(range(len(functions))))
+        for region, (symbol, group) in zip(switch.caseRegions, functions):
+            with ir.InsertionPoint(_block(region)):
+                args = [task]
+                for k, b in enumerate(group.buffers):
+                    slot = llvm.GEPOp(generic, table, [], [k], i64, 0).result
+                    address = llvm.IntToPtrOp(ptr(1), llvm.LoadOp(i64, slot, alignment=8)).result
+                    if b.per_step:  # one copy of the buffer per step of the launch
+                        nbytes = math.prod(b.shape) * byte_width(b.element)
+                        offset = arith.muli(step64, arith.constant(i64, nbytes))
+                        address = llvm.GEPOp(ptr(1), address, [offset], [-2147483648],
+                                             ir.IntegerType.get_signless(8), 0).result
+                    args.append(address)
+                func.CallOp([], symbol, args + [shared])
+                scf.YieldOp([])
+        with ir.InsertionPoint(_block(switch.defaultRegion)):
+            scf.YieldOp([])
+        func.ReturnOp([])
+
+
+def _block(region: ir.Region) -> ir.Block:
+    return region.blocks[0] if len(region.blocks) else region.blocks.append()
+
+
+def _name(op: ir.Operation) -> str:
+    return ir.StringAttr(op.attributes["sym_name"]).value
+
+
+# --------------------------------------------------------------------- PTX
+
+def lower_to_ptx(module: ir.Module | ir.Operation, chip: str = "sm_90", **options) -> str:
+    """PTX text of a task module's `gpu.module @mpk_tasks`.
+
+    If `mpk-lower-tasks` has not run yet it runs here first, with `options`
+    (threads, smem_bytes), and leaves its `fn`/`threads`/`smem_bytes`
+    attributes on `module` for the tables. The task-level module itself is
+    not lowered: a copy of the gpu.module goes through the pipeline.
+    """
+    op = module.operation if isinstance(module, ir.Module) else module
+    if _gpu_module(op) is None:
+        pm = passmanager.PassManager(context=op.context)
+        pm.add(LowerTasks(**options), name=LowerTasks.name)
+        pm.run(op)
+    with op.context, op.location:
+        work = ir.Module.create()
+        with ir.InsertionPoint(work.body):
+            _gpu_module(op).clone()
+        passmanager.PassManager.parse(TO_NVVM).run(work.operation)
+        _keep_calls(work.operation)
+        passmanager.PassManager.parse(TO_PTX.format(chip=chip)).run(work.operation)
+        binary = work.body.operations[0]
+        return gpu.ObjectAttr(ir.ArrayAttr(binary.attributes["objects"])[0]).object.decode()
+
+
+def _gpu_module(op: ir.Operation):
+    for child in op.regions[0].blocks[0].operations:
+        if child.name == "gpu.module" and _name(child) == GPU_MODULE:
+            return child
+    return None
+
+
+def _keep_calls(module: ir.Operation) -> None:
+    """Mark task functions `noinline`: they stay PTX `.func`s, each allocating
+    its own registers, instead of melting into one huge dispatcher."""
+    for f in _gpu_module(module).regions[0].blocks[0].operations:
+        if f.name == "llvm.func" and _name(f) != DISPATCH:
+            f.attributes["no_inline"] = ir.UnitAttr.get()

@@ -1,0 +1,151 @@
+"""`mpk-materialize`: the dense tables the persistent runtime reads.
+
+From scheduled task IR (groups, events, buffers and one `mpk.schedule`):
+one descriptor per task (function id, grid index, wait/trigger counter
+slots), each worker's queue in CSR form, the counters' trigger counts and
+launch values, and the buffer list of every group. Layout: mpk.runtime.tables.
+
+Every event of `size` n owns counter slots [first_slot, first_slot + n),
+events in module order. A group's function id is its `fn` attribute when the
+lowering set one, else its position among the groups.
+
+The bundle writer calls `materialize`; the pass checks that a module can be
+materialized and, with `output=FILE`, writes the tables there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mpk.dialects.taskir import TaskGraph, python_value
+from mpk.lowering import ModulePass
+from mpk.runtime import tables as layout
+
+
+class MaterializeError(ValueError):
+    def __init__(self, op, message: str):
+        super().__init__(message)
+        self.op = op
+
+
+@dataclasses.dataclass
+class Materialized:
+    tables: dict[str, np.ndarray]
+    buffers: list[dict]          # plan.json "buffers", in table order
+    events: list[dict]           # plan.json "events", with their first counter slot
+    groups: list[dict]           # plan.json "groups", with fn ids and first task ids
+    num_workers: int
+
+
+def function_id(group, index: int) -> int:
+    if "fn" in group.op.attributes:
+        return int(python_value(group.op.attributes["fn"]))
+    return index
+
+
+def materialize(graph: TaskGraph) -> Materialized:
+    """Tables for `graph`; raises MaterializeError naming the offending op."""
+    if graph.kernel is None:
+        raise MaterializeError(None, "no mpk.kernel header: not a task-level module")
+    if graph.schedule is None:
+        raise MaterializeError(graph.kernel, "no mpk.schedule: run mpk-schedule first")
+    num_sms = int(graph.kernel_attr("num_sms"))
+    num_tasks = graph.num_tasks
+
+    # Counter slots.
+    events, first_slot, slot = [], {}, 0
+    for e in graph.events.values():
+        first_slot[e.name] = slot
+        events.append({"name": e.name, "size": e.size, "triggers": e.triggers,
+                       "primed": e.primed, "first_slot": slot})
+        slot += e.size
+    event_triggers = np.zeros(slot, np.int32)
+    event_initial = np.zeros(slot, np.uint32)
+    for e in events:
+        span = slice(e["first_slot"], e["first_slot"] + e["size"])
+        event_triggers[span] = e["triggers"]
+        event_initial[span] = e["triggers"] if e["primed"] else 0
+
+    # Buffers, and each group's (inputs..., outputs...) list.
+    buffer_ids = {name: i for i, name in enumerate(graph.buffers)}
+    buffers = []
+    for b in graph.buffers.values():
+        if b.space == "workspace" and b.offset is None:
+            raise MaterializeError(b.op, f"workspace buffer '{b.name}' has no offset: run mpk-plan-memory first")
+        buffers.append({"name": b.name, "space": b.space, "dtype": b.dtype, "shape": list(b.shape),
+                        "nbytes": b.nbytes, "offset": b.offset, "weight_name": b.weight_name,
+                        "per_step": b.per_step})
+
+    task_table = np.zeros((num_tasks, len(layout.TASK_FIELDS)), np.int32)
+    group_buffers, group_buffer_offsets, groups = [], [0], []
+    for index, g in enumerate(graph.groups):
+        rows = slice(g.first_task, g.first_task + g.num_tasks)
+        fn = function_id(g, index)
+        names = g.inputs + g.outputs
+        for name in names:
+            if name not in buffer_ids:
+                raise MaterializeError(g.op, f"group '{g.name}' uses unknown buffer '{name}'")
+        task_table[rows, layout.task_field("fn")] = fn
+        task_table[rows, layout.task_field("task")] = np.arange(g.num_tasks)
+        task_table[rows, layout.task_field("group")] = index
+        task_table[rows, layout.task_field("buffers")] = len(group_buffers)
+        for field, ref in (("wait", g.wait), ("trigger", g.trigger)):
+            slots = np.full(g.num_tasks, layout.NO_EVENT, np.int64)
+            if ref is not None:
+                if ref.event not in graph.events:
+                    raise MaterializeError(g.op, f"group '{g.name}' {field}s on unknown event '{ref.event}'")
+                event = graph.events[ref.event]
+                indices = ref.indices(g.grid_indices())
+                bad = np.flatnonzero((indices < 0) | (indices >= event.size))
+                if bad.size:
+                    raise MaterializeError(g.op, f"task {bad[0]} of group '{g.name}' {field}s on "
+                                           f"'{ref.event}'[{indices[bad[0]]}], outside its {event.size} counters")
+                slots = first_slot[ref.event] + indices
+                if field == "wait":
+                    task_table[rows, layout.task_field("wait_triggers")] = event.triggers
+            task_table[rows, layout.task_field(f"{field}_slot")] = slots
+        group_buffers += [buffer_ids[n] for n in names]
+        group_buffer_offsets.append(len(group_buffers))
+        groups.append({"name": g.name, "kind": g.kind, "fn": fn, "grid": list(g.grid), "tile": list(g.tile),
+                       "first_task": g.first_task, "num_tasks": g.num_tasks,
+                       "inputs": g.inputs, "outputs": g.outputs,
+                       "wait": g.wait.event if g.wait else None,
+                       "trigger": g.trigger.event if g.trigger else None})
+
+    # Queues: one worker per SM; SMs without a queue get an empty one.
+    queues = graph.schedule
+    if len(queues) > num_sms:
+        raise MaterializeError(graph.schedule_op, f"{len(queues)} queues for {num_sms} SMs")
+    flat = np.concatenate(queues) if queues else np.zeros(0, np.int64)
+    seen = np.bincount(flat[(flat >= 0) & (flat < num_tasks)], minlength=num_tasks) if flat.size else np.zeros(num_tasks)
+    if flat.size != num_tasks or np.any(seen != 1):
+        missing = np.flatnonzero(seen == 0)
+        detail = f"task {missing[0]} is in no queue" if missing.size else "some task is queued twice or is out of range"
+        raise MaterializeError(graph.schedule_op, f"the schedule must list each of the {num_tasks} tasks once: {detail}")
+    lengths = [len(q) for q in queues] + [0] * (num_sms - len(queues))
+    queue_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+
+    return Materialized(
+        tables={"tasks": task_table, "queue_offsets": queue_offsets, "queue_tasks": flat.astype(np.int32),
+                "event_triggers": event_triggers, "event_initial": event_initial,
+                "group_buffers": np.asarray(group_buffers, np.int32),
+                "group_buffer_offsets": np.asarray(group_buffer_offsets, np.int32)},
+        buffers=buffers, events=events, groups=groups, num_workers=num_sms)
+
+
+@dataclasses.dataclass
+class MpkMaterialize(ModulePass):
+    name = "mpk-materialize"
+    summary = "build the runtime's task, queue and event tables from scheduled task IR"
+
+    output: str = ""   # write tables.npz here (nothing is written when empty)
+
+    def run(self, module) -> None:
+        try:
+            result = materialize(TaskGraph.from_module(module))
+        except MaterializeError as e:
+            self.fail(e.op if e.op is not None else module, str(e))
+        if self.output:
+            layout.save(self.output, result.tables)

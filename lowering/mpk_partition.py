@@ -1,0 +1,197 @@
+"""mpk-partition: graph ops -> `mpk.tasks` groups over `mpk.buffer`s.
+
+Every graph op of the decode function becomes one task group whose grid and
+tile the cost model of `task_kinds` picks (bytes and flops per task, waves
+over the SMs); an `mpk.tile = array<i64: ...>` attribute on the graph op
+overrides it. Cheap per-element ops take their producer's tile (or the
+smallest tile that is a multiple of it) so that `mpk-build-events` can give
+them per-tile events instead of a barrier.
+
+Values become buffers: function arguments and results are `io` (the token
+ids feeding the embedding are `tokens`, the positions `positions`; a returned
+argmax writes the per-step `next_tokens`, and also `tokens` and `positions`
+for the next step, as dialects/README.md specifies), weights and states keep
+their names (a kv_append writes its cache in place), everything else is a
+`workspace` intermediate named after its producer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from mlir import ir
+
+from mpk import dialects as mpk
+from mpk.dialects.taskir import element_bytes, python_value
+from mpk.lowering import ModulePass
+from mpk.lowering import task_kinds
+from mpk.lowering.task_kinds import KINDS, OpInfo
+
+TILE_ATTR = "mpk.tile"
+# The operand whose producer's tile an elementwise op follows.
+MAIN_INPUT = {"kv_append": 1}
+# Operands that carry positions, per kind.
+POSITION_OPERAND = {"rope": 1, "attention": 3, "kv_append": 2}
+
+
+def _shape(t: ir.Type) -> tuple[int, ...]:
+    return tuple(ir.RankedTensorType(t).shape)
+
+
+def _elt_bytes(t: ir.Type) -> int:
+    return element_bytes(str(ir.RankedTensorType(t).element_type))
+
+
+@dataclasses.dataclass
+class MpkPartition(ModulePass):
+    name = "mpk-partition"
+    summary = "split every graph op into a grid of SM-sized tasks (cost-model tiles)"
+    num_sms: int = 132
+    arch: str = "sm_90"
+
+    def run(self, module: ir.Operation) -> None:
+        with module.context:      # attributes and maps are built outside any `with Context()`
+            self._run(module)
+
+    def _run(self, module: ir.Operation) -> None:
+        try:
+            self.target = task_kinds.target(self.arch, self.num_sms)
+        except KeyError as e:
+            self.fail(module, str(e.args[0]))
+        if self.num_sms <= 0:
+            self.fail(module, f"num-sms must be positive, got {self.num_sms}")
+        body = module.regions[0].blocks[0]
+        funcs = [op.operation for op in body.operations if op.operation.name == "func.func"]
+        if len(funcs) != 1:
+            self.fail(module, f"expected one decode function, found {len(funcs)}")
+        func = funcs[0]
+        with ir.InsertionPoint(body), func.location:
+            self._partition(func)
+        func.erase()
+
+    # ------------------------------------------------------------------ buffers
+
+    def _partition(self, func: ir.Operation) -> None:
+        block = func.regions[0].blocks[0]
+        self.names: set[str] = set()
+        self.buffer_of: dict = {}             # SSA value -> buffer symbol
+        self.group_tile: dict[str, tuple] = {}  # buffer -> (tile, domain) of its producer
+        ops = [op.operation for op in block.operations]
+        ret = ops[-1]
+        mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
+        self._arguments(block, ops)
+        returned = {v: i for i, v in enumerate(ret.operands)}
+        for op in ops[:-1]:
+            kind = op.name.removeprefix("mpk.")
+            if kind in ("weight", "state"):
+                name = python_value(op.attributes["name"])
+                self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name)
+            elif kind in KINDS:
+                self._group(op, kind, returned)
+            else:
+                self.fail(op, f"'{op.name}' has no task kind: mpk-partition takes mpk graph ops only")
+
+    def _arguments(self, block, ops) -> None:
+        role = {}
+        for op in ops:
+            kind = op.name.removeprefix("mpk.")
+            if kind == "embedding":
+                role.setdefault(op.operands[0], "tokens")
+            if kind in POSITION_OPERAND:
+                role.setdefault(op.operands[POSITION_OPERAND[kind]], "positions")
+        for i, arg in enumerate(block.arguments):
+            self.buffer_of[arg] = self._buffer(role.get(arg, f"input{i}"), arg.type, "io")
+
+    def _unique(self, name: str) -> str:
+        name = re.sub(r"[^A-Za-z0-9_.$]", "_", name)
+        base, n = name, 1
+        while name in self.names:
+            n += 1
+            name = f"{base}.{n}"
+        self.names.add(name)
+        return name
+
+    def _buffer(self, symbol: str, type: ir.Type, space: str, bound_name: str | None = None,
+                **extra) -> str:
+        sym = self._unique(symbol)
+        op = mpk.buffer(sym, type, space, **extra)
+        if bound_name is not None:        # weights and states are bound by `name`
+            op.attributes["name"] = ir.StringAttr.get(bound_name)
+        return sym
+
+    # ------------------------------------------------------------------- groups
+
+    def _group_name(self, op: ir.Operation, kind: str) -> str:
+        """After the op's weight or state (`...q_proj.weight` -> `...q_proj`), else its input's producer."""
+        if kind == "attention":                  # `...self_attn.k_cache` -> `...self_attn.attention`
+            return self.buffer_of[op.operands[1]].rpartition(".")[0] + ".attention"
+        for v in op.operands:
+            owner = v.owner
+            if isinstance(owner, ir.OpView) or isinstance(owner, ir.Operation):
+                owner = owner.operation if isinstance(owner, ir.OpView) else owner
+                if owner.name in ("mpk.weight", "mpk.state"):
+                    name = python_value(owner.attributes["name"]).removesuffix(".weight")
+                    return name + (".append" if kind == "kv_append" else "")
+        producer = self.buffer_of.get(op.operands[MAIN_INPUT.get(kind, 0)], "")
+        return f"{producer.removesuffix('.out')}.{kind}" if producer else kind
+
+    def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
+        operands = list(op.operands)
+        for v in operands:
+            if v not in self.buffer_of:
+                self.fail(op, "operand is not produced by an mpk op or a function argument")
+        inputs = [self.buffer_of[v] for v in operands]
+        name = self._unique(self._group_name(op, kind))
+        result = op.results[0]
+        extra, domain = {}, _shape(result.type)
+        if kind == "kv_append":
+            outputs = [inputs[0]]                        # the cache, in place
+            domain = _shape(operands[1].type)
+            extra["domain"] = ir.DenseI64ArrayAttr.get(list(domain))
+        elif kind == "argmax" and result in returned:
+            outputs = [self._buffer("next_tokens", result.type, "io", per_step=ir.UnitAttr.get())]
+            outputs += [b for b in ("tokens", "positions") if b in self.names]
+        elif result in returned:
+            outputs = [self._buffer("logits" if kind == "linear" else name + ".out", result.type, "io",
+                                    per_step=ir.UnitAttr.get())]
+        else:
+            outputs = [self._buffer(name + ".out", result.type, "workspace")]
+        self.buffer_of[result] = outputs[0]
+
+        attrs = {n: op.attributes[n] for n in op.attributes if n != TILE_ATTR}
+        info = OpInfo(kind, [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
+                      _shape(result.type) if kind != "kv_append" else _shape(operands[0].type),
+                      _elt_bytes(result.type), domain,
+                      {n: python_value(a) for n, a in attrs.items()})
+        if kind == "kv_append":
+            readers = [u.owner for u in result.uses if u.owner.name == "mpk.attention"]
+            if readers:
+                info.params["head_dim"] = python_value(readers[0].attributes["head_dim"])
+        tile = self._tile(op, info, operands)
+        self.group_tile[outputs[0]] = (tile, domain)
+        params = ir.DictAttr.get(attrs)
+        with op.location:
+            mpk.tasks(name, kind, task_kinds.grid_for(domain, tile), tile, inputs, outputs,
+                      params=params, **extra)
+
+    def _tile(self, op: ir.Operation, info: OpInfo, operands) -> tuple[int, ...]:
+        if TILE_ATTR in op.attributes:
+            attr = op.attributes[TILE_ATTR]
+            if not isinstance(attr, ir.DenseI64ArrayAttr):
+                self.fail(op, f"'{TILE_ATTR}' must be an array<i64: ...>")
+            tile = tuple(ir.DenseI64ArrayAttr(attr))
+            why = task_kinds.valid_tile(info, tile)
+            if why:
+                self.fail(op, f"invalid '{TILE_ATTR}' {list(tile)}: {why}")
+            return tile
+        kind = KINDS[info.kind]
+        if kind.elementwise(info):
+            producer = self.group_tile.get(self.buffer_of[operands[MAIN_INPUT.get(info.kind, 0)]])
+            if producer and producer[1] == info.domain:
+                tile = tuple(min(math.lcm(t, u), d) if f is None else f for t, u, d, f in
+                             zip(producer[0], kind.tile_unit(info), info.domain, kind.fixed_tile(info)))
+                if task_kinds.valid_tile(info, tile) is None:
+                    return tile
+        return task_kinds.choose_tile(info, self.target)

@@ -1,0 +1,375 @@
+"""What a task of each kind touches, and what it costs.
+
+One `Kind` per task kind (dialects/README.md, "Task kinds and their tiles"):
+which tiles a partition may choose, which box of every input a task reads
+for its output tile, which box of its output buffer it writes, and its flops.
+Boxes are half-open `[lo, hi)` per dimension, computed for all tasks of a
+group at once as int64 arrays of shape [tasks, rank], so partition, event
+building and scheduling stay vectorized at 10^5 tasks.
+
+Reads are conservative where they depend on data: an embedding task reads all
+table rows, attention reads all cache rows and kv_append may write any row
+(the row is `positions[b]`, known only at run time). The task interpreter
+checks the exact rows.
+
+Not a pass: the partition, event, schedule and memory passes share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+# One box per task: (lo, hi), each int64 [tasks, rank].
+Boxes = tuple[np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The machine the cost model prices tasks on."""
+    arch: str
+    num_sms: int
+    hbm_bytes_per_s: float    # achievable device read bandwidth, shared by all SMs
+    flops_per_sm: float       # fp32 FMA throughput of one SM (decode GEMVs use CUDA cores)
+    task_overhead_s: float    # wait on an event + dispatch + trigger, per task
+
+    @property
+    def sm_bytes_per_s(self) -> float:
+        return self.hbm_bytes_per_s / self.num_sms
+
+    def task_seconds(self, nbytes, flops):
+        """Time of one task when every SM is busy (bandwidth split evenly)."""
+        return self.task_overhead_s + np.maximum(np.asarray(nbytes) / self.sm_bytes_per_s,
+                                                 np.asarray(flops) / self.flops_per_sm)
+
+
+# H100 SXM: 3.35 TB/s peak HBM3, ~3.0 TB/s streamed (STACK.md); 132 SMs at 1.98 GHz.
+ARCHS = {"sm_90": dict(hbm_bytes_per_s=3.0e12, flops_per_sm=128 * 2 * 1.98e9, task_overhead_s=1.5e-6)}
+
+
+def target(arch: str, num_sms: int) -> Target:
+    if arch not in ARCHS:
+        raise KeyError(f"unknown arch '{arch}' (known: {', '.join(ARCHS)})")
+    return Target(arch, num_sms, **ARCHS[arch])
+
+
+@dataclasses.dataclass
+class OpInfo:
+    """What a kind needs to know about one operator."""
+    kind: str
+    inputs: list[tuple[int, ...]]     # input buffer shapes, graph operand order
+    input_bytes: list[int]            # element size of each input
+    output: tuple[int, ...]           # shape of the (first) output buffer
+    output_bytes: int
+    domain: tuple[int, ...]           # the grid's index space
+    params: dict
+
+
+def volume(box: Boxes) -> np.ndarray:
+    lo, hi = box
+    return np.prod(np.maximum(hi - lo, 0), axis=1)
+
+
+def _full(n: int, shape) -> Boxes:
+    return np.zeros((n, len(shape)), np.int64), np.tile(np.asarray(shape, np.int64), (n, 1))
+
+
+def _cols(lo, hi, rows: Boxes | None, shape) -> Boxes:
+    """The box [rows of `rows` or all, columns lo..hi] of a 2-D operand."""
+    n = lo.shape[0]
+    blo, bhi = _full(n, shape)
+    if rows is not None:
+        blo[:, 0], bhi[:, 0] = rows[0], rows[1]
+    blo[:, -1], bhi[:, -1] = lo, hi
+    return blo, bhi
+
+
+class Kind:
+    """Defaults fit an elementwise op on [B, N] activations."""
+    name = ""
+
+    def tile_unit(self, op: OpInfo) -> tuple[int, ...]:
+        """Granularity of a tile per domain dim; a tile is a multiple of it or the whole dim."""
+        return (1, 8)
+
+    def fixed_tile(self, op: OpInfo) -> tuple[int | None, ...]:
+        """Per domain dim, a tile size the kind requires (None: the cost model picks)."""
+        return (op.domain[0], None)
+
+    def elementwise(self, op: OpInfo) -> bool:
+        """Cheap per-element ops take their producer's tile, so events stay per tile."""
+        return True
+
+    def reads(self, op: OpInfo, out: Boxes) -> list[Boxes]:
+        lo, hi = out
+        return [(lo.copy(), hi.copy()) for _ in op.inputs]
+
+    def writes(self, op: OpInfo, out: Boxes) -> Boxes:
+        return out
+
+    def traffic(self, op: OpInfo, out: Boxes) -> list[Boxes]:
+        """The boxes a task really loads (for its cost); `reads` when they are not data-dependent."""
+        return self.reads(op, out)
+
+    def flops(self, op: OpInfo, out: Boxes) -> np.ndarray:
+        return 2 * volume(out)
+
+
+class Embedding(Kind):
+    name = "embedding"
+
+    def reads(self, op, out):
+        lo, hi = out
+        ids = (lo[:, :1].copy(), hi[:, :1].copy())
+        table = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1])  # the rows are data
+        return [ids, table]
+
+    def traffic(self, op, out):
+        ids, (tlo, thi) = self.reads(op, out)
+        thi[:, 0] = out[1][:, 0] - out[0][:, 0]                  # one table row per sequence
+        return [ids, (tlo, thi)]
+
+    def flops(self, op, out):
+        return np.zeros(out[0].shape[0], np.int64)
+
+
+class RMSNorm(Kind):
+    name = "rmsnorm"
+
+    def tile_unit(self, op):
+        return (1, op.inputs[1][0])
+
+    def fixed_tile(self, op):
+        # A whole-row norm (the layer norm) is one reduction: one task of all rows.
+        # Per-head norms split by heads and keep all rows.
+        return (op.domain[0], op.domain[1] if op.inputs[1][0] == op.domain[1] else None)
+
+    def elementwise(self, op):
+        return op.inputs[1][0] != op.domain[1]
+
+    def reads(self, op, out):
+        lo, hi = out
+        n = lo.shape[0]
+        return [(lo.copy(), hi.copy()), _full(n, op.inputs[1])]
+
+    def flops(self, op, out):
+        return 4 * volume(out)
+
+
+class Linear(Kind):
+    name = "linear"
+
+    def elementwise(self, op):
+        return False
+
+    def reads(self, op, out):
+        lo, hi = out
+        n = lo.shape[0]
+        x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
+             np.column_stack([hi[:, 0], np.full(n, op.inputs[0][1])]))
+        w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
+        w = (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
+        boxes = [x, w]
+        if len(op.inputs) > 2:
+            boxes.append((lo.copy(), hi.copy()))
+        return boxes
+
+    def flops(self, op, out):
+        return 2 * volume(out) * op.inputs[0][1]
+
+
+class Rope(Kind):
+    name = "rope"
+
+    def tile_unit(self, op):
+        return (1, 2 * len(op.params["inv_freq"]))
+
+    def reads(self, op, out):
+        lo, hi = out
+        return [(lo.copy(), hi.copy()), (lo[:, :1].copy(), hi[:, :1].copy())]
+
+    def flops(self, op, out):
+        return 6 * volume(out)
+
+
+class Attention(Kind):
+    name = "attention"
+
+    def _group_width(self, op):
+        head_dim = op.params["head_dim"]
+        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][2] // head_dim
+        return q_heads // kv_heads * head_dim
+
+    def tile_unit(self, op):
+        return (1, self._group_width(op))
+
+    def fixed_tile(self, op):
+        return (1, self._group_width(op))   # one batch row, one KV head group
+
+    def elementwise(self, op):
+        return False
+
+    def reads(self, op, out):
+        lo, hi = out
+        ratio = self._group_width(op) // op.params["head_dim"]
+        rows = (lo[:, 0], hi[:, 0])
+        cache = _cols(lo[:, 1] // ratio, -(-hi[:, 1] // ratio), rows, op.inputs[1])
+        positions = (lo[:, :1].copy(), hi[:, :1].copy())
+        return [(lo.copy(), hi.copy()), cache, (cache[0].copy(), cache[1].copy()), positions]
+
+    def flops(self, op, out):
+        seq = op.inputs[1][1]
+        return 4 * volume(out) * seq
+
+
+class KVAppend(Kind):
+    name = "kv_append"
+
+    def tile_unit(self, op):
+        # Whole heads of the attention that reads the cache (partition passes
+        # its head_dim as a hint), so each attention task waits on few appends.
+        return (1, op.params.get("head_dim", 8))
+
+    def reads(self, op, out):
+        lo, hi = out
+        n = lo.shape[0]
+        cache = np.zeros((n, 3), np.int64), np.zeros((n, 3), np.int64)   # reads nothing of the cache
+        return [cache, (lo.copy(), hi.copy()), (lo[:, :1].copy(), hi[:, :1].copy())]
+
+    def writes(self, op, out):
+        lo, hi = out
+        return _cols(lo[:, 1], hi[:, 1], (lo[:, 0], hi[:, 0]), op.output)
+
+    def flops(self, op, out):
+        return np.zeros(out[0].shape[0], np.int64)
+
+
+class SiluMul(Kind):
+    name = "silu_mul"
+
+
+class Add(Kind):
+    name = "add"
+
+    def flops(self, op, out):
+        return volume(out)
+
+
+class AllReduce(Kind):
+    name = "allreduce"
+
+
+class Argmax(Kind):
+    name = "argmax"
+
+    def tile_unit(self, op):
+        return (1,)
+
+    def fixed_tile(self, op):
+        return (1,)
+
+    def elementwise(self, op):
+        return False
+
+    def reads(self, op, out):
+        lo, hi = out
+        return [_cols(np.zeros_like(lo[:, 0]), np.full_like(lo[:, 0], op.inputs[0][1]),
+                      (lo[:, 0], hi[:, 0]), op.inputs[0])]
+
+    def flops(self, op, out):
+        return volume(out) * 0
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Embedding(), RMSNorm(), Linear(), Rope(), Attention(), KVAppend(), SiluMul(), Add(),
+    AllReduce(), Argmax())}
+
+
+def tile_boxes(domain, grid, tile) -> Boxes:
+    """Output tile of every task of a grid, row-major task order."""
+    idx = np.indices(grid).reshape(len(grid), -1).T.astype(np.int64)
+    tile = np.asarray(tile, np.int64)
+    lo = idx * tile
+    return lo, np.minimum(lo + tile, np.asarray(domain, np.int64))
+
+
+def grid_for(domain, tile) -> tuple[int, ...]:
+    return tuple(-(-d // t) for d, t in zip(domain, tile))
+
+
+def task_cost(op: OpInfo, out: Boxes, target: Target) -> np.ndarray:
+    """Predicted seconds of every task: bytes it moves and flops it does."""
+    kind = KINDS[op.kind]
+    nbytes = volume(kind.writes(op, out)) * op.output_bytes
+    for box, size in zip(kind.traffic(op, out), op.input_bytes):
+        nbytes = nbytes + volume(box) * size
+    return target.task_seconds(nbytes, kind.flops(op, out))
+
+
+def choose_tile(op: OpInfo, target: Target) -> tuple[int, ...]:
+    """The tile minimizing the op's time on `target`: waves of tasks times task time.
+
+    More tasks than SMs cost a second wave; fewer leave SMs idle. Among tiles
+    within 2% of the best, the one with fewer tasks wins (fewer events and
+    queue entries for the same time).
+    """
+    kind = KINDS[op.kind]
+    fixed, unit = kind.fixed_tile(op), kind.tile_unit(op)
+    tile = list(fixed)
+    free = [d for d, f in enumerate(fixed) if f is None]
+    if not free:
+        return tuple(tile)
+    (dim,) = free                       # kinds split at most one dimension freely
+    extent, step = op.domain[dim], unit[dim]
+    candidates = sorted({step * math.ceil(extent / (step * t))
+                         for t in range(1, min(extent // step, 8 * target.num_sms) + 1)})
+    best = None
+    for size in candidates:
+        tile[dim] = size
+        grid = grid_for(op.domain, tile)
+        tasks = int(np.prod(grid))
+        seconds = task_cost(op, tile_boxes(op.domain, grid, tile), target).max()
+        total = math.ceil(tasks / target.num_sms) * seconds
+        if best is None or total < best[0] * 0.98 or (total <= best[0] * 1.02 and tasks < best[1]):
+            best = (min(total, best[0]) if best else total, tasks, size)
+    tile[dim] = best[2]
+    return tuple(tile)
+
+
+def valid_tile(op: OpInfo, tile) -> str | None:
+    """Why `tile` is not a tile this kind accepts, or None."""
+    kind = KINDS[op.kind]
+    if len(tile) != len(op.domain):
+        return f"tile rank {len(tile)} differs from the domain rank {len(op.domain)}"
+    for d, (t, extent, unit, fixed) in enumerate(zip(tile, op.domain, kind.tile_unit(op),
+                                                     kind.fixed_tile(op))):
+        if t <= 0:
+            return f"tile size {t} in dim {d} must be positive"
+        if fixed is not None and t != fixed:
+            return f"'{op.kind}' tasks need tile size {fixed} in dim {d}, got {t}"
+        if t != extent and t % unit:
+            return f"tile size {t} in dim {d} must be a multiple of {unit} or the whole dim {extent}"
+    return None
+
+
+def op_info(graph, group) -> OpInfo:
+    """The `OpInfo` of a task group of a `dialects.taskir.TaskGraph`."""
+    from mpk.dialects.taskir import element_bytes
+    ins = [graph.buffers[b] for b in group.inputs]
+    out = graph.buffers[group.outputs[0]]
+    return OpInfo(group.kind, [b.shape for b in ins], [element_bytes(b.dtype) for b in ins],
+                  out.shape, element_bytes(out.dtype), tuple(graph.domain(group)), group.params)
+
+
+def group_boxes(graph, group) -> tuple[Boxes, list[Boxes], list[Boxes]]:
+    """(output tiles in the domain, write box per output buffer, read box per input)."""
+    info = op_info(graph, group)
+    kind = KINDS[group.kind]
+    out = tile_boxes(info.domain, group.grid, group.tile)
+    writes = [kind.writes(info, out)]
+    for name in group.outputs[1:]:        # argmax's tokens/positions: same rows as its tile
+        shape = graph.buffers[name].shape
+        writes.append(out if tuple(shape) == info.domain else _full(out[0].shape[0], shape))
+    return out, writes, kind.reads(info, out)

@@ -1,0 +1,89 @@
+"""Where a bundle runs: the GPU (mpk.runtime.loader.Session) or the CPU task
+interpreter over the bundle's tasks.mlir (mpk.interp.tasks). Both offer
+`write`, `read`, `launch(steps)` and `steps_per_launch`, so
+`mpk.runtime.loader.generate` drives either.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpk.runtime import bundle as bundles
+from mpk.runtime.loader import LoaderError, Session, as_device_array, from_bf16_bits
+
+BACKENDS = ("gpu", "interp")
+
+
+def as_float32(weights: dict) -> dict[str, np.ndarray]:
+    """Weights as the interpreter and PyTorch take them: float32 (bf16 bits widened)."""
+    out = {}
+    for name, value in weights.items():
+        if hasattr(value, "detach"):
+            value = value.detach().float().cpu().numpy()
+        array = np.asarray(value)
+        out[name] = from_bf16_bits(array) if array.dtype == np.uint16 else array.astype(np.float32)
+    return out
+
+
+class InterpRunner:
+    """The task interpreter behind the Session interface (one launch = one run_tasks call)."""
+
+    def __init__(self, bundle: bundles.Bundle, seed: int = 0):
+        from mlir import ir
+        from mpk import dialects
+        self.bundle, self.seed = bundle, seed
+        self.steps_per_launch = int(bundle.kernel.get("steps", 1))
+        path = bundle.path / bundles.TASK_IR
+        if not path.is_file():
+            raise LoaderError(f"{bundle.path} has no {bundles.TASK_IR} for the interpreter")
+        self.context = dialects.context()
+        with self.context:
+            self.module = ir.Module.parse(path.read_text())
+        self.weights: dict[str, np.ndarray] = {}
+        self.state = {b.get("weight_name") or b["name"]: np.zeros(b["shape"], np.float32)
+                      for b in bundle.plan["buffers"] if b["space"] == "state"}
+        self.inputs: dict[str, np.ndarray] = {}
+        self.outputs: dict[str, np.ndarray] = {}
+
+    def bind_weights(self, weights: dict, strict: bool = True) -> None:
+        needed = self.bundle.weights()
+        missing = sorted(set(needed) - set(weights))
+        if strict and missing:
+            raise LoaderError(f"no value for weight(s) {', '.join(missing[:3])}")
+        self.weights.update({n: v for n, v in as_float32(weights).items() if n in needed})
+
+    def write(self, name: str, value) -> None:
+        b = self.bundle.buffer(name)
+        self.inputs[b["name"]] = as_device_array(value, b["dtype"], b["shape"])
+
+    def launch(self, steps: int | None = None) -> None:
+        from mpk.interp.tasks import TaskInterpreterError, run_tasks
+        try:
+            with self.context:
+                self.outputs = run_tasks(self.module, self.weights, self.state, self.inputs,
+                                         steps=steps or self.steps_per_launch, seed=self.seed, queues=True)
+        except TaskInterpreterError as e:
+            raise LoaderError(f"task interpreter: {e}") from None
+
+    def read(self, name: str) -> np.ndarray:
+        b = self.bundle.buffer(name)
+        if b["name"] not in self.outputs:
+            raise LoaderError(f"the interpreter produced no '{name}'")
+        return np.asarray(self.outputs[b["name"]])
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_backend(bundle: bundles.Bundle, kind: str, **options):
+    if kind == "gpu":
+        return Session(bundle, **options)
+    if kind == "interp":
+        return InterpRunner(bundle)
+    raise LoaderError(f"unknown backend {kind!r} (known: {', '.join(BACKENDS)})")

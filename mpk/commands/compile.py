@@ -1,0 +1,95 @@
+"""Compile a model's decode step into a bundle (one persistent GPU kernel).
+
+    mpk compile --model qwen3-tiny -o qwen3-tiny.mpk
+    mpk compile --config path/to/config.json --batch 4 --max-seq 2048 -o model.mpk
+    mpk compile graph.mlir --num-sms 114 --dump-dir stages/ -o model.mpk
+
+Runs on any machine (no GPU): torch.export -> torch-mlir -> mpk graph IR ->
+task IR -> PTX, then NVRTC + nvJitLink link the runtime into kernel.cubin.
+--dump-dir writes the output of every stage: 0-graph.mlir ... 6-cubin.cubin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from mpk.cli import UserError
+
+
+def add_arguments(parser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("graph", nargs="?", help="mpk graph-IR file (.mlir)")
+    source.add_argument("--model", help="a model preset (e.g. qwen3-tiny, qwen3-0.6b, llama3.2-1b)")
+    source.add_argument("--config", help="a Hugging Face config.json (or the folder holding it)")
+    parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded together (default 1)")
+    parser.add_argument("--max-seq", type=int, default=4096, help="KV cache length (default 4096)")
+    parser.add_argument("--arch", default="sm_90", help="GPU architecture (default sm_90)")
+    parser.add_argument("--num-sms", type=int, default=132, help="SMs to schedule for (default 132, H100 SXM)")
+    parser.add_argument("--threads", type=int, default=512, help="threads per worker CTA (default 512)")
+    parser.add_argument("--steps", type=int, default=16, help="decode steps per launch (default 16)")
+    parser.add_argument("--dump-dir", help="write the IR after every stage into this folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _validate(args) -> None:
+    for name in ("batch", "max_seq", "num_sms", "threads", "steps"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.threads % 32:
+        raise UserError(f"--threads must be a multiple of 32, got {args.threads}")
+    if not args.arch.startswith("sm_"):
+        raise UserError(f"--arch takes a name like sm_90, got {args.arch!r}")
+    if args.graph and not Path(args.graph).is_file():
+        raise UserError(f"no such file: {args.graph}")
+    if args.config:
+        path = Path(args.config)
+        if not (path.is_file() or (path / "config.json").is_file()):
+            raise UserError(f"no config.json at {args.config}")
+
+
+class _Progress:
+    """A tqdm bar over the compiler's stages; `stage(name)` wraps one."""
+
+    def __init__(self, quiet: bool, stages: tuple[str, ...]):
+        from tqdm import tqdm
+        self.bar = tqdm(total=len(stages), unit="stage", disable=quiet, leave=True,
+                        bar_format="{desc:<28}{bar:20} {n_fmt}/{total_fmt} [{elapsed}]")
+        self.known = set(stages)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        self.bar.set_description_str(name)
+        yield
+        if name in self.known:  # frontend sub-steps (torch.export, ...) only change the label
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.set_description_str("done")
+        self.bar.close()
+
+
+def run(args) -> int:
+    _validate(args)
+    from mpk import driver
+    options = driver.Options(batch=args.batch, max_seq=args.max_seq, arch=args.arch, num_sms=args.num_sms,
+                             threads=args.threads, steps=args.steps)
+    kind, source = (("mlir", args.graph) if args.graph else
+                    ("model", args.model) if args.model else ("config", args.config))
+    dump = driver.Dumper(args.dump_dir)
+    progress = _Progress(args.quiet, driver.STAGES)
+    try:
+        with progress.stage("graph"):
+            module, config = driver.import_graph(source, kind, options, stage=progress.stage)
+            dump("graph", module)
+        path = driver.compile_task_module(module, options, Path(args.output), model_config=config,
+                                          dump=dump, stage=progress.stage)
+    except driver.CompileError as e:
+        progress.bar.leave = False
+        progress.bar.close()
+        details = "".join(f"\n  {line}" for line in e.diagnostics[:20])
+        raise UserError(f"{e}{details}") from None
+    progress.close()
+    print(f"wrote {path}")
+    return 0

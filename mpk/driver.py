@@ -1,0 +1,207 @@
+"""The compiler driver: model -> graph IR -> task IR -> PTX + cubin -> bundle.
+
+Each stage is named (like Triton's stage dictionary) and `--dump-dir`
+writes what it produced:
+
+    graph      mpk graph IR (torch.export -> torch-mlir -> torch-to-mpk)
+    tasks      mpk-partition: every op split into SM-sized task groups
+    events     mpk-build-events: tile-granular dependencies
+    scheduled  mpk-schedule, mpk-plan-memory: per-SM queues, workspace offsets
+    gpu        mpk-lower-tasks: + gpu.module @mpk_tasks with mpk_dispatch
+    ptx        the gpu.module through NVVM to PTX text
+    cubin      the runtime (NVRTC, LTO-IR) linked with the PTX (nvJitLink)
+
+Passes are found by pipeline name through the pass framework; the bundle is
+written by mpk.runtime.bundle from `mpk-materialize`'s tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+from mlir import ir
+
+from mpk import dialects, lowering, pipeline
+from mpk.runtime import build, bundle
+
+DEFAULT_THREADS = 512
+DEFAULT_STEPS = 16
+TIMELESS = contextlib.nullcontext
+
+
+class CompileError(RuntimeError):
+    """A stage failed; `diagnostics` holds MLIR's messages when it was a pass."""
+
+    def __init__(self, stage: str, message: str, diagnostics: list[str] = ()):
+        super().__init__(f"{stage}: {message}")
+        self.stage, self.diagnostics = stage, list(diagnostics)
+
+
+@dataclasses.dataclass
+class Options:
+    batch: int = 1
+    max_seq: int = 4096
+    arch: str = "sm_90"
+    num_sms: int = 132
+    threads: int = DEFAULT_THREADS
+    smem_bytes: int | None = None          # None: mpk-lower-tasks' default
+    steps: int = DEFAULT_STEPS             # decode steps per launch (per-step io buffers hold this many)
+    max_registers: int = build.DEFAULT_MAX_REGISTERS
+
+
+# The task-level stages: (name, pipeline elements). Options are filled in per compile.
+TASK_STAGES = (
+    ("tasks", ["mpk-partition{{num-sms={num_sms} arch={arch}}}"]),
+    ("events", ["mpk-build-events"]),
+    ("scheduled", ["mpk-schedule", "mpk-plan-memory"]),
+)
+STAGES = ("graph",) + tuple(name for name, _ in TASK_STAGES) + ("gpu", "ptx", "cubin", "bundle")
+
+
+class Dumper:
+    """Writes each stage's output as `NN-stage.ext` into a folder (or nowhere)."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = Path(folder) if folder else None
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, stage: str, content, ext: str = "mlir") -> None:
+        if not self.folder:
+            return
+        path = self.folder / f"{STAGES.index(stage)}-{stage}.{ext}"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(str(content))
+
+
+def run_passes(module: ir.Module, stage: str, elements: list[str]) -> None:
+    """Run mpk passes by pipeline name; failures become CompileError with MLIR's diagnostics."""
+    for element in elements:
+        name = element.split("{")[0]
+        if lowering.lookup(name) is None:
+            raise CompileError(stage, f"pass '{name}' is not available in this mpk")
+    from mpk.diagnostics import Collector
+    collector = Collector(module.context)
+    try:
+        with module.context, collector.catching():
+            pipeline.run(module, "builtin.module(" + ",".join(elements) + ")")
+    except pipeline.PipelineError as e:
+        raise CompileError(stage, str(e)) from None
+    except Exception as e:  # a bug in a pass: say where, keep the traceback for MPK_DEBUG=1
+        if os.environ.get("MPK_DEBUG"):
+            raise
+        raise CompileError(stage, f"internal error in {', '.join(elements)}: {type(e).__name__}: {e} "
+                                  "(MPK_DEBUG=1 shows the traceback)") from None
+    finally:
+        collector.detach()
+    if collector.has_errors:
+        lines = [f"{d.location}: {d.severity}: {d.message}" for d in collector.diags
+                 if not d.message.startswith("see current operation")]
+        raise CompileError(stage, f"{stage} failed", lines)
+
+
+def compile_task_module(module: ir.Module, options: Options, out: Path, *, model_config: dict | None = None,
+                        dump: Dumper | None = None, stage: Callable[[str], contextlib.AbstractContextManager] = None,
+                        task_ptx: str | None = None) -> Path:
+    """Graph IR (or scheduled task IR) in `module` -> bundle at `out`.
+
+    With `task_ptx` the task code is given (a hand-written stub in tests)
+    and `module` must already be scheduled task IR; mpk-lower-tasks is skipped.
+    """
+    from mpk.dialects.taskir import TaskGraph
+    from mpk.lowering.mpk_materialize import MaterializeError, materialize
+
+    dump = dump or Dumper(None)
+    stage = stage or (lambda _name: TIMELESS())
+    values = dataclasses.asdict(options)
+    if task_ptx is None:
+        for name, elements in TASK_STAGES:
+            with stage(name):
+                run_passes(module, name, [e.format(**values) for e in elements])
+                _set_kernel_attr(module, "steps", options.steps)
+                dump(name, module)
+    task_ir = str(module)   # scheduled task IR, before the gpu.module joins it
+    if task_ptx is None:
+        with stage("gpu"):
+            lower = [f"mpk-lower-tasks{{threads={options.threads}"
+                     + (f" smem-bytes={options.smem_bytes}" if options.smem_bytes is not None else "") + "}"]
+            run_passes(module, "gpu", lower)
+            dump("gpu", module)
+        with stage("ptx"):
+            from mpk.lowering.mpk_lower_tasks import lower_to_ptx
+            try:
+                task_ptx = lower_to_ptx(module, chip=options.arch)
+            except ir.MLIRError as e:
+                raise CompileError("ptx", str(e)) from None
+            dump("ptx", task_ptx, "ptx")
+
+    graph = TaskGraph.from_module(module)
+    try:
+        tables = materialize(graph)
+    except MaterializeError as e:
+        raise CompileError("bundle", str(e)) from None
+
+    with stage("cubin"):
+        try:
+            cubin = build.build_cubin([("tasks.ptx", task_ptx)], options.arch, options.max_registers)
+        except build.BuildError as e:
+            raise CompileError("cubin", str(e)) from None
+        dump("cubin", cubin, "cubin")
+
+    with stage("bundle"):
+        kernel = {"name": graph.kernel_attr("sym_name"), "entry": build.KERNEL_NAME,
+                  "arch": graph.kernel_attr("arch", options.arch),
+                  "num_sms": int(graph.kernel_attr("num_sms", options.num_sms)),
+                  "threads": int(graph.kernel_attr("threads", options.threads)),
+                  "smem_bytes": int(graph.kernel_attr("smem_bytes", options.smem_bytes or 0)),
+                  "steps": int(graph.kernel_attr("steps", options.steps)),
+                  "max_registers": options.max_registers,
+                  "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}
+        plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config,
+                "batch": options.batch, "max_seq": options.max_seq,
+                "buffers": tables.buffers, "events": tables.events, "groups": tables.groups,
+                "weights": [{"name": b["weight_name"], "shape": b["shape"], "dtype": b["dtype"]}
+                            for b in tables.buffers if b["space"] == "weight"]}
+        return bundle.write(out, plan=plan, tables=tables.tables, cubin=cubin, ptx=task_ptx,
+                            task_ir=task_ir, runtime_sources=build.runtime_source())
+
+
+def _set_kernel_attr(module: ir.Module, name: str, value: int) -> None:
+    for op in module.body.operations:
+        if op.operation.name == "mpk.kernel" and name not in op.operation.attributes:
+            with module.context:
+                op.operation.attributes[name] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+
+
+def import_graph(source: str, kind: str, options: Options, stage=None):
+    """Graph IR from a preset name, an HF config.json, or a graph .mlir file.
+
+    Returns (module, model config as a dict or None).
+    """
+    stage = stage or (lambda _name: TIMELESS())
+    if kind == "mlir":
+        context = dialects.context()
+        try:
+            with context:
+                module = ir.Module.parse(Path(source).read_text())
+        except ir.MLIRError as e:
+            raise CompileError("graph", f"cannot parse {source}: {e}") from None
+        return module, None
+    from mpk import frontend, models
+    try:
+        config = models.preset(source) if kind == "model" else models.from_hf_config(source)
+    except models.ConfigError as e:
+        raise CompileError("graph", str(e)) from None
+    try:
+        module = frontend.import_model(config, batch=options.batch, max_seq=options.max_seq, progress=stage)
+    except frontend.FrontendError as e:
+        from mpk.diagnostics import format_diag
+        raise CompileError("graph", f"cannot convert {source} to mpk graph IR",
+                           [format_diag(d, "<torch>") for d in e.diagnostics]) from None
+    return module, dataclasses.asdict(config)

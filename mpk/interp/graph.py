@@ -1,0 +1,93 @@
+"""Execute mpk graph IR on the CPU, op by op, with the reference semantics of `ops`.
+
+`run_graph(module, weights, *inputs, state=state)` runs the decode step
+function: `mpk.weight "name"` reads `weights[name]`, `mpk.state "name"` reads
+`state[name]`, and an `mpk.kv_append` whose cache comes from an `mpk.state`
+writes its result back to `state[name]`, as the runtime updates the cache in
+place. Arrays are numpy (torch tensors are accepted and converted).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, MutableMapping
+
+import numpy as np
+from mlir import ir
+
+from . import ops
+
+
+def _attr_value(attr: ir.Attribute):
+    for kind in (ir.DenseF32ArrayAttr, ir.DenseF64ArrayAttr, ir.DenseI64ArrayAttr, ir.DenseI32ArrayAttr):
+        if isinstance(attr, kind):
+            return np.array(list(attr))
+    if isinstance(attr, ir.BoolAttr):
+        return bool(attr.value)
+    if isinstance(attr, ir.IntegerAttr):
+        return int(attr.value)
+    if isinstance(attr, ir.FloatAttr):
+        return float(attr.value)
+    if isinstance(attr, ir.StringAttr):
+        return attr.value
+    return attr
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def find_function(module, name: str = "decode_step") -> ir.Operation:
+    body = module.body if isinstance(module, ir.Module) else module.regions[0].blocks[0]
+    for op in body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == name:
+            return op.operation
+    raise KeyError(f"no function @{name} in the module")
+
+
+def run_graph(module, weights: Mapping[str, object], *inputs,
+              state: MutableMapping[str, np.ndarray] | None = None,
+              func_name: str = "decode_step") -> tuple[np.ndarray, ...]:
+    """Run `func_name` on `inputs`; returns its results. `state` is updated in place."""
+    func = find_function(module, func_name)
+    block = func.regions[0].blocks[0]
+    if len(inputs) != len(block.arguments):
+        raise TypeError(f"@{func_name} takes {len(block.arguments)} inputs, got {len(inputs)}")
+    state = {} if state is None else state
+    values: dict[ir.Value, np.ndarray] = {arg: _numpy(x) for arg, x in zip(block.arguments, inputs)}
+    state_of: dict[ir.Value, str] = {}  # value -> name of the state it holds
+
+    for op in block.operations:
+        op = op.operation
+        if op.name == "func.return":
+            return tuple(values[v] for v in op.operands)
+        kind = op.name.removeprefix("mpk.")
+        if kind in ("weight", "state"):
+            name = ir.StringAttr(op.attributes["name"]).value
+            table = weights if kind == "weight" else state
+            if name not in table:
+                raise KeyError(f"no {kind} named {name!r}")
+            result = _numpy(table[name])
+            expected = tuple(ir.RankedTensorType(op.result.type).shape)
+            if result.shape != expected:
+                raise ValueError(f"{kind} {name!r} has shape {result.shape}, IR expects {expected}")
+            if kind == "state":
+                state[name] = result  # keep the converted array: updates land there
+                state_of[op.result] = name
+            values[op.result] = result
+            continue
+        if kind not in ops.OPS or op.name == kind:
+            raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
+        args = [values[v] for v in op.operands]
+        attrs = {name: _attr_value(op.attributes[name]) for name in op.attributes}
+        if kind == "argmax":
+            index_type = ir.IntegerType(ir.RankedTensorType(op.result.type).element_type)
+            attrs["index_dtype"] = np.dtype(f"int{index_type.width}")
+        result = ops.OPS[kind](*args, **attrs)
+        if kind == "kv_append" and op.operands[0] in state_of:
+            name = state_of[op.operands[0]]
+            state[name] = result
+            state_of[op.result] = name
+        values[op.result] = result
+    raise ValueError(f"@{func_name} has no return")

@@ -1,0 +1,153 @@
+"""Reference semantics of the mpk graph ops, as plain numpy functions.
+
+One function per graph op (dialects/README.md), named after it, taking and
+returning numpy arrays. They are the single source of truth for what an op
+computes: the graph interpreter calls them on whole tensors, a task-level
+interpreter calls them on tiles (a column slice of a linear's weight, a
+subset of heads, a range of batch rows), so none of them assumes it sees a
+whole operator.
+
+Precision: every op computes in float64 when its float input is float64 and
+in float32 otherwise (bf16/f16 arrive as float32 from the caller, numpy has no
+bf16), and returns its first float input's dtype. Reductions (RMS statistics,
+softmax, dot products) are never done below float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _compute_dtype(x: np.ndarray) -> np.dtype:
+    return np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
+
+
+def _as(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.asarray(x, dtype=dtype)
+
+
+def weight(value: np.ndarray) -> np.ndarray:
+    """`mpk.weight`: the array bound to the name (identity)."""
+    return value
+
+
+state = weight
+
+
+def embedding(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """`h[b] = table[ids[b]]`; ids [B] integer, table [V, H] -> [B, H]."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+        raise IndexError(f"token id out of range [0, {table.shape[0]})")
+    return table[ids.astype(np.int64)]
+
+
+def rmsnorm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """Normalize every group of D = len(w) consecutive elements of x's last dim.
+
+    x [B, N] with N % D == 0: D == N is a layer's norm, D == head_dim is QK-norm
+    over flattened heads. `y = x / sqrt(mean(x^2) + eps) * w`.
+    """
+    dt = _compute_dtype(x)
+    d = w.shape[-1]
+    groups = _as(x, dt).reshape(*x.shape[:-1], x.shape[-1] // d, d)
+    inv_rms = 1.0 / np.sqrt(np.mean(groups * groups, axis=-1, keepdims=True) + dt.type(eps))
+    return (groups * inv_rms * _as(w, dt)).reshape(x.shape).astype(x.dtype)
+
+
+def linear(x: np.ndarray, w: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
+    """`y = x @ w^T (+ residual)`; x [B, K], w [N, K] -> [B, N]."""
+    dt = _compute_dtype(x)
+    y = _as(x, dt) @ _as(w, dt).T
+    if residual is not None:
+        y = y + _as(residual, dt)
+    return y.astype(x.dtype)
+
+
+def rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
+    """Rotate-half rotary embedding of every head of D = 2 * len(inv_freq).
+
+    x [B, N] (heads flattened, N % D == 0), positions [B] integer. The angle is
+    computed in float32 like the PyTorch models do (`pos.float() * inv_freq`),
+    so cos/sin match them bit for bit before the rotation.
+    """
+    dt = _compute_dtype(x)
+    inv_freq = np.asarray(inv_freq, dtype=np.float32)
+    half = inv_freq.shape[0]
+    d = 2 * half
+    angle = (np.asarray(positions).astype(np.float32)[:, None] * inv_freq[None, :]).astype(dt)
+    cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]  # [B, 1, D/2]
+    heads = _as(x, dt).reshape(x.shape[0], x.shape[1] // d, d)
+    lo, hi = heads[..., :half], heads[..., half:]
+    out = np.concatenate([lo * cos - hi * sin, hi * cos + lo * sin], axis=-1)
+    return out.reshape(x.shape).astype(x.dtype)
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions: np.ndarray,
+              head_dim: int, scale: float) -> np.ndarray:
+    """Decode attention of one query per sequence over cache rows 0..pos[b].
+
+    q [B, Hq*D], caches [B, S, Hkv*D], positions [B]. Query head h reads KV head
+    h // (Hq / Hkv) (grouped-query). A tile with a subset of query heads passes
+    the matching subset of KV heads, so the ratio is taken from the shapes.
+    """
+    dt = _compute_dtype(q)
+    batch = q.shape[0]
+    n_q, n_kv = q.shape[1] // head_dim, k_cache.shape[2] // head_dim
+    group = n_q // n_kv
+    out = np.empty((batch, n_q, head_dim), dtype=dt)
+    for b in range(batch):
+        length = int(positions[b]) + 1
+        if not 0 < length <= k_cache.shape[1]:
+            raise IndexError(f"position {length - 1} outside the cache of {k_cache.shape[1]} rows")
+        qb = _as(q[b], dt).reshape(n_kv, group, head_dim)
+        kb = _as(k_cache[b, :length], dt).reshape(length, n_kv, head_dim)
+        vb = _as(v_cache[b, :length], dt).reshape(length, n_kv, head_dim)
+        scores = np.einsum("kgd,skd->kgs", qb, kb) * dt.type(scale)
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        probs = scores / scores.sum(axis=-1, keepdims=True)
+        out[b] = np.einsum("kgs,skd->kgd", probs, vb).reshape(n_q, head_dim)
+    return out.reshape(q.shape).astype(q.dtype)
+
+
+def kv_append(cache: np.ndarray, new: np.ndarray, positions: np.ndarray,
+              in_place: bool = False) -> np.ndarray:
+    """Write `new[b]` at `cache[b, pos[b]]`; returns the updated cache.
+
+    Functional by default (a copy), as the graph op has value semantics;
+    `in_place=True` is the runtime's behaviour.
+    """
+    out = cache if in_place else cache.copy()
+    for b in range(cache.shape[0]):
+        out[b, int(positions[b])] = new[b]
+    return out
+
+
+def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """`y = silu(gate) * up = gate * sigmoid(gate) * up`."""
+    dt = _compute_dtype(gate)
+    g = _as(gate, dt)
+    return (g / (1.0 + np.exp(-g)) * _as(up, dt)).astype(gate.dtype)
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dt = _compute_dtype(a)
+    return (_as(a, dt) + _as(b, dt)).astype(a.dtype)
+
+
+def allreduce(*parts: np.ndarray) -> np.ndarray:
+    """Sum over the ranks' copies; with one rank (one argument) the identity."""
+    dt = _compute_dtype(parts[0])
+    return np.sum([_as(p, dt) for p in parts], axis=0).astype(parts[0].dtype)
+
+
+def argmax(logits: np.ndarray, index_dtype=np.int32) -> np.ndarray:
+    """Index of the largest logit of each row (the first one on ties)."""
+    return np.argmax(logits, axis=-1).astype(index_dtype)
+
+
+# Graph op name (without "mpk.") -> reference function.
+OPS = {name: fn for name, fn in [
+    ("weight", weight), ("state", state), ("embedding", embedding), ("rmsnorm", rmsnorm),
+    ("linear", linear), ("rope", rope), ("attention", attention), ("kv_append", kv_append),
+    ("silu_mul", silu_mul), ("add", add), ("allreduce", allreduce), ("argmax", argmax)]}

@@ -1,0 +1,147 @@
+"""Compile the persistent runtime and link it with generated task code.
+
+    runtime/*.cu --NVRTC (-dlto -rdc=true)--> LTO-IR  \
+                                                       +--nvJitLink (-lto -O3)--> kernel.cubin
+    MLIR task code -------------------------> PTX     /
+
+Needs no GPU. The toolkit's libraries come from the `nvidia-cuda-nvrtc` and
+`nvidia-nvjitlink` wheels (cuda-python loads them). A cubin linked here loads
+on any driver of the same CUDA major version; NVRTC's own PTX and LTO-IR are
+tied to its minor version, so they never leave this machine (STACK.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+RUNTIME_DIR = Path(__file__).resolve().parent
+RUNTIME_SOURCES = ("mpk_runtime.h", "mpk_runtime.cu")
+KERNEL_NAME = "mpk_persistent_kernel"
+DISPATCH_NAME = "mpk_dispatch"
+
+# As verified on the H100 (STACK.md): the generated code is a callee, not
+# inlined, so without a cap it schedules loads late; 96 or 64 spill.
+DEFAULT_MAX_REGISTERS = 128
+
+
+class BuildError(RuntimeError):
+    """A compile or link step failed; the message carries the tool's log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolkit:
+    nvrtc: tuple[int, int]
+    nvjitlink: tuple[int, int]
+
+    def describe(self) -> str:
+        return f"NVRTC {self.nvrtc[0]}.{self.nvrtc[1]}, nvJitLink {self.nvjitlink[0]}.{self.nvjitlink[1]}"
+
+
+def toolkit() -> Toolkit:
+    """Versions of the NVRTC and nvJitLink libraries cuda-python found."""
+    try:
+        from cuda.bindings import nvjitlink, nvrtc
+        err, major, minor = nvrtc.nvrtcVersion()
+        _check_nvrtc(err, "nvrtcVersion")
+        return Toolkit((major, minor), tuple(nvjitlink.version()))
+    except BuildError:
+        raise
+    except Exception as e:  # library not found: say which wheel provides it
+        raise BuildError(f"NVRTC/nvJitLink not available ({e.__class__.__name__}: {e}); "
+                         "install the nvidia-cuda-nvrtc and nvidia-nvjitlink wheels") from None
+
+
+def runtime_source() -> dict[str, str]:
+    """The runtime's sources by file name (a bundle ships them for a re-link)."""
+    return {name: (RUNTIME_DIR / name).read_text() for name in RUNTIME_SOURCES}
+
+
+def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) -> bytes:
+    """The runtime as LTO-IR for `arch`."""
+    from cuda.bindings import nvrtc
+
+    sources = runtime_source()
+    headers = {n: s for n, s in sources.items() if n.endswith(".h")}
+    options = [f"-arch={arch}", "-dlto", "-rdc=true", "-std=c++17", "-default-device"]
+    options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
+
+    err, program = nvrtc.nvrtcCreateProgram(
+        sources["mpk_runtime.cu"].encode(), b"mpk_runtime.cu", len(headers),
+        [s.encode() for s in headers.values()], [n.encode() for n in headers])
+    _check_nvrtc(err, "nvrtcCreateProgram")
+    try:
+        (err,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise BuildError(f"NVRTC failed to compile the runtime ({' '.join(options)}):\n"
+                             f"{_nvrtc_log(program)}")
+        err, size = nvrtc.nvrtcGetLTOIRSize(program)
+        _check_nvrtc(err, "nvrtcGetLTOIRSize")
+        ltoir = b" " * size
+        (err,) = nvrtc.nvrtcGetLTOIR(program, ltoir)
+        _check_nvrtc(err, "nvrtcGetLTOIR")
+        return ltoir
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+
+
+def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_90",
+         max_registers: int = DEFAULT_MAX_REGISTERS, extra_options: tuple[str, ...] = ()) -> bytes:
+    """One cubin from the runtime's LTO-IR and the (name, PTX text) of the task code."""
+    from cuda.bindings import nvjitlink
+
+    options = [f"-arch={arch}", "-lto", "-O3", f"-maxrregcount={max_registers}", *extra_options]
+    handle = nvjitlink.create(len(options), options)
+    try:
+        def add(kind, data: bytes, name: str):
+            try:
+                nvjitlink.add_data(handle, kind, data, len(data), name)
+            except nvjitlink.nvJitLinkError as e:
+                raise BuildError(f"nvJitLink refused {name}: {e}\n{_link_log(handle)}") from None
+
+        add(nvjitlink.InputType.LTOIR, runtime_ltoir, "mpk_runtime.ltoir")
+        for name, ptx in task_ptx:
+            add(nvjitlink.InputType.PTX, ptx.encode() + b"\0", name)
+        try:
+            nvjitlink.complete(handle)
+        except nvjitlink.nvJitLinkError as e:
+            raise BuildError(f"nvJitLink failed ({' '.join(options)}): {e}\n{_link_log(handle)}") from None
+        cubin = bytearray(nvjitlink.get_linked_cubin_size(handle))
+        nvjitlink.get_linked_cubin(handle, cubin)
+        return bytes(cubin)
+    finally:
+        nvjitlink.destroy(handle)
+
+
+def build_cubin(task_ptx: list[tuple[str, str]], arch: str = "sm_90",
+                max_registers: int = DEFAULT_MAX_REGISTERS) -> bytes:
+    """Runtime + task code, compiled and linked for `arch`."""
+    return link(compile_runtime(arch), task_ptx, arch, max_registers)
+
+
+def _check_nvrtc(err, call: str) -> None:
+    from cuda.bindings import nvrtc
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        _, text = nvrtc.nvrtcGetErrorString(err)
+        raise BuildError(f"{call} failed: {text.decode() if isinstance(text, bytes) else text}")
+
+
+def _nvrtc_log(program) -> str:
+    from cuda.bindings import nvrtc
+    err, size = nvrtc.nvrtcGetProgramLogSize(program)
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS or size <= 1:
+        return "(no log)"
+    log = b" " * size
+    nvrtc.nvrtcGetProgramLog(program, log)
+    return log.rstrip(b"\0").decode(errors="replace")
+
+
+def _link_log(handle) -> str:
+    from cuda.bindings import nvjitlink
+    try:
+        size = nvjitlink.get_error_log_size(handle)
+        log = bytearray(size)
+        nvjitlink.get_error_log(handle, log)
+        return log.rstrip(b"\0").decode(errors="replace").strip() or "(no log)"
+    except Exception:  # the log itself is best effort
+        return "(no log)"

@@ -1,0 +1,72 @@
+// mpk persistent runtime: the data layout shared by the kernel, the host
+// loader (runtime/loader.py mirrors these structs with ctypes) and the
+// generated task code.
+//
+// The tables are built on the compiling machine by mpk-materialize
+// (lowering/mpk_materialize.py) and stored in a bundle's tables.npz.
+// Self-contained on purpose: NVRTC compiles it without any CUDA header.
+#pragma once
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// One task instance. 32 bytes: the worker reads it with two 16-byte loads.
+typedef struct MpkTask {
+  int fn;             // dispatch function id of the task's group
+  int task;           // row-major index in the group's grid
+  int group;          // group id (module order), for diagnostics
+  int buffers;        // offset of the group's buffer list in MpkLaunch::buffer_ptrs
+  int wait_slot;      // event counter to wait on, or -1
+  int wait_triggers;  // that event's triggers per step: wait for triggers * (step + 1)
+  int trigger_slot;   // event counter to bump when done, or -1
+  int reserved;
+} MpkTask;
+
+// Written by the first worker that gives up; every other worker then stops.
+typedef struct MpkError {
+  int code;                 // MPK_OK or MPK_ERROR_*
+  int task;                 // global id of the stuck task
+  int worker;               // worker (CTA) whose queue holds it
+  int smid;                 // the SM that worker ran on
+  int slot;                 // event slot it waited on
+  int step;                 // step within the launch
+  unsigned int observed;    // counter value when the wait timed out
+  unsigned int expected;    // the value it waited for
+} MpkError;
+
+enum {
+  MPK_OK = 0,
+  MPK_ERROR_TIMEOUT = 1,    // a wait exceeded MpkLaunch::timeout_ns
+};
+
+// The persistent kernel's only parameter, passed by value.
+typedef struct MpkLaunch {
+  const MpkTask* tasks;                    // [num_tasks], by global task id
+  const int* queue_offsets;                // [num_workers + 1], CSR over queue_tasks
+  const int* queue_tasks;                  // [num_tasks], each worker's tasks in order
+  unsigned int* event_counters;            // [num_slots]; zero, or triggers if primed, at launch
+  const unsigned long long* buffer_ptrs;   // every group's buffer list, concatenated
+  MpkError* error;                         // zeroed before the launch
+  unsigned long long* profile;             // [steps][num_tasks][2] start/end ns, or null
+  unsigned long long timeout_ns;           // longest a wait may spin
+  int num_tasks;
+  int steps;                               // decode steps this launch runs
+} MpkLaunch;
+
+#ifdef __CUDACC__
+// The ABI of the generated code: `fn` is the group's function id (assigned
+// by the lowering), `task` the row-major index of the task in its group's
+// grid, `step` the decode step within the launch (selects the copy of a
+// per-step io buffer), `buffers` the base addresses of the group's buffers
+// in (inputs..., outputs...) order, `smem` the CTA's dynamic shared memory.
+__device__ void mpk_dispatch(int fn, int task, int step, const unsigned long long* buffers,
+                             char* smem);
+
+// The persistent kernel: grid = number of queues (one per SM), all resident.
+__global__ void mpk_persistent_kernel(const MpkLaunch launch);
+#endif
+
+#ifdef __cplusplus
+}
+#endif

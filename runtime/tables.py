@@ -1,0 +1,46 @@
+"""The dense tables the persistent kernel reads (layout of tables.npz).
+
+Written by mpk-materialize on the compiling machine, read by the loader;
+the C side of the layout is runtime/mpk_runtime.h. All arrays are int32
+unless noted.
+
+    tasks                 [num_tasks, 8]  one MpkTask per global task id (TASK_FIELDS)
+    queue_offsets         [num_workers+1] CSR: worker w runs queue_tasks[off[w]:off[w+1]]
+    queue_tasks           [num_tasks]     global task ids in execution order
+    event_triggers        [num_slots]     triggers per step of each counter
+    event_initial         uint32 [num_slots]  value at launch: triggers if primed, else 0
+    group_buffers         [n]             buffer ids (plan.json "buffers" order) of every
+                                          group's (inputs..., outputs...), concatenated;
+                                          MpkTask.buffers indexes into it
+    group_buffer_offsets  [num_groups+1]  CSR over group_buffers
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "reserved")
+TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
+          "group_buffers", "group_buffer_offsets")
+NO_EVENT = -1
+
+
+def task_field(name: str) -> int:
+    return TASK_FIELDS.index(name)
+
+
+def save(path: Path, tables: dict[str, np.ndarray]) -> None:
+    missing = set(TABLES) - set(tables)
+    if missing:
+        raise ValueError(f"tables lack {sorted(missing)}")
+    np.savez(path, **{name: tables[name] for name in TABLES})
+
+
+def load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as npz:
+        missing = set(TABLES) - set(npz.files)
+        if missing:
+            raise ValueError(f"{path}: tables lack {sorted(missing)}")
+        return {name: npz[name] for name in TABLES}

@@ -1,0 +1,19 @@
+// Errors of mpk-materialize, at the op that is not ready for the runtime.
+// RUN: mpk-opt %s -split-input-file -verify-diagnostics --pass-pipeline='builtin.module(mpk-materialize)'
+
+// expected-error@+1 {{no mpk.schedule: run mpk-schedule first}}
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xf32>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xf32>, space = "workspace", offset = 256 : i64} : () -> ()
+"mpk.tasks"() {sym_name = "t", kind = "add", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>,
+               inputs = [@x, @x], outputs = [@y], params = {}} : () -> ()
+
+// -----
+
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xf32>, space = "workspace", offset = 0 : i64} : () -> ()
+// expected-error@+1 {{workspace buffer 'y' has no offset: run mpk-plan-memory first}}
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xf32>, space = "workspace"} : () -> ()
+"mpk.tasks"() {sym_name = "t", kind = "add", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>,
+               inputs = [@x, @x], outputs = [@y], params = {}} : () -> ()
+"mpk.schedule"() {queues = [array<i32: 0>]} : () -> ()

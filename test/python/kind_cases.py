@@ -1,0 +1,293 @@
+"""Single-group task modules, one per task kind (and a few shapes of linear
+for bandwidth), for the lowering tests and the GPU kind tests.
+
+`build(folder)` lowers all of them into one `gpu.module`, links the PTX with a
+tiny CUDA test kernel (`run_group`: one CTA per task, calling `mpk_dispatch`)
+into `kinds.cubin` and writes `kinds.json` (every group's fn, grid and
+buffers), so the GPU machine needs neither MLIR nor NVRTC:
+
+    python test/python/kind_cases.py .bundles/kinds
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+THREADS = 512
+SMEM_BYTES = 96 * 1024
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    kind: str
+    grid: tuple
+    tile: tuple
+    inputs: list  # (buffer, shape, dtype, space); a name used twice is one buffer
+    outputs: list
+    params: dict = dataclasses.field(default_factory=dict)
+    domain: tuple | None = None
+    bench: bool = False  # timed for bandwidth, not checked
+
+    def buffers(self):
+        seen = {}
+        for b in self.inputs + self.outputs:
+            seen.setdefault(b[0], b)
+        return list(seen.values())
+
+
+def _theta_freqs(d, theta=1e6):
+    return [theta ** (-2 * i / d) for i in range(d // 2)]
+
+
+def cases() -> list[Case]:
+    bf, i32 = "bf16", "i32"
+    B = 2
+    out = [
+        Case("embedding", "embedding", (B, 4), (1, 256),
+             [("ids", (B,), i32, "io"), ("table", (1000, 1024), bf, "weight")],
+             [("out", (B, 1024), bf, "workspace")]),
+        Case("rmsnorm", "rmsnorm", (B, 1), (1, 1024),
+             [("x", (B, 1024), bf, "workspace"), ("w", (1024,), bf, "weight")],
+             [("y", (B, 1024), bf, "workspace")], {"eps": 1e-6}),
+        Case("rmsnorm_block", "rmsnorm", (B, 1), (1, 4096),
+             [("x", (B, 4096), bf, "workspace"), ("w", (4096,), bf, "weight")],
+             [("y", (B, 4096), bf, "workspace")], {"eps": 1e-6}),
+        Case("qk_norm", "rmsnorm", (B, 4), (1, 512),
+             [("x", (B, 2048), bf, "workspace"), ("w", (128,), bf, "weight")],
+             [("y", (B, 2048), bf, "workspace")], {"eps": 1e-6}),
+        Case("linear", "linear", (1, 24), (B, 128),
+             [("x", (B, 1024), bf, "workspace"), ("w", (3072, 1024), bf, "weight")],
+             [("y", (B, 3072), bf, "workspace")]),
+        Case("linear_residual", "linear", (1, 16), (B, 64),
+             [("x", (B, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),
+              ("r", (B, 1024), bf, "workspace")],
+             [("y", (B, 1024), bf, "workspace")]),
+        Case("linear_ragged", "linear", (1, 3), (1, 128),
+             [("x", (1, 1000), bf, "workspace"), ("w", (300, 1000), bf, "weight")],
+             [("y", (1, 300), bf, "workspace")]),
+        Case("rope", "rope", (B, 4), (1, 512),
+             [("x", (B, 2048), bf, "workspace"), ("pos", (B,), i32, "io")],
+             [("y", (B, 2048), bf, "workspace")], {"inv_freq": _theta_freqs(128)}),
+        Case("attention", "attention", (B, 8), (1, 256),
+             [("q", (B, 2048), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io")],
+             [("o", (B, 2048), bf, "workspace")], {"head_dim": 128, "scale": 128 ** -0.5}),
+        Case("attention_g4_d64", "attention", (1, 4), (1, 512),
+             [("q", (1, 2048), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("o", (1, 2048), bf, "workspace")], {"head_dim": 64, "scale": 64 ** -0.5}),
+        Case("kv_append", "kv_append", (B, 4), (1, 256),
+             [("cache", (B, 512, 1024), bf, "state"), ("new", (B, 1024), bf, "workspace"),
+              ("pos", (B,), i32, "io")],
+             [("cache", (B, 512, 1024), bf, "state")], domain=(B, 1024)),
+        Case("silu_mul", "silu_mul", (1, 6), (B, 512),
+             [("gate", (B, 3072), bf, "workspace"), ("up", (B, 3072), bf, "workspace")],
+             [("y", (B, 3072), bf, "workspace")]),
+        Case("add", "add", (B, 4), (1, 256),
+             [("a", (B, 1024), bf, "workspace"), ("b", (B, 1024), bf, "workspace")],
+             [("y", (B, 1024), bf, "workspace")]),
+        Case("argmax", "argmax", (B,), (1,),
+             [("logits", (B, 151936), bf, "io"), ("pos", (B,), i32, "io")],
+             [("tokens", (B,), i32, "io_per_step")]),
+    ]
+    # The tiny presets' storage: f32 activations, i64 ids and positions, the
+    # argmax group as mpk-partition builds it (per-step logits and tokens,
+    # then the next step's `tokens` and `positions`), ragged tiles.
+    f, i64 = "f32", "i64"
+    out += [
+        Case("embedding_f32", "embedding", (1, 1), (1, 64),
+             [("ids", (1,), i64, "io"), ("table", (256, 64), f, "weight")],
+             [("out", (1, 64), f, "workspace")]),
+        Case("linear_f32", "linear", (1, 3), (1, 24),
+             [("x", (1, 64), f, "workspace"), ("w", (64, 64), f, "weight")],
+             [("y", (1, 64), f, "workspace")]),
+        Case("qk_norm_f32", "rmsnorm", (1, 2), (1, 48),
+             [("x", (1, 64), f, "workspace"), ("w", (16,), f, "weight")],
+             [("y", (1, 64), f, "workspace")], {"eps": 1e-6}),
+        Case("rope_f32", "rope", (1, 2), (1, 48),
+             [("x", (1, 64), f, "workspace"), ("pos", (1,), i64, "io")],
+             [("y", (1, 64), f, "workspace")], {"inv_freq": _theta_freqs(16, 1e4)}),
+        Case("attention_f32", "attention", (1, 2), (1, 32),
+             [("q", (1, 64), f, "workspace"), ("kc", (1, 64, 32), f, "state"),
+              ("vc", (1, 64, 32), f, "state"), ("pos", (1,), i64, "io")],
+             [("o", (1, 64), f, "workspace")], {"head_dim": 16, "scale": 0.25}),
+        Case("kv_append_f32", "kv_append", (1, 2), (1, 16),
+             [("cache", (1, 64, 32), f, "state"), ("new", (1, 32), f, "workspace"),
+              ("pos", (1,), i64, "io")],
+             [("cache", (1, 64, 32), f, "state")], domain=(1, 32)),
+        Case("argmax_io", "argmax", (1,), (1,),
+             [("logits", (1, 256), f, "io_per_step")],
+             [("next_tokens", (1,), i64, "io_per_step"), ("tokens", (1,), i64, "io"),
+              ("positions", (1,), i64, "io")]),
+    ]
+    # Narrow vectors (shapes only 4, 2 or 1 elements divide) and ragged tiles.
+    out += [
+        Case("linear_odd", "linear", (1, 3), (1, 16),
+             [("x", (1, 12), bf, "workspace"), ("w", (40, 12), bf, "weight")],
+             [("y", (1, 40), bf, "workspace")]),
+        Case("rmsnorm_odd", "rmsnorm", (2, 3), (1, 12),
+             [("x", (2, 30), bf, "workspace"), ("w", (6,), bf, "weight")],
+             [("y", (2, 30), bf, "workspace")], {"eps": 1e-5}),
+        Case("rope_odd", "rope", (1, 1), (1, 12),
+             [("x", (1, 12), bf, "workspace"), ("pos", (1,), i32, "io")],
+             [("y", (1, 12), bf, "workspace")], {"inv_freq": _theta_freqs(6, 1e4)}),
+        Case("add_odd", "add", (2, 3), (2, 4),
+             [("a", (3, 10), bf, "workspace"), ("b", (3, 10), bf, "workspace")],
+             [("y", (3, 10), bf, "workspace")]),
+        Case("embedding_odd", "embedding", (2, 2), (2, 6),
+             [("ids", (3,), i32, "io"), ("table", (50, 10), bf, "weight")],
+             [("out", (3, 10), bf, "workspace")]),
+        Case("argmax_odd", "argmax", (3,), (1,),
+             [("logits", (3, 1001), f, "io"), ("pos", (3,), i32, "io")],
+             [("tokens", (3,), i32, "io")]),
+    ]
+    # Bandwidth, with `unroll` 16-byte loads in flight per lane.
+    for n, k, tn in ((4096, 4096, 32), (4096, 12288, 32), (24576, 4096, 128),
+                     (151936, 4096, 128)):
+        for unroll in (4, 8):
+            out.append(Case(f"bench_linear_{n}x{k}_u{unroll}", "linear", (1, n // tn), (1, tn),
+                            [("x", (1, k), bf, "workspace"), ("w", (n, k), bf, "weight")],
+                            [("y", (1, n), bf, "workspace")], {"unroll": unroll}, bench=True))
+    # Attention at a long context: the KV cache read is the traffic.
+    for b in (1, 8):
+        out.append(Case(f"bench_attention_b{b}", "attention", (b, 8), (1, 512),
+                        [("q", (b, 4096), bf, "workspace"), ("kc", (b, 4096, 1024), bf, "state"),
+                         ("vc", (b, 4096, 1024), bf, "state"), ("pos", (b,), i32, "io")],
+                        [("o", (b, 4096), bf, "workspace")],
+                        {"head_dim": 128, "scale": 128 ** -0.5}, bench=True))
+    return out
+
+
+# ------------------------------------------------------------ task-level IR
+
+def _type(shape, dtype):
+    return f"tensor<{'x'.join(map(str, shape))}x{dtype}>"
+
+
+def _param(v):
+    if isinstance(v, list):
+        return "array<f32: " + ", ".join(f"{float(x):.9e}" for x in v) + ">"
+    if isinstance(v, int):
+        return f"{v} : i64"
+    return f"{float(v):.9e} : f32"
+
+
+def group_ir(c: Case, prefix: str = "") -> list[str]:
+    lines = []
+    for name, shape, dtype, space in c.buffers():
+        extra = ""
+        if space == "io_per_step":
+            space, extra = "io", ", per_step"
+        elif space in ("weight", "state"):
+            extra = f', name = "{c.name}.{name}"'
+        elif space == "workspace":
+            extra = ", offset = 0 : i64"
+        lines.append(f'"mpk.buffer"() {{sym_name = "{prefix}{name}", '
+                     f'type = {_type(shape, dtype)}, space = "{space}"{extra}}} : () -> ()')
+    refs = lambda bs: "[" + ", ".join(f"@{prefix}{b[0]}" for b in bs) + "]"
+    params = ", ".join(f"{k} = {_param(v)}" for k, v in c.params.items())
+    domain = f", domain = array<i64: {', '.join(map(str, c.domain))}>" if c.domain else ""
+    lines.append(f'"mpk.tasks"() {{sym_name = "{c.name}", kind = "{c.kind}", '
+                 f'grid = array<i64: {", ".join(map(str, c.grid))}>, '
+                 f'tile = array<i64: {", ".join(map(str, c.tile))}>{domain}, '
+                 f'inputs = {refs(c.inputs)}, outputs = {refs(c.outputs)}, '
+                 f'params = {{{params}}}}} : () -> ()')
+    return lines
+
+
+def module_ir(selected: list[Case]) -> str:
+    lines = ['"mpk.kernel"() {sym_name = "kinds", num_sms = 132 : i64, arch = "sm_90"} : () -> ()']
+    for c in selected:
+        lines += group_ir(c, prefix=f"{c.name}.")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------- the build
+
+TEST_KERNEL = r"""
+extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
+                                        const unsigned long long* buffers, char* smem);
+
+// One CTA per task of one group; every thread calls the dispatcher, as the
+// persistent runtime does.
+extern "C" __global__ void run_group(int fn, int tasks, int step,
+                                     const unsigned long long* buffers) {
+  extern __shared__ __align__(16) char smem[];
+  for (int t = blockIdx.x; t < tasks; t += gridDim.x) {
+    mpk_dispatch(fn, t, step, buffers, smem);
+    __syncthreads();
+  }
+}
+"""
+
+
+def _check(result, what):
+    err = result[0]
+    if int(err) != 0:
+        raise RuntimeError(f"{what}: {err}")
+    return result[1:] if len(result) > 2 else (result[1] if len(result) == 2 else None)
+
+
+def link_cubin(ptx: str, arch: str = "sm_90") -> bytes:
+    """NVRTC (test kernel -> LTO-IR) + nvJitLink (with the MLIR PTX) -> cubin."""
+    from cuda.bindings import nvjitlink, nvrtc
+    prog = _check(nvrtc.nvrtcCreateProgram(TEST_KERNEL.encode(), b"run_group.cu", 0, [], []),
+                  "nvrtcCreateProgram")
+    opts = [f"-arch={arch}".encode(), b"-dlto", b"-rdc=true"]
+    err = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]
+    if int(err) != 0:
+        size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "log size")
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        raise RuntimeError(log.decode())
+    size = _check(nvrtc.nvrtcGetLTOIRSize(prog), "nvrtcGetLTOIRSize")
+    ltoir = b" " * size
+    _check((nvrtc.nvrtcGetLTOIR(prog, ltoir)[0], None), "nvrtcGetLTOIR")
+
+    handle = nvjitlink.create(4, [f"-arch={arch}", "-lto", "-O3", "-maxrregcount=128"])
+    nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, ltoir, len(ltoir), "run_group")
+    data = ptx.encode()
+    nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "mpk_tasks")
+    try:
+        nvjitlink.complete(handle)
+    except Exception as e:
+        size = nvjitlink.get_error_log_size(handle)
+        log = bytearray(size)
+        nvjitlink.get_error_log(handle, log)
+        raise RuntimeError(log.decode(errors="replace")) from e
+    cubin = bytearray(nvjitlink.get_linked_cubin_size(handle))
+    nvjitlink.get_linked_cubin(handle, cubin)
+    nvjitlink.destroy(handle)
+    return bytes(cubin)
+
+
+def build(folder: Path) -> dict:
+    from mlir import ir
+    from mpk.dialects import context
+    from mpk.lowering.mpk_lower_tasks import lower_to_ptx
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    selected = cases()
+    with context():
+        module = ir.Module.parse(module_ir(selected))
+        ptx = lower_to_ptx(module, threads=THREADS, smem_bytes=SMEM_BYTES)
+        fns = {ir.StringAttr(op.attributes["sym_name"]).value: ir.IntegerAttr(op.attributes["fn"]).value
+               for op in module.body.operations if op.name == "mpk.tasks"}
+    (folder / "kinds.ptx").write_text(ptx)
+    (folder / "kinds.cubin").write_bytes(link_cubin(ptx))
+    meta = {"threads": THREADS, "smem_bytes": SMEM_BYTES, "groups": [
+        {**dataclasses.asdict(c), "fn": fns[c.name], "tasks": math.prod(c.grid)}
+        for c in selected]}
+    (folder / "kinds.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+if __name__ == "__main__":
+    meta = build(Path(sys.argv[1] if len(sys.argv) > 1 else ".bundles/kinds"))
+    print(f"{len(meta['groups'])} groups ->", sys.argv[1] if len(sys.argv) > 1 else ".bundles/kinds")

@@ -1,0 +1,278 @@
+"""Every task kind alone on the GPU against a PyTorch fp32 reference.
+
+Runs the prebuilt `.bundles/kinds/` (made on the compiling machine by
+`python test/python/kind_cases.py .bundles/kinds`: MLIR is not needed here):
+one launch of the test kernel per group, one CTA per task. Inputs are fresh
+random numbers on every run, outputs are poisoned (NaN / -1) before the launch,
+and the relative error ||out - ref|| / ||ref|| must stay under 1e-2. The
+`bench_linear_*` groups are timed against `x @ w.T` for read bandwidth.
+
+    python -m pytest test/python/test_gpu_kinds.py -s
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu
+
+BUNDLE = Path(__file__).resolve().parents[2] / ".bundles" / "kinds"
+STEPS = 2  # copies of a per_step buffer; the launch runs step 1
+TOLERANCE = 1e-2
+
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA GPU", allow_module_level=True)
+if not (BUNDLE / "kinds.cubin").exists():
+    pytest.skip(f"no prebuilt kinds in {BUNDLE} (run test/python/kind_cases.py)",
+                allow_module_level=True)
+
+
+# ------------------------------------------------------------------ launcher
+
+class Kinds:
+    def __init__(self, folder: Path):
+        from cuda.bindings import driver as cu
+        self.cu = cu
+        self.meta = json.loads((folder / "kinds.json").read_text())
+        torch.zeros(1, device="cuda")  # torch creates the primary context; share it
+        _ok(cu.cuInit(0))
+        ctx = _ok(cu.cuDevicePrimaryCtxRetain(_ok(cu.cuDeviceGet(torch.cuda.current_device()))))
+        _ok(cu.cuCtxSetCurrent(ctx))
+        self.module = _ok(cu.cuModuleLoadData((folder / "kinds.cubin").read_bytes()))
+        self.kernel = _ok(cu.cuModuleGetFunction(self.module, b"run_group"))
+        _ok(cu.cuFuncSetAttribute(
+            self.kernel, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            self.meta["smem_bytes"]))
+        self.groups = {g["name"]: g for g in self.meta["groups"]}
+
+    @staticmethod
+    def table(tensors: list):
+        """The buffer-address table of a group: inputs..., outputs...."""
+        return torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64, device="cuda")
+
+    def launch(self, group: dict, table, step: int = 0) -> None:
+        args = ((group["fn"], group["tasks"], step, table.data_ptr()),
+                (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p))
+        _ok(self.cu.cuLaunchKernel(self.kernel, group["tasks"], 1, 1, self.meta["threads"], 1, 1,
+                                   self.meta["smem_bytes"], 0, args, 0))
+
+
+def _ok(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA driver error {err}")
+    return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
+
+
+@pytest.fixture(scope="module")
+def kinds():
+    return Kinds(BUNDLE)
+
+
+# ---------------------------------------------------------------- references
+
+def ref_embedding(p, ids, table):
+    return [table.float()[ids.long()]]
+
+
+def ref_rmsnorm(p, x, w):
+    D = w.numel()
+    xf = x.float().view(x.shape[0], -1, D)
+    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + p["eps"]) * w.float()
+    return [y.view(x.shape)]
+
+
+def ref_linear(p, x, w, r=None):
+    y = x.float() @ w.float().t()
+    return [y if r is None else y + r.float()]
+
+
+def ref_rope(p, x, pos):
+    inv = torch.tensor(p["inv_freq"], dtype=torch.float32, device=x.device)
+    D = 2 * inv.numel()
+    angle = pos.float()[:, None] * inv[None, :]
+    cos, sin = angle.cos()[:, None, :], angle.sin()[:, None, :]
+    xf = x.float().view(x.shape[0], -1, D)
+    a, b = xf[..., :D // 2], xf[..., D // 2:]
+    return [torch.cat([a * cos - b * sin, b * cos + a * sin], -1).view(x.shape)]
+
+
+def ref_attention(p, q, kc, vc, pos):
+    D, out = p["head_dim"], []
+    for b in range(q.shape[0]):
+        L = int(pos[b]) + 1
+        qh = q[b].float().view(-1, D)
+        k = kc[b, :L].float().view(L, -1, D)
+        v = vc[b, :L].float().view(L, -1, D)
+        G = qh.shape[0] // k.shape[1]
+        k, v = k.repeat_interleave(G, dim=1), v.repeat_interleave(G, dim=1)
+        att = torch.softmax(torch.einsum("hd,lhd->hl", qh, k) * p["scale"], -1)
+        out.append(torch.einsum("hl,lhd->hd", att, v).reshape(-1))
+    return [torch.stack(out)]
+
+
+def ref_kv_append(p, cache, new, pos):
+    out = cache.float().clone()
+    for b in range(new.shape[0]):
+        out[b, int(pos[b])] = new[b].float()
+    return [out]
+
+
+def ref_silu_mul(p, gate, up):
+    return [torch.nn.functional.silu(gate.float()) * up.float()]
+
+
+def ref_add(p, a, b):
+    return [a.float() + b.float()]
+
+
+REFERENCES = {k[4:]: f for k, f in globals().items() if k.startswith("ref_")}
+
+
+# --------------------------------------------------------------------- data
+
+DTYPES = {"bf16": torch.bfloat16, "f32": torch.float32, "i32": torch.int32, "i64": torch.int64}
+POSITIONS = ("pos", "positions")
+
+
+def _buffers(group):
+    seen = {}
+    for b in group["inputs"] + group["outputs"]:
+        seen.setdefault(b[0], b)
+    return seen
+
+
+def _fresh(group, gen):
+    """Random inputs and poisoned outputs; positions fit the caches."""
+    cache_len = min((b[1][1] for b in group["inputs"] if b[3] == "state"), default=32768)
+    inputs = {b[0] for b in group["inputs"]}
+    data = {}
+    for name, shape, dtype, space in _buffers(group).values():
+        shape = ([STEPS] if space == "io_per_step" else []) + list(shape)
+        dt = DTYPES[dtype]
+        if name in POSITIONS:
+            t = torch.randint(1, cache_len, shape, generator=gen).to(dt)
+        elif name not in inputs:  # poisoned: every element must be written
+            t = torch.full(shape, -1 if not dt.is_floating_point else float("nan"), dtype=dt)
+        elif not dt.is_floating_point:  # token ids
+            vocab = group["inputs"][1][1][0]
+            t = torch.randint(0, vocab, shape, generator=gen).to(dt)
+        else:
+            t = torch.randn(shape, generator=gen).to(dt)
+        data[name] = t.cuda()
+    return data
+
+
+def _relative_error(out, ref):
+    out, ref = out.double(), ref.double()
+    return float((out - ref).norm() / ref.norm())
+
+
+# --------------------------------------------------------------------- tests
+
+GROUPS = json.loads((BUNDLE / "kinds.json").read_text())["groups"]
+CHECKED = [c for c in GROUPS if not c["bench"]]
+BENCH = [c for c in GROUPS if c["bench"]]
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in CHECKED])
+def test_kind(kinds, name):
+    group = kinds.groups[name]
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    data = _fresh(group, gen)
+    before = {n: t.clone() for n, t in data.items()}  # the in-place kinds overwrite inputs
+    spaces = {b[0]: b[3] for b in group["inputs"] + group["outputs"]}
+
+    def value(tensors, n):  # a per-step buffer's copy of step 1
+        return tensors[n][1] if spaces[n] == "io_per_step" else tensors[n]
+
+    kinds.launch(group, kinds.table([data[b[0]] for b in group["inputs"] + group["outputs"]]),
+                 step=1)
+    torch.cuda.synchronize()
+    inputs = [value(before, b[0]) for b in group["inputs"]]
+    if group["kind"] == "argmax":
+        token = inputs[0].float().argmax(-1)
+        for out in group["outputs"]:
+            got = value(data, out[0]).long().cpu()
+            if out[0] in POSITIONS:
+                assert torch.equal(got, value(before, out[0]).long().cpu() + 1), out[0]
+            else:
+                assert torch.equal(got, token.cpu()), (out[0], got, token)
+        if "pos" in data:
+            assert torch.equal(data["pos"].cpu(), before["pos"].cpu() + 1)
+        print(f"{name:18s} tokens exact, positions advanced")
+        return
+    refs = REFERENCES[group["kind"]](group["params"], *inputs)
+    for out, ref in zip(group["outputs"], refs):
+        got = value(data, out[0])
+        assert not got.float().isnan().any(), "some outputs were not written"
+        err = _relative_error(got, ref)
+        print(f"{name:18s} relative error {err:.2e}")
+        assert err < TOLERANCE
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "linear"])
+def test_linear_bandwidth(kinds, name):
+    group = kinds.groups[name]
+    (_, (_, K), _, _), (_, (N, _), _, _) = group["inputs"]
+    wbytes = N * K * 2
+    copies = max(1, math.ceil(512e6 / wbytes))  # cycle through > L2 of weights
+    x = torch.randn(1, K, device="cuda").to(torch.bfloat16)
+    ws = [torch.randn(N, K, device="cuda").to(torch.bfloat16) for _ in range(copies)]
+    y = torch.full((1, N), float("nan"), device="cuda", dtype=torch.bfloat16)
+    tables = [kinds.table([x, w, y]) for w in ws]
+    kinds.launch(group, tables[0])
+    torch.cuda.synchronize()
+    err = _relative_error(y, x.float() @ ws[0].float().t())
+    assert err < TOLERANCE
+
+    def timed(fn, reps=30):
+        for i in range(5):
+            fn(i)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for i in range(reps):
+            fn(i)
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / reps / 1e3
+
+    ours = timed(lambda i: kinds.launch(group, tables[i % copies]))
+    theirs = timed(lambda i: x @ ws[i % copies].t())
+    print(f"{name:28s} rel err {err:.1e}  mpk {wbytes / ours / 1e9:7.0f} GB/s "
+          f"({ours * 1e6:7.1f} us)  torch {wbytes / theirs / 1e9:7.0f} GB/s "
+          f"({theirs * 1e6:7.1f} us)  on {torch.cuda.get_device_name()}")
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "attention"])
+def test_attention_bandwidth(kinds, name):
+    group = kinds.groups[name]
+    gen = torch.Generator().manual_seed(1)
+    data = _fresh(group, gen)
+    S = data["kc"].shape[1]
+    data["pos"].fill_(S - 1)  # the whole cache
+    order = [data[b[0]] for b in group["inputs"] + group["outputs"]]
+    table = kinds.table(order)
+    kinds.launch(group, table)
+    torch.cuda.synchronize()
+    (ref,) = ref_attention(group["params"], *order[:4])
+    err = _relative_error(data["o"], ref)
+    assert err < TOLERANCE
+    kv_bytes = 2 * data["kc"].numel() * 2
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(3):
+        kinds.launch(group, table)
+    start.record()
+    for _ in range(20):
+        kinds.launch(group, table)
+    end.record()
+    torch.cuda.synchronize()
+    t = start.elapsed_time(end) / 20 / 1e3
+    print(f"{name:28s} rel err {err:.1e}  {group['tasks']} tasks  KV {kv_bytes / 1e6:.0f} MB "
+          f"in {t * 1e6:.1f} us = {kv_bytes / t / 1e9:.0f} GB/s")

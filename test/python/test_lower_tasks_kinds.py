@@ -1,0 +1,58 @@
+"""Every task kind lowers alone to PTX with its function and the dispatcher."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from mlir import ir
+
+from kind_cases import cases, module_ir
+from mpk.lowering.mpk_lower_tasks import lower_to_ptx
+
+KIND_CASES = [c for c in cases() if not c.bench]
+
+
+def _function(ptx: str, name: str) -> str:
+    """The body of one `.func` of a PTX text."""
+    start = ptx.index(f".visible .func {name}(")
+    end = ptx.find(".visible .func", start + 1)
+    return ptx[start:end if end >= 0 else len(ptx)]
+
+
+@pytest.mark.parametrize("case", KIND_CASES, ids=lambda c: c.name)
+def test_kind_lowers_to_ptx(ctx, case):
+    module = ir.Module.parse(module_ir([case]))
+    ptx = lower_to_ptx(module)
+    assert ".target sm_90" in ptx
+    body = _function(ptx, f"mpk_{case.kind}_0")
+    dispatch = _function(ptx, "mpk_dispatch")
+    assert f"mpk_{case.kind}_0" in dispatch and "call" in dispatch
+    if not case.name.endswith("_odd"):  # shapes that allow no wide vectors
+        # Rows move in 16-byte (rope's half heads of 64 bytes: 8-byte) vectors.
+        assert re.search(r"(ld|st)\.(global|shared)(\.nc)?\.v[24]\.b32", body), body[:2000]
+
+
+def test_linear_streams_weights_in_16_byte_read_only_loads(ctx):
+    case = next(c for c in KIND_CASES if c.name == "linear")
+    body = _function(lower_to_ptx(ir.Module.parse(module_ir([case]))), "mpk_linear_0")
+    assert body.count("ld.global.nc.v4.b32") >= 4  # UNROLL loads in flight
+    assert "ld.shared.v4.b32" in body  # x staged in shared memory
+    assert "shfl.sync.bfly" in body
+
+
+def test_activations_never_use_the_read_only_path(ctx):
+    """Only weights are constant for a whole launch; `ld.global.nc` on an
+    activation could read a stale line written by another SM."""
+    case = next(c for c in KIND_CASES if c.name == "add")
+    body = _function(lower_to_ptx(ir.Module.parse(module_ir([case]))), "mpk_add_0")
+    assert ".nc" not in body and "ld.global.v4.b32" in body
+
+
+def test_one_module_with_every_kind(ctx):
+    module = ir.Module.parse(module_ir(cases()))
+    ptx = lower_to_ptx(module)
+    funcs = re.findall(r"\.visible \.func (\w+)\(", ptx)
+    assert funcs[-1] == "mpk_dispatch" or "mpk_dispatch" in funcs
+    assert {c.kind for c in cases()} == {f.split("_", 1)[1].rsplit("_", 1)[0] for f in funcs
+                                         if f != "mpk_dispatch"}

@@ -1,0 +1,62 @@
+"""The runtime compiles with NVRTC and links with task PTX through nvJitLink, on the CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+
+import pytest
+
+pytest.importorskip("mlir")
+from mpk.runtime import build, cubin, loader  # noqa: E402
+
+import runtime_stub  # noqa: E402
+
+try:
+    build.toolkit()
+except build.BuildError as e:  # pragma: no cover - depends on the wheels installed
+    pytest.skip(str(e), allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def runtime_ltoir():
+    return build.compile_runtime("sm_90")
+
+
+def test_links_with_the_stub_dispatch(runtime_ltoir):
+    image = build.link(runtime_ltoir, [("stub.ptx", runtime_stub.stub_ptx())])
+    functions = cubin.functions(image)
+    assert build.KERNEL_NAME in functions and build.DISPATCH_NAME in functions
+    assert functions[build.KERNEL_NAME] > 0
+
+
+def test_missing_dispatch_is_a_link_error(runtime_ltoir):
+    with pytest.raises(build.BuildError, match="mpk_dispatch"):
+        build.link(runtime_ltoir, [])
+
+
+def test_a_compile_error_carries_the_nvrtc_log():
+    with pytest.raises(build.BuildError, match="NVRTC failed"):
+        build.compile_runtime("sm_90", defines={"mpk_dispatch": "("})
+
+
+def _offsets(struct) -> list[tuple[str, int]]:
+    return [(name, getattr(struct, name).offset) for name, _ in struct._fields_]
+
+
+@pytest.mark.parametrize("struct", [loader.MpkLaunch, loader.MpkError])
+def test_loader_structs_match_the_header(struct, tmp_path):
+    """The ctypes mirrors have the C layout (the host compiler lays structs out
+    as the device does): static_asserts compiled against mpk_runtime.h."""
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    checks = "".join(f"static_assert(offsetof({struct.__name__}, {name}) == {offset}, \"{name}\");\n"
+                     for name, offset in _offsets(struct))
+    checks += f"static_assert(sizeof({struct.__name__}) == {ctypes.sizeof(struct)}, \"size\");\n"
+    source = tmp_path / "layout.cpp"
+    source.write_text("#include <cstddef>\n#include \"mpk_runtime.h\"\n" + checks)
+    result = subprocess.run([compiler, "-std=c++17", "-fsyntax-only", f"-I{build.RUNTIME_DIR}", str(source)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,110 @@
+"""mpk-materialize: the runtime's tables from hand-built scheduled task IR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlir")
+from mlir import ir  # noqa: E402
+
+from mpk import dialects  # noqa: E402
+from mpk.dialects.taskir import TaskGraph  # noqa: E402
+from mpk.lowering.mpk_materialize import MaterializeError, materialize  # noqa: E402
+from mpk.runtime.tables import NO_EVENT, TASK_FIELDS, task_field  # noqa: E402
+
+import runtime_stub  # noqa: E402
+
+
+def field(tables, name):
+    return tables["tasks"][:, task_field(name)]
+
+
+def test_stub_tables():
+    result = materialize(TaskGraph.from_module(runtime_stub.stub_task_module(num_sms=6)))
+    t = result.tables
+    assert t["tasks"].shape == (12, len(TASK_FIELDS))
+    assert field(t, "fn").tolist() == [0] * 8 + [1] * 4
+    assert field(t, "task").tolist() == list(range(8)) + list(range(4))
+    assert field(t, "group").tolist() == [0] * 8 + [1] * 4
+    # Events in module order: a_ready is slot 0, step_done (primed) slot 1.
+    assert field(t, "wait_slot").tolist() == [1] * 8 + [0] * 4
+    assert field(t, "wait_triggers").tolist() == [4] * 8 + [8] * 4
+    assert field(t, "trigger_slot").tolist() == [0] * 8 + [1] * 4
+    assert t["event_triggers"].tolist() == [8, 4]
+    assert t["event_initial"].tolist() == [0, 4]
+    # Six workers, two of them idle.
+    assert t["queue_offsets"].tolist() == [0, 3, 6, 9, 12, 12, 12]
+    assert t["queue_tasks"].tolist() == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
+    # produce lists (a); consume lists (a, b): inputs then outputs.
+    assert t["group_buffers"].tolist() == [0, 0, 1]
+    assert t["group_buffer_offsets"].tolist() == [0, 1, 3]
+    assert field(t, "buffers").tolist() == [0] * 8 + [1] * 4
+    assert [g["first_task"] for g in result.groups] == [0, 8]
+    assert result.buffers[1]["per_step"] and result.buffers[0]["offset"] == 0
+
+
+MODULE = """
+"mpk.kernel"() {sym_name = "k", num_sms = 4 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<2x64xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<2x64xbf16>, space = "workspace", offset = 256 : i64} : () -> ()
+"mpk.event"() {sym_name = "e", size = 4 : i64, triggers = 1 : i64} : () -> ()
+"mpk.tasks"() {sym_name = "layers.3.first", kind = "add", grid = array<i64: 1, 4>, tile = array<i64: 2, 16>,
+               inputs = [@x, @x], outputs = [@y], trigger = [@e, affine_map<(d0, d1) -> (d1)>], params = {}} : () -> ()
+"mpk.tasks"() {sym_name = "layers.3.second", kind = "add", grid = array<i64: 1, 2>, tile = array<i64: 2, 32>, fn = 7 : i64,
+               inputs = [@y, @y], outputs = [@x], wait = [@e, affine_map<(d0, d1) -> (WAIT)>], params = {}} : () -> ()
+"mpk.schedule"() {queues = [QUEUES]} : () -> ()
+"""
+
+
+def graph(wait="d1 * 2 + 1", queues="array<i32: 0, 1, 4>, array<i32: 2, 3, 5>", offset="offset = 256 : i64"):
+    text = MODULE.replace("WAIT", wait).replace("QUEUES", queues).replace("offset = 256 : i64", offset)
+    with dialects.context():
+        return TaskGraph.from_module(ir.Module.parse(text))
+
+
+def test_affine_maps_and_fn_attribute():
+    t = materialize(graph()).tables
+    assert field(t, "trigger_slot").tolist() == [0, 1, 2, 3, NO_EVENT, NO_EVENT]
+    assert field(t, "wait_slot").tolist() == [NO_EVENT] * 4 + [1, 3]
+    assert field(t, "wait_triggers").tolist() == [0] * 4 + [1, 1]
+    assert field(t, "fn").tolist() == [0] * 4 + [7] * 2
+    assert t["group_buffers"].tolist() == [0, 0, 1, 1, 1, 0]
+    assert t["queue_offsets"].tolist() == [0, 3, 6, 6, 6]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"wait": "d1 * 4"}, r"task 1 of group 'layers.3.second' waits on 'e'\[4\], outside its 4 counters"),
+    ({"queues": "array<i32: 0, 1, 4>, array<i32: 2, 3>"}, "task 5 is in no queue"),
+    ({"queues": "array<i32: 0, 1, 4>, array<i32: 2, 3, 4, 5>"}, "queued twice"),
+    ({"queues": ", ".join(["array<i32: 0>"] * 5)}, "5 queues for 4 SMs"),
+    ({"offset": "name = \"y\""}, "workspace buffer 'y' has no offset"),
+])
+def test_errors(kwargs, message):
+    with pytest.raises(MaterializeError, match=message):
+        materialize(graph(**kwargs))
+
+
+def test_pass_reports_at_the_op(tmp_path):
+    from mpk.diagnostics import Collector
+    from mpk.pipeline import run
+    text = MODULE.replace("WAIT", "d1 * 4").replace("QUEUES", "array<i32: 0, 1, 2, 3, 4, 5>")
+    context = dialects.context()
+    with context:
+        module = ir.Module.parse(text)
+    collector = Collector(context)
+    with collector.catching():
+        run(module, f"builtin.module(mpk-materialize{{output={tmp_path / 't.npz'}}})")
+    errors = [d for d in collector.diags if d.severity == "error"]
+    assert errors and "outside its 4 counters" in errors[0].message and errors[0].line == 8
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_pass_writes_tables(tmp_path):
+    from mpk.pipeline import run
+    from mpk.runtime import tables
+    text = MODULE.replace("WAIT", "d1").replace("QUEUES", "array<i32: 0, 1, 2, 3, 4, 5>")
+    with dialects.context():
+        module = ir.Module.parse(text)
+        run(module, f"builtin.module(mpk-materialize{{output={tmp_path / 't.npz'}}})")
+    assert tables.load(tmp_path / "t.npz")["queue_tasks"].tolist() == list(range(6))
