@@ -47,8 +47,6 @@ _LAYOUT_OPS = {"torch.aten.view", "torch.aten.reshape", "torch.aten._unsafe_view
 
 _DTYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "f64": "f64", "si64": "i64",
            "si32": "i32", "i1": "i1", "ui8": "i8", "si8": "i8"}
-# torch ScalarType numbers (c10/core/ScalarType.h) for _to_copy's dtype argument.
-_SCALAR_TYPES = {3: "i32", 4: "i64", 5: "f16", 6: "f32", 7: "f64", 11: "i1", 15: "bf16"}
 
 _VTENSOR = re.compile(r"!torch\.vtensor<\[([-0-9,]*)\],(\w+)>")
 
@@ -98,7 +96,7 @@ def _name(op) -> str:
     return op.operation.name if op is not None else "<block argument>"
 
 
-def _keeps_row_major_order(in_shape: list[int], out_shape: list[int], op) -> bool:
+def _keeps_row_major_order(in_shape: list[int], op) -> bool:
     """True when a layout op's result lists its input's elements in the same order."""
     name = _name(op)
     if name == "torch.aten.transpose.int":
@@ -175,7 +173,6 @@ class _FunctionConversion:
         self.mapped: dict[ir.Value, ir.Value] = {}    # torch value -> mpk value
         self.accounted: set[ir.Operation] = set()     # converted, absorbed or neutral
         self.absorbed: list[ir.Operation] = []        # by the pattern being tried
-        self.batch: int | None = None
 
     # ----------------------------------------------------------- driver
 
@@ -184,8 +181,6 @@ class _FunctionConversion:
             if torch_tensor_type(arg.type) is not None:
                 arg.set_type(builtin_type(arg.type))
             self.mapped[arg] = arg
-        if self.block.arguments:
-            self.batch = ir.RankedTensorType(self.block.arguments[0].type).shape[0]
 
         ops = [op.operation for op in self.block.operations]
         returns = [op for op in ops if op.name == "func.return"]
@@ -265,7 +260,7 @@ class _FunctionConversion:
         in_t, out_t = _tensor_info(source), _tensor_info(op.results[0])
         if in_t is None or out_t is None or in_t[1] != out_t[1]:
             return False  # a dtype change is a computation
-        if not _keeps_row_major_order(in_t[0], out_t[0], op):
+        if not _keeps_row_major_order(in_t[0], op):
             return False
         if in_t[0][:1] != out_t[0][:1]:
             return False  # the batch must stay the leading dimension
@@ -459,15 +454,14 @@ class _FunctionConversion:
             raise _NoMatch("halves do not split the last dimension")
         return mpk.rope(self.value(x), positions, inv_freq)
 
-    @pattern("torch.aten.index_put", "torch.aten.index_put.hacked_twin", "torch.aten._unsafe_index_put")
+    @pattern("torch.aten.index_put", "torch.aten.index_put.hacked_twin")
     def convert_kv_append(self, op):
         # cache[arange(B), positions] = new  (accumulate = false)
         cache = self.value(op.operands[0])
         rows, positions = _list_operands(op.operands[1])
-        arange = self.producer(self.strip_layout(rows), "torch.aten.arange", "torch.aten.arange.start")
-        if _const(op.operands[3]) or len(arange.operands) and _const(arange.operands[0]) != self.batch \
-                and arange.name == "torch.aten.arange":
-            raise _NoMatch("not a row-per-sequence write")
+        arange = self.producer(self.strip_layout(rows), "torch.aten.arange")
+        if _const(op.operands[3]) or _const(arange.operands[0]) != _shape(op.operands[0])[0]:
+            raise _NoMatch("not one row per sequence (rows must be arange(B), accumulate false)")
         if _owner(cache) is None or _owner(cache).name not in ("mpk.state", "mpk.kv_append"):
             raise _NoMatch("index_put into something that is not a KV cache")
         # The new rows may arrive reshaped (at batch 1 export drops the batch dim).
@@ -523,7 +517,7 @@ class _FunctionConversion:
 
 # Ops that patterns absorb as parts of a larger match (never converted alone).
 _INTERIOR_OPS = {"torch.aten.silu", "torch.aten.cos", "torch.aten.sin", "torch.aten.slice.Tensor",
-                 "torch.aten.sub.Tensor", "torch.aten.arange", "torch.aten.arange.start",
+                 "torch.aten.sub.Tensor", "torch.aten.arange",
                  "torch.aten.le.Tensor", "torch.aten.ge.Tensor", "torch.aten.rsqrt",
                  "torch.aten.add.Scalar", "torch.aten.mean.dim", "torch.aten.pow.Tensor_Scalar",
                  "torch.aten.t"}

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from mpk.interp import ops
-from mpk.models import (PRESETS, ConfigError, Decoder, ModelConfig, from_hf_config, load_checkpoint,
+from mpk.models import (PRESETS, ConfigError, Decoder, from_hf_config, load_checkpoint,
                         preset, random_model, rope_inv_freq, save_checkpoint, to_hf_config, weight_shapes)
 
 # Published parameter counts (billions, embeddings included once when tied).
