@@ -49,7 +49,9 @@ class ModulePass:
     def __call__(self, op: ir.Operation, pass_) -> None:
         self.failed = False
         try:
-            self.run(op)
+            # Passes build attributes and ops: give them the module's context and location.
+            with op.context, op.location:
+                self.run(op)
         except PassFailure:
             self.failed = True
         if self.failed:

@@ -190,10 +190,6 @@ class MpkBuildEvents(ModulePass):
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
-        with module.context:      # attributes and maps are built outside any `with Context()`
-            self._run(module)
-
-    def _run(self, module: ir.Operation) -> None:
         graph = TaskGraph.from_module(module)
         if graph.events:
             self.fail(module, "the module already has events ('mpk-build-events' runs once)")

@@ -70,8 +70,7 @@ class LowerTasks(ModulePass):
         functions: dict[tuple, tuple[int, str, Group]] = {}  # key -> (fn, symbol, group)
         for tg in graph.groups:
             op = tg.op
-            with module.context:
-                group = self._group(tg, graph)
+            group = self._group(tg, graph)
             if group is None:
                 continue
             if group.kind not in emitters:

@@ -52,10 +52,6 @@ class MpkPartition(ModulePass):
     arch: str = "sm_90"
 
     def run(self, module: ir.Operation) -> None:
-        with module.context:      # attributes and maps are built outside any `with Context()`
-            self._run(module)
-
-    def _run(self, module: ir.Operation) -> None:
         try:
             self.target = task_kinds.target(self.arch, self.num_sms)
         except KeyError as e:

@@ -34,10 +34,6 @@ class MpkPlanMemory(ModulePass):
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
-        with module.context:      # attributes and maps are built outside any `with Context()`
-            self._run(module)
-
-    def _run(self, module: ir.Operation) -> None:
         graph = TaskGraph.from_module(module)
         if not graph.events:
             self.fail(module, "no events: run 'mpk-build-events' before 'mpk-plan-memory'")

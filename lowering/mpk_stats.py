@@ -48,10 +48,6 @@ class MpkStats(ModulePass):
     dot: str = ""
 
     def run(self, module: ir.Operation) -> None:
-        with module.context:      # attributes and maps are built outside any `with Context()`
-            self._run(module)
-
-    def _run(self, module: ir.Operation) -> None:
         graph = TaskGraph.from_module(module)
         if graph.kernel is None:
             self.fail(module, "no 'mpk.kernel': mpk-stats reads task-level IR (run 'mpk-partition' first)")

@@ -14,22 +14,9 @@ from typing import Mapping, MutableMapping
 import numpy as np
 from mlir import ir
 
+from mpk.dialects.taskir import python_value
+
 from . import ops
-
-
-def _attr_value(attr: ir.Attribute):
-    for kind in (ir.DenseF32ArrayAttr, ir.DenseF64ArrayAttr, ir.DenseI64ArrayAttr, ir.DenseI32ArrayAttr):
-        if isinstance(attr, kind):
-            return np.array(list(attr))
-    if isinstance(attr, ir.BoolAttr):
-        return bool(attr.value)
-    if isinstance(attr, ir.IntegerAttr):
-        return int(attr.value)
-    if isinstance(attr, ir.FloatAttr):
-        return float(attr.value)
-    if isinstance(attr, ir.StringAttr):
-        return attr.value
-    return attr
 
 
 def _numpy(x) -> np.ndarray:
@@ -80,7 +67,7 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
         if kind not in ops.OPS or op.name == kind:
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
-        attrs = {name: _attr_value(op.attributes[name]) for name in op.attributes}
+        attrs = {name: python_value(op.attributes[name]) for name in op.attributes}
         if kind == "argmax":
             index_type = ir.IntegerType(ir.RankedTensorType(op.result.type).element_type)
             attrs["index_dtype"] = np.dtype(f"int{index_type.width}")
