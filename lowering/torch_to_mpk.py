@@ -319,11 +319,8 @@ class _FunctionConversion:
 
     @pattern(WEIGHT_OP, STATE_OP)
     def convert_named(self, op):
-        # mpk.weight / mpk.state "name". (Built directly: mpk.dialects.weight()
-        # cannot take its `name` attribute through _op's `name` parameter.)
-        kind = "mpk.weight" if op.name == WEIGHT_OP else "mpk.state"
-        return ir.Operation.create(kind, results=[builtin_type(op.results[0].type)],
-                                   attributes={"name": op.attributes["name"]}).result
+        build = mpk.weight if op.name == WEIGHT_OP else mpk.state
+        return build(ir.StringAttr(op.attributes["name"]).value, builtin_type(op.results[0].type))
 
     @pattern("torch.aten.embedding")
     def convert_embedding(self, op):
