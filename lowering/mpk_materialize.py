@@ -19,9 +19,14 @@ import dataclasses
 
 import numpy as np
 
-from mpk.dialects.taskir import TaskGraph, python_value
+from mpk.dialects.taskir import TaskGraph, element_bytes, python_value
 from mpk.lowering import ModulePass
+from mpk.lowering import task_kinds
 from mpk.runtime import tables as layout
+
+# Largest weight range a task may ask to have pulled into L2 while it waits
+# (an embedding "reads" its whole table; a linear tile is a few hundred KB).
+PREFETCH_MAX_BYTES = 4 << 20
 
 
 class MaterializeError(ValueError):
@@ -79,6 +84,7 @@ def materialize(graph: TaskGraph) -> Materialized:
                         "per_step": b.per_step})
 
     task_table = np.zeros((num_tasks, len(layout.TASK_FIELDS)), np.int32)
+    prefetch = np.zeros((num_tasks, len(layout.PREFETCH_FIELDS)), np.int32)
     group_buffers, group_buffer_offsets, groups = [], [0], []
     for index, g in enumerate(graph.groups):
         rows = slice(g.first_task, g.first_task + g.num_tasks)
@@ -106,6 +112,7 @@ def materialize(graph: TaskGraph) -> Materialized:
                 if field == "wait":
                     task_table[rows, layout.task_field("wait_triggers")] = event.triggers
             task_table[rows, layout.task_field(f"{field}_slot")] = slots
+        prefetch[rows] = prefetch_ranges(graph, g, len(group_buffers))
         group_buffers += [buffer_ids[n] for n in names]
         group_buffer_offsets.append(len(group_buffers))
         groups.append({"name": g.name, "kind": g.kind, "fn": fn, "grid": list(g.grid), "tile": list(g.tile),
@@ -131,8 +138,34 @@ def materialize(graph: TaskGraph) -> Materialized:
         tables={"tasks": task_table, "queue_offsets": queue_offsets, "queue_tasks": flat.astype(np.int32),
                 "event_triggers": event_triggers, "event_initial": event_initial,
                 "group_buffers": np.asarray(group_buffers, np.int32),
-                "group_buffer_offsets": np.asarray(group_buffer_offsets, np.int32)},
+                "group_buffer_offsets": np.asarray(group_buffer_offsets, np.int32),
+                "prefetch": prefetch},
         buffers=buffers, events=events, groups=groups, num_workers=num_sms)
+
+
+def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
+    """Per task of g: (buffer_ptrs index, byte offset, bytes, 0) of the largest
+    weight box it reads that is one contiguous, 16-byte aligned range of at
+    most PREFETCH_MAX_BYTES (whole rows of a row-major weight); -1: none."""
+    out = np.zeros((g.num_tasks, len(layout.PREFETCH_FIELDS)), np.int64)
+    out[:, 0] = -1
+    if g.kind not in task_kinds.KINDS:    # a hand-written stub kind: nothing known about its reads
+        return out.astype(np.int32)
+    info = task_kinds.op_info(graph, g)
+    reads = task_kinds.KINDS[g.kind].reads(info, task_kinds.tile_boxes(info.domain, g.grid, g.tile))
+    for i, ((lo, hi), name) in enumerate(zip(reads, g.inputs)):
+        b = graph.buffers[name]
+        if b.space != "weight":
+            continue
+        shape = np.asarray(b.shape, np.int64)
+        row_bytes = int(np.prod(shape[1:])) * element_bytes(b.dtype)
+        whole_rows = (lo[:, 1:] == 0).all(axis=1) & (hi[:, 1:] == shape[1:]).all(axis=1)
+        offset, size = lo[:, 0] * row_bytes, (hi[:, 0] - lo[:, 0]) * row_bytes
+        fits = whole_rows & (offset % 16 == 0) & (size % 16 == 0) & (size > 0) & \
+            (size <= PREFETCH_MAX_BYTES) & (offset + size < 2**31) & (size > out[:, 2])
+        out[fits] = np.column_stack([np.full(g.num_tasks, first_buffer + i), offset, size,
+                                     np.zeros(g.num_tasks, np.int64)])[fits]
+    return out.astype(np.int32)
 
 
 @dataclasses.dataclass

@@ -30,6 +30,7 @@ from mpk.lowering import task_kinds
 from mpk.lowering.task_kinds import KINDS, OpInfo
 
 TILE_ATTR = "mpk.tile"
+SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
 # The operand whose producer's tile an elementwise op follows.
 MAIN_INPUT = {"kv_append": 1}
 # Operands that carry positions, per kind.
@@ -50,6 +51,7 @@ class MpkPartition(ModulePass):
     summary = "split every graph op into a grid of SM-sized tasks (cost-model tiles)"
     num_sms: int = 132
     arch: str = "sm_90"
+    min_split_rows: int = task_kinds.MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -156,7 +158,7 @@ class MpkPartition(ModulePass):
             outputs = [self._buffer(name + ".out", result.type, "workspace")]
         self.buffer_of[result] = outputs[0]
 
-        attrs = {n: op.attributes[n] for n in op.attributes if n != TILE_ATTR}
+        attrs = {n: op.attributes[n] for n in op.attributes if n not in (TILE_ATTR, SPLITS_ATTR)}
         info = OpInfo(kind, [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
                       _shape(result.type) if kind != "kv_append" else _shape(operands[0].type),
                       _elt_bytes(result.type), domain,
@@ -167,10 +169,48 @@ class MpkPartition(ModulePass):
                 info.params["head_dim"] = python_value(readers[0].attributes["head_dim"])
         tile = self._tile(op, info, operands)
         self.group_tile[outputs[0]] = (tile, domain)
+        if kind == "attention" and self._splits(op, info) > 1:
+            self._split_attention(op, info, name, inputs, outputs[0], attrs)
+            return
         params = ir.DictAttr.get(attrs)
         with op.location:
             mpk.tasks(name, kind, task_kinds.grid_for(domain, tile), tile, inputs, outputs,
                       params=params, **extra)
+
+    def _splits(self, op: ir.Operation, info: OpInfo) -> int:
+        if SPLITS_ATTR in op.attributes:
+            splits = python_value(op.attributes[SPLITS_ATTR])
+            if not isinstance(splits, int) or splits < 1:
+                self.fail(op, f"'{SPLITS_ATTR}' must be a positive integer")
+            return splits
+        if TILE_ATTR in op.attributes:
+            return 1                          # a chosen tile asks for the one-group attention
+        return KINDS["attention"].splits(info, self.target, self.min_split_rows)
+
+    def _split_attention(self, op, info: OpInfo, name: str, inputs: list[str], output: str,
+                         attrs: dict) -> None:
+        """Split-KV decode attention as two groups: `attention_partial` tasks, one per
+        (sequence, KV split, KV head group), write f32 partial results that
+        `attention_combine` tasks merge per query head into the op's output."""
+        splits = self._splits(op, info)
+        (batch, width), head_dim = info.output, info.params["head_dim"]
+        heads = width // head_dim
+        f32 = ir.F32Type.get()
+        partial_shape = (batch, splits, heads * task_kinds.partial_width(head_dim))
+        partials = self._buffer(name + ".partials", ir.RankedTensorType.get(list(partial_shape), f32),
+                                "workspace")
+        attrs = dict(attrs, splits=ir.IntegerAttr.get(ir.IntegerType.get_signless(64), splits))
+        part = OpInfo("attention_partial", info.inputs, info.input_bytes, partial_shape, 4, partial_shape,
+                      {n: python_value(a) for n, a in attrs.items()})
+        combine = OpInfo("attention_combine", [partial_shape], [4], info.output, info.output_bytes,
+                         info.output, {"head_dim": head_dim})
+        with op.location:
+            tile = task_kinds.choose_tile(part, self.target)
+            mpk.tasks(self._unique(name + ".partial"), part.kind, task_kinds.grid_for(partial_shape, tile),
+                      tile, inputs, [partials], params=ir.DictAttr.get(attrs))
+            tile = task_kinds.choose_tile(combine, self.target)
+            mpk.tasks(name, combine.kind, task_kinds.grid_for(info.output, tile), tile, [partials], [output],
+                      params=ir.DictAttr.get({"head_dim": attrs["head_dim"]}))
 
     def _tile(self, op: ir.Operation, info: OpInfo, operands) -> tuple[int, ...]:
         if TILE_ATTR in op.attributes:

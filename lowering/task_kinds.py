@@ -223,6 +223,97 @@ class Attention(Kind):
         seq = op.inputs[1][1]
         return 4 * volume(out) * seq
 
+    def splits(self, op: OpInfo, target: Target, min_rows: int | None = None) -> int:
+        """KV splits of the op (split-KV decoding, `attention_partial` + `attention_combine`).
+
+        One task per (sequence, KV head) leaves most SMs idle at small batch
+        while it streams the whole cache (8 tasks for Qwen3 at batch 1), and
+        attention sits on the critical path of every layer. So the cache rows
+        are split until the tasks fill about one wave of SMs, keeping at least
+        `min_rows` (default MIN_SPLIT_ROWS) cache rows per split of a full cache.
+        """
+        batch, seq = op.inputs[1][0], op.inputs[1][1]
+        groups = batch * (op.inputs[1][2] // op.params["head_dim"])
+        return max(1, min(target.num_sms // groups, seq // (min_rows or MIN_SPLIT_ROWS)))
+
+
+MIN_SPLIT_ROWS = 128
+
+
+def partial_width(head_dim: int) -> int:
+    """Floats per query head in an `attention_partial` output: D accumulators, the
+    max and the sum, two floats of padding (rows of 16-byte multiples)."""
+    return head_dim + 4
+
+
+class AttentionPartial(Attention):
+    """Split `p` of P of the cache rows 0..pos[b] of one KV head group: output
+    `[B, P, Hq * (D + 4)]` f32, per query head the unnormalized output, the
+    running max (log2 domain) and the sum of exponentials (dialects/README.md)."""
+    name = "attention_partial"
+
+    def _group_width(self, op):
+        head_dim = op.params["head_dim"]
+        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][2] // head_dim
+        return q_heads // kv_heads * partial_width(head_dim)
+
+    def tile_unit(self, op):
+        return (1, 1, self._group_width(op))
+
+    def fixed_tile(self, op):
+        return (1, 1, self._group_width(op))
+
+    def reads(self, op, out):
+        lo, hi = out
+        head_dim = op.params["head_dim"]
+        width = partial_width(head_dim)
+        heads = (lo[:, 2] // width, -(-hi[:, 2] // width))
+        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][2] // head_dim
+        ratio = q_heads // kv_heads
+        rows = (lo[:, 0], hi[:, 0])
+        q = _cols(heads[0] * head_dim, heads[1] * head_dim, rows, op.inputs[0])
+        # All rows of the cache: the split's row range depends on pos[b] (data).
+        cache = _cols(heads[0] // ratio * head_dim, -(-heads[1] // ratio) * head_dim, rows, op.inputs[1])
+        positions = (lo[:, :1].copy(), hi[:, :1].copy())
+        return [q, cache, (cache[0].copy(), cache[1].copy()), positions]
+
+    def traffic(self, op, out):
+        q, (clo, chi), _, positions = self.reads(op, out)
+        splits = op.output[1]
+        chi = chi.copy()
+        chi[:, 1] = -(-op.inputs[1][1] // splits)          # one split of a full cache
+        return [q, (clo, chi), (clo.copy(), chi.copy()), positions]
+
+    def flops(self, op, out):
+        return 4 * volume(out) * op.inputs[1][1] // op.output[1]
+
+
+class AttentionCombine(Kind):
+    """Merges the P partial results of whole query heads into the attention output."""
+    name = "attention_combine"
+
+    def tile_unit(self, op):
+        return (1, op.params["head_dim"])
+
+    def fixed_tile(self, op):
+        return (1, None)
+
+    def elementwise(self, op):
+        return False
+
+    def reads(self, op, out):
+        lo, hi = out
+        head_dim = op.params["head_dim"]
+        width = partial_width(head_dim)
+        n = lo.shape[0]
+        plo, phi = _full(n, op.inputs[0])
+        plo[:, 0], phi[:, 0] = lo[:, 0], hi[:, 0]
+        plo[:, 2], phi[:, 2] = lo[:, 1] // head_dim * width, -(-hi[:, 1] // head_dim) * width
+        return [(plo, phi)]
+
+    def flops(self, op, out):
+        return 4 * volume(out) * op.inputs[0][1]
+
 
 class KVAppend(Kind):
     name = "kv_append"
@@ -283,8 +374,8 @@ class Argmax(Kind):
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Embedding(), RMSNorm(), Linear(), Rope(), Attention(), KVAppend(), SiluMul(), Add(),
-    AllReduce(), Argmax())}
+    Embedding(), RMSNorm(), Linear(), Rope(), Attention(), AttentionPartial(), AttentionCombine(),
+    KVAppend(), SiluMul(), Add(), AllReduce(), Argmax())}
 
 
 def tile_boxes(domain, grid, tile) -> Boxes:

@@ -38,5 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m mpk` is the way (mpk/__main__.py); run as a script,
+    from mpk.cli import main  # this module's UserError would not be the one commands raise
     sys.exit(main())

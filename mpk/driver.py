@@ -44,6 +44,7 @@ class CompileError(RuntimeError):
 @dataclasses.dataclass
 class Options:
     batch: int = 1
+    dtype: str = "bfloat16"                # weights, activations, KV caches (mpk.frontend.DTYPES)
     max_seq: int = 4096
     arch: str = "sm_90"
     num_sms: int = 132
@@ -179,8 +180,10 @@ def _set_kernel_attr(module: ir.Module, name: str, value: int) -> None:
                 op.operation.attributes[name] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
 
 
-def import_graph(source: str, kind: str, options: Options, stage=None):
-    """Graph IR from a preset name, an HF config.json, or a graph .mlir file.
+def import_graph(source, kind: str, options: Options, stage=None):
+    """Graph IR from a preset name, an HF config.json, a graph .mlir file
+    (which keeps its own element types: `options.dtype` is for models), or a
+    ModelConfig (kind "model").
 
     Returns (module, model config as a dict or None).
     """
@@ -195,13 +198,16 @@ def import_graph(source: str, kind: str, options: Options, stage=None):
         return module, None
     from mpk import frontend, models
     try:
-        config = models.preset(source) if kind == "model" else models.from_hf_config(source)
+        config = (source if isinstance(source, models.ModelConfig) else
+                  models.preset(source) if kind == "model" else models.from_hf_config(source))
     except models.ConfigError as e:
         raise CompileError("graph", str(e)) from None
     try:
-        module = frontend.import_model(config, batch=options.batch, max_seq=options.max_seq, progress=stage)
+        module = frontend.import_model(config, batch=options.batch, max_seq=options.max_seq,
+                                        dtype=options.dtype, progress=stage)
     except frontend.FrontendError as e:
         from mpk.diagnostics import format_diag
-        raise CompileError("graph", f"cannot convert {source} to mpk graph IR",
+        raise CompileError("graph", f"cannot convert {source if isinstance(source, str) else 'the model'} "
+                                    "to mpk graph IR",
                            [format_diag(d, "<torch>") for d in e.diagnostics]) from None
     return module, dataclasses.asdict(config)

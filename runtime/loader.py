@@ -46,7 +46,7 @@ class MpkLaunch(ctypes.Structure):
                 ("queue_tasks", ctypes.c_uint64), ("event_counters", ctypes.c_uint64),
                 ("buffer_ptrs", ctypes.c_uint64), ("error", ctypes.c_uint64),
                 ("profile", ctypes.c_uint64), ("timeout_ns", ctypes.c_uint64),
-                ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int)]
+                ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int), ("prefetch", ctypes.c_uint64)]
 
 
 # -------------------------------------------------------------- dtypes
@@ -151,6 +151,13 @@ class DeviceBuffer:
             raise LoaderError(f"{array.nbytes} B do not fit a {self.nbytes} B buffer at {offset}")
         if array.nbytes:
             _check(_driver().cuMemcpyHtoD(self.ptr + offset, array.ctypes.data, array.nbytes), "cuMemcpyHtoD")
+
+    def copy_from_device(self, address: int, nbytes: int) -> None:
+        """Device-to-device copy into this buffer (from a CUDA torch tensor, say)."""
+        if nbytes > self.nbytes:
+            raise LoaderError(f"{nbytes} B do not fit a {self.nbytes} B buffer")
+        if nbytes:
+            _check(_driver().cuMemcpyDtoD(self.ptr, address, nbytes), "cuMemcpyDtoD")
 
     def download(self, dtype, shape, offset: int = 0) -> np.ndarray:
         out = np.empty(shape, dtype)
@@ -260,6 +267,7 @@ class Session:
         self.d_queue_offsets = _upload_new(t["queue_offsets"].astype(np.int32), "queue offsets")
         self.d_queue_tasks = _upload_new(t["queue_tasks"].astype(np.int32), "queues")
         self.d_buffer_ptrs = _upload_new(addresses[t["group_buffers"]], "buffer pointers")
+        self.d_prefetch = _upload_new(t["prefetch"].astype(np.int32), "prefetch table")
         self.d_counters = DeviceBuffer(t["event_initial"].nbytes, "event counters")
         self.d_error = DeviceBuffer(ctypes.sizeof(MpkError), "error record")
 
@@ -276,6 +284,13 @@ class Session:
 
     def write(self, name: str, value) -> None:
         memory, b = self._storage(name)
+        if getattr(value, "is_cuda", False):   # a torch tensor on this GPU: copied on the device
+            if list(value.shape) != list(b["shape"]) or value.numel() * value.element_size() != b["nbytes"]:
+                raise LoaderError(f"'{name}': a {list(value.shape)} tensor of {value.dtype} given where "
+                                  f"the bundle needs {list(b['shape'])} {b['dtype']}")
+            value = value.contiguous()
+            memory.copy_from_device(value.data_ptr(), value.numel() * value.element_size())
+            return
         memory.upload(as_device_array(value, b["dtype"], b["shape"]))
 
     def read(self, name: str, as_float: bool = True) -> np.ndarray:
@@ -299,25 +314,49 @@ class Session:
 
     # -- launching
 
-    def launch(self, steps: int | None = None) -> None:
-        """Run `steps` decode steps (default: the bundle's steps per launch) in one launch."""
+    def launch(self, steps: int | None = None, timed: bool = False) -> float | None:
+        """Run `steps` decode steps (default: the bundle's steps per launch) in one launch.
+
+        With `timed`, returns the kernel's time in seconds between CUDA events
+        recorded around the launch alone (no table upload, no host wait)."""
         driver = _driver()
         steps = self.steps_per_launch if steps is None else steps
         if not 1 <= steps <= self.steps_per_launch:
             raise LoaderError(f"a launch runs 1..{self.steps_per_launch} steps, not {steps}")
         self.d_counters.upload(self.bundle.tables["event_initial"].astype(np.uint32))
         _check(driver.cuMemsetD8(self.d_error.ptr, 0, ctypes.sizeof(MpkError)), "cuMemsetD8(error)")
+        # Poison what the launch must write (all-ones bits: NaN floats, -1 ints): an unwritten output shows.
+        for b in self.plan["buffers"]:
+            if b["space"] == "io" and b.get("per_step"):
+                memory = self.storage[b.get("weight_name") or b["name"]]
+                _check(driver.cuMemsetD8(memory.ptr, 0xFF, memory.nbytes), f"cuMemsetD8(poison {b['name']})")
         params = MpkLaunch(self.d_tasks.ptr, self.d_queue_offsets.ptr, self.d_queue_tasks.ptr,
                            self.d_counters.ptr, self.d_buffer_ptrs.ptr, self.d_error.ptr,
                            self.profile.ptr if self.profile else 0, int(self.timeout_s * 1e9),
-                           self.num_tasks, steps)
+                           self.num_tasks, steps, self.d_prefetch.ptr)
         args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+        if timed:
+            begin, end = self._timing_events()
+            _check(driver.cuEventRecord(begin, 0), "cuEventRecord")
         _check(driver.cuLaunchKernel(self.function, self.num_workers, 1, 1, self.threads, 1, 1,
                                      self.smem_bytes, 0, ctypes.addressof(args), 0), "cuLaunchKernel")
+        if timed:
+            _check(driver.cuEventRecord(end, 0), "cuEventRecord")
         self._wait(steps)
+        self.launched_steps = steps
         error = MpkError.from_buffer_copy(self.d_error.download(np.uint8, ctypes.sizeof(MpkError)).tobytes())
         if error.code != MPK_OK:
             raise RuntimeTimeout(self.describe_error(error))
+        if timed:
+            return _check(driver.cuEventElapsedTime(begin, end), "cuEventElapsedTime") / 1e3
+        return None
+
+    def _timing_events(self):
+        if getattr(self, "_events", None) is None:
+            driver = _driver()
+            self._events = tuple(_check(driver.cuEventCreate(driver.CUevent_flags.CU_EVENT_DEFAULT),
+                                        "cuEventCreate") for _ in range(2))
+        return self._events
 
     def _wait(self, steps: int) -> None:
         """Synchronize, but never forever: the kernel's own timeouts should end it long before."""
@@ -355,18 +394,22 @@ class Session:
                 f"or its trigger count is wrong).")
 
     def profile_ns(self, steps: int | None = None) -> np.ndarray:
-        """[steps, num_tasks, 2] start/end globaltimer ns of the last launch (profile=True)."""
+        """[steps, num_tasks, 2] start/end globaltimer ns of the last launch (profile=True);
+        `steps` defaults to the steps that launch ran (mpk.runtime.trace draws them)."""
         if self.profile is None:
             raise LoaderError("profiling is off: create the Session with profile=True")
-        steps = self.steps_per_launch if steps is None else steps
+        steps = getattr(self, "launched_steps", self.steps_per_launch) if steps is None else steps
         return self.profile.download(np.uint64, (self.steps_per_launch, self.num_tasks, 2))[:steps]
 
     def close(self) -> None:
         driver = _driver()
+        for event in getattr(self, "_events", None) or ():
+            driver.cuEventDestroy(event)
+        self._events = None
         if getattr(self, "module", None) is not None:
             driver.cuModuleUnload(self.module)
             self.module = None
-        for name in ("workspace", "d_tasks", "d_queue_offsets", "d_queue_tasks", "d_buffer_ptrs",
+        for name in ("workspace", "d_tasks", "d_queue_offsets", "d_queue_tasks", "d_buffer_ptrs", "d_prefetch",
                      "d_counters", "d_error", "profile"):
             b = getattr(self, name, None)
             if b is not None:
@@ -388,8 +431,12 @@ class Session:
 
 # ------------------------------------------------------------ decoding
 
-def generate(backend, prompt_ids, steps: int) -> dict[str, np.ndarray]:
+def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -> dict[str, np.ndarray]:
     """Feed the prompt one token per step, then decode `steps` tokens greedily.
+
+    With `eos_token_id`, decoding stops after the launch in which every row
+    has produced it; a row's tokens after its EOS read EOS, and the result
+    ends at the step where the last row finished.
 
     `backend` is a Session or anything with its `bundle`, `steps_per_launch`,
     `write`, `read` and `launch(steps)` (the CPU task interpreter's runner).
@@ -437,9 +484,17 @@ def generate(backend, prompt_ids, steps: int) -> dict[str, np.ndarray]:
         if "logits" in step:
             logits.append(step["logits"])
         token, position, done = step["next_tokens"][-1], position + n, done + n
-    result = {"tokens": np.concatenate(generated)}
+        if eos_token_id is not None and (np.concatenate(generated) == eos_token_id).any(axis=0).all():
+            break
+    tokens = np.concatenate(generated)
+    if eos_token_id is not None:
+        finished = np.maximum.accumulate(tokens == eos_token_id, axis=0)
+        tokens = np.where(finished, eos_token_id, tokens)
+        if finished[-1].all():
+            tokens = tokens[:int(np.argmax(finished.all(axis=1))) + 1]
+    result = {"tokens": tokens}
     if logits:
-        result["logits"] = np.concatenate(logits)
+        result["logits"] = np.concatenate(logits)[:len(tokens)]
         result["prompt_logits"] = (np.concatenate(prompt_logits) if prompt_logits
                                    else np.zeros((0,) + logits[0].shape[1:], np.float32))
     return result

@@ -23,6 +23,17 @@ typedef struct MpkTask {
   int reserved;
 } MpkTask;
 
+// The weights a task streams: one contiguous byte range of one of its buffers
+// (buffer_ptrs[buffer] + offset, `bytes` long, 16-byte aligned), or buffer -1.
+// Weights depend on no event, so a worker pulls them into L2 while the task
+// still waits for its inputs.
+typedef struct MpkPrefetch {
+  int buffer;         // index into MpkLaunch::buffer_ptrs, or -1
+  int offset;         // bytes
+  int bytes;
+  int reserved;
+} MpkPrefetch;
+
 // Written by the first worker that gives up; every other worker then stops.
 typedef struct MpkError {
   int code;                 // MPK_OK or MPK_ERROR_*
@@ -52,6 +63,7 @@ typedef struct MpkLaunch {
   unsigned long long timeout_ns;           // longest a wait may spin
   int num_tasks;
   int steps;                               // decode steps this launch runs
+  const MpkPrefetch* prefetch;             // [num_tasks]: weights to pull into L2 while waiting
 } MpkLaunch;
 
 #ifdef __CUDACC__

@@ -13,6 +13,10 @@ unless noted.
                                           group's (inputs..., outputs...), concatenated;
                                           MpkTask.buffers indexes into it
     group_buffer_offsets  [num_groups+1]  CSR over group_buffers
+    prefetch              [num_tasks, 4]  the weights a task streams, which a worker may pull
+                                          into L2 while the task waits on its event
+                                          (PREFETCH_FIELDS; buffer -1: none). Optional:
+                                          a bundle without it prefetches nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ import numpy as np
 
 TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "reserved")
 TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
-          "group_buffers", "group_buffer_offsets")
+          "group_buffers", "group_buffer_offsets", "prefetch")
 NO_EVENT = -1
+# One contiguous byte range of one of the task's buffers: buffer_ptrs[buffer] + offset, bytes.
+PREFETCH_FIELDS = ("buffer", "offset", "bytes", "reserved")
+OPTIONAL = {"prefetch": lambda tables: np.tile(np.array([-1, 0, 0, 0], np.int32),
+                                               (tables["tasks"].shape[0], 1))}
 
 
 def task_field(name: str) -> int:
@@ -40,7 +48,10 @@ def save(path: Path, tables: dict[str, np.ndarray]) -> None:
 
 def load(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as npz:
-        missing = set(TABLES) - set(npz.files)
+        missing = set(TABLES) - set(npz.files) - set(OPTIONAL)
         if missing:
             raise ValueError(f"{path}: tables lack {sorted(missing)}")
-        return {name: npz[name] for name in TABLES}
+        tables = {name: npz[name] for name in TABLES if name in npz.files}
+    for name, default in OPTIONAL.items():
+        tables.setdefault(name, default(tables))
+    return tables

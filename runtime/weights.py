@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +22,27 @@ _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, 
 
 def random_weights(specs: dict[str, dict], seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded weights at a scale that keeps activations O(1): norm weights
-    near 1, matrices N(0, 1/fan_in). Each tensor's values depend only on
-    (seed, name), not on which other weights exist."""
-    out = {}
-    for name, spec in specs.items():
+    near 1, matrices of variance 1/fan_in. Each tensor's values depend only
+    on (seed, name), not on which other weights exist.
+
+    Uniform, not normal: drawn as 16-bit integers, about 3x faster, which
+    matters at billions of parameters (and tensors are drawn on all cores:
+    numpy lets go of the GIL). bf16 values are truncated, not rounded: the
+    bits are the weights, whatever they are.
+    """
+    def draw(name: str, spec: dict) -> np.ndarray:
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         shape = tuple(spec["shape"])
+        value = rng.integers(-2**15, 2**15, shape, dtype=np.int16).astype(np.float32)
+        value *= np.float32(np.sqrt(3) / 2**15)          # uniform on [-sqrt(3), sqrt(3)): variance 1
         if name.endswith("norm.weight"):
-            value = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+            value = 1 + np.float32(0.1) * value
         else:
-            value = rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[-1])
-        out[name] = to_bf16_bits(value) if spec["dtype"] == "bf16" else value.astype(np.float32)
-    return out
+            value *= np.float32(1 / np.sqrt(shape[-1]))
+        return (value.view(np.uint32) >> 16).astype(np.uint16) if spec["dtype"] == "bf16" else value
+
+    with ThreadPoolExecutor() as pool:
+        return dict(zip(specs, pool.map(draw, specs, specs.values())))
 
 
 def load_safetensors(folder: str | Path, specs: dict[str, dict]) -> dict[str, np.ndarray]:

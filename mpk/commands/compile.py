@@ -1,6 +1,7 @@
 """Compile a model's decode step into a bundle (one persistent GPU kernel).
 
     mpk compile --model qwen3-tiny -o qwen3-tiny.mpk
+    mpk compile --model qwen3-0.6b --dtype float32 --steps 32 -o qwen3-0.6b-f32.mpk
     mpk compile --config path/to/config.json --batch 4 --max-seq 2048 -o model.mpk
     mpk compile graph.mlir --num-sms 114 --dump-dir stages/ -o model.mpk
 
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from mpk.cli import UserError
 
+DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported: it pulls in torch)
+
 
 def add_arguments(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -24,6 +27,9 @@ def add_arguments(parser) -> None:
     source.add_argument("--config", help="a Hugging Face config.json (or the folder holding it)")
     parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
     parser.add_argument("--batch", type=int, default=1, help="sequences decoded together (default 1)")
+    parser.add_argument("--dtype", choices=DTYPES, default="bfloat16",
+                        help="element type of weights, activations and KV caches (default bfloat16); "
+                             "a graph file keeps its own")
     parser.add_argument("--max-seq", type=int, default=4096, help="KV cache length (default 4096)")
     parser.add_argument("--arch", default="sm_90", help="GPU architecture (default sm_90)")
     parser.add_argument("--num-sms", type=int, default=132, help="SMs to schedule for (default 132, H100 SXM)")
@@ -73,8 +79,8 @@ class _Progress:
 def run(args) -> int:
     _validate(args)
     from mpk import driver
-    options = driver.Options(batch=args.batch, max_seq=args.max_seq, arch=args.arch, num_sms=args.num_sms,
-                             threads=args.threads, steps=args.steps)
+    options = driver.Options(batch=args.batch, dtype=args.dtype, max_seq=args.max_seq, arch=args.arch,
+                             num_sms=args.num_sms, threads=args.threads, steps=args.steps)
     kind, source = (("mlir", args.graph) if args.graph else
                     ("model", args.model) if args.model else ("config", args.config))
     dump = driver.Dumper(args.dump_dir)

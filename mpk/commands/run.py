@@ -5,8 +5,11 @@
     mpk run model.mpk --backend interp --steps 4 --check
 
 Weights: random from --seed (default 0), or --weights, a folder of
-*.safetensors with Hugging Face names. --check runs the PyTorch model on the
-same weights and tokens and compares the logits of every step.
+*.safetensors with Hugging Face names (random weights take the bundle's dtype).
+--check runs the PyTorch model in float64 on the same weights, fed the same
+tokens, and prints a per-step table (mpk.check): relative logit error under
+--tolerance and the same greedy token wherever the margin is clear, else exit
+code 1. On the GPU the run is followed by --repeat timed launches (ms/step).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 import numpy as np
 
+from mpk.check import TOLERANCE
 from mpk.cli import UserError
 
 
@@ -29,11 +33,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=("gpu", "interp"), default="gpu",
                         help="gpu: the persistent kernel; interp: the CPU task interpreter")
     parser.add_argument("--check", action="store_true", help="compare logits with the PyTorch model")
-    parser.add_argument("--tolerance", type=float, default=3e-2,
-                        help="largest relative logit error --check accepts (default 0.03)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help=f"largest relative logit error ||ours - ref|| / ||ref|| per step that --check "
+                             f"accepts (default {TOLERANCE:g})")
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="seconds a task may wait for its inputs before the kernel gives up (default 2)")
-    parser.add_argument("--profile", action="store_true", help="print per-group task times (gpu)")
+    parser.add_argument("--profile", nargs="?", const=True, metavar="TRACE.json",
+                        help="time every task of the last launch (gpu): print the time per task kind; with a "
+                             "file name, also write a Perfetto/Chrome trace there (ui.perfetto.dev)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed launches after the run, which warms up (gpu; default 5, 0: none)")
 
 
 def run(args) -> int:
@@ -42,20 +51,24 @@ def run(args) -> int:
     from mpk.runtime.loader import LoaderError, generate
     from mpk.runtime.weights import load_safetensors, random_weights
 
-    if args.steps < 1:
-        raise UserError(f"--steps must be positive, got {args.steps}")
+    if args.steps < 1 or args.repeat < 0:
+        raise UserError(f"--steps must be positive and --repeat not negative, got {args.steps}, {args.repeat}")
+    if args.profile and args.backend != "gpu":
+        raise UserError("--profile reads the persistent kernel's timers: it needs --backend gpu")
     try:
         bundle = bundles.read(args.bundle)
         specs = bundle.weights()
         weights = load_safetensors(args.weights, specs) if args.weights else random_weights(specs, args.seed)
-        options = {"timeout_s": args.timeout, "profile": args.profile} if args.backend == "gpu" else {}
+        options = {"timeout_s": args.timeout, "profile": bool(args.profile)} if args.backend == "gpu" else {}
         with open_backend(bundle, args.backend, **options) as backend:
             backend.bind_weights(weights)
             start = time.perf_counter()
             result = generate(backend, args.prompt_ids, args.steps)
             elapsed = time.perf_counter() - start
             if args.profile:
-                _print_profile(backend)
+                _profile(backend, args.profile)
+            per_step = (_time_launches(backend, args.prompt_ids, args.steps, args.repeat)
+                        if args.backend == "gpu" and args.repeat > 0 else None)
     except (bundles.BundleError, LoaderError) as e:
         raise UserError(str(e)) from None
 
@@ -63,63 +76,58 @@ def run(args) -> int:
     for row in range(tokens.shape[1]):
         print(f"tokens[{row}]: {' '.join(str(int(t)) for t in tokens[:, row])}")
     where = getattr(backend, "device_name", "CPU")
-    print(f"{args.backend} ({where}): {args.steps} steps (+{len(args.prompt_ids) - 1} prompt tokens) "
+    launches = -(-args.steps // backend.steps_per_launch)
+    print(f"{args.backend} ({where}): {args.steps} steps in {launches} launch(es) of at most "
+          f"{backend.steps_per_launch} (+{len(args.prompt_ids) - 1} prompt tokens, one launch each) "
           f"in {elapsed * 1e3:.1f} ms, host round trips included")
+    if per_step is not None:
+        n = min(args.steps, backend.steps_per_launch)
+        print(f"kernel: {per_step * 1e3:.3f} ms/step (CUDA events around one launch of {n} steps from "
+              f"position {len(args.prompt_ids) - 1}, median of {args.repeat}, after the run above as warm-up)")
     if args.check:
         return _check(bundle, weights, args.prompt_ids, result, args.tolerance)
     return 0
 
 
-def _print_profile(session, top: int = 10) -> None:
-    """Per-kind totals and the busiest groups of the last launch (globaltimer)."""
-    times = session.profile_ns().astype(np.int64)           # [steps, tasks, 2]
-    busy = (times[..., 1] - times[..., 0]).mean(axis=0)     # per task, mean over steps
-    groups = session.plan["groups"]
-    per_group = [(busy[g["first_task"]:g["first_task"] + g["num_tasks"]].sum() / 1e3, g) for g in groups]
-    kinds: dict[str, float] = {}
-    for us, g in per_group:
-        kinds[g["kind"]] = kinds.get(g["kind"], 0.0) + us
-    step = (times[..., 1].max(axis=1) - times[..., 0].min(axis=1)) / 1e3
-    workers = session.num_workers
-    print(f"profile of the last launch: {times.shape[0]} steps of {', '.join(f'{s:.1f}' for s in step)} us")
-    print(f"  task time summed over {workers} workers, us per step (SM time available: {workers * step.mean():.0f}):")
-    for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
-        print(f"    {kind:<12} {us:10.1f}")
-    print("  busiest groups:")
-    for us, g in sorted(per_group, key=lambda x: -x[0])[:top]:
-        print(f"    {g['name'][:48]:<48} {g['num_tasks']:>5} tasks {us:10.1f}")
+def _time_launches(session, prompt_ids, steps: int, repeat: int) -> float:
+    """Seconds per step of the first decode launch of the run, repeated (same tokens, same positions)."""
+    batch = session.bundle.buffer("tokens")["shape"][0]
+    n = min(steps, session.steps_per_launch)
+    times = []
+    for _ in range(repeat):
+        session.write("tokens", np.full(batch, prompt_ids[-1]))
+        session.write("positions", np.full(batch, len(prompt_ids) - 1))
+        times.append(session.launch(n, timed=True))
+    return float(np.median(times)) / n
+
+
+def _profile(session, trace_path) -> None:
+    """The last launch as the in-kernel profiler saw it: time per task kind, and a trace file."""
+    from mpk.runtime import trace
+    records = session.profile_ns()
+    print(trace.format_summary(trace.summarize(session.plan, session.bundle.tables, records)))
+    if trace_path is not True:
+        try:
+            path = trace.write_trace(trace_path, session.plan, session.bundle.tables, records,
+                                     device=session.device_name, bundle=session.bundle.path)
+        except OSError as e:
+            raise UserError(f"cannot write {trace_path}: {e.strerror}") from None
+        print(f"wrote {path}: {records.shape[0]} steps x {records.shape[1]} tasks on "
+              f"{session.num_workers} worker tracks (open it in ui.perfetto.dev)")
 
 
 def _check(bundle, weights, prompt_ids, result, tolerance: float) -> int:
-    """Teacher-forced PyTorch run on the same weights and tokens; compares every step's logits."""
+    """Teacher-forced float64 PyTorch run on the same weights; a per-step table (mpk.check)."""
     if "logits" not in result:
         raise UserError("--check needs a per-step 'logits' io buffer in the bundle")
     if not bundle.plan.get("model"):
         raise UserError("--check needs the model config; this bundle was compiled from a graph file")
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:
         raise UserError("--check needs PyTorch") from None
-    from mpk.backends import as_float32
-    from mpk.models import Decoder, ModelConfig
-
-    config = ModelConfig(**bundle.plan["model"])
-    batch = result["tokens"].shape[1]
-    model = Decoder(config)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in as_float32(weights).items()}, strict=True)
-    model.setup_caches(batch, int(bundle.plan.get("max_seq", 4096)))
-    prompt = np.broadcast_to(np.atleast_2d(np.asarray(prompt_ids)), (batch, len(prompt_ids)))
-    fed = np.concatenate([prompt.T, result["tokens"][:-1]])        # the token each step consumed
-    ours = np.concatenate([result["prompt_logits"], result["logits"]])
-    worst = 0.0
-    with torch.no_grad():
-        for position, tokens in enumerate(fed):
-            _, reference = model(torch.from_numpy(tokens.astype(np.int64)), torch.full((batch,), position))
-            reference = reference.float().numpy()
-            error = np.abs(ours[position] - reference).max() / max(np.abs(reference).max(), 1e-6)
-            worst = max(worst, error)
-            agree = np.mean(ours[position].argmax(-1) == reference.argmax(-1))
-            print(f"check step {position:3d}: max relative logit error {error:.2e}, argmax agrees {agree:.0%}")
-    verdict = "ok" if worst <= tolerance else "FAILED"
-    print(f"check {verdict}: worst relative error {worst:.2e} (tolerance {tolerance:g})")
-    return 0 if worst <= tolerance else 1
+    from mpk.check import check_run
+    report = check_run(bundle.plan["model"], weights, np.asarray(prompt_ids), result,
+                       int(bundle.plan.get("max_seq", 4096)), tolerance)
+    print(report.table())
+    return 0 if report.ok else 1

@@ -110,6 +110,62 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions
     return out.reshape(q.shape).astype(q.dtype)
 
 
+NEG = -1.0e30   # the running max of an empty split (finite: exp2(NEG - NEG) = 1, never NaN)
+
+
+def split_rows(length: int, split: int, splits: int) -> tuple[int, int]:
+    """Cache rows [lo, hi) of split `split` of `splits` over rows 0..length-1."""
+    chunk = -(-length // splits)
+    return min(split * chunk, length), min((split + 1) * chunk, length)
+
+
+def attention_partial(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions: np.ndarray,
+                      head_dim: int, scale: float, split: int, splits: int) -> np.ndarray:
+    """Split-KV decode attention, first half: split `split` of `splits` of the
+    cache rows 0..pos[b] (`split_rows`), unnormalized.
+
+    Returns [B, Hq * (D + 4)]: per query head, acc = sum_j 2^(t_j - m) v_j,
+    then m = max_j t_j and l = sum_j 2^(t_j - m), where t_j = scale * log2(e)
+    * q . k_j (the log2 domain of the GPU kernel), then two zeros of padding.
+    An empty split gives acc = 0, m = NEG, l = 0.
+    """
+    dt = _compute_dtype(q)
+    batch = q.shape[0]
+    n_q, n_kv = q.shape[1] // head_dim, k_cache.shape[2] // head_dim
+    group = n_q // n_kv
+    out = np.zeros((batch, n_q, head_dim + 4), dtype=dt)
+    out[:, :, head_dim] = NEG
+    for b in range(batch):
+        length = int(positions[b]) + 1
+        if not 0 < length <= k_cache.shape[1]:
+            raise IndexError(f"position {length - 1} outside the cache of {k_cache.shape[1]} rows")
+        lo, hi = split_rows(length, split, splits)
+        if lo == hi:
+            continue
+        qb = _as(q[b], dt).reshape(n_kv, group, head_dim)
+        kb = _as(k_cache[b, lo:hi], dt).reshape(hi - lo, n_kv, head_dim)
+        vb = _as(v_cache[b, lo:hi], dt).reshape(hi - lo, n_kv, head_dim)
+        t = np.einsum("kgd,skd->kgs", qb, kb) * dt.type(scale / np.log(2.0))
+        m = t.max(axis=-1, keepdims=True)
+        p = np.exp2(t - m)
+        out[b, :, :head_dim] = np.einsum("kgs,skd->kgd", p, vb).reshape(n_q, head_dim)
+        out[b, :, head_dim] = m.reshape(n_q)
+        out[b, :, head_dim + 1] = p.sum(axis=-1).reshape(n_q)
+    return out.reshape(batch, -1)
+
+
+def attention_combine(partials: np.ndarray, head_dim: int) -> np.ndarray:
+    """Split-KV decode attention, second half: partials [B, P, H * (D + 4)] of
+    `attention_partial` -> the attention output [B, H * D]."""
+    dt = _compute_dtype(partials)
+    batch, splits = partials.shape[:2]
+    p = _as(partials, dt).reshape(batch, splits, -1, head_dim + 4)
+    acc, m, l = p[..., :head_dim], p[..., head_dim], p[..., head_dim + 1]
+    w = np.exp2(m - m.max(axis=1, keepdims=True))                  # [B, P, H]
+    out = (acc * w[..., None]).sum(axis=1) / (l * w).sum(axis=1)[..., None]
+    return out.reshape(batch, -1)
+
+
 def kv_append(cache: np.ndarray, new: np.ndarray, positions: np.ndarray,
               in_place: bool = False) -> np.ndarray:
     """Write `new[b]` at `cache[b, pos[b]]`; returns the updated cache.

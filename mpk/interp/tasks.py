@@ -207,7 +207,8 @@ class _Interpreter:
         reads = [_box(lo[t], hi[t]) for lo, hi in self.boxes[gi][2]]
         rows = slice(int(out_lo[0]), int(out_hi[0]))
         kind = g.kind
-        if kind == "attention":                      # exact rows: 0..pos[b] of the tile's KV heads
+        reads_cache_rows = kind in ("attention", "attention_partial")
+        if reads_cache_rows:                         # exact rows: 0..pos[b] of the tile's KV heads
             positions = self._read(gi, t, step, 3, reads[3])
             for c in (1, 2):
                 region = reads[c]
@@ -219,7 +220,7 @@ class _Interpreter:
                         raise TaskInterpreterError(
                             f"task {self._task_name(gi, t, step)} reads '@{g.inputs[c]}' row {p} of sequence "
                             f"{b} before this step's kv_append wrote it, and no event orders them")
-        x = [self._read(gi, t, step, ii, reads[ii]) if not (kind == "attention" and ii == 3) else None
+        x = [self._read(gi, t, step, ii, reads[ii]) if not (reads_cache_rows and ii == 3) else None
              for ii in range(len(g.inputs))]
         p = g.params
         out_box = _box(out_lo, out_hi)
@@ -248,6 +249,14 @@ class _Interpreter:
             positions = self.memory.views(g.inputs[3], step)[0]
             result = ops.attention(x[0][reads[0]], x[1][reads[1]], x[2][reads[2]], positions[rows],
                                    p["head_dim"], p["scale"])
+        elif kind == "attention_partial":
+            positions = self.memory.views(g.inputs[3], step)[0]
+            split = int(out_lo[1])
+            result = ops.attention_partial(x[0][reads[0]], x[1][reads[1]], x[2][reads[2]], positions[rows],
+                                           p["head_dim"], p["scale"], split, p["splits"])
+            result = result.reshape(out_hi[0] - out_lo[0], 1, -1)
+        elif kind == "attention_combine":
+            result = ops.attention_combine(x[0][reads[0]], p["head_dim"])
         elif kind in ("silu_mul", "add"):
             result = getattr(ops, kind)(x[0][reads[0]], x[1][reads[1]])
         elif kind == "allreduce":

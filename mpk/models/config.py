@@ -116,6 +116,9 @@ PRESETS: dict[str, ModelConfig] = {
     "llama3.2-1b": _llama3(2048, 8192, 16, 32, 8, tied=True, head_dim=64),
     "llama3.2-3b": _llama3(3072, 8192, 28, 24, 8, tied=True, head_dim=128),
     "llama3.1-8b": _llama3(4096, 14336, 32, 32, 8, tied=False, head_dim=128, factor=8.0),
+    # `mpk demo`'s model: Qwen3's structure (tied embeddings, QK-norm, GQA 4:1) at a
+    # size the CPU task interpreter runs in seconds (4.1M parameters).
+    "qwen3-demo": _qwen3(4096, 256, 768, 4, 8, 2, tied=True, head_dim=32),
     # Tiny shapes for tests: same structure, seconds to import and interpret.
     "qwen3-tiny": ModelConfig("qwen3", 256, 64, 128, 2, 4, 2, 16, rope_theta=1e6,
                               tie_word_embeddings=True, qk_norm=True),

@@ -67,6 +67,18 @@ def cases() -> list[Case]:
              [("x", (B, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),
               ("r", (B, 1024), bf, "workspace")],
              [("y", (B, 1024), bf, "workspace")]),
+        # Batch 2..8 runs on the tensor cores: K slices reduced in shared memory, ragged
+        # row blocks, batch rows past B, x too large to stage.
+        Case("linear_b8_mma", "linear", (1, 24), (8, 128),
+             [("x", (8, 1024), bf, "workspace"), ("w", (3072, 1024), bf, "weight")],
+             [("y", (8, 3072), bf, "workspace")]),
+        Case("linear_b3_mma_residual", "linear", (1, 5), (3, 40),
+             [("x", (3, 2048), bf, "workspace"), ("w", (200, 2048), bf, "weight"),
+              ("r", (3, 200), bf, "workspace")],
+             [("y", (3, 200), bf, "workspace")]),
+        Case("linear_b8_mma_wide_k", "linear", (1, 2), (8, 512),
+             [("x", (8, 12288), bf, "workspace"), ("w", (1024, 12288), bf, "weight")],
+             [("y", (8, 1024), bf, "workspace")]),
         Case("linear_ragged", "linear", (1, 3), (1, 128),
              [("x", (1, 1000), bf, "workspace"), ("w", (300, 1000), bf, "weight")],
              [("y", (1, 300), bf, "workspace")]),
@@ -81,6 +93,20 @@ def cases() -> list[Case]:
              [("q", (1, 2048), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
               ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
              [("o", (1, 2048), bf, "workspace")], {"head_dim": 64, "scale": 64 ** -0.5}),
+        # Split-KV: 16 query heads over 8 KV heads of 128, 4 splits; partial rows of D + 4 floats.
+        Case("attention_partial", "attention_partial", (B, 4, 8), (1, 1, 2 * 132),
+             [("q", (B, 2048), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io")],
+             [("partials", (B, 4, 16 * 132), "f32", "workspace")],
+             {"head_dim": 128, "scale": 128 ** -0.5, "splits": 4}),
+        Case("attention_partial_g4_d64", "attention_partial", (1, 5, 8), (1, 1, 4 * 68),
+             [("q", (1, 2048), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("partials", (1, 5, 32 * 68), "f32", "workspace")],
+             {"head_dim": 64, "scale": 64 ** -0.5, "splits": 5}),
+        Case("attention_combine", "attention_combine", (B, 8), (1, 256),
+             [("partials", (B, 4, 16 * 132), "f32", "workspace")],
+             [("o", (B, 2048), bf, "workspace")], {"head_dim": 128}),
         Case("kv_append", "kv_append", (B, 4), (1, 256),
              [("cache", (B, 512, 1024), bf, "state"), ("new", (B, 1024), bf, "workspace"),
               ("pos", (B,), i32, "io")],
@@ -153,6 +179,10 @@ def cases() -> list[Case]:
             out.append(Case(f"bench_linear_{n}x{k}_u{unroll}", "linear", (1, n // tn), (1, tn),
                             [("x", (1, k), bf, "workspace"), ("w", (n, k), bf, "weight")],
                             [("y", (1, n), bf, "workspace")], {"unroll": unroll}, bench=True))
+    for n, k, tn in ((4096, 4096, 32), (24576, 4096, 96)):
+        out.append(Case(f"bench_linear_b8_{n}x{k}", "linear", (1, n // tn), (8, tn),
+                        [("x", (8, k), bf, "workspace"), ("w", (n, k), bf, "weight")],
+                        [("y", (8, n), bf, "workspace")], bench=True))
     # Attention at a long context: the KV cache read is the traffic.
     for b in (1, 8):
         out.append(Case(f"bench_attention_b{b}", "attention", (b, 8), (1, 512),
@@ -160,6 +190,12 @@ def cases() -> list[Case]:
                          ("vc", (b, 4096, 1024), bf, "state"), ("pos", (b,), i32, "io")],
                         [("o", (b, 4096), bf, "workspace")],
                         {"head_dim": 128, "scale": 128 ** -0.5}, bench=True))
+        splits = 132 // (8 * b)      # as task_kinds.Attention.splits
+        out.append(Case(f"bench_attention_partial_b{b}", "attention_partial", (b, splits, 8), (1, 1, 4 * 132),
+                        [("q", (b, 4096), bf, "workspace"), ("kc", (b, 4096, 1024), bf, "state"),
+                         ("vc", (b, 4096, 1024), bf, "state"), ("pos", (b,), i32, "io")],
+                        [("partials", (b, splits, 32 * 132), "f32", "workspace")],
+                        {"head_dim": 128, "scale": 128 ** -0.5, "splits": splits}, bench=True))
     return out
 
 

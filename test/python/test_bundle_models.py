@@ -1,8 +1,13 @@
 """`mpk compile` end to end for the tiny presets: the bundle has every stage's
-output and the weights the model needs, and the CPU task interpreter running
-the bundle's own task IR matches PyTorch (`mpk run --backend interp --check`)."""
+output, every task function in its PTX and cubin, and the weights the model
+needs, and the CPU task interpreter running the bundle's own task IR matches
+PyTorch (`mpk run --backend interp --check`). And qwen3-8b at real size
+compiles to a complete bundle within a minute."""
 
 from __future__ import annotations
+
+import re
+import time
 
 import pytest
 
@@ -29,6 +34,17 @@ def compiled(request, tmp_path_factory):
     return request.param, out
 
 
+def assert_every_task_function(b: bundle.Bundle) -> None:
+    """mpk-lower-tasks names group `fn`'s device function mpk_<kind>_<fn>; the
+    PTX defines each and the linked cubin keeps each (called, not inlined)."""
+    needed = {f"mpk_{g['kind']}_{g['fn']}" for g in b.plan["groups"]} | {build.DISPATCH_NAME}
+    ptx = (b.path / bundle.PTX).read_text()
+    defined = set(re.findall(r"^\.visible \.func\s+(?:\([^)]*\)\s*)?(\w+)", ptx, re.M))
+    assert not needed - defined, f"missing from the PTX: {sorted(needed - defined)}"
+    linked = set(cubin.functions(b.cubin))
+    assert not (needed | {build.KERNEL_NAME}) - linked, f"missing from the cubin: {sorted(needed - linked)}"
+
+
 def test_stages_and_bundle(compiled):
     from mpk.models import preset, weight_shapes
     name, out = compiled
@@ -36,7 +52,8 @@ def test_stages_and_bundle(compiled):
     assert stages == ["0-graph.mlir", "1-tasks.mlir", "2-events.mlir", "3-scheduled.mlir", "4-gpu.mlir",
                       "5-ptx.ptx", "6-cubin.cubin"]
     b = bundle.read(out / "model.mpk")
-    assert {build.KERNEL_NAME, build.DISPATCH_NAME} <= set(cubin.functions(b.cubin))
+    assert_every_task_function(b)
+    assert {w["dtype"] for w in b.weights().values()} == {"bf16"}   # mpk compile's default dtype
     assert (b.kernel["num_sms"], b.kernel["steps"], b.kernel["arch"]) == (16, 4, "sm_90")
     assert b.plan["max_seq"] == 64 and b.plan["model"]["num_layers"] == 2
     shapes = weight_shapes(preset(name))
@@ -49,4 +66,19 @@ def test_interpreter_matches_pytorch(compiled, capsys):
     assert mpk("run", out / "model.mpk", "--backend", "interp", "--prompt-ids", 3, 1, 4,
                "--steps", 5, "--check", "--seed", 7) == 0
     printed = capsys.readouterr().out
-    assert "check ok" in printed and printed.count("check step") == 7
+    assert "check ok" in printed
+    table = printed[printed.index("rel.err"):].splitlines()[1:-1]
+    assert [int(row.split()[0]) for row in table] == list(range(7))   # 2 prompt steps + 5 generated
+
+
+def test_qwen3_8b_bundle_at_real_size(tmp_path, capsys):
+    start = time.perf_counter()
+    assert mpk("compile", "--model", "qwen3-8b", "-o", tmp_path / "qwen3-8b.mpk", "--quiet") == 0
+    seconds = time.perf_counter() - start
+    b = bundle.read(tmp_path / "qwen3-8b.mpk")
+    with capsys.disabled():
+        print(f"\nqwen3-8b (bf16, batch 1, max-seq 4096): bundle of {b.kernel['num_tasks']} tasks "
+              f"in {seconds:.1f} s")
+    assert b.plan["model"]["num_layers"] == 36 and b.kernel["num_sms"] == 132
+    assert_every_task_function(b)
+    assert seconds < 60

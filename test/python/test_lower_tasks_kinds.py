@@ -34,11 +34,19 @@ def test_kind_lowers_to_ptx(ctx, case):
 
 
 def test_linear_streams_weights_in_16_byte_read_only_loads(ctx):
-    case = next(c for c in KIND_CASES if c.name == "linear")
+    case = next(c for c in KIND_CASES if c.name == "linear_ragged")   # batch 1: the CUDA cores
     body = _function(lower_to_ptx(ir.Module.parse(module_ir([case]))), "mpk_linear_0")
     assert body.count("ld.global.nc.v4.b32") >= 4  # UNROLL loads in flight
     assert "ld.shared.v4.b32" in body  # x staged in shared memory
     assert "shfl.sync.bfly" in body
+
+
+def test_batched_linear_runs_on_the_tensor_cores(ctx):
+    case = next(c for c in KIND_CASES if c.name == "linear_b8_mma")
+    body = _function(lower_to_ptx(ir.Module.parse(module_ir([case]))), "mpk_linear_0")
+    assert body.count("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32") >= 8
+    assert body.count("ld.global.nc.v4.b32") + body.count("ld.global.v4.b32") >= 8   # 16-byte weight runs
+    assert "ld.shared.v4.b32" in body                                                # x staged
 
 
 def test_activations_never_use_the_read_only_path(ctx):

@@ -1,34 +1,34 @@
 #!/usr/bin/env bash
-# The runtime's GPU checks, on a machine with a GPU but without MLIR (the
-# bundles are built beforehand on the compiling machine, into .bundles/:
-#   python test/python/runtime_stub.py 132
-#   mpk compile --model qwen3-tiny --max-seq 256 --steps 8 -o .bundles/qwen3-tiny-132
-# ). Logs go to $OUT (default /tmp/mpk-gpu).
+# The GPU checks, on a machine with a GPU but without MLIR; the bundles are
+# built beforehand on the compiling machine (test/runtime/build_bundles.sh).
+#   1. pytest: the runtime with stub tasks (incl. the broken-dependency
+#      timeout), every task kind alone, whole bf16 models (32 steps, one launch)
+#   2. `mpk run --check` of every .bundles/*-bf16-s32: errors per step, ms/step
+#   3. compute-sanitizer memcheck and racecheck on a tiny model (sanitize.sh)
+# Logs go to $OUT (default /tmp/mpk-gpu); a summary table is printed last.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/mpk-gpu}
-mkdir -p "$OUT"
+source "$(dirname "$0")/env.sh"
 
-# mpk without installing it: pyproject maps runtime/ to mpk.runtime; a link does too.
-if ! python3 -c "import mpk.runtime" 2>/dev/null; then
-  ln -s ../runtime mpk/runtime && trap 'rm -f mpk/runtime' EXIT
-fi
-mpk() { python3 -c 'import sys; from mpk.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/gpu.txt"
+# conftest.py needs MLIR; the GPU tests do not.
+timeout "${MPK_PYTEST_TIMEOUT:-200}" python3 -m pytest --noconftest -p no:cacheprovider -v -s -rA \
+  test/python/test_runtime_gpu.py test/python/test_gpu_kinds.py test/python/test_gpu_models.py \
+  >"$OUT/gpu-tests.log" 2>&1
+echo "pytest exit $?" >>"$OUT/gpu-tests.log"
 
-# conftest.py needs MLIR; the runtime tests do not.
-python3 -m pytest --noconftest -p no:cacheprovider -v -s test/python/test_runtime_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
-
-for bundle in .bundles/*-tiny-* ${MPK_LARGE_BUNDLES:-}; do
+for bundle in .bundles/*-bf16-s32; do
   [ -d "$bundle" ] || continue
-  echo "== mpk run $bundle" | tee -a "$OUT/models.log"
-  timeout "${MPK_RUN_TIMEOUT:-150}" bash -c "$(declare -f mpk); mpk run $bundle --prompt-ids 3 1 4 --steps 8 --check --profile" \
-    2>&1 | tee -a "$OUT/models.log"
+  seed=$RANDOM
+  echo "== mpk run $bundle --seed $seed --prompt-ids 3 1 4 --steps 32 --check" >>"$OUT/models.log"
+  timeout "${MPK_RUN_TIMEOUT:-120}" python3 -m mpk run "$bundle" --seed $seed --prompt-ids 3 1 4 \
+    --steps 32 --check >>"$OUT/models.log" 2>&1
+  echo "exit $?" >>"$OUT/models.log"
 done
 
-if [ -n "${MPK_SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
-  timeout 120 compute-sanitizer --tool memcheck --target-processes all python3 -m pytest --noconftest \
-    -p no:cacheprovider -q test/python/test_runtime_gpu.py -k "all_steps or times_out" 2>&1 | tee "$OUT/memcheck.log"
-fi
+bash test/runtime/sanitize.sh >"$OUT/sanitize.txt" 2>&1
+
+echo "== summary ($(cat "$OUT/gpu.txt"))"
+grep -E "^(PASSED|FAILED|SKIPPED|ERROR) |^=+ .*(passed|failed)|^pytest exit" "$OUT/gpu-tests.log"
+grep -E "^(== mpk run|kernel:|check |exit |mpk run: error)" "$OUT/models.log"
+cat "$OUT/sanitize.txt"

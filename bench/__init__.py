@@ -1,0 +1,1 @@
+"""Decode-step benchmarks: mpk against PyTorch eager, CUDA graphs and torch.compile (bench/README.md)."""

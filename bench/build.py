@@ -1,0 +1,57 @@
+"""Compile the benchmark's bundles (on the compiling machine: needs MLIR, no GPU).
+
+    python -m bench.build                      # every model x batch of bench/decode.py
+    python -m bench.build --models qwen3-0.6b --batches 1
+
+One bundle per (model, batch), bf16, into .bundles/bench/<model>-b<batch>/.
+Its KV cache holds MAX_SEQ rows, enough for the largest context plus one
+launch of steps: `bench.decode` picks the context at run time through the
+positions, since attention reads only rows 0..pos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+MODELS = ("qwen3-0.6b", "qwen3-1.7b", "qwen3-8b", "llama3.2-1b")
+BATCHES = (1, 8)
+CONTEXTS = (1024, 4096)
+STEPS = 16                                  # decode steps per launch
+MAX_SEQ = max(CONTEXTS) + STEPS
+ROOT = Path(".bundles/bench")
+
+
+def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
+    return root / f"{model}-b{batch}"
+
+
+def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132) -> Path:
+    from mpk import driver, frontend, models
+    import dataclasses
+    config = models.preset(model)
+    options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS)
+    module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
+    return driver.compile_task_module(module, options, bundle_path(model, batch, root),
+                                      model_config=dataclasses.asdict(config))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--num-sms", type=int, default=132)
+    args = parser.parse_args(argv)
+    for model in args.models:
+        for batch in args.batches:
+            start = time.perf_counter()
+            path = build(model, batch, args.root, args.num_sms)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,444 @@
+"""One decode step of real-size models: mpk against PyTorch, on one GPU, in one run.
+
+    python -m bench.decode                                  # all bundles under .bundles/bench
+    python -m bench.decode --models qwen3-0.6b --batches 1 --contexts 1024 --profile
+
+Runs on the GPU machine without MLIR: it loads the bundles `python -m
+bench.build` compiled (bf16, one per model and batch) and builds the
+plain-PyTorch model of mpk/models with the same random bf16 weights. For
+every (model, batch, context) it
+
+1. checks mpk: one launch of `steps` decode steps from position ctx-1 (the
+   step attends ctx cache rows; the rows before hold the same random keys and
+   values in both systems), then the PyTorch model in fp32 (the same bf16
+   weights, upcast) teacher-forced on mpk's tokens; every step's logits must
+   agree (||mpk - ref|| / ||ref|| < TOLERANCE, or within BF16_SLACK of the
+   bf16 PyTorch model's own error: see `check`) or the run stops with an error;
+2. times mpk: CUDA events around each launch of `steps` steps, after warm-up,
+   median over launches, divided by `steps`;
+3. times PyTorch eager, the same forward captured in a CUDA graph, and
+   torch.compile (inductor) captured in a CUDA graph: CUDA events around each
+   step, median. PyTorch's decode attends a static cache with a mask, so its
+   cache holds exactly the ctx rows the step reads;
+4. derives the bytes a step must read (every weight matrix incl. the LM head,
+   one embedding row per sequence, norm weights, K and V rows 0..ctx-1 of
+   every layer) and the floor: those bytes over the read bandwidth measured
+   in the same run (torch.sum over a 4 GiB bf16 tensor).
+
+Writes <out>/<card>.json (every number; nothing is edited by hand) and
+prints a table; `python -m bench.plot <json>` draws the chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.build import BATCHES, CONTEXTS, MODELS, ROOT, bundle_path
+
+TOLERANCE = 2e-2          # relative logit error (bf16 mpk against fp32 PyTorch) that always passes
+BF16_SLACK = 1.25         # ... or at most this times PyTorch-bf16's own error on the same step
+WARMUP, REPEATS = 5, 30   # per timed system: un-timed runs, then timed runs (median)
+
+
+class CheckFailed(RuntimeError):
+    """mpk's logits disagree with PyTorch's."""
+
+
+# ----------------------------------------------------------------- timing
+
+def time_cuda(fn, warmup: int = WARMUP, repeats: int = REPEATS) -> list[float]:
+    """Seconds of each of `repeats` calls of fn, between CUDA events, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end) / 1e3)
+    return times
+
+
+def read_bandwidth(gib: int = 4) -> float:
+    """Bytes/s of a large read-only stream: torch.sum over `gib` GiB of bf16."""
+    x = torch.empty(gib * 2**30 // 2, dtype=torch.bfloat16, device="cuda").normal_()
+    seconds = float(np.median(time_cuda(lambda: x.sum(), warmup=3, repeats=20)))
+    del x
+    torch.cuda.empty_cache()
+    return gib * 2**30 / seconds
+
+
+# ------------------------------------------------------------------ models
+
+def torch_model(config, seed: int):
+    """The PyTorch decoder in bf16 on the GPU, random weights at an O(1)
+    activation scale (as mpk.runtime.weights.random_weights: norms near 1,
+    matrices N(0, 1/fan_in)), drawn on the GPU."""
+    from mpk.models import Decoder
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)       # no fp32 copy of an 8B model on the way
+    try:
+        with torch.device("cuda"):
+            model = Decoder(config)
+    finally:
+        torch.set_default_dtype(default)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p, dtype=torch.float32))
+            else:
+                p.copy_(torch.randn_like(p, dtype=torch.float32) / math.sqrt(p.shape[-1]))
+    return model.eval()
+
+
+def step_bytes(config, batch: int, ctx: int) -> dict[str, int]:
+    """What one decode step must read from memory, in bytes (bf16)."""
+    from mpk.models import weight_shapes
+    shapes = weight_shapes(config)
+    weights = 0
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        if name == "model.embed_tokens.weight" and not config.tie_word_embeddings:
+            n = batch * shape[1]                 # an untied table is only gathered: one row per sequence
+        weights += 2 * n
+    kv = 2 * config.num_layers * batch * ctx * config.num_kv_heads * config.head_dim * 2
+    return {"weights": weights, "kv": kv, "total": weights + kv}
+
+
+# -------------------------------------------------------------------- mpk
+
+class MpkRun:
+    """A bundle on the GPU with the PyTorch model's weights bound (device to device)."""
+
+    def __init__(self, path: Path, model, profile: bool):
+        from mpk.runtime import bundle as bundles
+        from mpk.runtime.loader import Session
+        self.bundle = bundles.read(path)
+        self.session = Session(self.bundle, profile=profile)
+        # Timed launches run without the profiler; `profiled_launch` turns it on for one.
+        self.profile_buffer, self.session.profile = self.session.profile, None
+        self.steps = self.session.steps_per_launch
+        state = model.state_dict()
+        needed = self.bundle.weights()
+        for name in needed:
+            self.session.write(name, state[name])
+        self.session.bound_weights |= set(needed)
+        self.max_seq = int(self.bundle.plan["max_seq"])
+
+    def set_cache(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Rows 0..n-1 of a layer's caches ([B, n, M], n <= max_seq); the rest zero."""
+        batch, rows, width = k.shape
+        for name, rows_in in ((f"layers.{layer}.k_cache", k), (f"layers.{layer}.v_cache", v)):
+            full = torch.zeros(batch, self.max_seq, width, dtype=k.dtype, device=k.device)
+            full[:, :rows] = rows_in
+            self.session.write(name, full)
+
+    def profiled_launch(self, tokens: np.ndarray, position: int) -> None:
+        self.session.profile = self.profile_buffer
+        try:
+            self.launch(tokens, position)
+        finally:
+            self.session.profile = None
+
+    def launch(self, tokens: np.ndarray, position: int, timed: bool = False):
+        self.session.write("tokens", tokens)
+        self.session.write("positions", np.full(tokens.shape[0], position))
+        return self.session.launch(timed=timed)
+
+
+def fill_caches(model, mpk: MpkRun, batch: int, ctx: int, seed: int) -> None:
+    """The same random K and V rows 0..ctx-2 in both systems (row ctx-1 on is written by the
+    steps). PyTorch's cache is ctx + steps - 1 rows long: enough for the checked steps."""
+    c = model.config
+    width = c.num_kv_heads * c.head_dim
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    rows = ctx + mpk.steps - 1
+    for i, layer in enumerate(model.model.layers):
+        k = torch.randn(batch, rows, width, device="cuda", generator=g).to(torch.bfloat16)
+        v = torch.randn(batch, rows, width, device="cuda", generator=g).to(torch.bfloat16)
+        k[:, ctx - 1:] = 0
+        v[:, ctx - 1:] = 0
+        layer.self_attn.register_buffer("k_cache", k, persistent=False)
+        layer.self_attn.register_buffer("v_cache", v, persistent=False)
+        mpk.set_cache(i, k, v)
+
+
+def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
+    """One launch from position ctx-1 against the PyTorch model in fp32 (its bf16
+    weights and cache rows upcast exactly), teacher-forced on mpk's tokens.
+
+    Per step: ||logits - ref|| / ||ref|| over the [B, V] logits (as mpk.check),
+    for mpk and for the PyTorch model itself in bf16. Random weights give deep
+    models a bf16 rounding error of a few percent even in PyTorch, so a step
+    passes when mpk's error is under TOLERANCE or no worse than BF16_SLACK
+    times PyTorch-bf16's on the same step; both errors are reported."""
+    mpk.launch(tokens, ctx - 1)
+    logits = mpk.session.read("logits")                  # [steps, B, V] float32
+    generated = mpk.session.read("next_tokens")          # [steps, B]
+    fed = np.concatenate([tokens[None], generated[:-1]])
+    positions = [torch.full((tokens.shape[0],), ctx - 1 + s, device="cuda") for s in range(mpk.steps)]
+    fed_t = [torch.from_numpy(f.astype(np.int64)).cuda() for f in fed]
+    with torch.no_grad():
+        bf16 = [model(t, p)[1].double().cpu().numpy() for t, p in zip(fed_t, positions)]
+        model.float()
+        try:
+            ref = [model(t, p)[1].double().cpu().numpy() for t, p in zip(fed_t, positions)]
+        finally:
+            model.to(torch.bfloat16)      # exact: every weight was a bf16 value
+    rel = lambda x, r: float(np.linalg.norm(x - r) / max(np.linalg.norm(r), 1e-30))
+    mpk_err = [rel(logits[s], ref[s]) for s in range(mpk.steps)]
+    torch_err = [rel(bf16[s], ref[s]) for s in range(mpk.steps)]
+    for s, (m, t) in enumerate(zip(mpk_err, torch_err)):
+        if not np.isfinite(logits[s]).all() or m > max(TOLERANCE, BF16_SLACK * t):
+            raise CheckFailed(f"step {s} (position {ctx - 1 + s}): relative logit error {m:.3e} against "
+                              f"PyTorch fp32, above {TOLERANCE:g} and above {BF16_SLACK:g} x PyTorch-bf16's "
+                              f"{t:.3e}")
+    agree = float(np.mean([np.mean(logits[s].argmax(-1) == ref[s].argmax(-1)) for s in range(mpk.steps)]))
+    return {"mpk_rel_err": max(mpk_err), "torch_bf16_rel_err": max(torch_err), "argmax_agreement": agree}
+
+
+def profile_summary(mpk: MpkRun) -> dict:
+    """Per kind: tasks, SM time, mean task time; per worker: time between tasks
+    (waiting on events, dispatch), from the in-kernel profiler of the last launch."""
+    mpk.session.profile = mpk.profile_buffer
+    try:
+        times = mpk.session.profile_ns().astype(np.int64)        # [steps, tasks, 2]
+    finally:
+        mpk.session.profile = None
+    times = times[1:] if times.shape[0] > 1 else times             # the first step warms caches
+    busy = (times[..., 1] - times[..., 0]).mean(axis=0) / 1e3      # us per task
+    step_us = float(np.median((times[..., 1].max(axis=1) - times[..., 0].min(axis=1)) / 1e3))
+    kinds: dict[str, dict] = {}
+    for g in mpk.bundle.plan["groups"]:
+        k = kinds.setdefault(g["kind"], {"tasks": 0, "groups": 0, "sm_us": 0.0})
+        k["tasks"] += g["num_tasks"]
+        k["groups"] += 1
+        k["sm_us"] += float(busy[g["first_task"]:g["first_task"] + g["num_tasks"]].sum())
+    for k in kinds.values():
+        k["mean_task_us"] = k["sm_us"] / k["tasks"]
+    tables = mpk.bundle.tables
+    offsets, queue = tables["queue_offsets"], tables["queue_tasks"]
+    gaps = []
+    for s in range(times.shape[0]):
+        for w in range(len(offsets) - 1):
+            q = queue[offsets[w]:offsets[w + 1]]
+            if q.size > 1:
+                gaps.append(times[s, q[1:], 0] - times[s, q[:-1], 1])
+    gaps = np.concatenate(gaps) / 1e3 if gaps else np.zeros(1)
+    workers = len(offsets) - 1
+    busy_total = float(busy.sum())
+    return {"step_us": step_us, "workers": workers, "tasks": int(busy.size),
+            "busy_fraction": busy_total / (workers * step_us),
+            "gap_us_median": float(np.median(gaps)), "gap_us_mean": float(gaps.mean()),
+            "kinds": kinds}
+
+
+# --------------------------------------------------------------- baselines
+
+def baselines(model, tokens: torch.Tensor, position: int, compile_budget_s: float) -> dict:
+    """Seconds per step of PyTorch eager, CUDA graph and torch.compile + CUDA graph."""
+    positions = torch.full_like(tokens, position)
+    out = {}
+    with torch.no_grad():
+        out["eager"] = time_cuda(lambda: model(tokens, positions))
+        out["cuda_graph"] = time_cuda(_graphed(lambda: model(tokens, positions)))
+        if compile_budget_s > 0:
+            torch._dynamo.reset()
+            compiled = torch.compile(model, fullgraph=True)
+            start = time.perf_counter()
+            try:
+                graph = _graphed(lambda: compiled(tokens, positions))
+                out["compile_s"] = time.perf_counter() - start
+                out["compiled_graph"] = time_cuda(graph)
+            except Exception as e:  # a compiler failure is reported, never hidden
+                out["compile_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    return out
+
+
+def _graphed(fn):
+    """fn captured in a CUDA graph (warmed up on a side stream first); returns its replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+# ------------------------------------------------------------------ driver
+
+def card_name() -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-").lower()
+
+
+def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
+    from mpk.models import preset
+    config = preset(model_name)
+    path = bundle_path(model_name, batch, args.bundles)
+    if not path.is_dir():
+        print(f"skip {model_name} batch {batch}: no bundle at {path} (python -m bench.build)", flush=True)
+        return []
+    model = torch_model(config, args.seed)
+    mpk = MpkRun(path, model, profile=args.profile)
+    rows = []
+    try:
+        rng = np.random.default_rng([args.seed, batch])
+        for ctx in contexts:
+            if ctx + mpk.steps > mpk.max_seq:
+                print(f"skip ctx {ctx}: the bundle's cache holds {mpk.max_seq} rows", flush=True)
+                continue
+            fill_caches(model, mpk, batch, ctx, args.seed)
+            tokens = rng.integers(0, config.vocab_size, batch)
+            try:
+                checked, failure = check(model, mpk, tokens, ctx), None
+            except CheckFailed as e:
+                if not args.keep_going:
+                    raise
+                checked, failure = {}, str(e)
+                print(f"CHECK FAILED: {model_name} batch {batch} ctx {ctx}: {e}", flush=True)
+            # Timed launches: the first step attends ctx rows, the last ctx + steps - 1.
+            timed_launch = lambda: mpk.launch(tokens, ctx - 1, timed=True)
+            for _ in range(WARMUP):
+                timed_launch()
+            mpk_s = [timed_launch() / mpk.steps for _ in range(args.mpk_launches)]
+            profile = None
+            if args.profile:
+                mpk.profiled_launch(tokens, ctx - 1)
+                profile = profile_summary(mpk)
+            # PyTorch's cache: exactly the ctx rows the step attends.
+            for layer in model.model.layers:
+                attn = layer.self_attn
+                attn.k_cache, attn.v_cache = attn.k_cache[:, :ctx].clone(), attn.v_cache[:, :ctx].clone()
+            t = torch.from_numpy(tokens.astype(np.int64)).cuda()
+            budget = compile_left[0] if ctx in args.compile_contexts else 0
+            start = time.perf_counter()
+            base = baselines(model, t, ctx - 1, budget)
+            compile_left[0] -= time.perf_counter() - start
+            nbytes = step_bytes(config, batch, ctx)
+            floor = nbytes["total"] / bandwidth
+            row = {"model": model_name, "batch": batch, "ctx": ctx, "steps_per_launch": mpk.steps,
+                   "tasks": int(mpk.bundle.kernel["num_tasks"]), "bytes": nbytes, "floor_ms": floor * 1e3,
+                   "check": checked, "systems": {}}
+            if failure:
+                row["check_failed"] = failure
+            for system, samples in (("mpk", mpk_s), ("eager", base.get("eager")),
+                                    ("cuda_graph", base.get("cuda_graph")),
+                                    ("compiled_graph", base.get("compiled_graph"))):
+                if samples:
+                    ms = float(np.median(samples)) * 1e3
+                    row["systems"][system] = {"ms": ms, "ms_p10": float(np.percentile(samples, 10)) * 1e3,
+                                              "ms_p90": float(np.percentile(samples, 90)) * 1e3,
+                                              "ratio_to_floor": ms / (floor * 1e3)}
+            for key in ("compile_s", "compile_error"):
+                if key in base:
+                    row[key] = base[key]
+            m = row["systems"]["mpk"]["ms"]
+            row["mpk_speedup"] = {s: v["ms"] / m for s, v in row["systems"].items() if s != "mpk"}
+            if profile:
+                row["profile"] = profile
+            rows.append(row)
+            print(_line(row), flush=True)
+            if profile:
+                print("    profile: step %.1f us, busy %.0f%%, gap between tasks median %.2f us; per kind "
+                      "(SM us / tasks / mean us): %s" % (
+                          profile["step_us"], 100 * profile["busy_fraction"], profile["gap_us_median"],
+                          ", ".join(f"{k} {v['sm_us']:.0f}/{v['tasks']}/{v['mean_task_us']:.2f}"
+                                    for k, v in sorted(profile["kinds"].items(), key=lambda kv: -kv[1]["sm_us"]))),
+                      flush=True)
+    finally:
+        mpk.session.close()
+        del model
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _line(row) -> str:
+    s = row["systems"]
+    cell = lambda k: f"{s[k]['ms']:7.3f} ({s[k]['ratio_to_floor']:.2f}x)" if k in s else f"{'-':>15}"
+    return (f"{row['model']:<12} b{row['batch']:<2} ctx {row['ctx']:<5} floor {row['floor_ms']:6.3f} ms | mpk "
+            f"{cell('mpk')} | eager {cell('eager')} | graph {cell('cuda_graph')} | compile+graph "
+            f"{cell('compiled_graph')} | err {row['check'].get('mpk_rel_err', float('nan')):.1e} (torch bf16 "
+            f"{row['check'].get('torch_bf16_rel_err', float('nan')):.1e})")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
+    parser.add_argument("--contexts", nargs="+", type=int, default=list(CONTEXTS))
+    parser.add_argument("--bundles", type=Path, default=ROOT)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mpk-launches", type=int, default=20, help="timed launches (median)")
+    parser.add_argument("--profile", action="store_true",
+                        help="one more launch with the in-kernel profiler: per-kind task times")
+    parser.add_argument("--compile-contexts", nargs="*", type=int, default=list(CONTEXTS),
+                        help="contexts at which torch.compile is measured (none: skip it)")
+    parser.add_argument("--compile-budget", type=float, default=240.0,
+                        help="seconds of torch.compile work across all configs; later ones skip it")
+    parser.add_argument("--tag", default="", help="suffix of the result file name")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="record a failed logit check and go on timing (exit status 1 at the end)")
+    args = parser.parse_args(argv)
+
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = True
+    card = card_name()
+    bandwidth = read_bandwidth()
+    print(f"{torch.cuda.get_device_name()}: read bandwidth (torch.sum, 4 GiB bf16) {bandwidth / 1e12:.3f} TB/s",
+          flush=True)
+    compile_left = [args.compile_budget]
+    rows = []
+    for model_name in args.models:
+        for batch in args.batches:
+            rows += run_config(model_name, batch, args.contexts, args, bandwidth, compile_left)
+    result = {"card": torch.cuda.get_device_name(), "read_bandwidth_bytes_per_s": bandwidth,
+              "torch": torch.__version__, "python": platform.python_version(),
+              "tolerance": TOLERANCE, "bf16_slack": BF16_SLACK, "profile": args.profile, "results": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{card}{'-' + args.tag if args.tag else ''}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {path}\n")
+    print(table(result))
+    failed = [r for r in rows if "check_failed" in r]
+    for r in failed:
+        print(f"CHECK FAILED: {r['model']} batch {r['batch']} ctx {r['ctx']}: {r['check_failed']}")
+    return 1 if failed else 0
+
+
+def table(result) -> str:
+    """The short table: ms/step and ratio to the floor per system, mpk's speedups."""
+    lines = [f"{result['card']}, read bandwidth {result['read_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s; "
+             "ms/step (ratio to floor)",
+             f"{'model':<12} {'b':>2} {'ctx':>5} {'floor':>6} {'mpk':>14} {'eager':>14} {'graph':>14} "
+             f"{'compile+graph':>14}  speedup vs compile+graph"]
+    for r in result["results"]:
+        s = r["systems"]
+        cell = lambda k: f"{s[k]['ms']:6.3f} ({s[k]['ratio_to_floor']:4.2f})" if k in s else f"{'-':>14}"
+        sp = r["mpk_speedup"].get("compiled_graph")
+        lines.append(f"{r['model']:<12} {r['batch']:>2} {r['ctx']:>5} {r['floor_ms']:6.3f} {cell('mpk'):>14} "
+                     f"{cell('eager'):>14} {cell('cuda_graph'):>14} {cell('compiled_graph'):>14}  "
+                     + (f"{sp:.2f}x" if sp else "-"))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

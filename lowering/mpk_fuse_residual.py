@@ -1,0 +1,55 @@
+"""mpk-fuse-residual: `add(linear(x, w), r)` -> `linear(x, w, r)` on graph IR.
+
+A decoder adds every block's output projection (o_proj, down_proj) to the
+residual stream. As two ops the add becomes a task group of its own: one
+more event hop on the critical path of every block, for a few kilobytes of
+work. `mpk.linear` takes an optional residual that its tasks add while they
+write their tile, so the add folds into it. Fuses when the linear has no
+residual yet and the add is its only user; the linear keeps its attributes
+(an `mpk.tile`, say).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mlir import ir
+
+from mpk import dialects as mpk
+from mpk.lowering import ModulePass
+
+
+def _owner(value: ir.Value):
+    owner = value.owner
+    return owner.operation if isinstance(owner, ir.OpView) else owner if isinstance(owner, ir.Operation) else None
+
+
+@dataclasses.dataclass
+class MpkFuseResidual(ModulePass):
+    name = "mpk-fuse-residual"
+    summary = "fold an add of a linear's result into the linear's residual operand"
+
+    def run(self, module: ir.Operation) -> None:
+        with module.context:
+            for func in module.regions[0].blocks[0].operations:
+                if func.operation.name != "func.func":
+                    continue
+                for op in list(func.regions[0].blocks[0].operations):
+                    if op.operation.name == "mpk.add":
+                        self._fuse(op.operation)
+
+    def _fuse(self, add: ir.Operation) -> None:
+        a, b = add.operands
+        for product, residual in ((a, b), (b, a)):
+            linear = _owner(product)
+            if (linear is None or linear.name != "mpk.linear" or len(linear.operands) != 2
+                    or len(list(product.uses)) != 1 or residual.type != product.type):
+                continue
+            with ir.InsertionPoint(add), add.location:
+                fused = mpk.linear(linear.operands[0], linear.operands[1], residual)
+            for attr in linear.attributes:
+                fused.owner.attributes[attr.name] = attr.attr
+            add.results[0].replace_all_uses_with(fused)
+            add.erase()
+            linear.erase()
+            return

@@ -1,0 +1,232 @@
+"""mpk's Python API: compile a model into a bundle, load the bundle, generate.
+
+    import mpk
+    bundle = mpk.compile("qwen3-demo", batch=2, max_seq=512)   # a preset, config.json, ModelConfig or Decoder
+    with mpk.load(bundle, weights=0) as session:                # a seed, a state dict or a safetensors folder
+        out = session.generate([[1, 2, 3], [4, 5, 6]], max_new_tokens=32, eos_token_id=2)
+    out.tokens                                                  # [2, T <= 32]: greedy, EOS after a row's EOS
+
+Compiling needs the MLIR bindings and PyTorch but no GPU. Running needs the
+bundle and numpy, plus cuda-python and a GPU for backend="gpu" (the
+persistent kernel), or MLIR for backend="interp" (the CPU task interpreter
+over the bundle's task IR); "auto" takes the GPU when the driver sees one.
+Decoding is mpk.runtime.loader.generate: the prompt goes through the same
+kernel one token per launch, then each launch decodes `steps_per_launch` tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from mpk.runtime import bundle as bundles
+from mpk.runtime.bundle import Bundle
+
+BACKENDS = ("auto", "gpu", "interp")
+
+
+def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat16",
+            steps_per_launch: int | None = None, num_sms: int | None = None, arch: str | None = None,
+            path: str | Path | None = None) -> Bundle:
+    """Compile `model`'s decode step into a bundle and return it (read back from disk).
+
+    `model`: a preset name (`mpk import --list-models`), a Hugging Face
+    config.json or the folder holding it, a `mpk.models.ModelConfig`, or a
+    module with a `.config` ModelConfig (`mpk.models.Decoder`); weights are
+    bound later, by `load`. `steps_per_launch` defaults to `mpk compile`'s;
+    `num_sms`/`arch` to this machine's GPU, or to an H100 (132 SMs, sm_90)
+    without one. `path` is the bundle directory to write (default: a new
+    temporary directory, left in place).
+    Raises ValueError for bad arguments, mpk.driver.CompileError when a stage fails.
+    """
+    from mpk import driver, frontend
+
+    config = _model_config(model)
+    if dtype not in frontend.DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(frontend.DTYPES)}, got {dtype!r}")
+    steps_per_launch = driver.DEFAULT_STEPS if steps_per_launch is None else steps_per_launch
+    for name, value in (("batch", batch), ("max_seq", max_seq), ("steps_per_launch", steps_per_launch)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if num_sms is not None and (not isinstance(num_sms, int) or num_sms < 1):
+        raise ValueError(f"num_sms must be a positive int, got {num_sms!r}")
+    if num_sms is None or arch is None:
+        gpu = _local_gpu() or {"num_sms": driver.Options.num_sms, "arch": driver.Options.arch}
+        num_sms, arch = num_sms or gpu["num_sms"], arch or gpu["arch"]
+    options = driver.Options(batch=batch, dtype=dtype, max_seq=max_seq, arch=arch, num_sms=num_sms,
+                             steps=steps_per_launch)
+    module, config_dict = driver.import_graph(config, "model", options)
+    if path is None:                                    # kept after the call: the Bundle lives there
+        path = Path(tempfile.mkdtemp(prefix="mpk-")) / "model.mpk"
+    return bundles.read(driver.compile_task_module(module, options, Path(path), model_config=config_dict))
+
+
+def _model_config(model):
+    from mpk import models
+    if isinstance(model, models.ModelConfig):
+        return model
+    if isinstance(getattr(model, "config", None), models.ModelConfig):
+        return model.config
+    if isinstance(model, (str, Path)):
+        if str(model) in models.PRESETS:
+            return models.PRESETS[str(model)]
+        if Path(model).is_file() or (Path(model) / "config.json").is_file():
+            return models.from_hf_config(model)            # ConfigError is a ValueError
+        raise ValueError(f"{model!r} is neither a preset ({', '.join(models.PRESETS)}) nor a config.json")
+    raise TypeError(f"compile() takes a preset name, a config.json path, a ModelConfig or a Decoder, "
+                    f"not {type(model).__name__}")
+
+
+def _local_gpu() -> dict | None:
+    from mpk.runtime import loader
+    return loader.device_properties(0) if loader.gpu_count() else None
+
+
+def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **options) -> "Session":
+    """Load a bundle on a backend and bind its weights.
+
+    `weights`: an int (seeded random weights, `mpk.runtime.weights.random_weights`),
+    a state dict (names as in the Hugging Face checkpoint; torch tensors or
+    numpy arrays), a module with `.state_dict()`, or a folder of `*.safetensors`.
+    `backend`: "gpu", "interp" or "auto". `options` go to the GPU session
+    (`device`, `timeout_s`, `profile`).
+    """
+    from mpk.backends import open_backend
+    from mpk.runtime.loader import LoaderError, gpu_count
+    from mpk.runtime.weights import load_safetensors, random_weights
+
+    if not isinstance(bundle, Bundle):
+        bundle = bundles.read(bundle)                     # BundleError is a ValueError
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    chosen = backend == "auto"
+    if chosen:
+        backend = "gpu" if gpu_count() else "interp"
+    if backend == "interp":
+        try:
+            import mlir.ir  # noqa: F401
+        except ImportError as e:
+            raise LoaderError(("no GPU here, and " if chosen else "") +
+                              f"the CPU task interpreter needs the MLIR bindings ({e})") from None
+    if isinstance(weights, int) and not isinstance(weights, bool):
+        weights = random_weights(bundle.weights(), weights)
+    elif isinstance(weights, (str, Path)):
+        weights = load_safetensors(weights, bundle.weights())
+    elif hasattr(weights, "state_dict"):
+        weights = weights.state_dict()
+    elif not isinstance(weights, Mapping):
+        raise TypeError(f"weights must be a seed, a state dict, a module or a safetensors folder, "
+                        f"not {type(weights).__name__}")
+    runner = open_backend(bundle, backend, **(options if backend == "gpu" else {}))
+    try:
+        runner.bind_weights(weights)
+    except BaseException:
+        runner.close()
+        raise
+    return Session(bundle, runner, backend)
+
+
+@dataclasses.dataclass
+class Generation:
+    tokens: np.ndarray                  # [B, T] int64 new tokens; EOS from a row's first EOS on
+    logits: np.ndarray | None           # [T, B, V] float32 of the generated steps (None if not kept)
+    prompt_logits: np.ndarray | None    # [n - 1, B, V] of the prompt steps before the last
+    seconds: float                      # wall time of the whole call, prompt steps included
+
+
+class Session:
+    """A bundle ready to run on one backend.
+
+    Wraps the backend's runner: `mpk.runtime.loader.Session` (the persistent
+    kernel on a GPU) or `mpk.backends.InterpRunner` (the CPU task
+    interpreter), both driven by `mpk.runtime.loader.generate`.
+    """
+
+    def __init__(self, bundle: Bundle, runner, backend: str):
+        self.bundle, self.runner, self.backend = bundle, runner, backend
+        self.batch = int(bundle.buffer("tokens")["shape"][0])
+        self.max_seq = int(bundle.plan["max_seq"])
+        self.steps_per_launch = runner.steps_per_launch
+        model = bundle.plan.get("model") or {}
+        self.vocab_size = model.get("vocab_size")
+        self.device = getattr(runner, "device_name", "CPU")
+
+    def generate(self, prompt_ids, max_new_tokens: int, eos_token_id: int | None = None) -> Generation:
+        """Greedy decoding of `max_new_tokens` tokens after the prompt (stops early at EOS).
+
+        `prompt_ids`: [B, n] token ids (B = the bundle's batch), or one row
+        (a list, or [1, n]) for every sequence.
+        """
+        from mpk.runtime.loader import generate
+
+        prompt = self._prompt(prompt_ids)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        if prompt.shape[1] + max_new_tokens > self.max_seq:
+            raise ValueError(f"{prompt.shape[1]} prompt + {max_new_tokens} new tokens exceed the bundle's "
+                             f"max_seq ({self.max_seq})")
+        if eos_token_id is not None and not (isinstance(eos_token_id, int) and self._in_vocab(eos_token_id)):
+            raise ValueError(f"eos_token_id must be a token id in [0, {self.vocab_size}), got {eos_token_id!r}")
+        start = time.perf_counter()
+        out = generate(self.runner, prompt, max_new_tokens, eos_token_id=eos_token_id)
+        seconds = time.perf_counter() - start
+        return Generation(out["tokens"].T.astype(np.int64), out.get("logits"), out.get("prompt_logits"), seconds)
+
+    def _in_vocab(self, ids) -> bool:
+        return self.vocab_size is None or bool(np.all((0 <= np.asarray(ids)) & (np.asarray(ids) < self.vocab_size)))
+
+    def _prompt(self, prompt_ids) -> np.ndarray:
+        if hasattr(prompt_ids, "detach"):
+            prompt_ids = prompt_ids.detach().cpu().numpy()
+        try:
+            prompt = np.asarray(prompt_ids)
+        except ValueError:
+            prompt = None
+        if prompt is None or prompt.dtype == object:
+            raise ValueError("prompt_ids must be rectangular: every sequence of a batch has the same length")
+        if prompt.size == 0 or not np.issubdtype(prompt.dtype, np.integer) or prompt.ndim not in (1, 2):
+            raise ValueError(f"prompt_ids must be a non-empty row or [batch, n] array of int token ids, "
+                             f"got shape {list(prompt.shape)} of {prompt.dtype}")
+        prompt = np.atleast_2d(prompt).astype(np.int64)
+        if prompt.shape[0] not in (1, self.batch):
+            raise ValueError(f"prompt_ids has {prompt.shape[0]} rows; the bundle decodes {self.batch} "
+                             f"sequences (give {self.batch} rows, or one for all)")
+        if not self._in_vocab(prompt):
+            raise ValueError(f"prompt_ids must be token ids in [0, {self.vocab_size})")
+        return np.broadcast_to(prompt, (self.batch, prompt.shape[1]))
+
+    def benchmark(self, launches: int = 5, position: int = 0) -> float:
+        """Median seconds per decode step over `launches` launches of `steps_per_launch`
+        steps from KV position `position`. On the GPU: CUDA events around the
+        kernel alone, after a warm-up launch; on the interpreter: wall time."""
+        steps = self.steps_per_launch
+        if position + steps > self.max_seq:
+            raise ValueError(f"position {position} + {steps} steps exceed max_seq ({self.max_seq})")
+        times = []
+        for attempt in range(launches + (self.backend == "gpu")):
+            self.runner.write("tokens", np.ones(self.batch, np.int64))
+            self.runner.write("positions", np.full(self.batch, position, np.int64))
+            if self.backend == "gpu":
+                seconds = self.runner.launch(steps, timed=True)
+            else:
+                start = time.perf_counter()
+                self.runner.launch(steps)
+                seconds = time.perf_counter() - start
+            if attempt or self.backend != "gpu":
+                times.append(seconds / steps)
+        return statistics.median(times)
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,79 @@
+"""The memory-bandwidth floor of a decode step (DESIGN.md, "Performance method").
+
+At small batch a decode step is bound by the bytes it must read, so the
+fastest it can be is `step_bytes / bandwidth`. `step_bytes` counts them from
+a bundle's plan; the bandwidths are measured on the machine that runs it:
+the GPU's with a device-to-device copy, the host's (for the CPU task
+interpreter) with a one-core numpy read stream.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mpk.runtime import loader
+
+
+def step_bytes(plan: dict, position: float) -> int:
+    """Bytes one decode step reads at KV position `position` (the row it appends).
+
+    Every weight once (an embedding table that only the gather reads: one row
+    per sequence), and of each KV cache the rows 0..position of every sequence.
+    """
+    buffers = {b["name"]: b for b in plan["buffers"]}
+    readers: dict[str, set[str]] = {}
+    for g in plan["groups"]:
+        for name in g["inputs"]:
+            readers.setdefault(name, set()).add(g["kind"])
+    total, seen = 0, set()
+    for name, kinds in readers.items():
+        b = buffers[name]
+        key = b.get("weight_name") or name
+        if b["space"] not in ("weight", "state") or key in seen:
+            continue
+        seen.add(key)
+        if b["space"] == "weight":
+            gather_only = kinds == {"embedding"}
+            total += plan["batch"] * b["nbytes"] // b["shape"][0] if gather_only else b["nbytes"]
+        elif "attention" in kinds:                       # a KV cache [B, max_seq, width]
+            total += round(b["nbytes"] * min(position + 1, b["shape"][1]) / b["shape"][1])
+    return int(total)
+
+
+def host_read_bandwidth(nbytes: int = 128 << 20, repeats: int = 5) -> float:
+    """Bytes/s one core reads from host memory (numpy reduction over a large array, best of `repeats`)."""
+    data = np.ones(nbytes // 8, np.int64)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.add.reduce(data)
+        best = min(best, time.perf_counter() - start)
+    return nbytes / best
+
+
+def device_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
+    """Bytes/s the current CUDA context's GPU moves in a device-to-device copy
+    (bytes read + bytes written, best of `repeats`, timed with CUDA events);
+    on an H100 this is within 1% of a read-only stream (STACK.md)."""
+    driver = loader._driver()
+    source = loader.DeviceBuffer(nbytes, "bandwidth source")
+    target = loader.DeviceBuffer(nbytes, "bandwidth target")
+    events = [loader._check(driver.cuEventCreate(driver.CUevent_flags.CU_EVENT_DEFAULT), "cuEventCreate")
+              for _ in range(2)]
+    try:
+        best = float("inf")
+        for attempt in range(repeats + 1):                # the first copy warms up
+            loader._check(driver.cuEventRecord(events[0], 0), "cuEventRecord")
+            loader._check(driver.cuMemcpyDtoD(target.ptr, source.ptr, nbytes), "cuMemcpyDtoD")
+            loader._check(driver.cuEventRecord(events[1], 0), "cuEventRecord")
+            loader._check(driver.cuEventSynchronize(events[1]), "cuEventSynchronize")
+            ms = loader._check(driver.cuEventElapsedTime(events[0], events[1]), "cuEventElapsedTime")
+            best = min(best, ms / 1e3) if attempt else best
+        return 2 * nbytes / best
+    finally:
+        for event in events:
+            driver.cuEventDestroy(event)
+        for buffer in (source, target):
+            driver.cuMemFree(buffer.ptr)

@@ -1,0 +1,87 @@
+"""Whole models on the GPU against PyTorch: bf16 bundles, 32 decode steps in
+one launch, random weights from a fresh seed (printed), a fresh random prompt.
+
+Every step's logits must be within 2e-2 relative error of the float64 PyTorch
+model on the same weights, and the greedy token the same wherever the
+reference's top-two margin is clear of the measured error (mpk.check says why
+and how). Outputs are poisoned before every launch (Session.launch).
+
+The GPU machine has no MLIR: bundles come prebuilt from $MPK_TEST_BUNDLES
+(default .bundles/), named `<model>-bf16-s32`:
+
+    mpk compile --model qwen3-0.6b --max-seq 1024 --steps 32 -o .bundles/qwen3-0.6b-bf16-s32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpk.check import check_run
+from mpk.runtime import bundle, loader
+from mpk.runtime.weights import random_weights
+from runtime_stub import PREBUILT
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu
+
+STEPS = 32
+MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b")
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    if loader.gpu_count() == 0:
+        pytest.skip("no CUDA GPU (cuInit/cuDeviceGetCount found none)")
+    return loader.device_properties(0)
+
+
+def prebuilt(model: str, gpu: dict) -> bundle.Bundle:
+    path = PREBUILT / f"{model}-bf16-s32"
+    if not path.is_dir():
+        pytest.skip(f"no prebuilt bundle {path} (mpk compile --model {model} --max-seq 1024 "
+                    f"--steps {STEPS} -o {path})")
+    b = bundle.read(path)
+    if b.kernel["num_sms"] != gpu["num_sms"]:
+        pytest.skip(f"{path} is scheduled for {b.kernel['num_sms']} SMs, this GPU has {gpu['num_sms']}")
+    assert b.kernel["steps"] >= STEPS and {w["dtype"] for w in b.weights().values()} == {"bf16"}
+    return b
+
+
+def run_and_check(b: bundle.Bundle, steps: int) -> list:
+    """generate() on fresh random weights and prompt; returns the steps of each launch."""
+    seed = int(np.random.SeedSequence().entropy % 2**31)
+    rng = np.random.default_rng(seed)
+    prompt = rng.integers(0, b.plan["model"]["vocab_size"], 3)
+    print(f"\n{b.path.name}: seed {seed}, prompt {prompt.tolist()}")
+    weights = random_weights(b.weights(), seed)
+    launches = []
+    with loader.Session(b) as session:
+        session.bind_weights(weights)
+        launch = session.launch        # count generate()'s launches and their steps
+        session.launch = lambda n=None, **kw: (launches.append(n), launch(n, **kw))[1]
+        result = loader.generate(session, prompt, steps)
+    report = check_run(b.plan["model"], weights, prompt, result, b.plan["max_seq"])
+    print(report.table())
+    assert report.ok, f"{b.path.name} (seed {seed}) differs from PyTorch: see the table above"
+    return launches
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_32_steps_in_one_launch_match_pytorch(gpu, model):
+    launches = run_and_check(prebuilt(model, gpu), STEPS)
+    assert launches == [1, 1, STEPS]     # two prompt tokens, then all 32 steps in one launch
+
+
+def test_more_steps_than_a_launch_holds_loop_launches(gpu):
+    b = prebuilt("qwen3-tiny", gpu)
+    per_launch = b.kernel["steps"]
+    launches = run_and_check(b, per_launch + 8)
+    assert launches == [1, 1, per_launch, 8]   # the KV cache and positions carry over between launches
+
+
+def test_a_launch_refuses_more_steps_than_the_bundle_holds(gpu):
+    b = prebuilt("qwen3-tiny", gpu)
+    with loader.Session(b) as session:
+        with pytest.raises(loader.LoaderError, match=f"a launch runs 1..{b.kernel['steps']} steps"):
+            session.launch(b.kernel["steps"] + 1)

@@ -1,0 +1,118 @@
+"""The profile trace writer (mpk.runtime.trace) on synthetic profile records:
+valid trace-event JSON, one track per worker holding exactly that worker's
+tasks, non-negative durations, and the per-kind summary's arithmetic."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from mpk.runtime import trace
+
+# Two groups on three workers: 4 linear tasks (layers.0.q_proj), 2 rmsnorm tasks.
+PLAN = {"kernel": {"name": "decode_step"},
+        "groups": [{"name": "model.layers.0.self_attn.q_proj", "kind": "linear", "first_task": 0, "num_tasks": 4},
+                   {"name": "model.norm", "kind": "rmsnorm", "first_task": 4, "num_tasks": 2}]}
+TABLES = {"queue_offsets": np.array([0, 3, 5, 6], np.int32),
+          "queue_tasks": np.array([0, 3, 4, 1, 5, 2], np.int32)}
+WORKER_OF = {0: 0, 3: 0, 4: 0, 1: 1, 5: 1, 2: 2}
+
+
+def records(steps: int = 2, seed: int = 0) -> np.ndarray:
+    """[steps, 6, 2] globaltimer ns: every worker runs its queue back to back with random gaps."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((steps, 6, 2), np.uint64)
+    clock = np.full(3, 1_700_000_000_000_000_000, np.uint64)   # globaltimer values are large
+    offsets, queue = TABLES["queue_offsets"], TABLES["queue_tasks"]
+    for step in range(steps):
+        for w in range(3):
+            for task in queue[offsets[w]:offsets[w + 1]]:
+                clock[w] += np.uint64(rng.integers(10, 500))
+                out[step, task, 0] = clock[w]
+                clock[w] += np.uint64(rng.integers(1_000, 5_000))
+                out[step, task, 1] = clock[w]
+    return out
+
+
+def test_trace_file_schema(tmp_path):
+    recs = records()
+    path = trace.write_trace(tmp_path / "t.json", PLAN, TABLES, recs, device="synthetic")
+    document = json.loads(path.read_text())
+    assert document["otherData"]["device"] == "synthetic"
+    events = document["traceEvents"]
+    tasks = [e for e in events if e["ph"] == "X" and e.get("cat") != "step"]
+    assert len(tasks) == recs.shape[0] * 6
+    for e in tasks:
+        assert {"name", "ts", "dur", "pid", "tid", "args"} <= set(e)
+        assert e["dur"] >= 0 and e["ts"] >= 0
+        assert e["tid"] == WORKER_OF[e["args"]["global_task"]]              # on its worker's track
+        group = PLAN["groups"][e["args"]["global_task"] >= 4]
+        assert e["name"] == f"{group['name']}[{e['args']['task']}]"
+        assert e["args"]["kind"] == group["kind"] == e["cat"]
+        start, end = recs[e["args"]["step"], e["args"]["global_task"]].astype(np.int64) - recs[..., 0].min().astype(np.int64)
+        assert e["ts"] == pytest.approx(start / 1e3) and e["dur"] == pytest.approx((end - start) / 1e3)
+    gzipped = trace.write_trace(tmp_path / "t.json.gz", PLAN, TABLES, recs, device="synthetic")
+    assert json.loads(gzip.decompress(gzipped.read_bytes())) == document
+    names = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert names == {0: "worker 0", 1: "worker 1", 2: "worker 2", 3: "steps"}
+    steps = [e for e in events if e.get("cat") == "step"]
+    assert [e["args"]["step"] for e in steps] == [0, 1] and all(e["tid"] == 3 for e in steps)
+    for w in range(3):   # a worker's slices do not overlap
+        mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in tasks if e["tid"] == w)
+        assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:]))
+
+
+def test_summary_per_kind():
+    recs = records(steps=3, seed=1)
+    s = trace.summarize(PLAN, TABLES, recs)
+    busy = (recs[..., 1] - recs[..., 0]).astype(np.int64).mean(axis=0) / 1e3
+    by_kind = {k.kind: k for k in s.kinds}
+    assert by_kind["linear"].count == 4 and by_kind["rmsnorm"].count == 2
+    assert by_kind["linear"].total_us == pytest.approx(busy[:4].sum())
+    assert by_kind["rmsnorm"].mean_us == pytest.approx(busy[4:].mean())
+    span = (recs[..., 1].max(axis=1) - recs[..., 0].min(axis=1)).astype(np.int64) / 1e3
+    assert s.step_us == pytest.approx(span)
+    launch = float(recs[..., 1].max() - recs[..., 0].min()) / 1e3
+    assert s.launch_us == pytest.approx(launch)
+    assert s.busy == pytest.approx(busy.sum() / (3 * launch / 3))
+    assert 0 < s.busy <= 1
+    text = trace.format_summary(s)
+    assert "linear" in text and "rmsnorm" in text and "(waiting)" in text and "model.norm" in text
+
+
+def test_records_that_do_not_fit_the_plan():
+    with pytest.raises(trace.TraceError, match=r"\[steps, 6, 2\] was expected"):
+        trace.summarize(PLAN, TABLES, np.zeros((2, 5, 2), np.uint64))
+    bad = records()
+    bad[0, 2] = bad[0, 2, ::-1]
+    with pytest.raises(trace.TraceError, match="ends before it starts"):
+        trace.trace_events(PLAN, TABLES, bad)
+    with pytest.raises(trace.TraceError, match="in no worker's queue"):
+        trace.Tasks.of(PLAN, {"queue_offsets": np.array([0, 5]), "queue_tasks": np.arange(5)})
+
+
+def test_mpk_run_profile_output(tmp_path, capsys):
+    """`mpk run --profile TRACE.json`'s printing and writing, with a stand-in for the GPU session."""
+    from types import SimpleNamespace
+
+    from mpk.commands.run import _profile
+    session = SimpleNamespace(plan=PLAN, bundle=SimpleNamespace(tables=TABLES, path=tmp_path / "b.mpk"),
+                              device_name="Synthetic GPU", num_workers=3, profile_ns=lambda: records(steps=4))
+    _profile(session, str(tmp_path / "t.json"))
+    out = capsys.readouterr().out
+    assert out.startswith("profile: 4 steps in ") and "  linear " in out
+    assert out.rstrip().endswith("4 steps x 6 tasks on 3 worker tracks (open it in ui.perfetto.dev)")
+    document = json.loads((tmp_path / "t.json").read_text())
+    assert document["otherData"]["device"] == "Synthetic GPU"
+    _profile(session, True)                          # a bare --profile: the table only
+    assert "wrote" not in capsys.readouterr().out
+
+
+def test_mpk_run_profile_needs_the_gpu(capsys):
+    from mpk.cli import main
+    assert main(["run", "no-bundle", "--backend", "interp", "--profile", "t.json"]) == 1
+    assert capsys.readouterr().err == ("mpk run: error: --profile reads the persistent kernel's timers: "
+                                       "it needs --backend gpu\n")

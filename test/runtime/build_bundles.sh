@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# On the compiling machine (MLIR, no GPU needed): every bundle the GPU checks
+# (run_on_gpu.sh) use, into .bundles/ (git-ignored), for an H100 SXM (132 SMs).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SMS=${SMS:-132}
+python test/python/runtime_stub.py "$SMS"
+python test/python/kind_cases.py .bundles/kinds
+for model in qwen3-tiny llama3-tiny qwen3-0.6b qwen3-1.7b; do
+  /usr/bin/time -f "$model: compiled in %e s, peak %M KB" \
+    mpk compile --model "$model" --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
+      -o ".bundles/$model-bf16-s32" --quiet
+done
+du -sh .bundles/stub-"$SMS" .bundles/kinds .bundles/*-bf16-s32
