@@ -406,16 +406,19 @@ def main(argv=None) -> int:
     print(f"{torch.cuda.get_device_name()}: read bandwidth (torch.sum, 4 GiB bf16) {bandwidth / 1e12:.3f} TB/s",
           flush=True)
     compile_left = [args.compile_budget]
-    rows = []
-    for model_name in args.models:
-        for batch in args.batches:
-            rows += run_config(model_name, batch, args.contexts, args, bandwidth, compile_left)
     result = {"card": torch.cuda.get_device_name(), "read_bandwidth_bytes_per_s": bandwidth,
               "torch": torch.__version__, "python": platform.python_version(),
-              "tolerance": TOLERANCE, "bf16_slack": BF16_SLACK, "profile": args.profile, "results": rows}
+              "tolerance": TOLERANCE, "bf16_slack": BF16_SLACK, "profile": args.profile,
+              "compile_contexts": args.compile_contexts, "compile_budget_s": args.compile_budget,
+              "results": []}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{card}{'-' + args.tag if args.tag else ''}.json"
+    for model_name in args.models:
+        for batch in args.batches:
+            result["results"] += run_config(model_name, batch, args.contexts, args, bandwidth, compile_left)
+            path.write_text(json.dumps(result, indent=1))     # after every configuration: a cut run keeps them
     path.write_text(json.dumps(result, indent=1))
+    rows = result["results"]
     print(f"\nwrote {path}\n")
     print(table(result))
     failed = [r for r in rows if "check_failed" in r]
@@ -429,14 +432,16 @@ def table(result) -> str:
     lines = [f"{result['card']}, read bandwidth {result['read_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s; "
              "ms/step (ratio to floor)",
              f"{'model':<12} {'b':>2} {'ctx':>5} {'floor':>6} {'mpk':>14} {'eager':>14} {'graph':>14} "
-             f"{'compile+graph':>14}  speedup vs compile+graph"]
+             f"{'compile+graph':>14}  speedup vs compile+graph, mpk b8/b1 step"]
+    mpk_ms = {(r["model"], r["batch"], r["ctx"]): r["systems"]["mpk"]["ms"] for r in result["results"]}
     for r in result["results"]:
         s = r["systems"]
+        one = mpk_ms.get((r["model"], 1, r["ctx"])) if r["batch"] != 1 else None
         cell = lambda k: f"{s[k]['ms']:6.3f} ({s[k]['ratio_to_floor']:4.2f})" if k in s else f"{'-':>14}"
         sp = r["mpk_speedup"].get("compiled_graph")
         lines.append(f"{r['model']:<12} {r['batch']:>2} {r['ctx']:>5} {r['floor_ms']:6.3f} {cell('mpk'):>14} "
                      f"{cell('eager'):>14} {cell('cuda_graph'):>14} {cell('compiled_graph'):>14}  "
-                     + (f"{sp:.2f}x" if sp else "-"))
+                     + (f"{sp:.2f}x" if sp else "-") + (f", {s['mpk']['ms'] / one:.2f}" if one else ""))
     return "\n".join(lines)
 
 

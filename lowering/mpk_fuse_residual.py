@@ -47,8 +47,8 @@ class MpkFuseResidual(ModulePass):
                 continue
             with ir.InsertionPoint(add), add.location:
                 fused = mpk.linear(linear.operands[0], linear.operands[1], residual)
-            for attr in linear.attributes:
-                fused.owner.attributes[attr.name] = attr.attr
+            for name in [a if isinstance(a, str) else a.name for a in linear.attributes]:
+                fused.owner.attributes[name] = linear.attributes[name]
             add.results[0].replace_all_uses_with(fused)
             add.erase()
             linear.erase()

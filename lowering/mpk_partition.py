@@ -7,6 +7,14 @@ overrides it. Cheap per-element ops take their producer's tile (or the
 smallest tile that is a multiple of it) so that `mpk-build-events` can give
 them per-tile events instead of a barrier.
 
+Two ops become something else than one group. A decode `mpk.attention`
+that would leave SMs idle (one task per sequence and KV head) becomes
+split-KV: `attention_partial` tasks over P splits of the cache rows and
+`attention_combine` tasks that merge them (`mpk.splits` overrides P). A
+layer norm whose every user is a linear reading it as x becomes no group at
+all: those linears get its weight as one more input and `norm_eps`, and
+normalize x themselves (one event hop less per norm).
+
 Values become buffers: function arguments and results are `io` (the token
 ids feeding the embedding are `tokens`, the positions `positions`; a returned
 argmax writes the per-step `next_tokens`, and also `tokens` and `positions`
@@ -33,6 +41,9 @@ TILE_ATTR = "mpk.tile"
 SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
 # The operand whose producer's tile an elementwise op follows.
 MAIN_INPUT = {"kv_append": 1}
+# A layer norm feeding only linears is computed by each linear task on the x
+# it stages in shared memory (`norm_eps`), when B x K of x is at most this.
+FUSED_NORM_MAX_X_BYTES = 64 * 1024
 # Operands that carry positions, per kind.
 POSITION_OPERAND = {"rope": 1, "attention": 3, "kv_append": 2}
 
@@ -76,6 +87,7 @@ class MpkPartition(ModulePass):
         self.names: set[str] = set()
         self.buffer_of: dict = {}             # SSA value -> buffer symbol
         self.group_tile: dict[str, tuple] = {}  # buffer -> (tile, domain) of its producer
+        self.fused_norm: dict = {}            # rmsnorm result -> (x, weight, eps attr): done by its linears
         ops = [op.operation for op in block.operations]
         ret = ops[-1]
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
@@ -86,6 +98,8 @@ class MpkPartition(ModulePass):
             if kind in ("weight", "state"):
                 name = python_value(op.attributes["name"])
                 self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name)
+            elif kind == "rmsnorm" and self._fuses_into_linears(op):
+                self.fused_norm[op.results[0]] = (op.operands[0], op.operands[1], op.attributes["eps"])
             elif kind in KINDS:
                 self._group(op, kind, returned)
             else:
@@ -135,8 +149,18 @@ class MpkPartition(ModulePass):
         producer = self.buffer_of.get(op.operands[MAIN_INPUT.get(kind, 0)], "")
         return f"{producer.removesuffix('.out')}.{kind}" if producer else kind
 
+    def _fuses_into_linears(self, norm: ir.Operation) -> bool:
+        """A layer norm (one group per row) whose every user is a linear reading it as x."""
+        (batch, width), group = _shape(norm.operands[0].type), _shape(norm.operands[1].type)[0]
+        users = list(norm.results[0].uses)
+        return (group == width and batch * width * _elt_bytes(norm.operands[0].type) <= FUSED_NORM_MAX_X_BYTES
+                and bool(users) and all(u.owner.name == "mpk.linear" and u.operand_number == 0 for u in users))
+
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
         operands = list(op.operands)
+        norm = self.fused_norm.get(operands[0]) if kind == "linear" else None
+        if norm is not None:                  # x = rmsnorm(x', w'): the tasks normalize x' themselves
+            operands = [norm[0]] + operands[1:] + [norm[1]]
         for v in operands:
             if v not in self.buffer_of:
                 self.fail(op, "operand is not produced by an mpk op or a function argument")
@@ -159,6 +183,8 @@ class MpkPartition(ModulePass):
         self.buffer_of[result] = outputs[0]
 
         attrs = {n: op.attributes[n] for n in op.attributes if n not in (TILE_ATTR, SPLITS_ATTR)}
+        if norm is not None:
+            attrs["norm_eps"] = norm[2]
         info = OpInfo(kind, [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
                       _shape(result.type) if kind != "kv_append" else _shape(operands[0].type),
                       _elt_bytes(result.type), domain,

@@ -165,6 +165,8 @@ class Linear(Kind):
         return False
 
     def reads(self, op, out):
+        """x (all of it), the weight rows of the tile, the residual tile (if any),
+        the whole norm weight (if the layer norm before it is fused: `norm_eps`)."""
         lo, hi = out
         n = lo.shape[0]
         x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
@@ -172,12 +174,19 @@ class Linear(Kind):
         w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
         w = (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
         boxes = [x, w]
-        if len(op.inputs) > 2:
+        if has_residual(op):
             boxes.append((lo.copy(), hi.copy()))
+        if "norm_eps" in op.params:
+            boxes.append(_full(n, op.inputs[-1]))
         return boxes
 
     def flops(self, op, out):
         return 2 * volume(out) * op.inputs[0][1]
+
+
+def has_residual(op: OpInfo) -> bool:
+    """A linear's inputs: x, w, then the residual (if any), then the norm weight (if fused)."""
+    return len(op.inputs) - ("norm_eps" in op.params) == 3
 
 
 class Rope(Kind):

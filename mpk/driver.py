@@ -4,7 +4,7 @@ Each stage is named (like Triton's stage dictionary) and `--dump-dir`
 writes what it produced:
 
     graph      mpk graph IR (torch.export -> torch-mlir -> torch-to-mpk)
-    tasks      mpk-partition: every op split into SM-sized task groups
+    tasks      mpk-fuse-residual, mpk-partition: every op split into SM-sized task groups
     events     mpk-build-events: tile-granular dependencies
     scheduled  mpk-schedule, mpk-plan-memory: per-SM queues, workspace offsets
     gpu        mpk-lower-tasks: + gpu.module @mpk_tasks with mpk_dispatch
@@ -56,7 +56,7 @@ class Options:
 
 # The task-level stages: (name, pipeline elements). Options are filled in per compile.
 TASK_STAGES = (
-    ("tasks", ["mpk-partition{{num-sms={num_sms} arch={arch}}}"]),
+    ("tasks", ["mpk-fuse-residual", "mpk-partition{{num-sms={num_sms} arch={arch}}}"]),
     ("events", ["mpk-build-events"]),
     ("scheduled", ["mpk-schedule", "mpk-plan-memory"]),
 )

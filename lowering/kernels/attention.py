@@ -178,6 +178,8 @@ def attention_partial(e, g, task, buffers):
         def totals():
             row.store(top, e.add(base, D))
             row.store(den, e.add(base, D + 1))
+            for pad in range(D + 2, width):          # every element of the tile is written
+                row.store(e.f32(0.0), e.add(base, pad))
         e.if_(e.eq(c, 0), totals)
     attend(e, g, q, kc, vc, b, kv, begin, end, finish)
 
@@ -187,21 +189,22 @@ def attention_combine(e, g, task, buffers):
     partials, out = buffers
     D = int(g.param("head_dim"))
     (B, splits, _), width = partials.shape, partials.shape[2] // (out.shape[1] // D)
-    vec = widest_vector(D, element_bytes=byte_width(out.element))
+    vec = widest_vector(D, element_bytes=4)   # 16-byte loads of the fp32 partials
 
     def combine(b, col):
+        # The splits are few (P <= SMs / KV heads): unrolled, every load in flight at once.
         h, c = e.div(col, D), e.rem(col, D)
-        rows = partials.row(b)
-        at = lambda p, k: e.add(e.mul(p, partials.shape[2]), e.add(e.mul(h, width), k))
-        flat = rows.flatten()
-        top = e.loop(0, splits, 1, [e.f32(NEG)],
-                     lambda p, t: [e.maxf(t[0], flat.load(at(p, D)))])[0]
-
-        def accumulate(p, state):
-            den, num = state
-            a = e.exp2(arith.subf(flat.load(at(p, D)), top))
-            return [e.fma(flat.load(at(p, D + 1)), a, den),
-                    e.fma(flat.load(at(p, c), n=vec), e.splat(a, vec), num)]
-        den, num = e.loop(0, splits, 1, [e.f32(0.0), e.f32(0.0, vec)], accumulate)
+        rows = [partials.row(b, p) for p in range(splits)]
+        base = e.mul(h, width)
+        ms = [r.load(e.add(base, D)) for r in rows]
+        ls = [r.load(e.add(base, D + 1)) for r in rows]
+        accs = [r.load(e.add(base, c), n=vec) for r in rows]
+        top = ms[0]
+        for m in ms[1:]:
+            top = e.maxf(top, m)
+        den, num = e.f32(0.0), e.f32(0.0, vec)
+        for m, l, acc in zip(ms, ls, accs):
+            a = e.exp2(arith.subf(m, top))
+            den, num = e.fma(l, a, den), e.fma(acc, e.splat(a, vec), num)
         out.store(e.to(out.element, arith.divf(num, e.splat(den, vec))), b, col)
     e.for_each_vector(task, g.grid, g.tile, out.shape, vec, combine)

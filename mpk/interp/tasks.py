@@ -241,8 +241,12 @@ class _Interpreter:
             result = ops.embedding(x[0][reads[0]], x[1][reads[1]])
         elif kind == "rmsnorm":
             result = ops.rmsnorm(x[0][reads[0]], x[1], p["eps"])
-        elif kind == "linear":
-            result = ops.linear(x[0][reads[0]], x[1][reads[1]], x[2][reads[2]] if len(x) > 2 else None)
+        elif kind == "linear":                       # x, w, [residual], [norm weight if norm_eps]
+            xs = x[0][reads[0]]
+            if "norm_eps" in p:
+                xs = ops.rmsnorm(xs, x[-1], p["norm_eps"])
+            residual = x[2][reads[2]] if len(x) - ("norm_eps" in p) == 3 else None
+            result = ops.linear(xs, x[1][reads[1]], residual)
         elif kind == "rope":
             result = ops.rope(x[0][reads[0]], x[1][reads[1]], np.asarray(p["inv_freq"], np.float32))
         elif kind == "attention":

@@ -88,7 +88,12 @@ def ref_rmsnorm(p, x, w):
     return [y.view(x.shape)]
 
 
-def ref_linear(p, x, w, r=None):
+def ref_linear(p, x, w, *rest):
+    """x, w, [residual], [norm weight if norm_eps]: the fused layer norm first."""
+    if "norm_eps" in p:
+        *rest, nw = rest
+        (x,) = ref_rmsnorm({"eps": p["norm_eps"]}, x, nw)
+    r = rest[0] if rest else None
     y = x.float() @ w.float().t()
     return [y if r is None else y + r.float()]
 
@@ -256,12 +261,12 @@ def test_kind(kinds, name):
 @pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "linear"])
 def test_linear_bandwidth(kinds, name):
     group = kinds.groups[name]
-    (_, (_, K), _, _), (_, (N, _), _, _) = group["inputs"]
+    (_, (B, K), _, _), (_, (N, _), _, _) = group["inputs"]
     wbytes = N * K * 2
     copies = max(1, math.ceil(512e6 / wbytes))  # cycle through > L2 of weights
-    x = torch.randn(1, K, device="cuda").to(torch.bfloat16)
+    x = torch.randn(B, K, device="cuda").to(torch.bfloat16)
     ws = [torch.randn(N, K, device="cuda").to(torch.bfloat16) for _ in range(copies)]
-    y = torch.full((1, N), float("nan"), device="cuda", dtype=torch.bfloat16)
+    y = torch.full((B, N), float("nan"), device="cuda", dtype=torch.bfloat16)
     tables = [kinds.table([x, w, y]) for w in ws]
     kinds.launch(group, tables[0])
     torch.cuda.synchronize()

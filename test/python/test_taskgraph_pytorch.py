@@ -15,7 +15,7 @@ from mpk.interp.tasks import run_tasks
 from mpk.models import preset, random_model
 
 BATCH, MAX_SEQ, STEPS = 2, 16, 4
-PIPELINE = "builtin.module(mpk-partition{{min-split-rows={rows}}},mpk-build-events{{report=false}}," \
+PIPELINE = "builtin.module({fuse}mpk-partition{{min-split-rows={rows}}},mpk-build-events{{report=false}}," \
            "mpk-schedule{{report=false}},mpk-plan-memory{{report=false}},mpk-verify)"
 
 
@@ -35,15 +35,17 @@ def _pytorch_steps(model, caches, tokens, positions):
 
 
 @pytest.mark.parametrize("name", ["qwen3-tiny", "llama3-tiny"])
-@pytest.mark.parametrize("split_rows", [MAX_SEQ, 4], ids=["one-pass-attention", "split-kv"])
-def test_scheduled_tasks_match_pytorch(name, split_rows):
+@pytest.mark.parametrize("split_rows,fuse", [(MAX_SEQ, False), (4, True)],
+                         ids=["one-pass-attention", "split-kv,fused-residual"])
+def test_scheduled_tasks_match_pytorch(name, split_rows, fuse):
     config = preset(name)
     model = random_model(config, seed=7)
     module = import_model(config, BATCH, MAX_SEQ)
-    pipeline.run(module, PIPELINE.format(rows=split_rows))
+    pipeline.run(module, PIPELINE.format(rows=split_rows, fuse="mpk-fuse-residual," if fuse else ""))
     kinds = {op.operation.attributes["kind"].value for op in module.body.operations
              if op.operation.name == "mpk.tasks"}
     assert ("attention_partial" in kinds) == (split_rows < MAX_SEQ), kinds
+    assert ("add" in kinds) != fuse, kinds
     rng = np.random.default_rng(11)
     kv_dim = config.num_kv_heads * config.head_dim
     caches = {f"layers.{i}.{kind}_cache": rng.standard_normal((BATCH, MAX_SEQ, kv_dim)).astype(np.float32)
