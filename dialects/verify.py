@@ -18,7 +18,7 @@ from . import taskir
 FLOATS = ("bf16", "f16", "f32")
 INTS = ("i32", "i64")
 KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial",
-         "attention_combine", "kv_append", "silu_mul", "add", "allreduce", "argmax")
+         "attention_combine", "kv_append", "rope_append", "silu_mul", "add", "allreduce", "argmax")
 
 
 class _Checker:

@@ -71,6 +71,12 @@ class ModulePass:
         return self.name + ("{" + opts + "}" if opts else "")
 
 
+def defining_op(value: ir.Value) -> ir.Operation | None:
+    """The op that produced `value`, or None for a block argument."""
+    owner = value.owner
+    return None if isinstance(owner, ir.Block) else owner.operation
+
+
 def _location(op) -> ir.Location:
     if isinstance(op, ir.Location):
         return op

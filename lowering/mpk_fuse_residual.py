@@ -16,12 +16,7 @@ import dataclasses
 from mlir import ir
 
 from mpk import dialects as mpk
-from mpk.lowering import ModulePass
-
-
-def _owner(value: ir.Value):
-    owner = value.owner
-    return owner.operation if isinstance(owner, ir.OpView) else owner if isinstance(owner, ir.Operation) else None
+from mpk.lowering import ModulePass, defining_op
 
 
 @dataclasses.dataclass
@@ -41,7 +36,7 @@ class MpkFuseResidual(ModulePass):
     def _fuse(self, add: ir.Operation) -> None:
         a, b = add.operands
         for product, residual in ((a, b), (b, a)):
-            linear = _owner(product)
+            linear = defining_op(product)
             if (linear is None or linear.name != "mpk.linear" or len(linear.operands) != 2
                     or len(list(product.uses)) != 1 or residual.type != product.type):
                 continue

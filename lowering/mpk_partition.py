@@ -11,9 +11,15 @@ Two ops become something else than one group. A decode `mpk.attention`
 that would leave SMs idle (one task per sequence and KV head) becomes
 split-KV: `attention_partial` tasks over P splits of the cache rows and
 `attention_combine` tasks that merge them (`mpk.splits` overrides P). A
-layer norm whose every user is a linear reading it as x becomes no group at
-all: those linears get its weight as one more input and `norm_eps`, and
-normalize x themselves (one event hop less per norm).
+layer norm or a silu_mul whose every user is a linear reading it as x
+becomes no group at all: those linears compute their x themselves while they
+stage it in shared memory (one event hop less each). A fused norm's linears
+get its weight as one more input and `norm_eps`; a fused silu_mul's read its
+gate as x, `up` as their last input, and have `silu_gate`. An `mpk.tile` on
+the norm or silu_mul keeps it a group of that tile. The QK-norms (if
+any), ropes and kv_appends that feed an attention's q and caches become one
+`rope_append` group, one task per sequence and KV head (one event hop
+instead of three).
 
 Values become buffers: function arguments and results are `io` (the token
 ids feeding the embedding are `tokens`, the positions `positions`; a returned
@@ -33,7 +39,7 @@ from mlir import ir
 
 from mpk import dialects as mpk
 from mpk.dialects.taskir import element_bytes, python_value
-from mpk.lowering import ModulePass
+from mpk.lowering import ModulePass, defining_op
 from mpk.lowering import task_kinds
 from mpk.lowering.task_kinds import KINDS, OpInfo
 
@@ -41,11 +47,62 @@ TILE_ATTR = "mpk.tile"
 SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
 # The operand whose producer's tile an elementwise op follows.
 MAIN_INPUT = {"kv_append": 1}
-# A layer norm feeding only linears is computed by each linear task on the x
-# it stages in shared memory (`norm_eps`), when B x K of x is at most this.
-FUSED_NORM_MAX_X_BYTES = 64 * 1024
+# A layer norm or silu_mul feeding only linears is computed by each linear
+# task on the x it stages in shared memory (`norm_eps`, `silu_gate`), when
+# B x K of x is at most this many bytes. A fused silu_mul stages two inputs
+# (gate and up) instead of one on every down_proj task: on an H100 it saved
+# 5% of the Qwen3-0.6B step at batch 1 (x: 6 KiB) but cost 0.7-1.8% from
+# 16 KiB up (Llama 3.2 1B and Qwen3-8B at batch 1, Qwen3-0.6B at batch 8),
+# where the longer staging outweighs the hop (bench/NOTES.md).
+FUSED_X_MAX_BYTES = {"mpk.rmsnorm": 64 * 1024, "mpk.silu_mul": 8 * 1024}
 # Operands that carry positions, per kind.
 POSITION_OPERAND = {"rope": 1, "attention": 3, "kv_append": 2}
+
+
+def _only_use(value: ir.Value, name: str) -> ir.Operation | None:
+    """The op named `name` that produced `value`, when the value has no other user."""
+    op = defining_op(value)
+    return op if op is not None and op.name == name and len(list(value.uses)) == 1 else None
+
+
+@dataclasses.dataclass
+class RopeAppendMatch:
+    """What feeds an attention when its QK-norms, ropes and kv_appends fuse (`rope_append`)."""
+    q: ir.Value                    # the q and k projections, before norm and rope
+    k: ir.Value
+    v: ir.Value
+    caches: tuple                  # the k and v cache states
+    norms: tuple                   # (q norm weight, k norm weight), or ()
+    params: dict                   # attribute name -> attribute
+    fused: tuple                   # the results of the ops it replaces
+
+    @staticmethod
+    def of(attention: ir.Operation) -> "RopeAppendMatch | None":
+        q, kc, vc, pos = attention.operands
+        rope_q, append_k, append_v = (_only_use(q, "mpk.rope"), _only_use(kc, "mpk.kv_append"),
+                                      _only_use(vc, "mpk.kv_append"))
+        if rope_q is None or append_k is None or append_v is None:
+            return None
+        rope_k = _only_use(append_k.operands[1], "mpk.rope")
+        if rope_k is None or str(rope_q.attributes["inv_freq"]) != str(rope_k.attributes["inv_freq"]):
+            return None
+        if any(op.operands[i] != pos for op, i in ((rope_q, 1), (rope_k, 1), (append_k, 2), (append_v, 2))):
+            return None
+        head_dim = python_value(attention.attributes["head_dim"])
+        if 2 * len(python_value(rope_q.attributes["inv_freq"])) != head_dim:
+            return None
+        fused = [q, kc, vc, append_k.operands[1]]
+        qn, kn = (_only_use(op.operands[0], "mpk.rmsnorm") for op in (rope_q, rope_k))
+        params = {"head_dim": attention.attributes["head_dim"], "inv_freq": rope_q.attributes["inv_freq"]}
+        if qn is not None and kn is not None and str(qn.attributes["eps"]) == str(kn.attributes["eps"]) \
+                and _shape(qn.operands[1].type) == _shape(kn.operands[1].type) == (head_dim,):
+            params["eps"] = qn.attributes["eps"]
+            fused += [qn.results[0], kn.results[0]]
+            srcs, norms = (qn.operands[0], kn.operands[0]), (qn.operands[1], kn.operands[1])
+        else:
+            srcs, norms = (rope_q.operands[0], rope_k.operands[0]), ()
+        return RopeAppendMatch(srcs[0], srcs[1], append_v.operands[1],
+                               (append_k.operands[0], append_v.operands[0]), norms, params, tuple(fused))
 
 
 def _shape(t: ir.Type) -> tuple[int, ...]:
@@ -87,19 +144,29 @@ class MpkPartition(ModulePass):
         self.names: set[str] = set()
         self.buffer_of: dict = {}             # SSA value -> buffer symbol
         self.group_tile: dict[str, tuple] = {}  # buffer -> (tile, domain) of its producer
-        self.fused_norm: dict = {}            # rmsnorm result -> (x, weight, eps attr): done by its linears
+        self.fused_x: dict = {}               # rmsnorm/silu_mul result -> (operands, param, attr): done by its linears
         ops = [op.operation for op in block.operations]
+        self.rope_append = {}                 # attention result -> RopeAppendMatch
+        for op in ops:
+            match = RopeAppendMatch.of(op) if op.name == "mpk.attention" else None
+            if match is not None:
+                self.rope_append[op.results[0]] = match
+        fused = {v for m in self.rope_append.values() for v in m.fused}
         ret = ops[-1]
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
         self._arguments(block, ops)
         returned = {v: i for i, v in enumerate(ret.operands)}
         for op in ops[:-1]:
             kind = op.name.removeprefix("mpk.")
+            if op.results and op.results[0] in fused:
+                continue                      # a part of the rope_append group its attention builds
             if kind in ("weight", "state"):
                 name = python_value(op.attributes["name"])
                 self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name)
             elif kind == "rmsnorm" and self._fuses_into_linears(op):
-                self.fused_norm[op.results[0]] = (op.operands[0], op.operands[1], op.attributes["eps"])
+                self.fused_x[op.results[0]] = (list(op.operands), "norm_eps", op.attributes["eps"])
+            elif kind == "silu_mul" and self._fuses_into_linears(op):
+                self.fused_x[op.results[0]] = (list(op.operands), "silu_gate", ir.UnitAttr.get())
             elif kind in KINDS:
                 self._group(op, kind, returned)
             else:
@@ -149,18 +216,44 @@ class MpkPartition(ModulePass):
         producer = self.buffer_of.get(op.operands[MAIN_INPUT.get(kind, 0)], "")
         return f"{producer.removesuffix('.out')}.{kind}" if producer else kind
 
-    def _fuses_into_linears(self, norm: ir.Operation) -> bool:
-        """A layer norm (one group per row) whose every user is a linear reading it as x."""
-        (batch, width), group = _shape(norm.operands[0].type), _shape(norm.operands[1].type)[0]
-        users = list(norm.results[0].uses)
-        return (group == width and batch * width * _elt_bytes(norm.operands[0].type) <= FUSED_NORM_MAX_X_BYTES
-                and bool(users) and all(u.owner.name == "mpk.linear" and u.operand_number == 0 for u in users))
+    def _fuses_into_linears(self, op: ir.Operation) -> bool:
+        """A layer norm (one group per row) or a silu_mul whose every user is a
+        linear reading it as x, small enough to stage in shared memory."""
+        (batch, width) = _shape(op.operands[0].type)
+        if TILE_ATTR in op.attributes or (op.name == "mpk.rmsnorm" and _shape(op.operands[1].type)[0] != width):
+            return False
+        users = list(op.results[0].uses)
+        return (batch * width * _elt_bytes(op.operands[0].type) <= FUSED_X_MAX_BYTES[op.name] and bool(users)
+                and all(u.owner.name == "mpk.linear" and u.operand_number == 0 for u in users))
+
+    def _rope_append(self, attention: ir.Operation, m: RopeAppendMatch) -> None:
+        """The group computing the attention's q and cache rows (`RopeAppendMatch`)."""
+        q, kc, vc, pos = attention.operands
+        operands = [m.q, m.k, m.v, *m.caches, pos, *m.norms]
+        for v in operands:
+            if v not in self.buffer_of:
+                self.fail(attention, "operand is not produced by an mpk op or a function argument")
+        inputs = [self.buffer_of[v] for v in operands]
+        name = self._unique(inputs[3].rpartition(".")[0] + ".rope_append")
+        q_out = self._buffer(name + ".out", q.type, "workspace")
+        self.buffer_of.update({q: q_out, kc: inputs[3], vc: inputs[4]})
+        info = OpInfo("rope_append", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
+                      _shape(q.type), _elt_bytes(q.type), _shape(q.type),
+                      {n: python_value(a) for n, a in m.params.items()})
+        tile = task_kinds.choose_tile(info, self.target)
+        self.group_tile[q_out] = (tile, info.domain)
+        with attention.location:
+            mpk.tasks(name, "rope_append", task_kinds.grid_for(info.domain, tile), tile, inputs,
+                      [q_out, inputs[3], inputs[4]], params=ir.DictAttr.get(m.params))
 
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
+        if kind == "attention" and op.results[0] in self.rope_append:
+            self._rope_append(op, self.rope_append[op.results[0]])
         operands = list(op.operands)
-        norm = self.fused_norm.get(operands[0]) if kind == "linear" else None
-        if norm is not None:                  # x = rmsnorm(x', w'): the tasks normalize x' themselves
-            operands = [norm[0]] + operands[1:] + [norm[1]]
+        fused = self.fused_x.get(operands[0]) if kind == "linear" else None
+        if fused is not None:   # x = rmsnorm(x', w') or silu_mul(gate, up): the tasks compute it
+            (x, extra), param, value = fused
+            operands = [x] + operands[1:] + [extra]
         for v in operands:
             if v not in self.buffer_of:
                 self.fail(op, "operand is not produced by an mpk op or a function argument")
@@ -183,8 +276,8 @@ class MpkPartition(ModulePass):
         self.buffer_of[result] = outputs[0]
 
         attrs = {n: op.attributes[n] for n in op.attributes if n not in (TILE_ATTR, SPLITS_ATTR)}
-        if norm is not None:
-            attrs["norm_eps"] = norm[2]
+        if fused is not None:
+            attrs[param] = value
         info = OpInfo(kind, [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
                       _shape(result.type) if kind != "kv_append" else _shape(operands[0].type),
                       _elt_bytes(result.type), domain,

@@ -109,6 +109,14 @@ class Kind:
     def writes(self, op: OpInfo, out: Boxes) -> Boxes:
         return out
 
+    def output_writes(self, op: OpInfo, out: Boxes, shapes: list) -> list[Boxes]:
+        """The box of every output buffer (`shapes`) a task writes: `writes` for the
+        first; further outputs (argmax's tokens and positions) the same rows as its
+        tile where their shape is the domain, else all of them."""
+        n = out[0].shape[0]
+        return [self.writes(op, out)] + [out if tuple(shape) == tuple(op.domain) else _full(n, shape)
+                                         for shape in shapes[1:]]
+
     def traffic(self, op: OpInfo, out: Boxes) -> list[Boxes]:
         """The boxes a task really loads (for its cost); `reads` when they are not data-dependent."""
         return self.reads(op, out)
@@ -166,27 +174,33 @@ class Linear(Kind):
 
     def reads(self, op, out):
         """x (all of it), the weight rows of the tile, the residual tile (if any),
-        the whole norm weight (if the layer norm before it is fused: `norm_eps`)."""
+        the whole norm weight (if the layer norm before it is fused: `norm_eps`),
+        all of `up` (if x is the gate of a fused silu_mul: `silu_gate`)."""
         lo, hi = out
         n = lo.shape[0]
         x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
              np.column_stack([hi[:, 0], np.full(n, op.inputs[0][1])]))
         w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
         w = (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
-        boxes = [x, w]
-        if has_residual(op):
-            boxes.append((lo.copy(), hi.copy()))
-        if "norm_eps" in op.params:
-            boxes.append(_full(n, op.inputs[-1]))
-        return boxes
+        box = {"x": x, "w": w, "residual": (lo.copy(), hi.copy()), "up": (x[0].copy(), x[1].copy())}
+        return [box[role] if role in box else _full(n, shape)
+                for role, shape in zip(linear_roles(op.params, len(op.inputs)), op.inputs)]
 
     def flops(self, op, out):
         return 2 * volume(out) * op.inputs[0][1]
 
 
+def linear_roles(params: dict, count: int) -> list[str]:
+    """What each of a linear's `count` inputs is: x, w, then the residual (if
+    any), the weight of a fused layer norm (`norm_eps`: x is normalized first),
+    `up` of a fused silu_mul (`silu_gate`: x is its gate, the linear's input
+    is silu(x) * up)."""
+    fused = [role for role, param in (("norm", "norm_eps"), ("up", "silu_gate")) if param in params]
+    return ["x", "w"] + ["residual"] * (count - 2 - len(fused)) + fused
+
+
 def has_residual(op: OpInfo) -> bool:
-    """A linear's inputs: x, w, then the residual (if any), then the norm weight (if fused)."""
-    return len(op.inputs) - ("norm_eps" in op.params) == 3
+    return "residual" in linear_roles(op.params, len(op.inputs))
 
 
 class Rope(Kind):
@@ -346,6 +360,54 @@ class KVAppend(Kind):
         return np.zeros(out[0].shape[0], np.int64)
 
 
+class RopeAppend(Kind):
+    """QK-norm (optional), rope and the KV append of one KV head group, fused.
+
+    Inputs q [B, Hq*D], k and v [B, Hkv*D], the two caches [B, S, Hkv*D],
+    positions, then (with the param `eps`) the q and k norm weights [D];
+    outputs the roped q and the two caches (in place, row positions[b]). A
+    task takes one sequence and one KV head: its Hq/Hkv query heads, the k
+    head and the v head. `mpk-partition` builds it from the rmsnorm, rope and
+    kv_append ops that feed an attention (three event hops become one).
+    """
+    name = "rope_append"
+
+    def _group_width(self, op):
+        head_dim = op.params["head_dim"]
+        return op.inputs[0][1] // (op.inputs[1][1] // head_dim)
+
+    def tile_unit(self, op):
+        return (1, self._group_width(op))
+
+    def fixed_tile(self, op):
+        return (1, self._group_width(op))    # one sequence, one KV head group
+
+    def elementwise(self, op):
+        return False
+
+    def _kv_cols(self, op, out) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = out
+        width, head_dim = self._group_width(op), op.params["head_dim"]
+        return lo[:, 1] // width * head_dim, -(-hi[:, 1] // width) * head_dim
+
+    def reads(self, op, out):
+        lo, hi = out
+        n, rows = lo.shape[0], (lo[:, 0], hi[:, 0])
+        kv = _cols(*self._kv_cols(op, out), rows, op.inputs[1])
+        nothing = (np.zeros((n, 3), np.int64), np.zeros((n, 3), np.int64))   # of the caches
+        boxes = [(lo.copy(), hi.copy()), kv, (kv[0].copy(), kv[1].copy()), nothing,
+                 (nothing[0].copy(), nothing[1].copy()), (lo[:, :1].copy(), hi[:, :1].copy())]
+        return boxes + [_full(n, shape) for shape in op.inputs[6:]]
+
+    def output_writes(self, op, out, shapes):
+        lo, hi = out
+        cache = _cols(*self._kv_cols(op, out), (lo[:, 0], hi[:, 0]), shapes[1])   # row positions[b]: data
+        return [out, cache, (cache[0].copy(), cache[1].copy())]
+
+    def flops(self, op, out):
+        return 12 * volume(out)
+
+
 class SiluMul(Kind):
     name = "silu_mul"
 
@@ -384,7 +446,7 @@ class Argmax(Kind):
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Embedding(), RMSNorm(), Linear(), Rope(), Attention(), AttentionPartial(), AttentionCombine(),
-    KVAppend(), SiluMul(), Add(), AllReduce(), Argmax())}
+    KVAppend(), RopeAppend(), SiluMul(), Add(), AllReduce(), Argmax())}
 
 
 def tile_boxes(domain, grid, tile) -> Boxes:
@@ -468,8 +530,5 @@ def group_boxes(graph, group) -> tuple[Boxes, list[Boxes], list[Boxes]]:
     info = op_info(graph, group)
     kind = KINDS[group.kind]
     out = tile_boxes(info.domain, group.grid, group.tile)
-    writes = [kind.writes(info, out)]
-    for name in group.outputs[1:]:        # argmax's tokens/positions: same rows as its tile
-        shape = graph.buffers[name].shape
-        writes.append(out if tuple(shape) == info.domain else _full(out[0].shape[0], shape))
+    writes = kind.output_writes(info, out, [graph.buffers[name].shape for name in group.outputs])
     return out, writes, kind.reads(info, out)

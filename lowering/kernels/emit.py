@@ -90,6 +90,10 @@ class View:
     def flatten(self) -> "View":
         return View(self.e, self.base, self.element, [math.prod(self.shape)], self.readonly)
 
+    def at(self, *index, shape: Sequence[int]) -> "View":
+        """The tensor of `shape` starting at element `index` (one head of a row, say)."""
+        return View(self.e, self.address(*index), self.element, shape, self.readonly)
+
     def row(self, *index) -> "View":
         """The sub-tensor at a leading index, e.g. one row of a matrix."""
         return View(self.e, self.address(*index), self.element, self.shape[len(index):],
@@ -291,6 +295,13 @@ class Emitter:
 
     def exp2(self, x):
         return self._intrinsic("llvm.nvvm.ex2.approx.f32", x)
+
+    def silu(self, v):
+        """x / (1 + exp(-x)) of fp32 values (scalar or vector)."""
+        def one(x):
+            t = self.exp2(arith.mulf(x, self.f32(-1 / math.log(2))))
+            return arith.divf(x, arith.addf(t, self.f32(1.0)))
+        return self.map(one, v)
 
     def rsqrt(self, x):
         return self._intrinsic("llvm.nvvm.rsqrt.approx.f", x)

@@ -14,6 +14,10 @@ lane loads 16-byte runs of its weight rows and of x at the same k and feeds
 them to the MMA as if they were the k the fragment layout names: the loads
 stay 16 bytes wide and no lane exchanges anything. Warps split the tile's
 rows in blocks of 16 and K in slices; slices are summed in shared memory.
+Its weight loads carry `invariant` but come out of NVPTX as plain
+`ld.global.v4`; forcing `ld.global.nc` (inline PTX) measured the same
+(24576x4096 at batch 8: 2348 GB/s either way), so the read path is not what
+keeps this kernel under the batch-1 rate.
 
 At batch 1 (and shapes the MMA does not fit) the CUDA cores do it: one warp per
 output row: each lane streams 16-byte chunks of the weight row, `UNROLL` of
@@ -25,6 +29,8 @@ is the only global traffic in the loop.
 With the param `norm_eps` (mpk-partition fuses a layer norm that feeds only
 linears) x is normalized first, per row, by every task on the copy it stages
 in shared memory (`_stage`): one task group and one event hop less per norm.
+With `silu_gate` (a fused silu_mul, down_proj's input) the staged x is
+silu(x) * up, computed from the gate and up buffers: one hop less per MLP.
 
 Measured on one H100 (bench_linear_* in test/python/test_gpu_kinds.py):
 UNROLL 8 beat 4 by 1-2%; two rows per warp at once (to hide one row's
@@ -37,6 +43,8 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import arith, llvm, nvvm, vector
 
+from mpk.lowering.task_kinds import linear_roles
+
 from . import kind, require
 from .emit import byte_width, f32, i32, widest_vector
 
@@ -46,10 +54,11 @@ MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-
 
 @kind("linear")
 def linear(e, g, task, buffers):
-    # Buffers: x, w, [residual], [norm weight, with the param norm_eps], y.
-    x, w, y = buffers[0], buffers[1], buffers[-1]
-    norm = (buffers[-2], float(g.param("norm_eps"))) if "norm_eps" in g.params else None
-    residual = buffers[2] if len(buffers) - bool(norm) == 4 else None
+    # Buffers: x, w, [residual], [norm weight: norm_eps], [up: silu_gate], y.
+    role = dict(zip(linear_roles(g.params, len(buffers) - 1), buffers))
+    x, w, y, residual = role["x"], role["w"], buffers[-1], role.get("residual")
+    norm = (role["norm"], float(g.param("norm_eps"))) if "norm" in role else None
+    fused = norm or role.get("up")
     (B, K), N = x.shape, w.shape[0]
     require(g.tile[0] == B, f"linear tiles take all {B} rows, not {g.tile[0]}")
     unroll = int(g.param("unroll", UNROLL))
@@ -59,12 +68,12 @@ def linear(e, g, task, buffers):
     n0 = e.mul(task, tn)  # the grid is [1, N / tn]: task = column tile
     rows = e.tile_extent(n0, tn, N)
     if 2 <= B <= 8 and K % 32 == 0 and str(x.element) == str(w.element) == "bf16":
-        return _tensor_core(e, g, x, w, y, residual, norm, n0, rows)
+        return _tensor_core(e, g, x, w, y, residual, norm, role.get("up"), n0, rows)
     staged = B * K * byte_width(x.element)
     if staged + 4 * B * e.warps <= e.smem_bytes:
-        xs = _stage(e, x, norm, 0)
+        xs = _stage(e, x, 0, norm, role.get("up"))
     else:
-        require(norm is None, f"a fused norm needs x ({staged} bytes) in shared memory")
+        require(not fused, f"a fused norm or silu_mul needs x ({staged} bytes) in shared memory")
         xs = x
     zero = e.f32(0.0, vec)
 
@@ -111,14 +120,24 @@ def linear(e, g, task, buffers):
     e.strided(e.warp, rows, e.warps, row)
 
 
-def _stage(e, x, norm, byte_offset: int):
+def _stage(e, x, byte_offset: int, norm=None, up=None):
     """x copied into shared memory at `byte_offset`; with a fused layer norm
-    (weight, eps), every row normalized there: x / sqrt(mean(x^2) + eps) * weight,
-    rounded to x's type as the unfused rmsnorm stores it. Uses 4 * B * warps
-    bytes after x for the reduction."""
+    (weight, eps), every row normalized there: x / sqrt(mean(x^2) + eps) * weight;
+    with a fused silu_mul (`up`), silu(x) * up; either rounded to x's type as the
+    unfused op stores it. Uses 4 * B * warps bytes after x for the norm's reduction."""
     (B, K), size = x.shape, byte_width(x.element)
     xs = e.shared(x.element, x.shape, byte_offset)
-    e.copy(x, xs)
+    if up is None:
+        e.copy(x, xs)
+    else:
+        vec = widest_vector(B * K, element_bytes=size)
+        flat = [v.flatten() for v in (x, up, xs)]
+
+        def gate(i):
+            at = e.mul(i, vec)
+            v = arith.mulf(e.silu(e.to_f32(flat[0].load(at, n=vec))), e.to_f32(flat[1].load(at, n=vec)))
+            flat[2].store(e.to(x.element, v), at)
+        e.strided(e.tid, B * K // vec, e.threads, gate)
     e.barrier()
     if norm is None:
         return xs
@@ -144,7 +163,7 @@ def _stage(e, x, norm, byte_offset: int):
     return xs
 
 
-def _tensor_core(e, g, x, w, y, residual, norm, n0, rows):
+def _tensor_core(e, g, x, w, y, residual, norm, up, n0, rows):
     """The tile on the tensor cores (module docstring): units of 16 weight rows by
     one K slice, spread over the warps."""
     (B, K), tn = x.shape, g.tile[1]
@@ -156,9 +175,10 @@ def _tensor_core(e, g, x, w, y, residual, norm, n0, rows):
     scratch = slices * blocks * 32 * 4 * 4 if slices > 1 else 0   # [slice, block, lane, 4] fp32
     staged = B * K * 2
     if scratch + staged + 16 + 4 * B * e.warps <= e.smem_bytes:
-        xs = _stage(e, x, norm, scratch)
+        xs = _stage(e, x, scratch, norm, up)
     else:
-        require(norm is None, f"a fused norm needs x ({staged} bytes) in shared memory")
+        require(norm is None and up is None,
+                f"a fused norm or silu_mul needs x ({staged} bytes) in shared memory")
         xs = x
     sums = e.shared(f32(), [slices, blocks, 32, 4]) if scratch else None
     quad, t = e.div(e.lane, 4), e.rem(e.lane, 4)   # mma "groupID" and "thread in group"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from mlir.dialects import arith
 
 from . import kind
@@ -15,11 +13,7 @@ def silu_mul(e, g, task, buffers):
     gate, up, y = buffers
     vec = widest_vector(g.tile[1], g.domain[1], element_bytes=byte_width(y.element))
 
-    def silu(x):
-        t = e.exp2(arith.mulf(x, e.f32(-1 / math.log(2))))
-        return arith.divf(x, arith.addf(t, e.f32(1.0)))
-
     def body(r, c):
-        s = e.map(silu, e.to_f32(gate.load(r, c, n=vec)))
+        s = e.silu(e.to_f32(gate.load(r, c, n=vec)))
         y.store(e.to(y.element, arith.mulf(s, e.to_f32(up.load(r, c, n=vec)))), r, c)
     e.for_each_vector(task, g.grid, g.tile, g.domain, vec, body)

@@ -25,7 +25,7 @@ import numpy as np
 
 from mpk.dialects.taskir import TaskGraph, element_bytes
 from mpk.interp import ops
-from mpk.lowering.task_kinds import group_boxes
+from mpk.lowering.task_kinds import group_boxes, linear_roles
 
 UNWRITTEN = -2      # slot version before any write; -1: written before the launch (host, prefill)
 
@@ -231,6 +231,21 @@ class _Interpreter:
                 self._write(gi, t, step, g.outputs[0], row)
                 self.memory.own[g.outputs[0]][0][row] = new[b, out_box[1]]
             return
+        if kind == "rope_append":                   # q, k, v, k_cache, v_cache, positions, [norm weights]
+            q, k, v, _, _, positions, *norms = x
+            heads = [q[reads[0]], k[reads[1]]]
+            if norms:
+                heads = [ops.rmsnorm(t, w, p["eps"]) for t, w in zip(heads, norms)]
+            inv_freq = np.asarray(p["inv_freq"], np.float32)
+            heads = [ops.rope(t, positions[rows], inv_freq) for t in heads] + [v[reads[2]]]
+            values = self._write(gi, t, step, g.outputs[0], out_box)
+            values[out_box] = heads[0]
+            cols = reads[1][1]
+            for b in range(rows.start, rows.stop):
+                for name, new in zip(g.outputs[1:], heads[1:]):
+                    row = (b, int(positions[b]), cols)
+                    self._write(gi, t, step, name, row)[row] = new[b - rows.start]
+            return
         if kind == "argmax":
             result = ops.argmax(x[0][reads[0]])
             for name in g.outputs:
@@ -241,12 +256,14 @@ class _Interpreter:
             result = ops.embedding(x[0][reads[0]], x[1][reads[1]])
         elif kind == "rmsnorm":
             result = ops.rmsnorm(x[0][reads[0]], x[1], p["eps"])
-        elif kind == "linear":                       # x, w, [residual], [norm weight if norm_eps]
-            xs = x[0][reads[0]]
-            if "norm_eps" in p:
-                xs = ops.rmsnorm(xs, x[-1], p["norm_eps"])
-            residual = x[2][reads[2]] if len(x) - ("norm_eps" in p) == 3 else None
-            result = ops.linear(xs, x[1][reads[1]], residual)
+        elif kind == "linear":                       # x, w, [residual], [norm weight], [up]
+            role = {r: v[box] for r, v, box in zip(linear_roles(p, len(x)), x, reads)}
+            xs = role["x"]
+            if "norm" in role:
+                xs = ops.rmsnorm(xs, role["norm"], p["norm_eps"])
+            if "up" in role:
+                xs = ops.silu_mul(xs, role["up"])
+            result = ops.linear(xs, role["w"], role.get("residual"))
         elif kind == "rope":
             result = ops.rope(x[0][reads[0]], x[1][reads[1]], np.asarray(p["inv_freq"], np.float32))
         elif kind == "attention":

@@ -1,8 +1,9 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false})' | filecheck %s
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events)' -o /dev/null 2>&1 | filecheck %s --check-prefix=REPORT
 
-// Matching partitions give per-tile events: silu_mul tile i waits for gate
-// tile i and up tile i only (8 counters of 2 triggers). The down projection
+// Matching partitions give per-tile events (the silu_mul's `mpk.tile` keeps
+// it a group instead of part of the down projection): silu_mul tile i waits
+// for gate tile i and up tile i only (8 counters of 2 triggers). The down projection
 // reads all of its input: one counter that all 8 silu_mul tasks trigger.
 // The residual add reads the columns of its tile of the down projection's
 // output but the embedding's output (its other input) through the chain:
@@ -30,7 +31,7 @@ func.func @decode_step(%ids: tensor<1xi32>) -> tensor<1x64xf32> {
   %wd = "mpk.weight"() {name = "w.down.weight"} : () -> tensor<64x128xf32>
   %g = "mpk.linear"(%h, %wg) {mpk.tile = array<i64: 1, 16>} : (tensor<1x64xf32>, tensor<128x64xf32>) -> tensor<1x128xf32>
   %u = "mpk.linear"(%h, %wu) {mpk.tile = array<i64: 1, 16>} : (tensor<1x64xf32>, tensor<128x64xf32>) -> tensor<1x128xf32>
-  %y = "mpk.silu_mul"(%g, %u) : (tensor<1x128xf32>, tensor<1x128xf32>) -> tensor<1x128xf32>
+  %y = "mpk.silu_mul"(%g, %u) {mpk.tile = array<i64: 1, 16>} : (tensor<1x128xf32>, tensor<1x128xf32>) -> tensor<1x128xf32>
   %d = "mpk.linear"(%y, %wd) {mpk.tile = array<i64: 1, 16>} : (tensor<1x128xf32>, tensor<64x128xf32>) -> tensor<1x64xf32>
   %r = "mpk.add"(%d, %h) : (tensor<1x64xf32>, tensor<1x64xf32>) -> tensor<1x64xf32>
   return %r : tensor<1x64xf32>

@@ -1,7 +1,7 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{num-sms=4},mpk-build-events{report=false},mpk-schedule{report=false},mpk-plan-memory{report=false})' | filecheck %s
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{num-sms=4},mpk-build-events{report=false},mpk-schedule,mpk-plan-memory,mpk-stats{dot=-})' -o /dev/null 2>&1 | filecheck %s --check-prefix=REPORT
 
-// Four SMs: four queues. The down projection's output reuses the bytes of
+// Four SMs: four queues (the silu_mul's `mpk.tile` keeps it a group). The down projection's output reuses the bytes of
 // the gate output (every task touching it precedes every down task); the
 // silu_mul output cannot (silu_mul reads gate and up while writing it), nor
 // the embedding output (the last add still reads it).
@@ -33,7 +33,7 @@ func.func @decode_step(%ids: tensor<1xi32>) -> tensor<1x64xf32> {
   %wd = "mpk.weight"() {name = "w.down.weight"} : () -> tensor<64x128xf32>
   %g = "mpk.linear"(%h, %wg) {mpk.tile = array<i64: 1, 16>} : (tensor<1x64xf32>, tensor<128x64xf32>) -> tensor<1x128xf32>
   %u = "mpk.linear"(%h, %wu) {mpk.tile = array<i64: 1, 16>} : (tensor<1x64xf32>, tensor<128x64xf32>) -> tensor<1x128xf32>
-  %y = "mpk.silu_mul"(%g, %u) : (tensor<1x128xf32>, tensor<1x128xf32>) -> tensor<1x128xf32>
+  %y = "mpk.silu_mul"(%g, %u) {mpk.tile = array<i64: 1, 16>} : (tensor<1x128xf32>, tensor<1x128xf32>) -> tensor<1x128xf32>
   %d = "mpk.linear"(%y, %wd) {mpk.tile = array<i64: 1, 16>} : (tensor<1x128xf32>, tensor<64x128xf32>) -> tensor<1x64xf32>
   %r = "mpk.add"(%d, %h) : (tensor<1x64xf32>, tensor<1x64xf32>) -> tensor<1x64xf32>
   return %r : tensor<1x64xf32>

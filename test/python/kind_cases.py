@@ -92,6 +92,15 @@ def cases() -> list[Case]:
              [("x", (8, 2048), bf, "workspace"), ("w", (2048, 2048), bf, "weight"),
               ("nw", (2048,), bf, "weight")],
              [("y", (8, 2048), bf, "workspace")], {"norm_eps": 1e-6}),
+        # A silu_mul fused into the linear (down_proj): x = silu(gate) * up, staged by every task.
+        Case("linear_silu_gate", "linear", (1, 16), (1, 64),
+             [("gate", (1, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),
+              ("r", (1, 1024), bf, "workspace"), ("up", (1, 3072), bf, "workspace")],
+             [("y", (1, 1024), bf, "workspace")], {"silu_gate": True}),
+        Case("linear_b8_mma_silu_gate", "linear", (1, 16), (8, 64),
+             [("gate", (8, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),
+              ("r", (8, 1024), bf, "workspace"), ("up", (8, 3072), bf, "workspace")],
+             [("y", (8, 1024), bf, "workspace")], {"silu_gate": True}),
         Case("linear_ragged", "linear", (1, 3), (1, 128),
              [("x", (1, 1000), bf, "workspace"), ("w", (300, 1000), bf, "weight")],
              [("y", (1, 300), bf, "workspace")]),
@@ -124,6 +133,23 @@ def cases() -> list[Case]:
              [("cache", (B, 512, 1024), bf, "state"), ("new", (B, 1024), bf, "workspace"),
               ("pos", (B,), i32, "io")],
              [("cache", (B, 512, 1024), bf, "state")], domain=(B, 1024)),
+        # QK-norm + rope + KV append of one KV head group per task: 16 query heads over
+        # 8 KV heads of 128 (Qwen3); without the norms, 4 query heads per KV head of 64 (Llama).
+        Case("rope_append", "rope_append", (B, 8), (1, 256),
+             [("q", (B, 2048), bf, "workspace"), ("k", (B, 1024), bf, "workspace"),
+              ("v", (B, 1024), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io"),
+              ("qw", (128,), bf, "weight"), ("kw", (128,), bf, "weight")],
+             [("q_out", (B, 2048), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state")],
+             {"head_dim": 128, "inv_freq": _theta_freqs(128), "eps": 1e-6}),
+        Case("rope_append_g4_d64", "rope_append", (1, 8), (1, 256),
+             [("q", (1, 2048), bf, "workspace"), ("k", (1, 512), bf, "workspace"),
+              ("v", (1, 512), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("q_out", (1, 2048), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state")],
+             {"head_dim": 64, "inv_freq": _theta_freqs(64, 5e5)}),
         Case("silu_mul", "silu_mul", (1, 6), (B, 512),
              [("gate", (B, 3072), bf, "workspace"), ("up", (B, 3072), bf, "workspace")],
              [("y", (B, 3072), bf, "workspace")]),
@@ -155,6 +181,14 @@ def cases() -> list[Case]:
              [("q", (1, 64), f, "workspace"), ("kc", (1, 64, 32), f, "state"),
               ("vc", (1, 64, 32), f, "state"), ("pos", (1,), i64, "io")],
              [("o", (1, 64), f, "workspace")], {"head_dim": 16, "scale": 0.25}),
+        Case("rope_append_f32", "rope_append", (1, 2), (1, 32),
+             [("q", (1, 64), f, "workspace"), ("k", (1, 32), f, "workspace"),
+              ("v", (1, 32), f, "workspace"), ("kc", (1, 64, 32), f, "state"),
+              ("vc", (1, 64, 32), f, "state"), ("pos", (1,), i64, "io"),
+              ("qw", (16,), f, "weight"), ("kw", (16,), f, "weight")],
+             [("q_out", (1, 64), f, "workspace"), ("kc", (1, 64, 32), f, "state"),
+              ("vc", (1, 64, 32), f, "state")],
+             {"head_dim": 16, "inv_freq": _theta_freqs(16, 1e4), "eps": 1e-6}),
         Case("kv_append_f32", "kv_append", (1, 2), (1, 16),
              [("cache", (1, 64, 32), f, "state"), ("new", (1, 32), f, "workspace"),
               ("pos", (1,), i64, "io")],
@@ -219,6 +253,8 @@ def _type(shape, dtype):
 
 
 def _param(v):
+    if v is True:
+        return "unit"
     if isinstance(v, list):
         return "array<f32: " + ", ".join(f"{float(x):.9e}" for x in v) + ">"
     if isinstance(v, int):

@@ -89,7 +89,11 @@ def ref_rmsnorm(p, x, w):
 
 
 def ref_linear(p, x, w, *rest):
-    """x, w, [residual], [norm weight if norm_eps]: the fused layer norm first."""
+    """x, w, [residual], [norm weight if norm_eps], [up if silu_gate]: the fused
+    layer norm or silu_mul first, rounded as the unfused op stores it."""
+    if "silu_gate" in p:
+        *rest, up = rest
+        x = ref_silu_mul(p, x, up)[0].to(x.dtype)
     if "norm_eps" in p:
         *rest, nw = rest
         (x,) = ref_rmsnorm({"eps": p["norm_eps"]}, x, nw)
@@ -159,6 +163,15 @@ def ref_kv_append(p, cache, new, pos):
     for b in range(new.shape[0]):
         out[b, int(pos[b])] = new[b].float()
     return [out]
+
+
+def ref_rope_append(p, q, k, v, kc, vc, pos, *norms):
+    """q and k normalized (with norm weights; rounded as rmsnorm stores them) and
+    rotated; k and v appended at row pos[b]."""
+    if norms:
+        q, k = (ref_rmsnorm({"eps": p["eps"]}, t, w)[0].to(t.dtype) for t, w in zip((q, k), norms))
+    q, k = (ref_rope(p, t, pos)[0] for t in (q, k))
+    return [q, ref_kv_append(p, kc, k, pos)[0], ref_kv_append(p, vc, v, pos)[0]]
 
 
 def ref_silu_mul(p, gate, up):

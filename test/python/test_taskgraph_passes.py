@@ -78,14 +78,14 @@ def test_every_task_waits_and_triggers_once_with_exact_counts(ctx):
 
 
 def test_attention_waits_per_kv_head(ctx):
-    """q heads of a KV group, that head's k and v appends: one counter per head, no barrier."""
-    graph = TaskGraph.from_module(_tiny_module(ctx))
+    """The rope_append task of a sequence's KV head group (its q heads, the k and v
+    appends): one counter per sequence and KV head, no barrier."""
+    graph = TaskGraph.from_module(_tiny_module(ctx, batch=2))
     attention = next(g for g in graph.groups if g.kind == "attention")
     event = graph.events[attention.wait.event]
     config = PRESETS["qwen3-tiny"]
-    assert event.size == config.num_kv_heads
-    group = config.num_heads // config.num_kv_heads
-    assert event.triggers == group + 2   # rope tasks of the group's q heads + one k append + one v append
+    assert event.size == 2 * config.num_kv_heads
+    assert event.triggers == 1
 
 
 def _set_offset(module, name, offset):
