@@ -208,18 +208,16 @@ class Session:
         steps = self.steps_per_launch
         if position + steps > self.max_seq:
             raise ValueError(f"position {position} + {steps} steps exceed max_seq ({self.max_seq})")
+        tokens, positions = np.ones(self.batch, np.int64), np.full(self.batch, position, np.int64)
+        if self.backend == "gpu":
+            return self.runner.seconds_per_step(tokens, positions, steps, repeat=launches, warmup=1)
         times = []
-        for attempt in range(launches + (self.backend == "gpu")):
-            self.runner.write("tokens", np.ones(self.batch, np.int64))
-            self.runner.write("positions", np.full(self.batch, position, np.int64))
-            if self.backend == "gpu":
-                seconds = self.runner.launch(steps, timed=True)
-            else:
-                start = time.perf_counter()
-                self.runner.launch(steps)
-                seconds = time.perf_counter() - start
-            if attempt or self.backend != "gpu":
-                times.append(seconds / steps)
+        for _ in range(launches):
+            self.runner.write("tokens", tokens)
+            self.runner.write("positions", positions)
+            start = time.perf_counter()
+            self.runner.launch(steps)
+            times.append((time.perf_counter() - start) / steps)
         return statistics.median(times)
 
     def close(self) -> None:

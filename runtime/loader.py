@@ -314,6 +314,18 @@ class Session:
 
     # -- launching
 
+    def seconds_per_step(self, tokens, positions, steps: int, repeat: int = 5, warmup: int = 0) -> float:
+        """Median seconds per step over `repeat` timed launches of `steps` steps, each
+        from the same `tokens` and `positions` (after `warmup` untimed launches)."""
+        times = []
+        for attempt in range(warmup + repeat):
+            self.write("tokens", tokens)
+            self.write("positions", positions)
+            seconds = self.launch(steps, timed=True)
+            if attempt >= warmup:
+                times.append(seconds / steps)
+        return float(np.median(times))
+
     def launch(self, steps: int | None = None, timed: bool = False) -> float | None:
         """Run `steps` decode steps (default: the bundle's steps per launch) in one launch.
 

@@ -92,13 +92,8 @@ def run(args) -> int:
 def _time_launches(session, prompt_ids, steps: int, repeat: int) -> float:
     """Seconds per step of the first decode launch of the run, repeated (same tokens, same positions)."""
     batch = session.bundle.buffer("tokens")["shape"][0]
-    n = min(steps, session.steps_per_launch)
-    times = []
-    for _ in range(repeat):
-        session.write("tokens", np.full(batch, prompt_ids[-1]))
-        session.write("positions", np.full(batch, len(prompt_ids) - 1))
-        times.append(session.launch(n, timed=True))
-    return float(np.median(times)) / n
+    return session.seconds_per_step(np.full(batch, prompt_ids[-1]), np.full(batch, len(prompt_ids) - 1),
+                                    min(steps, session.steps_per_launch), repeat)
 
 
 def _profile(session, trace_path) -> None:
