@@ -25,13 +25,16 @@ class MpkFuseResidual(ModulePass):
     summary = "fold an add of a linear's result into the linear's residual operand"
 
     def run(self, module: ir.Operation) -> None:
-        with module.context:
-            for func in module.regions[0].blocks[0].operations:
-                if func.operation.name != "func.func":
-                    continue
-                for op in list(func.regions[0].blocks[0].operations):
-                    if op.operation.name == "mpk.add":
-                        self._fuse(op.operation)
+        top = [op.operation for op in module.regions[0].blocks[0].operations]
+        for op in top:
+            if op.name == "mpk.kernel":
+                self.fail(op, "mpk-fuse-residual rewrites graph IR: run it before 'mpk-partition'")
+        for func in top:
+            if func.name != "func.func":
+                continue
+            for op in list(func.regions[0].blocks[0].operations):
+                if op.operation.name == "mpk.add":
+                    self._fuse(op.operation)
 
     def _fuse(self, add: ir.Operation) -> None:
         a, b = add.operands
