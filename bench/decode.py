@@ -213,24 +213,24 @@ def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
 
 
 def profile_summary(mpk: MpkRun) -> dict:
-    """Per kind: tasks, SM time, mean task time; per worker: time between tasks
-    (waiting on events, dispatch), from the in-kernel profiler of the last launch."""
+    """Per kind: tasks, SM time, mean task time (mpk.runtime.trace.summarize); per
+    worker: time between tasks (waiting on events, dispatch), from the in-kernel
+    profiler of the last launch."""
+    from mpk.runtime import trace
     mpk.session.profile = mpk.profile_buffer
     try:
         times = mpk.session.profile_ns().astype(np.int64)        # [steps, tasks, 2]
     finally:
         mpk.session.profile = None
     times = times[1:] if times.shape[0] > 1 else times             # the first step warms caches
-    busy = (times[..., 1] - times[..., 0]).mean(axis=0) / 1e3      # us per task
-    step_us = float(np.median((times[..., 1].max(axis=1) - times[..., 0].min(axis=1)) / 1e3))
-    kinds: dict[str, dict] = {}
+    summary = trace.summarize(mpk.bundle.plan, mpk.bundle.tables, times)
+    groups_per_kind: dict[str, int] = {}
     for g in mpk.bundle.plan["groups"]:
-        k = kinds.setdefault(g["kind"], {"tasks": 0, "groups": 0, "sm_us": 0.0})
-        k["tasks"] += g["num_tasks"]
-        k["groups"] += 1
-        k["sm_us"] += float(busy[g["first_task"]:g["first_task"] + g["num_tasks"]].sum())
-    for k in kinds.values():
-        k["mean_task_us"] = k["sm_us"] / k["tasks"]
+        groups_per_kind[g["kind"]] = groups_per_kind.get(g["kind"], 0) + 1
+    kinds = {k.kind: {"tasks": k.count, "groups": groups_per_kind[k.kind], "sm_us": k.total_us,
+                      "mean_task_us": k.mean_us} for k in summary.kinds}
+    busy_total = sum(k.total_us for k in summary.kinds)
+    step_us = float(np.median(summary.step_us))
     tables = mpk.bundle.tables
     offsets, queue = tables["queue_offsets"], tables["queue_tasks"]
     gaps = []
@@ -241,8 +241,7 @@ def profile_summary(mpk: MpkRun) -> dict:
                 gaps.append(times[s, q[1:], 0] - times[s, q[:-1], 1])
     gaps = np.concatenate(gaps) / 1e3 if gaps else np.zeros(1)
     workers = len(offsets) - 1
-    busy_total = float(busy.sum())
-    return {"step_us": step_us, "workers": workers, "tasks": int(busy.size),
+    return {"step_us": step_us, "workers": workers, "tasks": int(times.shape[1]),
             "busy_fraction": busy_total / (workers * step_us),
             "gap_us_median": float(np.median(gaps)), "gap_us_mean": float(gaps.mean()),
             "kinds": kinds}
