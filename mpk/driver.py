@@ -189,12 +189,21 @@ def import_graph(source, kind: str, options: Options, stage=None):
     """
     stage = stage or (lambda _name: TIMELESS())
     if kind == "mlir":
+        from mpk.diagnostics import Collector, format_diag
+        from mpk.dialects.verify import verify
+        text = Path(source).read_text()
         context = dialects.context()
-        try:
-            with context:
-                module = ir.Module.parse(Path(source).read_text())
-        except ir.MLIRError as e:
-            raise CompileError("graph", f"cannot parse {source}: {e}") from None
+        collector = Collector(context)
+        module = None
+        with context, collector.catching():
+            module = ir.Module.parse(text)
+            verify(module)
+        collector.detach()
+        if collector.has_errors:
+            lines = text.splitlines()
+            raise CompileError("graph", f"{source} is not valid mpk graph IR",
+                               [format_diag(d, str(source), lines) for d in collector.diags
+                                if not d.message.startswith("see current operation")]) from None
         return module, None
     from mpk import frontend, models
     try:
