@@ -27,11 +27,14 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
     return root / f"{model}-b{batch}"
 
 
-def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132) -> Path:
+def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132,
+          stage_bytes: int | None = None) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS)
+    if stage_bytes is not None:
+        options.stage_bytes = stage_bytes
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
     return driver.compile_task_module(module, options, bundle_path(model, batch, root),
                                       model_config=dataclasses.asdict(config))
@@ -43,11 +46,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--num-sms", type=int, default=132)
+    parser.add_argument("--stage-bytes", type=int, help="mpk-stage-weights{max-bytes} (0: no weight "
+                        "stages, for an A/B comparison); default: the compiler's")
     args = parser.parse_args(argv)
     for model in args.models:
         for batch in args.batches:
             start = time.perf_counter()
-            path = build(model, batch, args.root, args.num_sms)
+            path = build(model, batch, args.root, args.num_sms, args.stage_bytes)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

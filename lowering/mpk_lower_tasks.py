@@ -7,11 +7,14 @@ layer 5's) share it. Each group gets the function's id as its `fn` attribute,
 and `mpk_dispatch` maps an id to its function:
 
     extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
-                                            const unsigned long long* buffers, char* smem);
+                                            const unsigned long long* buffers, char* smem,
+                                            const char* staged);
 
 `buffers` holds the group's buffer addresses, inputs then outputs; the
 dispatcher moves `per_step` io buffers to copy `step`, so task functions never
-see the step. Task functions are `(i32 task, !llvm.ptr<1> buffers..., !llvm.ptr<3> smem)`.
+see the step. Task functions are `(i32 task, !llvm.ptr<1> buffers..., !llvm.ptr<3> smem,
+!llvm.ptr<3> staged)`: `staged` holds the task's weight rows when mpk-stage-weights
+marked its group (the runtime copied them there), else it is null.
 The threads per CTA and the shared-memory budget are recorded on `mpk.kernel`
 (`threads`, `smem_bytes`): the runtime must launch with exactly those.
 
@@ -120,15 +123,15 @@ class LowerTasks(ModulePass):
     # -------------------------------------------------------------- functions
     def _function(self, block: ir.Block, symbol: str, group: Group, emit) -> None:
         global_ptr = ptr(1)
-        types = [i32()] + [global_ptr] * len(group.buffers) + [ptr(3)]
+        types = [i32()] + [global_ptr] * len(group.buffers) + [ptr(3), ptr(3)]
         with group.op.location, ir.InsertionPoint(block):
             f = func.FuncOp(symbol, ir.FunctionType.get(types, []))
             f.attributes["mpk.group"] = ir.StringAttr.get(group.name)
             entry = f.add_entry_block()
         try:
             with group.op.location, ir.InsertionPoint(entry):
-                task, *addresses, smem = entry.arguments
-                e = Emitter(self.threads, smem, self.smem_bytes, block)
+                task, *addresses, smem, staged = entry.arguments
+                e = Emitter(self.threads, smem, self.smem_bytes, block, staged)
                 views = [View(e, p, b.element, b.shape, b.readonly)
                          for p, b in zip(addresses, group.buffers)]
                 emit(e, group, task, views)
@@ -142,11 +145,11 @@ def _dispatch(functions: list[tuple[str, Group]]) -> None:
     """`mpk_dispatch`: a switch on `fn` whose case loads the group's buffer
     addresses from the table and calls the task function."""
     generic = ptr(0)
-    f = func.FuncOp(DISPATCH, ir.FunctionType.get([i32(), i32(), i32(), generic, generic], []))
+    f = func.FuncOp(DISPATCH, ir.FunctionType.get([i32(), i32(), i32(), generic, generic, generic], []))
     entry = f.add_entry_block()
     with ir.InsertionPoint(entry):
-        fn, task, step, table, smem = entry.arguments
-        shared = llvm.AddrSpaceCastOp(ptr(3), smem).result
+        fn, task, step, table, smem, staged = entry.arguments
+        shared, stage = (llvm.AddrSpaceCastOp(ptr(3), p).result for p in (smem, staged))
         i64 = ir.IntegerType.get_signless(64)
         step64 = arith.extsi(i64, step)
         index = arith.index_cast(ir.IndexType.get(), fn)
@@ -163,7 +166,7 @@ def _dispatch(functions: list[tuple[str, Group]]) -> None:
                         address = llvm.GEPOp(ptr(1), address, [offset], [-2147483648],
                                              ir.IntegerType.get_signless(8), 0).result
                     args.append(address)
-                func.CallOp([], symbol, args + [shared])
+                func.CallOp([], symbol, args + [shared, stage])
                 scf.YieldOp([])
         with ir.InsertionPoint(_block(switch.defaultRegion)):
             scf.YieldOp([])

@@ -22,6 +22,7 @@ import numpy as np
 from mpk.dialects.taskir import TaskGraph, element_bytes, python_value
 from mpk.lowering import ModulePass
 from mpk.lowering import task_kinds
+from mpk.lowering.mpk_stage_weights import PARAM as STAGED
 from mpk.runtime import tables as layout
 
 # Largest weight range a task may ask to have pulled into L2 while it waits
@@ -113,6 +114,7 @@ def materialize(graph: TaskGraph) -> Materialized:
                     task_table[rows, layout.task_field("wait_triggers")] = event.triggers
             task_table[rows, layout.task_field(f"{field}_slot")] = slots
         prefetch[rows] = prefetch_ranges(graph, g, len(group_buffers))
+        task_table[rows, layout.task_field("staged")] = prefetch[rows, 3] > 0
         group_buffers += [buffer_ids[n] for n in names]
         group_buffer_offsets.append(len(group_buffers))
         groups.append({"name": g.name, "kind": g.kind, "fn": fn, "grid": list(g.grid), "tile": list(g.tile),
@@ -144,9 +146,12 @@ def materialize(graph: TaskGraph) -> Materialized:
 
 
 def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
-    """Per task of g: (buffer_ptrs index, byte offset, bytes, 0) of the largest
-    weight box it reads that is one contiguous, 16-byte aligned range of at
-    most PREFETCH_MAX_BYTES (whole rows of a row-major weight); -1: none."""
+    """Per task of g: (buffer_ptrs index, byte offset, bytes, row bytes) of the
+    largest weight box it reads that is one contiguous, 16-byte aligned range
+    of at most PREFETCH_MAX_BYTES (whole rows of a row-major weight); -1: none.
+    Row bytes is 0 (pull the range into L2 while waiting) except for a group
+    that mpk-stage-weights marked: the runtime copies its rows into a
+    shared-memory stage, and that range must be the rows of the tile's `w`."""
     out = np.zeros((g.num_tasks, len(layout.PREFETCH_FIELDS)), np.int64)
     out[:, 0] = -1
     if g.kind not in task_kinds.KINDS:    # a hand-written stub kind: nothing known about its reads
@@ -164,7 +169,12 @@ def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
         fits = whole_rows & (offset % 16 == 0) & (size % 16 == 0) & (size > 0) & \
             (size <= PREFETCH_MAX_BYTES) & (offset + size < 2**31) & (size > out[:, 2])
         out[fits] = np.column_stack([np.full(g.num_tasks, first_buffer + i), offset, size,
-                                     np.zeros(g.num_tasks, np.int64)])[fits]
+                                     np.full(g.num_tasks, row_bytes)])[fits]
+    if not g.params.get(STAGED):
+        out[:, 3] = 0
+    elif not (out[:, 0] == first_buffer + 1).all():   # inputs: x, w, ...
+        raise MaterializeError(g.op, f"group '{g.name}' is marked {STAGED} but some task's "
+                               "weight rows are not one aligned range of w")
     return out.astype(np.int32)
 
 

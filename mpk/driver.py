@@ -52,11 +52,13 @@ class Options:
     smem_bytes: int | None = None          # None: mpk-lower-tasks' default
     steps: int = DEFAULT_STEPS             # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
+    stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
 
 
 # The task-level stages: (name, pipeline elements). Options are filled in per compile.
 TASK_STAGES = (
-    ("tasks", ["mpk-fuse-residual", "mpk-partition{{num-sms={num_sms} arch={arch}}}"]),
+    ("tasks", ["mpk-fuse-residual", "mpk-partition{{num-sms={num_sms} arch={arch}}}",
+               "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
     ("events", ["mpk-build-events"]),
     ("scheduled", ["mpk-schedule", "mpk-plan-memory"]),
 )
@@ -161,6 +163,7 @@ def compile_task_module(module: ir.Module, options: Options, out: Path, *, model
                   "num_sms": int(graph.kernel_attr("num_sms", options.num_sms)),
                   "threads": int(graph.kernel_attr("threads", options.threads)),
                   "smem_bytes": int(graph.kernel_attr("smem_bytes", options.smem_bytes or 0)),
+                  "stage_bytes": int(graph.kernel_attr("stage_bytes", 0)),
                   "steps": int(graph.kernel_attr("steps", options.steps)),
                   "max_registers": options.max_registers,
                   "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}

@@ -22,7 +22,7 @@ from mpk.runtime.build import KERNEL_NAME
 from mpk.runtime.bundle import Bundle
 
 DEFAULT_TIMEOUT_S = 2.0
-MPK_OK, MPK_ERROR_TIMEOUT = 0, 1
+MPK_OK, MPK_ERROR_TIMEOUT, MPK_ERROR_STAGE_TIMEOUT = 0, 1, 2
 
 
 class LoaderError(RuntimeError):
@@ -46,7 +46,8 @@ class MpkLaunch(ctypes.Structure):
                 ("queue_tasks", ctypes.c_uint64), ("event_counters", ctypes.c_uint64),
                 ("buffer_ptrs", ctypes.c_uint64), ("error", ctypes.c_uint64),
                 ("profile", ctypes.c_uint64), ("timeout_ns", ctypes.c_uint64),
-                ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int), ("prefetch", ctypes.c_uint64)]
+                ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int), ("prefetch", ctypes.c_uint64),
+                ("stage_bytes", ctypes.c_int), ("task_cache", ctypes.c_int)]
 
 
 # -------------------------------------------------------------- dtypes
@@ -195,6 +196,15 @@ class Session:
 
     # -- checks and setup
 
+    @property
+    def stage_bytes(self) -> int:
+        return int(self.kernel.get("stage_bytes", 0))
+
+    @property
+    def dynamic_smem_bytes(self) -> int:
+        """What the kernel needs: the tasks' scratch and the two weight stages (mpk_runtime.cu)."""
+        return int(self.kernel.get("smem_bytes", 0)) + 2 * self.stage_bytes
+
     def _check_device(self, props: dict) -> None:
         self.device, self.device_name = props["device"], props["name"]
         arch, sms = self.kernel["arch"], int(self.kernel["num_sms"])
@@ -204,9 +214,18 @@ class Session:
         if props["num_sms"] != sms:
             raise LoaderError(f"{self.bundle.path} was scheduled for {sms} SMs, but {props['name']} has "
                               f"{props['num_sms']}: recompile with `mpk compile --num-sms {props['num_sms']}`")
-        if int(self.kernel.get("smem_bytes", 0)) > props["max_smem_per_block"]:
-            raise LoaderError(f"the bundle needs {self.kernel['smem_bytes']} B of shared memory per CTA, "
-                              f"{props['name']} allows {props['max_smem_per_block']}")
+        if self.dynamic_smem_bytes > props["max_smem_per_block"]:
+            raise LoaderError(f"the bundle needs {self.dynamic_smem_bytes} B of shared memory per CTA "
+                              f"({self.kernel.get('smem_bytes', 0)} B for tasks, two weight stages of "
+                              f"{self.kernel.get('stage_bytes', 0)} B), {props['name']} allows "
+                              f"{props['max_smem_per_block']}: recompile with a smaller "
+                              f"mpk-stage-weights{{max-bytes=...}}")
+        # Each worker keeps its queue's task descriptors in shared memory where they fit.
+        longest = int(np.diff(self.bundle.tables["queue_offsets"]).max(initial=0))
+        cache = -(-longest * 4 * len(layout.TASK_FIELDS) // 128) * 128   # int32 MpkTask records
+        fits = self.dynamic_smem_bytes + cache <= props["max_smem_per_block"]
+        self.task_cache = longest if fits else 0
+        self.smem_bytes = self.dynamic_smem_bytes + (cache if fits else 0)
 
     def _load_kernel(self) -> None:
         driver = _driver()
@@ -221,7 +240,6 @@ class Session:
         self.function = _check(driver.cuModuleGetFunction(module, KERNEL_NAME.encode()),
                                f"cuModuleGetFunction({KERNEL_NAME})")
         self.threads = int(self.kernel["threads"])
-        self.smem_bytes = int(self.kernel.get("smem_bytes", 0))
         F = driver.CUfunction_attribute
         _check(driver.cuFuncSetAttribute(self.function, F.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                          self.smem_bytes), "cuFuncSetAttribute(max dynamic shared memory)")
@@ -345,7 +363,7 @@ class Session:
         params = MpkLaunch(self.d_tasks.ptr, self.d_queue_offsets.ptr, self.d_queue_tasks.ptr,
                            self.d_counters.ptr, self.d_buffer_ptrs.ptr, self.d_error.ptr,
                            self.profile.ptr if self.profile else 0, int(self.timeout_s * 1e9),
-                           self.num_tasks, steps, self.d_prefetch.ptr)
+                           self.num_tasks, steps, self.d_prefetch.ptr, self.stage_bytes, self.task_cache)
         args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
         if timed:
             begin, end = self._timing_events()
@@ -398,6 +416,11 @@ class Session:
             layer = re.search(r"layers?[._](\d+)", group["name"])
             where = (f"task {index} of group '{group['name']}' (kind {group['kind']}"
                      f"{f', layer {layer.group(1)}' if layer else ''}, global task {error.task})")
+        if error.code == MPK_ERROR_STAGE_TIMEOUT:
+            return (f"mpk runtime timeout: the weights of {where} on worker {error.worker} (SM {error.smid}) "
+                    f"did not arrive in its shared-memory stage within {self.timeout_s:g} s at step "
+                    f"{error.step} (the worker's staged task {error.observed} of the launch). "
+                    f"The prefetch table is inconsistent.")
         waited = (f"event '{event['name']}'[{error.slot - event['first_slot']}] (counter slot {error.slot})"
                   if event else f"counter slot {error.slot}")
         return (f"mpk runtime timeout: {where} on worker {error.worker} (SM {error.smid}) waited "

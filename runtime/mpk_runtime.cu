@@ -7,6 +7,18 @@
 // a spin-wait always has a running producer. A wait that exceeds the timeout
 // records the stuck task in MpkLaunch::error and makes every worker return:
 // a broken table is an error the host reports, never a hang.
+//
+// A worker copies its queue's task descriptors into shared memory at launch
+// (when the loader found room, MpkLaunch::task_cache): between two tasks
+// thread 0 then reads its next task from there, and the only global access
+// before the next task starts is the poll of its event counter.
+//
+// Weight stages (mpk-stage-weights, off unless asked for): a staged task reads
+// its weight rows from one of two shared-memory stages. A copy warp fills
+// them in queue order with bulk copies (TMA), each completing on the stage's
+// mbarrier: the first two at launch, then the next one whenever a staged task
+// finishes and frees its stage, so a task's weights stream in while the tasks
+// before it run and while it waits for its inputs; thread 0 waits for them.
 
 #include "mpk_runtime.h"
 
@@ -49,6 +61,84 @@ __device__ __forceinline__ int load_volatile(const int* p) {
   return *static_cast<const volatile int*>(p);
 }
 
+__device__ __forceinline__ unsigned int shared_address(const void* p) {
+  unsigned int a;
+  asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+
+// Records why this worker gives up (the first worker to fail wins).
+__device__ void record_error(const MpkLaunch& launch, int code, int task_id, int slot, int step,
+                             unsigned int observed, unsigned int expected) {
+  MpkError* error = launch.error;
+  if (atomicCAS(&error->code, MPK_OK, code) == MPK_OK) {
+    error->task = task_id;
+    error->worker = blockIdx.x;
+    error->smid = sm_id();
+    error->slot = slot;
+    error->step = step;
+    error->observed = observed;
+    error->expected = expected;
+    __threadfence();
+  }
+}
+
+// The copy warp's bookkeeping of the two weight stages (thread 0 waits and
+// counts `used`): the staged tasks of this worker's queue (over all steps of the
+// launch) in order, ordinal u in stage u % 2, whose mbarrier completes its
+// (u / 2)-th phase when the rows arrive.
+struct Stager {
+  const MpkLaunch* launch;
+  int queue_begin, queue_len;
+  long long end;                 // queue positions in the launch: steps * queue_len
+  long long scan;                // last position looked at
+  unsigned int issued, used;     // staged tasks whose copy was started (copy warp) / that ran (thread 0)
+  char* stages;
+  unsigned long long* full;      // one mbarrier per stage
+
+  __device__ char* stage(unsigned int ordinal) const { return stages + (ordinal & 1u) * launch->stage_bytes; }
+  __device__ unsigned int barrier(unsigned int ordinal) const { return shared_address(full + (ordinal & 1u)); }
+
+  // Starts the copy of the next staged task's rows into the stage it will use.
+  // Called by all of the copy warp (the state is the same in every lane): lane 0
+  // arms the mbarrier, the lanes issue the row copies between them.
+  __device__ void issue_next() {
+    const unsigned int lane = threadIdx.x & 31u;
+    while (++scan < end) {
+      const int task_id = launch->queue_tasks[queue_begin + (int)(scan % queue_len)];
+      const MpkPrefetch p = launch->prefetch[task_id];
+      if (p.row_bytes <= 0) continue;
+      const unsigned int bar = barrier(issued);
+      char* dst = stage(issued);
+      const char* src = reinterpret_cast<const char*>(launch->buffer_ptrs[p.buffer]) + p.offset;
+      if (lane == 0)
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(p.bytes) : "memory");
+      __syncwarp();
+      for (int r = lane, rows = p.bytes / p.row_bytes; r < rows; r += 32)
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+            ::"r"(shared_address(dst + r * (p.row_bytes + MPK_STAGE_ROW_PAD))),
+              "l"(src + (long long)r * p.row_bytes), "r"(p.row_bytes), "r"(bar) : "memory");
+      ++issued;
+      return;
+    }
+  }
+
+  // Waits until staged task `ordinal`'s rows are in its stage; false on timeout.
+  __device__ bool arrived(unsigned int ordinal, unsigned long long timeout_ns) const {
+    const unsigned int bar = barrier(ordinal), parity = (ordinal >> 1) & 1u;
+    unsigned long long start = 0;
+    for (unsigned int spins = 0;; ++spins) {
+      unsigned int done;
+      asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                   : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+      if (done) return true;
+      if (spins == 0) start = global_time_ns();
+      else if ((spins & 63u) == 0 && global_time_ns() - start > timeout_ns) return false;
+    }
+  }
+};
+
 // Spins until the counter reaches `expected`. False if the launch was
 // aborted meanwhile, or the wait timed out (then the error is recorded).
 __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
@@ -66,61 +156,101 @@ __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
     }
     __nanosleep(32);
   }
-  MpkError* error = launch.error;
-  if (atomicCAS(&error->code, MPK_OK, MPK_ERROR_TIMEOUT) == MPK_OK) {
-    error->task = task_id;
-    error->worker = blockIdx.x;
-    error->smid = sm_id();
-    error->slot = slot;
-    error->step = step;
-    error->observed = observed;
-    error->expected = expected;
-    __threadfence();
-  }
+  record_error(launch, MPK_ERROR_TIMEOUT, task_id, slot, step, observed, expected);
   return false;
 }
 
 }  // namespace
 
+__device__ __forceinline__ long long round_up_128(long long n) { return (n + 127) / 128 * 128; }
+
 extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
+  // Dynamic shared memory: [task cache][stage 0][stage 1][the tasks' scratch].
   extern __shared__ __align__(128) char smem[];
   __shared__ int proceed;
+  __shared__ const char* staged;          // the running task's stage, or null
+  __shared__ __align__(8) unsigned long long stage_full[2];
 
   const int worker = blockIdx.x;
   const int queue_begin = launch.queue_offsets[worker];
   const int queue_end = launch.queue_offsets[worker + 1];
+  const bool staging = launch.stage_bytes > 0 && launch.prefetch != nullptr;
+  MpkTask* cache = launch.task_cache > 0 ? reinterpret_cast<MpkTask*>(smem) : nullptr;
+  char* stages = smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask));
+  char* scratch = stages + (staging ? 2 * launch.stage_bytes : 0);  // the tasks' own shared memory
 
-  for (int step = 0; step < launch.steps; ++step) {
+  if (cache != nullptr)
+    for (int q = queue_begin + threadIdx.x; q < queue_end; q += blockDim.x)
+      cache[q - queue_begin] = launch.tasks[launch.queue_tasks[q]];
+
+  Stager stager{&launch, queue_begin, queue_end - queue_begin,
+                (long long)launch.steps * (queue_end - queue_begin), -1, 0u, 0u, stages, stage_full};
+  // Warp 1 issues the copies, so that thread 0 goes on to the next task's wait meanwhile.
+  const bool copy_warp = threadIdx.x / 32 == 1 % (blockDim.x / 32);
+  if (copy_warp && staging) {
+    if (threadIdx.x % 32 == 0) {
+      for (int s = 0; s < 2; ++s)
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_address(stage_full + s)) : "memory");
+      asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
+    }
+    __syncwarp();
+    stager.issue_next();
+    stager.issue_next();
+  }
+  __syncthreads();  // the task cache is filled, the stages' mbarriers exist and their first copies started
+
+  bool stopped = false;
+  for (int step = 0; step < launch.steps && !stopped; ++step) {
     for (int q = queue_begin; q < queue_end; ++q) {
-      const int task_id = launch.queue_tasks[q];
-      const MpkTask task = launch.tasks[task_id];
+      const MpkTask task = cache != nullptr ? cache[q - queue_begin] : launch.tasks[launch.queue_tasks[q]];
 
       if (threadIdx.x == 0) {
-        bool ok = load_volatile(&launch.error->code) == MPK_OK;
+        const bool is_staged = staging && task.staged;
+        // Another worker gave up: stop too (checked once a step; a task's wait checks, too).
+        bool ok = q != queue_begin || load_volatile(&launch.error->code) == MPK_OK;
         if (ok && task.wait_slot >= 0) {
           const unsigned int expected = (unsigned int)task.wait_triggers * (unsigned int)(step + 1);
           // Inputs not ready yet: use the wait to bring the task's weights into L2.
-          if (load_acquire(launch.event_counters + task.wait_slot) < expected) prefetch_l2(launch, task_id);
-          ok = wait_for_event(launch, task_id, task.wait_slot, expected, step);
+          if (load_acquire(launch.event_counters + task.wait_slot) < expected) {
+            if (!is_staged) prefetch_l2(launch, launch.queue_tasks[q]);
+            ok = wait_for_event(launch, launch.queue_tasks[q], task.wait_slot, expected, step);
+          }
+        }
+        staged = nullptr;
+        if (ok && is_staged) {
+          ok = stager.arrived(stager.used, launch.timeout_ns);
+          if (ok) staged = stager.stage(stager.used++);
+          else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, launch.queue_tasks[q], -1, step, stager.used, 0);
         }
         proceed = ok;
         if (ok && launch.profile)
-          launch.profile[2 * ((long long)step * launch.num_tasks + task_id)] = global_time_ns();
+          launch.profile[2 * ((long long)step * launch.num_tasks + launch.queue_tasks[q])] = global_time_ns();
       }
       __syncthreads();
-      if (!proceed) return;  // uniform across the CTA
+      if (!proceed) {  // uniform across the CTA
+        stopped = true;
+        break;
+      }
 
-      mpk_dispatch(task.fn, task.task, step, launch.buffer_ptrs + task.buffers, smem);
+      const char* stage = staged;  // read before thread 0 can write it again (next iteration)
+      mpk_dispatch(task.fn, task.task, step, launch.buffer_ptrs + task.buffers, scratch, stage);
       __syncthreads();
 
       if (threadIdx.x == 0) {
         if (launch.profile)
-          launch.profile[2 * ((long long)step * launch.num_tasks + task_id) + 1] = global_time_ns();
-        if (task.trigger_slot >= 0) {
-          __threadfence();  // every thread's writes happened before the barrier above
-          add_release(launch.event_counters + task.trigger_slot, 1u);
-        }
+          launch.profile[2 * ((long long)step * launch.num_tasks + launch.queue_tasks[q]) + 1] = global_time_ns();
+        // The barrier above orders every thread's writes before this release (cumulative).
+        if (task.trigger_slot >= 0) add_release(launch.event_counters + task.trigger_slot, 1u);
+      }
+      if (copy_warp && stage != nullptr) {  // its stage is free: copy the next staged task's rows
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        stager.issue_next();
       }
     }
   }
+  // After an error, let the copies still in flight land before the shared memory goes away
+  // (the last copy into each stage; every earlier one has been waited for).
+  if (copy_warp && threadIdx.x % 32 == 0)
+    for (unsigned int u = stager.issued > 2 ? stager.issued - 2 : 0; u < stager.issued; ++u)
+      stager.arrived(u, launch.timeout_ns);
 }

@@ -20,19 +20,24 @@ typedef struct MpkTask {
   int wait_slot;      // event counter to wait on, or -1
   int wait_triggers;  // that event's triggers per step: wait for triggers * (step + 1)
   int trigger_slot;   // event counter to bump when done, or -1
-  int reserved;
+  int staged;         // 1: its weight rows come in a shared-memory stage (MpkPrefetch)
 } MpkTask;
 
 // The weights a task streams: one contiguous byte range of one of its buffers
 // (buffer_ptrs[buffer] + offset, `bytes` long, 16-byte aligned), or buffer -1.
-// Weights depend on no event, so a worker pulls them into L2 while the task
-// still waits for its inputs.
+// Weights depend on no event. With row_bytes 0 a worker pulls them into L2
+// while the task still waits for its inputs. With row_bytes > 0 the task
+// reads them from a shared-memory stage (mpk-stage-weights): the worker
+// copies the range there row by row, MPK_STAGE_ROW_PAD bytes between rows,
+// as soon as a stage is free, i.e. while earlier tasks still run.
 typedef struct MpkPrefetch {
   int buffer;         // index into MpkLaunch::buffer_ptrs, or -1
   int offset;         // bytes
   int bytes;
-  int reserved;
+  int row_bytes;      // 0: L2 prefetch; else: staged, bytes / row_bytes rows
 } MpkPrefetch;
+
+#define MPK_STAGE_ROW_PAD 16  // spreads the rows a tensor-core step reads over the banks
 
 // Written by the first worker that gives up; every other worker then stops.
 typedef struct MpkError {
@@ -49,6 +54,7 @@ typedef struct MpkError {
 enum {
   MPK_OK = 0,
   MPK_ERROR_TIMEOUT = 1,    // a wait exceeded MpkLaunch::timeout_ns
+  MPK_ERROR_STAGE_TIMEOUT = 2,  // a task's weights never arrived in its stage (slot -1)
 };
 
 // The persistent kernel's only parameter, passed by value.
@@ -63,7 +69,10 @@ typedef struct MpkLaunch {
   unsigned long long timeout_ns;           // longest a wait may spin
   int num_tasks;
   int steps;                               // decode steps this launch runs
-  const MpkPrefetch* prefetch;             // [num_tasks]: weights to pull into L2 while waiting
+  const MpkPrefetch* prefetch;             // [num_tasks]: weights to prefetch or stage, or null
+  int stage_bytes;                         // size of each of the two weight stages; 0: none
+  int task_cache;                          // MpkTasks of its queue a worker keeps in shared
+                                           // memory (>= the longest queue), or 0: none
 } MpkLaunch;
 
 #ifdef __CUDACC__
@@ -71,9 +80,10 @@ typedef struct MpkLaunch {
 // by the lowering), `task` the row-major index of the task in its group's
 // grid, `step` the decode step within the launch (selects the copy of a
 // per-step io buffer), `buffers` the base addresses of the group's buffers
-// in (inputs..., outputs...) order, `smem` the CTA's dynamic shared memory.
+// in (inputs..., outputs...) order, `smem` the task's shared-memory scratch,
+// `staged` the stage holding the task's weight rows (a staged task only).
 __device__ void mpk_dispatch(int fn, int task, int step, const unsigned long long* buffers,
-                             char* smem);
+                             char* smem, const char* staged);
 
 // The persistent kernel: grid = number of queues (one per SM), all resident.
 __global__ void mpk_persistent_kernel(const MpkLaunch launch);

@@ -13,10 +13,13 @@ unless noted.
                                           group's (inputs..., outputs...), concatenated;
                                           MpkTask.buffers indexes into it
     group_buffer_offsets  [num_groups+1]  CSR over group_buffers
-    prefetch              [num_tasks, 4]  the weights a task streams, which a worker may pull
-                                          into L2 while the task waits on its event
-                                          (PREFETCH_FIELDS; buffer -1: none). Optional:
-                                          a bundle without it prefetches nothing.
+    prefetch              [num_tasks, 4]  the weights a task streams (PREFETCH_FIELDS;
+                                          buffer -1: none): with row_bytes 0 a worker may
+                                          pull them into L2 while the task waits on its
+                                          event; otherwise the task reads them from a
+                                          shared-memory stage the worker fills ahead
+                                          (mpk-stage-weights). Optional: a bundle without
+                                          it prefetches nothing.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "reserved")
+TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "staged")
 TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
           "group_buffers", "group_buffer_offsets", "prefetch")
 NO_EVENT = -1
-# One contiguous byte range of one of the task's buffers: buffer_ptrs[buffer] + offset, bytes.
-PREFETCH_FIELDS = ("buffer", "offset", "bytes", "reserved")
+# One contiguous byte range of one of the task's buffers: buffer_ptrs[buffer] + offset, bytes;
+# row_bytes > 0: copied row by row into a stage, at a pitch of row_bytes + STAGE_ROW_PAD.
+PREFETCH_FIELDS = ("buffer", "offset", "bytes", "row_bytes")
+STAGE_ROW_PAD = 16   # MPK_STAGE_ROW_PAD
 OPTIONAL = {"prefetch": lambda tables: np.tile(np.array([-1, 0, 0, 0], np.int32),
                                                (tables["tasks"].shape[0], 1))}
 
@@ -43,7 +48,7 @@ def save(path: Path, tables: dict[str, np.ndarray]) -> None:
     missing = set(TABLES) - set(tables)
     if missing:
         raise ValueError(f"tables lack {sorted(missing)}")
-    np.savez(path, **{name: tables[name] for name in TABLES})
+    np.savez_compressed(path, **{name: tables[name] for name in TABLES})  # ~8x smaller: repetitive ints
 
 
 def load(path: Path) -> dict[str, np.ndarray]:

@@ -17,7 +17,9 @@ A task does flash-decoding inside the CTA (`attend`):
   covers 32/(D/8) positions at a time and the CTA `warps` times that; every
   lane keeps an online-softmax state (max m, sum l, its 8 output elements)
   per query head, in the log2 domain (q is pre-scaled by scale * log2 e);
-* `UNROLL` positions' K and V loads are issued before their math;
+* `UNROLL` positions' K and V loads per lane are issued before their math
+  (the group param `unroll` overrides it; 4 measured slower than 2, and so
+  did software-pipelining the rounds: bench/NOTES.md rounds 4 and 5);
 * positions past the end are clamped (a valid address) and masked to -inf;
 * states merge across the position slots of a warp by shuffles, then across
   warps through shared memory, where one lane per 8 outputs finishes.
@@ -60,7 +62,8 @@ def attend(e, g, q, kc, vc, b, kv, begin, end, finish) -> None:
 
     sub, slot = e.rem(e.lane, lanes), e.div(e.lane, lanes)
     last = e.sub(end, 1)
-    rounds = e.div(e.add(e.sub(end, begin), stride * UNROLL - 1), stride * UNROLL)
+    unroll = int(g.param("unroll", UNROLL))
+    rounds = e.div(e.add(e.sub(end, begin), stride * unroll - 1), stride * unroll)
     first = e.add(begin, e.add(e.mul(e.warp, slots), slot))
     col = e.mul(sub, vec)
     k_row, v_row = kc.row(b), vc.row(b)  # [S, Hkv*D]
@@ -73,7 +76,7 @@ def attend(e, g, q, kc, vc, b, kv, begin, end, finish) -> None:
 
     def round_(r, state):
         m, l, acc = state[:G], state[G:2 * G], state[2 * G:]
-        ts = [e.add(e.mul(e.add(e.mul(r, UNROLL), u), stride), first) for u in range(UNROLL)]
+        ts = [e.add(e.mul(e.add(e.mul(r, unroll), u), stride), first) for u in range(unroll)]
         rows = [e.min(t, last) for t in ts]
         ks = [k_row.load(t, kv_col, n=vec) for t in rows]  # all loads in flight
         vs = [v_row.load(t, kv_col, n=vec) for t in rows]

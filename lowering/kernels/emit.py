@@ -120,11 +120,13 @@ class Emitter:
     i32 constants, so tile arithmetic on static shapes reads as written.
     """
 
-    def __init__(self, threads: int, smem: ir.Value, smem_bytes: int, symbols: ir.Block):
+    def __init__(self, threads: int, smem: ir.Value, smem_bytes: int, symbols: ir.Block,
+                 staged: ir.Value | None = None):
         assert threads % 32 == 0
         self.symbols = symbols  # the gpu.module's body, for constant tables
         self.threads, self.warps = threads, threads // 32
         self.smem, self.smem_bytes = smem, smem_bytes  # !llvm.ptr<3>, dynamic shared memory
+        self.staged = staged  # !llvm.ptr<3>: this task's weight rows, in a staged group
         self._constants: dict[tuple[str, str], ir.Value] = {}
         thread = gpu.thread_id(gpu.Dimension.x)
         self._top = thread.owner  # constants go above it, once per function

@@ -36,6 +36,10 @@ Measured on one H100 (bench_linear_* in test/python/test_gpu_kinds.py):
 UNROLL 8 beat 4 by 1-2%; two rows per warp at once (to hide one row's
 reduction behind the other's loads) was up to 13% slower, so it is gone.
 The group param `unroll` overrides UNROLL (tuning).
+
+With `staged_weights` (mpk-stage-weights) the tile's weight rows are already
+in shared memory when the task starts (the runtime copied them there, rows
+`row_pitch` bytes apart) and both paths read them from there.
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import arith, llvm, nvvm, vector
 
+from mpk.lowering.mpk_stage_weights import PARAM as STAGED, row_pitch
 from mpk.lowering.task_kinds import linear_roles
 
 from . import kind, require
-from .emit import byte_width, f32, i32, widest_vector
+from .emit import View, byte_width, f32, i32, widest_vector
 
 UNROLL = 8  # 16-byte weight loads in flight per lane
 MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-core path
@@ -67,8 +72,9 @@ def linear(e, g, task, buffers):
 
     n0 = e.mul(task, tn)  # the grid is [1, N / tn]: task = column tile
     rows = e.tile_extent(n0, tn, N)
+    weight_row = _weight_rows(e, g, w, n0)
     if 2 <= B <= 8 and K % 32 == 0 and str(x.element) == str(w.element) == "bf16":
-        return _tensor_core(e, g, x, w, y, residual, norm, role.get("up"), n0, rows)
+        return _tensor_core(e, g, x, weight_row, y, residual, norm, role.get("up"), n0, rows)
     staged = B * K * byte_width(x.element)
     if staged + 4 * B * e.warps <= e.smem_bytes:
         xs = _stage(e, x, 0, norm, role.get("up"))
@@ -84,7 +90,7 @@ def linear(e, g, task, buffers):
 
     def row(r):
         n = e.add(n0, r)
-        wr = w.row(n)
+        wr = weight_row(r)
 
         def step(c0, acc):
             cols = [e.mul(e.add(e.add(c0, 32 * u), e.lane), vec) for u in range(unroll)]
@@ -120,6 +126,16 @@ def linear(e, g, task, buffers):
     e.strided(e.warp, rows, e.warps, row)
 
 
+def _weight_rows(e, g, w, n0):
+    """Row r of the task's tile of w: in its shared-memory stage, or in w itself."""
+    if not g.param(STAGED, False):
+        return lambda r: w.row(e.add(n0, r))
+    require(e.staged is not None, "a staged linear needs the stage pointer")
+    size = byte_width(w.element)
+    staged = View(e, e.staged, w.element, [g.tile[1], row_pitch(w.shape[1] * size) // size])
+    return staged.row
+
+
 def _stage(e, x, byte_offset: int, norm=None, up=None):
     """x copied into shared memory at `byte_offset`; with a fused layer norm
     (weight, eps), every row normalized there: x / sqrt(mean(x^2) + eps) * weight;
@@ -127,22 +143,28 @@ def _stage(e, x, byte_offset: int, norm=None, up=None):
     unfused op stores it. Uses 4 * B * warps bytes after x for the norm's reduction."""
     (B, K), size = x.shape, byte_width(x.element)
     xs = e.shared(x.element, x.shape, byte_offset)
+    vec = widest_vector(K, element_bytes=size)
+    early = None
+    if norm is not None and K // vec <= e.threads:
+        # One chunk of the norm weight per thread, loaded before x: it depends on no
+        # event, so its latency hides behind x's instead of following the reduction.
+        early = e.to_f32(norm[0].load(e.mul(e.min(e.tid, K // vec - 1), vec), n=vec))
     if up is None:
         e.copy(x, xs)
     else:
-        vec = widest_vector(B * K, element_bytes=size)
+        flat_vec = widest_vector(B * K, element_bytes=size)
         flat = [v.flatten() for v in (x, up, xs)]
 
         def gate(i):
-            at = e.mul(i, vec)
-            v = arith.mulf(e.silu(e.to_f32(flat[0].load(at, n=vec))), e.to_f32(flat[1].load(at, n=vec)))
+            at = e.mul(i, flat_vec)
+            v = arith.mulf(e.silu(e.to_f32(flat[0].load(at, n=flat_vec))),
+                           e.to_f32(flat[1].load(at, n=flat_vec)))
             flat[2].store(e.to(x.element, v), at)
-        e.strided(e.tid, B * K // vec, e.threads, gate)
+        e.strided(e.tid, B * K // flat_vec, e.threads, gate)
     e.barrier()
     if norm is None:
         return xs
     weight, eps = norm
-    vec = widest_vector(K, element_bytes=size)
 
     def squares(c, ss):
         vs = [e.to_f32(xs.load(b, e.mul(c, vec), n=vec)) for b in range(B)]
@@ -154,7 +176,7 @@ def _stage(e, x, byte_offset: int, norm=None, up=None):
 
     def scale(c):
         col = e.mul(c, vec)
-        wv = e.to_f32(weight.load(col, n=vec))
+        wv = early if early is not None else e.to_f32(weight.load(col, n=vec))
         for b in range(B):
             v = arith.mulf(arith.mulf(e.to_f32(xs.load(b, col, n=vec)), inv[b]), wv)
             xs.store(e.to(x.element, v), b, col)
@@ -163,7 +185,7 @@ def _stage(e, x, byte_offset: int, norm=None, up=None):
     return xs
 
 
-def _tensor_core(e, g, x, w, y, residual, norm, up, n0, rows):
+def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
     """The tile on the tensor cores (module docstring): units of 16 weight rows by
     one K slice, spread over the warps."""
     (B, K), tn = x.shape, g.tile[1]
@@ -193,7 +215,7 @@ def _tensor_core(e, g, x, w, y, residual, norm, up, n0, rows):
     def unit(u):
         block, part = e.rem(u, blocks), e.div(u, blocks)
         lo = e.add(e.mul(block, 16), quad)
-        w_lo, w_hi = (w.row(e.add(n0, e.min(r, last))) for r in (lo, e.add(lo, 8)))
+        w_lo, w_hi = (weight_row(e.min(r, last)) for r in (lo, e.add(lo, 8)))
 
         def step(s, acc):
             k = [e.add(e.mul(s, kstep), e.add(e.mul(t, 8 * runs), 8 * r)) for r in range(runs)]

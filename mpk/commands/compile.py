@@ -35,6 +35,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-sms", type=int, default=132, help="SMs to schedule for (default 132, H100 SXM)")
     parser.add_argument("--threads", type=int, default=512, help="threads per worker CTA (default 512)")
     parser.add_argument("--steps", type=int, default=16, help="decode steps per launch (default 16)")
+    parser.add_argument("--stage-bytes", type=int, default=0,
+                        help="copy linear weight tiles of up to this many bytes into shared memory "
+                             "ahead of their tasks (mpk-stage-weights; default 0: off, it measured "
+                             "slower, bench/NOTES.md round 4; at most 57344 beside the task cache)")
     parser.add_argument("--dump-dir", help="write the IR after every stage into this folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -45,6 +49,8 @@ def _validate(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.threads % 32:
         raise UserError(f"--threads must be a multiple of 32, got {args.threads}")
+    if args.stage_bytes < 0:
+        raise UserError(f"--stage-bytes must be 0 or positive, got {args.stage_bytes}")
     if not args.arch.startswith("sm_"):
         raise UserError(f"--arch takes a name like sm_90, got {args.arch!r}")
     if args.graph and not Path(args.graph).is_file():
@@ -80,7 +86,8 @@ def run(args) -> int:
     _validate(args)
     from mpk import driver
     options = driver.Options(batch=args.batch, dtype=args.dtype, max_seq=args.max_seq, arch=args.arch,
-                             num_sms=args.num_sms, threads=args.threads, steps=args.steps)
+                             num_sms=args.num_sms, threads=args.threads, steps=args.steps,
+                             stage_bytes=args.stage_bytes)
     kind, source = (("mlir", args.graph) if args.graph else
                     ("model", args.model) if args.model else ("config", args.config))
     dump = driver.Dumper(args.dump_dir)

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include "mpk_runtime.h"
 
-extern "C" __device__ void mpk_dispatch(int, int, int, const unsigned long long*, char*) {}
+extern "C" __device__ void mpk_dispatch(int, int, int, const unsigned long long*, char*, const char*) {}
 
 int main() {
   std::printf("mpk_persistent_kernel at %p\n", reinterpret_cast<void*>(&mpk_persistent_kernel));

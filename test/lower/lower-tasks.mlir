@@ -32,7 +32,7 @@
 // Activations are written during the launch: coherent loads, no `invariant`.
 // CHECK: llvm.load {{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 
-// CHECK-LABEL: func.func @mpk_dispatch(%{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr)
+// CHECK-LABEL: func.func @mpk_dispatch(%{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr)
 // CHECK: llvm.addrspacecast %{{.*}} : !llvm.ptr to !llvm.ptr<3>
 // CHECK: scf.index_switch
 // CHECK: case 0 {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 THREADS = 512
 SMEM_BYTES = 96 * 1024
+STAGED = "staged_weights"   # mpk-stage-weights' param
 
 
 @dataclasses.dataclass
@@ -101,6 +102,23 @@ def cases() -> list[Case]:
              [("gate", (8, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),
               ("r", (8, 1024), bf, "workspace"), ("up", (8, 3072), bf, "workspace")],
              [("y", (8, 1024), bf, "workspace")], {"silu_gate": True}),
+        # Weights staged in shared memory (mpk-stage-weights): both paths, fused norm,
+        # silu_gate and residual, ragged last tiles.
+        Case("linear_staged_norm", "linear", (1, 42), (1, 24),
+             [("x", (1, 1024), bf, "workspace"), ("w", (1000, 1024), bf, "weight"),
+              ("nw", (1024,), bf, "weight")],
+             [("y", (1, 1000), bf, "workspace")], {"norm_eps": 1e-6, STAGED: True}),
+        Case("linear_staged_silu_gate", "linear", (1, 16), (1, 8),
+             [("gate", (1, 3072), bf, "workspace"), ("w", (128, 3072), bf, "weight"),
+              ("r", (1, 128), bf, "workspace"), ("up", (1, 3072), bf, "workspace")],
+             [("y", (1, 128), bf, "workspace")], {"silu_gate": True, STAGED: True}),
+        Case("linear_b8_mma_staged", "linear", (1, 24), (8, 24),
+             [("x", (8, 1024), bf, "workspace"), ("w", (560, 1024), bf, "weight")],
+             [("y", (8, 560), bf, "workspace")], {STAGED: True}),
+        Case("linear_b3_mma_staged_residual", "linear", (1, 13), (3, 16),
+             [("x", (3, 2048), bf, "workspace"), ("w", (200, 2048), bf, "weight"),
+              ("r", (3, 200), bf, "workspace")],
+             [("y", (3, 200), bf, "workspace")], {STAGED: True}),
         Case("linear_ragged", "linear", (1, 3), (1, 128),
              [("x", (1, 1000), bf, "workspace"), ("w", (300, 1000), bf, "weight")],
              [("y", (1, 300), bf, "workspace")]),
@@ -296,15 +314,31 @@ def module_ir(selected: list[Case]) -> str:
 
 TEST_KERNEL = r"""
 extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
-                                        const unsigned long long* buffers, char* smem);
+                                        const unsigned long long* buffers, char* smem,
+                                        const char* staged);
 
 // One CTA per task of one group; every thread calls the dispatcher, as the
-// persistent runtime does.
-extern "C" __global__ void run_group(int fn, int tasks, int step,
-                                     const unsigned long long* buffers) {
-  extern __shared__ __align__(16) char smem[];
+// persistent runtime does. A staged linear (stage_rows > 0: its tile's rows of
+// w = buffers[1], row_bytes each, of total_rows) first gets its rows copied
+// into the stage after the scratch, `pitch` bytes apart, as the runtime's bulk
+// copies leave them.
+extern "C" __global__ void run_group(int fn, int tasks, int step, const unsigned long long* buffers,
+                                     int scratch_bytes, int stage_rows, int total_rows,
+                                     int row_bytes, int pitch) {
+  extern __shared__ __align__(128) char smem[];
+  char* stage = smem + scratch_bytes;
   for (int t = blockIdx.x; t < tasks; t += gridDim.x) {
-    mpk_dispatch(fn, t, step, buffers, smem);
+    if (stage_rows > 0) {
+      const int first = t * stage_rows, rows = min(stage_rows, total_rows - first);
+      const char* w = reinterpret_cast<const char*>(buffers[1]) + (long long)first * row_bytes;
+      for (int i = threadIdx.x; i < rows * (row_bytes / 16); i += blockDim.x) {
+        const int r = i / (row_bytes / 16), c = i % (row_bytes / 16);
+        *reinterpret_cast<int4*>(stage + r * pitch + 16 * c) =
+            *reinterpret_cast<const int4*>(w + (long long)r * row_bytes + 16 * c);
+      }
+      __syncthreads();
+    }
+    mpk_dispatch(fn, t, step, buffers, smem, stage_rows > 0 ? stage : nullptr);
     __syncthreads();
   }
 }
@@ -351,6 +385,16 @@ def link_cubin(ptx: str, arch: str = "sm_90") -> bytes:
     return bytes(cubin)
 
 
+def _stage(c: Case):
+    """(rows per tile, rows, row bytes, pitch) of a staged linear's w, or None."""
+    if not c.params.get(STAGED):
+        return None
+    from mpk.lowering.mpk_stage_weights import row_pitch
+    (_, (n, k), dtype, _) = c.inputs[1]
+    row_bytes = k * {"bf16": 2, "f32": 4}[dtype]
+    return [c.tile[1], n, row_bytes, row_pitch(row_bytes)]
+
+
 def build(folder: Path) -> dict:
     from mlir import ir
     from mpk.dialects import context
@@ -366,8 +410,10 @@ def build(folder: Path) -> dict:
                for op in module.body.operations if op.name == "mpk.tasks"}
     (folder / "kinds.ptx").write_text(ptx)
     (folder / "kinds.cubin").write_bytes(link_cubin(ptx))
-    meta = {"threads": THREADS, "smem_bytes": SMEM_BYTES, "groups": [
-        {**dataclasses.asdict(c), "fn": fns[c.name], "tasks": math.prod(c.grid)}
+    stages = {c.name: _stage(c) for c in selected}
+    meta = {"threads": THREADS, "smem_bytes": SMEM_BYTES,
+            "stage_bytes": max([s[0] * s[3] for s in stages.values() if s], default=0), "groups": [
+        {**dataclasses.asdict(c), "fn": fns[c.name], "tasks": math.prod(c.grid), "stage": stages[c.name]}
         for c in selected]}
     (folder / "kinds.json").write_text(json.dumps(meta, indent=1))
     return meta

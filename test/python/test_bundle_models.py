@@ -82,3 +82,32 @@ def test_qwen3_8b_bundle_at_real_size(tmp_path, capsys):
     assert b.plan["model"]["num_layers"] == 36 and b.kernel["num_sms"] == 132
     assert_every_task_function(b)
     assert seconds < 60
+
+
+def test_weight_stages(compiled, tmp_path):
+    """By default nothing is staged. With `--stage-bytes` mpk-stage-weights marks every
+    layer linear of the tiny model (their tiles are small): their tasks' prefetch rows
+    name whole rows of w that fit a stage, and their task records say `staged`."""
+    import numpy as np
+    from mpk.lowering.mpk_stage_weights import row_pitch
+    from mpk.runtime import tables as layout
+    name, out = compiled
+    off = bundle.read(out / "model.mpk")
+    assert off.kernel["stage_bytes"] == 0 and (off.tables["prefetch"][:, 3] == 0).all()
+
+    assert mpk("compile", "--model", name, "--max-seq", 64, "--steps", 4, "--num-sms", 16,
+               "--stage-bytes", 57344, "-o", tmp_path / "staged.mpk", "--quiet") == 0
+    b = bundle.read(tmp_path / "staged.mpk")
+    stage, prefetch = b.kernel["stage_bytes"], b.tables["prefetch"]
+    flags = b.tables["tasks"][:, layout.task_field("staged")]
+    assert np.array_equal(flags, prefetch[:, 3] > 0)
+    staged = [g for g in b.plan["groups"] if flags[g["first_task"]]]
+    assert 0 < stage <= 57344 and len(staged) >= 4 * b.plan["model"]["num_layers"]
+    assert {g["kind"] for g in staged} == {"linear"}
+    for g in staged:
+        rows = prefetch[g["first_task"]:g["first_task"] + g["num_tasks"]]
+        w = b.plan["buffers"][b.tables["group_buffers"][rows[0, 0]]]
+        assert w["space"] == "weight" and rows[0, 3] == w["shape"][1] * 2      # bf16 rows
+        assert (rows[:, 2] % rows[:, 3] == 0).all()
+        assert (rows[:, 2] // rows[:, 3] * row_pitch(rows[0, 3]) <= stage).all()
+        assert np.array_equal(rows[:, 1], np.arange(g["num_tasks"]) * g["tile"][1] * rows[0, 3])

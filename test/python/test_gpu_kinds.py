@@ -46,9 +46,10 @@ class Kinds:
         _ok(cu.cuCtxSetCurrent(ctx))
         self.module = _ok(cu.cuModuleLoadData((folder / "kinds.cubin").read_bytes()))
         self.kernel = _ok(cu.cuModuleGetFunction(self.module, b"run_group"))
+        self.smem_bytes = self.meta["smem_bytes"] + self.meta.get("stage_bytes", 0)
         _ok(cu.cuFuncSetAttribute(
             self.kernel, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            self.meta["smem_bytes"]))
+            self.smem_bytes))
         self.groups = {g["name"]: g for g in self.meta["groups"]}
 
     @staticmethod
@@ -57,10 +58,11 @@ class Kinds:
         return torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64, device="cuda")
 
     def launch(self, group: dict, table, step: int = 0) -> None:
-        args = ((group["fn"], group["tasks"], step, table.data_ptr()),
-                (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p))
+        stage = group.get("stage") or [0, 0, 0, 0]   # a staged linear: its rows copied first
+        args = ((group["fn"], group["tasks"], step, table.data_ptr(), self.meta["smem_bytes"], *stage),
+                (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p) + (ctypes.c_int,) * 5)
         _ok(self.cu.cuLaunchKernel(self.kernel, group["tasks"], 1, 1, self.meta["threads"], 1, 1,
-                                   self.meta["smem_bytes"], 0, args, 0))
+                                   self.smem_bytes, 0, args, 0))
 
 
 def _ok(result):

@@ -26,7 +26,8 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 STEPS = 32
-MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b")
+# qwen3-0.6b-staged: compiled with --stage-bytes 57344 (weight tiles staged in shared memory)
+MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b", "qwen3-0.6b-staged")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,9 @@ def run_and_check(b: bundle.Bundle, steps: int) -> list:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_32_steps_in_one_launch_match_pytorch(gpu, model):
-    launches = run_and_check(prebuilt(model, gpu), STEPS)
+    b = prebuilt(model, gpu)
+    assert (b.kernel.get("stage_bytes", 0) > 0) == model.endswith("-staged")
+    launches = run_and_check(b, STEPS)
     assert launches == [1, 1, STEPS]     # two prompt tokens, then all 32 steps in one launch
 
 

@@ -11,4 +11,10 @@ for model in qwen3-tiny llama3-tiny qwen3-0.6b qwen3-1.7b; do
     mpk compile --model "$model" --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
       -o ".bundles/$model-bf16-s32" --quiet
 done
+# Linear weight tiles staged in shared memory (mpk-stage-weights): the 0.6B for the
+# model tests, the tiny one for compute-sanitizer.
+mpk compile --model qwen3-0.6b --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
+  --stage-bytes 57344 -o .bundles/qwen3-0.6b-staged-bf16-s32 --quiet
+mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
+  --stage-bytes 57344 -o .bundles/qwen3-tiny-staged --quiet
 du -sh .bundles/stub-"$SMS" .bundles/kinds .bundles/*-bf16-s32

@@ -4,7 +4,8 @@
 #   1. pytest: the runtime with stub tasks (incl. the broken-dependency
 #      timeout), every task kind alone, whole bf16 models (32 steps, one launch)
 #   2. `mpk run --check` of every .bundles/*-bf16-s32: errors per step, ms/step
-#   3. compute-sanitizer memcheck and racecheck on a tiny model (sanitize.sh)
+#   3. compute-sanitizer memcheck and racecheck on a tiny model, and on the same
+#      model with its weights staged in shared memory (sanitize.sh)
 # Logs go to $OUT (default /tmp/mpk-gpu); a summary table is printed last.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -27,6 +28,7 @@ for bundle in .bundles/*-bf16-s32; do
 done
 
 bash test/runtime/sanitize.sh >"$OUT/sanitize.txt" 2>&1
+[ -d .bundles/qwen3-tiny-staged ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-staged >>"$OUT/sanitize.txt" 2>&1
 
 echo "== summary ($(cat "$OUT/gpu.txt"))"
 grep -E "^(PASSED|FAILED|SKIPPED|ERROR) |^=+ .*(passed|failed)|^pytest exit" "$OUT/gpu-tests.log"

@@ -14,6 +14,6 @@ for tool in memcheck racecheck; do
     >"$OUT/$tool.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1
-  echo "$tool (exit $rc): $(grep -E 'SUMMARY' "$OUT/$tool.log" | sed 's/^=* *//' | tr '\n' ' ')"
+  echo "$tool $(basename "$bundle") (exit $rc): $(grep -E 'SUMMARY' "$OUT/$tool.log" | sed 's/^=* *//' | tr '\n' ' ')"
 done
 exit $status

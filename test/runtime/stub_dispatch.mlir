@@ -10,7 +10,7 @@
 // that ran before its producers sees an older or zero `a`.
 module attributes {gpu.container_module} {
   gpu.module @mpk_tasks {
-    llvm.func @mpk_dispatch(%fn: i32, %task: i32, %step: i32, %buffers: !llvm.ptr, %smem: !llvm.ptr) {
+    llvm.func @mpk_dispatch(%fn: i32, %task: i32, %step: i32, %buffers: !llvm.ptr, %smem: !llvm.ptr, %staged: !llvm.ptr) {
       %c0 = llvm.mlir.constant(0 : i32) : i32
       %c1 = llvm.mlir.constant(1 : i32) : i32
       %c4 = llvm.mlir.constant(4 : i32) : i32
