@@ -17,9 +17,11 @@ kernel one token per launch, then each launch decodes `steps_per_launch` tokens.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import statistics
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Mapping
 
@@ -42,7 +44,7 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     bound later, by `load`. `steps_per_launch` defaults to `mpk compile`'s;
     `num_sms`/`arch` to this machine's GPU, or to an H100 (132 SMs, sm_90)
     without one. `path` is the bundle directory to write (default: a new
-    temporary directory, left in place).
+    temporary directory, removed when the returned Bundle is garbage-collected).
     Raises ValueError for bad arguments, mpk.driver.CompileError when a stage fails.
     """
     from mpk import driver, frontend
@@ -62,9 +64,13 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     options = driver.Options(batch=batch, dtype=dtype, max_seq=max_seq, arch=arch, num_sms=num_sms,
                              steps=steps_per_launch)
     module, config_dict = driver.import_graph(config, "model", options)
-    if path is None:                                    # kept after the call: the Bundle lives there
-        path = Path(tempfile.mkdtemp(prefix="mpk-")) / "model.mpk"
-    return bundles.read(driver.compile_task_module(module, options, Path(path), model_config=config_dict))
+    if path is not None:
+        return bundles.read(driver.compile_task_module(module, options, Path(path), model_config=config_dict))
+    scratch = Path(tempfile.mkdtemp(prefix="mpk-"))
+    bundle = bundles.read(driver.compile_task_module(module, options, scratch / "model.mpk",
+                                                     model_config=config_dict))
+    weakref.finalize(bundle, shutil.rmtree, scratch, ignore_errors=True)   # as long as the Bundle lives
+    return bundle
 
 
 def _model_config(model):

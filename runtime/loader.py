@@ -33,6 +33,23 @@ class RuntimeTimeout(LoaderError):
     """The persistent kernel gave up waiting on an event (a broken dependency table)."""
 
 
+def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int) -> tuple[int, int]:
+    """(MpkLaunch::task_cache, dynamic shared memory bytes) of a launch
+    (mpk_runtime.cu: [task cache][stage 0][stage 1][task scratch]). The tasks'
+    scratch and the weight stages are required; each worker also keeps its
+    queue's task descriptors there when they fit (else it reads them from
+    global memory)."""
+    required = int(kernel.get("smem_bytes", 0)) + 2 * int(kernel.get("stage_bytes", 0))
+    if required > max_smem:
+        raise LoaderError(f"the bundle needs {required} B of shared memory per CTA "
+                          f"({kernel.get('smem_bytes', 0)} B for tasks, two weight stages of "
+                          f"{kernel.get('stage_bytes', 0)} B), the GPU allows {max_smem}: recompile "
+                          f"with a smaller --stage-bytes")
+    longest = int(np.diff(queue_offsets).max(initial=0))
+    cache = -(-longest * 4 * len(layout.TASK_FIELDS) // 128) * 128   # int32 MpkTask records
+    return (longest, required + cache) if required + cache <= max_smem else (0, required)
+
+
 # ----------------------------------------------------------- the C structs
 
 class MpkError(ctypes.Structure):
@@ -200,11 +217,6 @@ class Session:
     def stage_bytes(self) -> int:
         return int(self.kernel.get("stage_bytes", 0))
 
-    @property
-    def dynamic_smem_bytes(self) -> int:
-        """What the kernel needs: the tasks' scratch and the two weight stages (mpk_runtime.cu)."""
-        return int(self.kernel.get("smem_bytes", 0)) + 2 * self.stage_bytes
-
     def _check_device(self, props: dict) -> None:
         self.device, self.device_name = props["device"], props["name"]
         arch, sms = self.kernel["arch"], int(self.kernel["num_sms"])
@@ -214,18 +226,8 @@ class Session:
         if props["num_sms"] != sms:
             raise LoaderError(f"{self.bundle.path} was scheduled for {sms} SMs, but {props['name']} has "
                               f"{props['num_sms']}: recompile with `mpk compile --num-sms {props['num_sms']}`")
-        if self.dynamic_smem_bytes > props["max_smem_per_block"]:
-            raise LoaderError(f"the bundle needs {self.dynamic_smem_bytes} B of shared memory per CTA "
-                              f"({self.kernel.get('smem_bytes', 0)} B for tasks, two weight stages of "
-                              f"{self.kernel.get('stage_bytes', 0)} B), {props['name']} allows "
-                              f"{props['max_smem_per_block']}: recompile with a smaller "
-                              f"mpk-stage-weights{{max-bytes=...}}")
-        # Each worker keeps its queue's task descriptors in shared memory where they fit.
-        longest = int(np.diff(self.bundle.tables["queue_offsets"]).max(initial=0))
-        cache = -(-longest * 4 * len(layout.TASK_FIELDS) // 128) * 128   # int32 MpkTask records
-        fits = self.dynamic_smem_bytes + cache <= props["max_smem_per_block"]
-        self.task_cache = longest if fits else 0
-        self.smem_bytes = self.dynamic_smem_bytes + (cache if fits else 0)
+        self.task_cache, self.smem_bytes = shared_memory_plan(
+            self.kernel, self.bundle.tables["queue_offsets"], props["max_smem_per_block"])
 
     def _load_kernel(self) -> None:
         driver = _driver()

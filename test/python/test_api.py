@@ -144,3 +144,13 @@ def test_import_mpk_is_light():
     code = "import sys, mpk; mpk.load; print(sorted({'torch', 'mlir'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_a_temporary_bundle_goes_with_its_bundle():
+    import gc
+    b = mpk.compile(MODEL, max_seq=MAX_SEQ, steps_per_launch=STEPS_PER_LAUNCH, num_sms=8, arch="sm_90")
+    folder = b.path.parent
+    assert (b.path / "plan.json").is_file()
+    del b
+    gc.collect()
+    assert not folder.exists()

@@ -6,6 +6,7 @@ import ctypes
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 pytest.importorskip("mlir")
@@ -60,3 +61,15 @@ def test_loader_structs_match_the_header(struct, tmp_path):
     result = subprocess.run([compiler, "-std=c++17", "-fsyntax-only", f"-I{build.RUNTIME_DIR}", str(source)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_shared_memory_plan():
+    """[task cache][stages][scratch]: the cache (32 B per task of the longest
+    queue, whole 128-byte lines) only where it fits; scratch and stages always."""
+    queues = np.array([0, 300, 301, 401])          # the longest queue: 300 tasks, 9600 B
+    kernel = {"smem_bytes": 98304, "stage_bytes": 0}
+    assert loader.shared_memory_plan(kernel, queues, 232448) == (300, 98304 + 9600)
+    staged = {"smem_bytes": 98304, "stage_bytes": 65536}
+    assert loader.shared_memory_plan(staged, queues, 232448) == (0, 98304 + 2 * 65536)
+    with pytest.raises(loader.LoaderError, match="needs 262144 B of shared memory"):
+        loader.shared_memory_plan({"smem_bytes": 131072, "stage_bytes": 65536}, queues, 232448)
