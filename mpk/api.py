@@ -3,15 +3,16 @@
     import mpk
     bundle = mpk.compile("qwen3-demo", batch=2, max_seq=512)   # a preset, config.json, ModelConfig or Decoder
     with mpk.load(bundle, weights=0) as session:                # a seed, a state dict or a safetensors folder
-        out = session.generate([[1, 2, 3], [4, 5, 6]], max_new_tokens=32, eos_token_id=2)
+        out = session.generate([[1, 2, 3], [4, 5]], max_new_tokens=32, eos_token_id=2)
     out.tokens                                                  # [2, T <= 32]: greedy, EOS after a row's EOS
 
 Compiling needs the MLIR bindings and PyTorch but no GPU. Running needs the
 bundle and numpy, plus cuda-python and a GPU for backend="gpu" (the
 persistent kernel), or MLIR for backend="interp" (the CPU task interpreter
 over the bundle's task IR); "auto" takes the GPU when the driver sees one.
-Decoding is mpk.runtime.loader.generate: the prompt goes through the same
-kernel one token per launch, then each launch decodes `steps_per_launch` tokens.
+Decoding is mpk.runtime.loader.generate: the prompts (one per sequence, of
+any lengths) go through the same kernel one token per launch, then each
+launch decodes `steps_per_launch` tokens.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **option
 class Generation:
     tokens: np.ndarray                  # [B, T] int64 new tokens; EOS from a row's first EOS on
     logits: np.ndarray | None           # [T, B, V] float32 of the generated steps (None if not kept)
-    prompt_logits: np.ndarray | None    # [n - 1, B, V] of the prompt steps before the last
+    prompt_logits: np.ndarray | None    # [n - 1, B, V]: positions before the longest prompt's last token
     seconds: float                      # wall time of the whole call, prompt steps included
 
 
@@ -166,16 +167,18 @@ class Session:
     def generate(self, prompt_ids, max_new_tokens: int, eos_token_id: int | None = None) -> Generation:
         """Greedy decoding of `max_new_tokens` tokens after the prompt (stops early at EOS).
 
-        `prompt_ids`: [B, n] token ids (B = the bundle's batch), or one row
-        (a list, or [1, n]) for every sequence.
+        `prompt_ids`: [B, n] token ids (B = the bundle's batch), B rows of
+        different lengths (a list of lists), or one row (a list, or [1, n])
+        for every sequence. Every row gets `max_new_tokens` new tokens.
         """
         from mpk.runtime.loader import generate
 
         prompt = self._prompt(prompt_ids)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        if prompt.shape[1] + max_new_tokens > self.max_seq:
-            raise ValueError(f"{prompt.shape[1]} prompt + {max_new_tokens} new tokens exceed the bundle's "
+        longest = max(len(row) for row in prompt)
+        if longest + max_new_tokens > self.max_seq:
+            raise ValueError(f"{longest} prompt + {max_new_tokens} new tokens exceed the bundle's "
                              f"max_seq ({self.max_seq})")
         if eos_token_id is not None and not (isinstance(eos_token_id, int) and self._in_vocab(eos_token_id)):
             raise ValueError(f"eos_token_id must be a token id in [0, {self.vocab_size}), got {eos_token_id!r}")
@@ -187,25 +190,23 @@ class Session:
     def _in_vocab(self, ids) -> bool:
         return self.vocab_size is None or bool(np.all((0 <= np.asarray(ids)) & (np.asarray(ids) < self.vocab_size)))
 
-    def _prompt(self, prompt_ids) -> np.ndarray:
+    def _prompt(self, prompt_ids) -> list[np.ndarray]:
+        """One row of token ids per sequence (prompts may differ in length)."""
+        from mpk.runtime.loader import split_rows
+
         if hasattr(prompt_ids, "detach"):
             prompt_ids = prompt_ids.detach().cpu().numpy()
-        try:
-            prompt = np.asarray(prompt_ids)
-        except ValueError:
-            prompt = None
-        if prompt is None or prompt.dtype == object:
-            raise ValueError("prompt_ids must be rectangular: every sequence of a batch has the same length")
-        if prompt.size == 0 or not np.issubdtype(prompt.dtype, np.integer) or prompt.ndim not in (1, 2):
-            raise ValueError(f"prompt_ids must be a non-empty row or [batch, n] array of int token ids, "
-                             f"got shape {list(prompt.shape)} of {prompt.dtype}")
-        prompt = np.atleast_2d(prompt).astype(np.int64)
-        if prompt.shape[0] not in (1, self.batch):
-            raise ValueError(f"prompt_ids has {prompt.shape[0]} rows; the bundle decodes {self.batch} "
+        rows = split_rows(prompt_ids)
+        if len(rows) not in (1, self.batch):
+            raise ValueError(f"prompt_ids has {len(rows)} rows; the bundle decodes {self.batch} "
                              f"sequences (give {self.batch} rows, or one for all)")
-        if not self._in_vocab(prompt):
-            raise ValueError(f"prompt_ids must be token ids in [0, {self.vocab_size})")
-        return np.broadcast_to(prompt, (self.batch, prompt.shape[1]))
+        for row in rows:
+            if row.ndim != 1 or row.size == 0 or not np.issubdtype(row.dtype, np.integer):
+                raise ValueError(f"prompt_ids must be a non-empty row, or one row per sequence, of int "
+                                 f"token ids; got a row of shape {list(row.shape)} of {row.dtype}")
+            if not self._in_vocab(row):
+                raise ValueError(f"prompt_ids must be token ids in [0, {self.vocab_size})")
+        return [row.astype(np.int64) for row in rows] * (self.batch // len(rows))
 
     def benchmark(self, launches: int = 5, position: int = 0) -> float:
         """Median seconds per decode step over `launches` launches of `steps_per_launch`

@@ -468,8 +468,38 @@ class Session:
 
 # ------------------------------------------------------------ decoding
 
+def split_rows(prompt_ids) -> list[np.ndarray]:
+    """The rows of a prompt, unchecked: of a [n] or [B, n] array, or of B sequences
+    of any lengths (anything else comes back as one row to be refused)."""
+    try:
+        array = np.asarray(prompt_ids)
+        ragged = array.dtype == object
+    except ValueError:                                   # numpy refuses ragged nesting
+        ragged = True
+    if ragged:
+        return [np.asarray(row) for row in prompt_ids]
+    return list(np.atleast_2d(array)) if array.ndim in (1, 2) and array.size else [array]
+
+
+def prompt_rows(prompt_ids, batch: int) -> list[np.ndarray]:
+    """One int64 array per sequence: `prompt_ids` is [n] or [1, n] (the same
+    prompt for every sequence), [batch, n], or `batch` sequences of any lengths."""
+    rows = split_rows(prompt_ids)
+    rows = rows * batch if len(rows) == 1 else rows
+    if len(rows) != batch or any(r.ndim != 1 or r.size < 1 or not np.issubdtype(r.dtype, np.integer)
+                                 for r in rows):
+        raise LoaderError(f"the prompt must be {batch} sequences of n >= 1 token ids (or one for all)")
+    return [r.astype(np.int64) for r in rows]
+
+
 def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -> dict[str, np.ndarray]:
-    """Feed the prompt one token per step, then decode `steps` tokens greedily.
+    """Feed each sequence's prompt one token per step, then decode `steps` tokens greedily.
+
+    Prompts may differ in length (`prompt_rows`): every sequence is at the
+    same position each step, a sequence whose prompt has ended feeds its own
+    last token, and launches run one step until the longest prompt has been
+    fed (the host chooses every sequence's token), then `steps_per_launch`
+    steps (the kernel feeds each step's tokens to the next).
 
     With `eos_token_id`, decoding stops after the launch in which every row
     has produced it; a row's tokens after its EOS read EOS, and the result
@@ -479,8 +509,10 @@ def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -
     `write`, `read` and `launch(steps)` (the CPU task interpreter's runner).
     io buffers by name: `tokens` and `positions` (written by the host before
     a launch; later steps of a launch feed themselves), `next_tokens` and
-    `logits` (one copy per step). Returns {"tokens": [steps, B],
-    "logits": [steps, B, V], "prompt_logits": [len(prompt), B, V]}.
+    `logits` (one copy per step). Returns {"tokens": [steps, B] (row i's new
+    tokens, whatever its prompt length), "logits": [steps, B, V] (the logits
+    that chose them), "prompt_logits": [n - 1, B, V] (the positions before
+    the longest prompt's last token, n its length)}.
     """
     bundle = backend.bundle
     try:
@@ -488,50 +520,57 @@ def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -
         bundle.buffer("positions")
     except ValueError as e:
         raise LoaderError(f"{e}: not a decoder bundle") from None
-    prompt = np.atleast_2d(np.asarray(prompt_ids, np.int64))
-    if prompt.shape[0] == 1:
-        prompt = np.broadcast_to(prompt, (batch, prompt.shape[1]))
-    if prompt.shape[0] != batch or prompt.shape[1] < 1:
-        raise LoaderError(f"the prompt must be [{batch}, n >= 1] token ids (or one row for all)")
+    rows = prompt_rows(prompt_ids, batch)
+    lengths = np.array([len(r) for r in rows])
+    longest = int(lengths.max())
     max_seq = int(bundle.plan.get("max_seq", 1 << 30))
-    if prompt.shape[1] + steps > max_seq:
-        raise LoaderError(f"{prompt.shape[1]} prompt + {steps} new tokens exceed the KV cache ({max_seq})")
+    if longest + steps > max_seq:
+        raise LoaderError(f"{longest} prompt + {steps} new tokens exceed the KV cache ({max_seq})")
     names = {b["name"] for b in bundle.plan["buffers"]} | {b.get("weight_name") for b in bundle.plan["buffers"]}
     outputs = [n for n in ("next_tokens", "logits") if n in names and bundle.buffer(n).get("per_step")]
     if "next_tokens" not in outputs:
         raise LoaderError("the bundle has no per-step 'next_tokens' io buffer to read generated tokens from")
+    prompt = np.zeros((batch, longest), np.int64)
+    for i, r in enumerate(rows):
+        prompt[i, :len(r)] = r
+    first = lengths - 1                  # the position whose output is a row's first new token
+    end = longest - 1 + steps            # positions 0..end-1 run
+    columns = np.arange(batch)
 
-    def run(first_token, position, n):
-        backend.write("tokens", first_token)
+    def run(tokens, position, n):
+        backend.write("tokens", tokens)
         backend.write("positions", np.full(batch, position))
         backend.launch(n)
         return {name: backend.read(name)[:n] for name in outputs}
 
-    prompt_logits = []
-    for position in range(prompt.shape[1] - 1):  # all but the last prompt token: logits only
-        step = run(prompt[:, position], position, 1)
-        if "logits" in step:
-            prompt_logits.append(step["logits"])
-    generated, logits = [], []
-    token, position, done = prompt[:, -1], prompt.shape[1] - 1, 0
-    while done < steps:
-        n = min(backend.steps_per_launch, steps - done)
-        step = run(token, position, n)
-        generated.append(step["next_tokens"])
-        if "logits" in step:
-            logits.append(step["logits"])
-        token, position, done = step["next_tokens"][-1], position + n, done + n
-        if eos_token_id is not None and (np.concatenate(generated) == eos_token_id).any(axis=0).all():
-            break
-    tokens = np.concatenate(generated)
+    per_position = {name: [] for name in outputs}
+    position, last = 0, prompt[:, 0]
+    while position < end:
+        # A launch feeds its later steps from its own outputs: right once every row generates.
+        n = 1 if position < longest - 1 else min(backend.steps_per_launch, end - position)
+        tokens = np.where(position < lengths, prompt[:, min(position, longest - 1)], last)
+        step = run(tokens, position, n)
+        for name in outputs:
+            per_position[name].append(step[name])
+        last, position = step["next_tokens"][-1], position + n
+        if eos_token_id is not None:
+            produced = np.concatenate(per_position["next_tokens"])
+            new = np.arange(position)[:, None] >= first[None, :]
+            if ((produced == eos_token_id) & new).any(axis=0).all():
+                break
+    produced = {name: np.concatenate(chunks) for name, chunks in per_position.items()}
+    ran = len(produced["next_tokens"])
+    index = first[None, :] + np.arange(steps)[:, None]    # [steps, B]: the position of row i's new token
+    tokens = produced["next_tokens"][np.minimum(index, ran - 1), columns]
     if eos_token_id is not None:
+        tokens = np.where(index < ran, tokens, eos_token_id)   # past the early stop every row has ended
         finished = np.maximum.accumulate(tokens == eos_token_id, axis=0)
         tokens = np.where(finished, eos_token_id, tokens)
         if finished[-1].all():
             tokens = tokens[:int(np.argmax(finished.all(axis=1))) + 1]
     result = {"tokens": tokens}
-    if logits:
-        result["logits"] = np.concatenate(logits)[:len(tokens)]
-        result["prompt_logits"] = (np.concatenate(prompt_logits) if prompt_logits
-                                   else np.zeros((0,) + logits[0].shape[1:], np.float32))
+    if "logits" in produced:
+        logits = produced["logits"]
+        result["logits"] = logits[np.minimum(index, ran - 1), columns][:len(tokens)]
+        result["prompt_logits"] = logits[:longest - 1]
     return result

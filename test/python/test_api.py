@@ -61,6 +61,29 @@ def test_greedy_tokens_equal_pytorch(bundle):
         assert len({tuple(row) for row in out.tokens}) > 1     # the rows really are different sequences
 
 
+def test_prompts_of_different_lengths(bundle):
+    """Each row gets its own prompt length and the same number of new tokens: every
+    row's tokens and logits are PyTorch's greedy decoding of that row alone."""
+    batch = bundle.plan["batch"]
+    if batch == 1:
+        pytest.skip("one row has one length")
+    rng = np.random.default_rng(7)
+    prompts = [rng.integers(0, preset(MODEL).vocab_size, n) for n in (1, 5, 3)[:batch]]
+    weights = random_weights(bundle.weights(), seed=13)
+    new_tokens = STEPS_PER_LAUNCH + 2
+    with mpk.load(bundle, weights, backend="interp") as session:
+        out = session.generate([p.tolist() for p in prompts], max_new_tokens=new_tokens)
+        alone = [session.generate([p.tolist()] * batch, max_new_tokens=new_tokens) for p in prompts]
+        with pytest.raises(ValueError, match="non-empty"):
+            session.generate([[1, 2], [], [3]][:batch], max_new_tokens=2)
+    assert out.tokens.shape == (batch, new_tokens)
+    assert out.prompt_logits.shape[0] == 4                      # the longest prompt's positions but its last
+    for i, (p, single) in enumerate(zip(prompts, alone)):
+        np.testing.assert_array_equal(out.tokens[i], pytorch_greedy(weights, p[None], new_tokens)[0])
+        np.testing.assert_array_equal(out.tokens[i], single.tokens[i])
+        np.testing.assert_allclose(out.logits[:, i], single.logits[:, i], rtol=1e-5, atol=1e-5)
+
+
 def test_one_prompt_row_for_every_sequence(bundle):
     with mpk.load(bundle, weights=3) as session:                # "auto": no GPU here, the interpreter
         assert session.backend == "interp"
@@ -88,7 +111,7 @@ def test_eos_stops_each_row(bundle):
 
 
 @pytest.mark.parametrize("prompt, tokens, eos, message", [
-    ([[1, 2], [3]], 4, None, "rectangular"),
+    ([[1, 2], [3]], 4, None, "has 2 rows"),
     ([], 4, None, "non-empty"),
     ([1.5, 2.0], 4, None, "int token ids"),
     ([[[1]]], 4, None, "int token ids"),
