@@ -28,11 +28,12 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 
 
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132,
-          stage_bytes: int | None = None) -> Path:
+          stage_bytes: int | None = None, rope_in_attention: bool = True) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
-    options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS)
+    options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
+                             rope_in_attention=rope_in_attention)
     if stage_bytes is not None:
         options.stage_bytes = stage_bytes
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
@@ -48,11 +49,13 @@ def main(argv=None) -> int:
     parser.add_argument("--num-sms", type=int, default=132)
     parser.add_argument("--stage-bytes", type=int, help="mpk-stage-weights{max-bytes} (0: no weight "
                         "stages, for an A/B comparison); default: the compiler's")
+    parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",
+                        help="keep rope_append a group of its own (mpk-partition{rope-in-attention=false})")
     args = parser.parse_args(argv)
     for model in args.models:
         for batch in args.batches:
             start = time.perf_counter()
-            path = build(model, batch, args.root, args.num_sms, args.stage_bytes)
+            path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

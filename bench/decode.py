@@ -392,7 +392,7 @@ def main(argv=None) -> int:
                         help="one more launch with the in-kernel profiler: per-kind task times")
     parser.add_argument("--compile-contexts", nargs="*", type=int, default=list(CONTEXTS),
                         help="contexts at which torch.compile is measured (none: skip it)")
-    parser.add_argument("--compile-budget", type=float, default=240.0,
+    parser.add_argument("--compile-budget", type=float, default=900.0,
                         help="seconds of torch.compile work across all configs; later ones skip it")
     parser.add_argument("--tag", default="", help="suffix of the result file name")
     parser.add_argument("--keep-going", action="store_true",

@@ -19,7 +19,10 @@ gate as x, `up` as their last input, and have `silu_gate`. An `mpk.tile` on
 the norm or silu_mul keeps it a group of that tile. The QK-norms (if
 any), ropes and kv_appends that feed an attention's q and caches become one
 `rope_append` group, one task per sequence and KV head (one event hop
-instead of three).
+instead of three); when the attention is split, not even that: its partial
+tasks do the rope_append themselves (`rope-in-attention`, on by default),
+each rotating its query heads and the one holding row positions[b]
+appending k and v (dialects/README.md).
 
 Values become buffers: function arguments and results are `io` (the token
 ids feeding the embedding are `tokens`, the positions `positions`; a returned
@@ -120,6 +123,7 @@ class MpkPartition(ModulePass):
     num_sms: int = 132
     arch: str = "sm_90"
     min_split_rows: int = task_kinds.MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
+    rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -247,8 +251,15 @@ class MpkPartition(ModulePass):
                       [q_out, inputs[3], inputs[4]], params=ir.DictAttr.get(m.params))
 
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
-        if kind == "attention" and op.results[0] in self.rope_append:
-            self._rope_append(op, self.rope_append[op.results[0]])
+        rope = self.rope_append.get(op.results[0]) if kind == "attention" else None
+        if rope is not None and self.rope_in_attention and self._splits(op, self._info(op, kind)) > 1:
+            # The partial tasks take q, k and v before norm and rope, and the caches.
+            q, kc, vc, _ = op.operands
+            self.buffer_of.update({q: self.buffer_of[rope.q], kc: self.buffer_of[rope.caches[0]],
+                                   vc: self.buffer_of[rope.caches[1]]})
+        elif rope is not None:
+            self._rope_append(op, rope)
+            rope = None
         operands = list(op.operands)
         fused = self.fused_x.get(operands[0]) if kind == "linear" else None
         if fused is not None:   # x = rmsnorm(x', w') or silu_mul(gate, up): the tasks compute it
@@ -289,7 +300,7 @@ class MpkPartition(ModulePass):
         tile = self._tile(op, info, operands)
         self.group_tile[outputs[0]] = (tile, domain)
         if kind == "attention" and self._splits(op, info) > 1:
-            self._split_attention(op, info, name, inputs, outputs[0], attrs)
+            self._split_attention(op, info, name, inputs, outputs[0], attrs, rope)
             return
         params = ir.DictAttr.get(attrs)
         with op.location:
@@ -306,11 +317,20 @@ class MpkPartition(ModulePass):
             return 1                          # a chosen tile asks for the one-group attention
         return KINDS["attention"].splits(info, self.target, self.min_split_rows)
 
+    def _info(self, op: ir.Operation, kind: str) -> OpInfo:
+        """The op's OpInfo as it stands in the graph (no fused operands)."""
+        result = _shape(op.results[0].type)
+        return OpInfo(kind, [_shape(v.type) for v in op.operands], [_elt_bytes(v.type) for v in op.operands],
+                      result, _elt_bytes(op.results[0].type), result,
+                      {n: python_value(op.attributes[n]) for n in op.attributes
+                       if n not in (TILE_ATTR, SPLITS_ATTR)})
+
     def _split_attention(self, op, info: OpInfo, name: str, inputs: list[str], output: str,
-                         attrs: dict) -> None:
+                         attrs: dict, rope: RopeAppendMatch | None) -> None:
         """Split-KV decode attention as two groups: `attention_partial` tasks, one per
         (sequence, KV split, KV head group), write f32 partial results that
-        `attention_combine` tasks merge per query head into the op's output."""
+        `attention_combine` tasks merge per query head into the op's output.
+        With `rope`, the partial tasks also do the attention's rope_append."""
         splits = self._splits(op, info)
         (batch, width), head_dim = info.output, info.params["head_dim"]
         heads = width // head_dim
@@ -319,6 +339,14 @@ class MpkPartition(ModulePass):
         partials = self._buffer(name + ".partials", ir.RankedTensorType.get(list(partial_shape), f32),
                                 "workspace")
         attrs = dict(attrs, splits=ir.IntegerAttr.get(ir.IntegerType.get_signless(64), splits))
+        part_inputs, part_outputs = inputs, [partials]
+        if rope is not None:
+            values = [rope.q, rope.k, rope.v, *rope.caches, op.operands[3], *rope.norms]
+            part_inputs = [self.buffer_of[v] for v in values]
+            part_outputs = [partials, *part_inputs[3:5]]
+            attrs.update(rope.params)
+            info = OpInfo(info.kind, [_shape(v.type) for v in values], [_elt_bytes(v.type) for v in values],
+                          info.output, info.output_bytes, info.domain, info.params)
         part = OpInfo("attention_partial", info.inputs, info.input_bytes, partial_shape, 4, partial_shape,
                       {n: python_value(a) for n, a in attrs.items()})
         combine = OpInfo("attention_combine", [partial_shape], [4], info.output, info.output_bytes,
@@ -326,7 +354,7 @@ class MpkPartition(ModulePass):
         with op.location:
             tile = task_kinds.choose_tile(part, self.target)
             mpk.tasks(self._unique(name + ".partial"), part.kind, task_kinds.grid_for(partial_shape, tile),
-                      tile, inputs, [partials], params=ir.DictAttr.get(attrs))
+                      tile, part_inputs, part_outputs, params=ir.DictAttr.get(attrs))
             tile = task_kinds.choose_tile(combine, self.target)
             mpk.tasks(name, combine.kind, task_kinds.grid_for(info.output, tile), tile, [partials], [output],
                       params=ir.DictAttr.get({"head_dim": attrs["head_dim"]}))

@@ -222,7 +222,7 @@ class Attention(Kind):
 
     def _group_width(self, op):
         head_dim = op.params["head_dim"]
-        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][2] // head_dim
+        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][-1] // head_dim
         return q_heads // kv_heads * head_dim
 
     def tile_unit(self, op):
@@ -272,12 +272,17 @@ def partial_width(head_dim: int) -> int:
 class AttentionPartial(Attention):
     """Split `p` of P of the cache rows 0..pos[b] of one KV head group: output
     `[B, P, Hq * (D + 4)]` f32, per query head the unnormalized output, the
-    running max (log2 domain) and the sum of exponentials (dialects/README.md)."""
+    running max (log2 domain) and the sum of exponentials (dialects/README.md).
+
+    With the param `inv_freq` the group's `rope_append` is fused in: the inputs
+    are q, k, v (before QK-norm and rope), the two caches, positions and (with
+    `eps`) the q and k norm weights, and the caches are outputs too (row
+    positions[b], written by the split that holds it)."""
     name = "attention_partial"
 
     def _group_width(self, op):
         head_dim = op.params["head_dim"]
-        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][2] // head_dim
+        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][-1] // head_dim
         return q_heads // kv_heads * partial_width(head_dim)
 
     def tile_unit(self, op):
@@ -286,29 +291,46 @@ class AttentionPartial(Attention):
     def fixed_tile(self, op):
         return (1, 1, self._group_width(op))
 
-    def reads(self, op, out):
+    def _boxes(self, op, out):
+        """q's columns of the tile's query heads, the k/v columns of its KV head
+        (of k and v, or of a cache: `shape`), the rows of its sequence."""
         lo, hi = out
         head_dim = op.params["head_dim"]
         width = partial_width(head_dim)
         heads = (lo[:, 2] // width, -(-hi[:, 2] // width))
-        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][2] // head_dim
-        ratio = q_heads // kv_heads
+        ratio = (op.inputs[0][1] // head_dim) // (op.inputs[1][-1] // head_dim)
         rows = (lo[:, 0], hi[:, 0])
         q = _cols(heads[0] * head_dim, heads[1] * head_dim, rows, op.inputs[0])
-        # All rows of the cache: the split's row range depends on pos[b] (data).
-        cache = _cols(heads[0] // ratio * head_dim, -(-heads[1] // ratio) * head_dim, rows, op.inputs[1])
+        kv_cols = (heads[0] // ratio * head_dim, -(-heads[1] // ratio) * head_dim)
+        return q, lambda shape: _cols(*kv_cols, rows, shape)
+
+    def reads(self, op, out):
+        lo, hi = out
+        q, kv = self._boxes(op, out)
         positions = (lo[:, :1].copy(), hi[:, :1].copy())
-        return [q, cache, (cache[0].copy(), cache[1].copy()), positions]
+        if "inv_freq" not in op.params:
+            # All rows of the cache: the split's row range depends on pos[b] (data).
+            return [q, kv(op.inputs[1]), kv(op.inputs[2]), positions]
+        return [q, kv(op.inputs[1]), kv(op.inputs[2]), kv(op.inputs[3]), kv(op.inputs[4]), positions] + \
+            [_full(lo.shape[0], shape) for shape in op.inputs[6:]]
+
+    def output_writes(self, op, out, shapes):
+        _, kv = self._boxes(op, out)
+        return [out] + [kv(shape) for shape in shapes[1:]]     # cache row positions[b]: data
 
     def traffic(self, op, out):
-        q, (clo, chi), _, positions = self.reads(op, out)
+        boxes = self.reads(op, out)
         splits = op.output[1]
-        chi = chi.copy()
-        chi[:, 1] = -(-op.inputs[1][1] // splits)          # one split of a full cache
-        return [q, (clo, chi), (clo.copy(), chi.copy()), positions]
+        for c in ((3, 4) if "inv_freq" in op.params else (1, 2)):
+            lo, hi = boxes[c]
+            hi = hi.copy()
+            hi[:, 1] = -(-op.inputs[c][1] // splits)          # one split of a full cache
+            boxes[c] = (lo, hi)
+        return boxes
 
     def flops(self, op, out):
-        return 4 * volume(out) * op.inputs[1][1] // op.output[1]
+        cache = op.inputs[3] if "inv_freq" in op.params else op.inputs[1]
+        return 4 * volume(out) * cache[1] // op.output[1]
 
 
 class AttentionCombine(Kind):

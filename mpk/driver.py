@@ -53,11 +53,12 @@ class Options:
     steps: int = DEFAULT_STEPS             # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
+    rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
 
 
 # The task-level stages: (name, pipeline elements). Options are filled in per compile.
 TASK_STAGES = (
-    ("tasks", ["mpk-fuse-residual", "mpk-partition{{num-sms={num_sms} arch={arch}}}",
+    ("tasks", ["mpk-fuse-residual", "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention}}}",
                "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
     ("events", ["mpk-build-events"]),
     ("scheduled", ["mpk-schedule", "mpk-plan-memory"]),

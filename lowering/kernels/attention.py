@@ -23,6 +23,22 @@ A task does flash-decoding inside the CTA (`attend`):
 * positions past the end are clamped (a valid address) and masked to -inf;
 * states merge across the position slots of a warp by shuffles, then across
   warps through shared memory, where one lane per 8 outputs finishes.
+
+With bf16 caches, D a multiple of 64 and G <= 8, the scores and the
+weighted sum can run on the tensor cores instead (`_attend_mma`): a warp
+takes 8 cache rows at a time (group param `mma_rows`: 8 or 16); S = q K^T is
+`mma.m16n8k16` with the G query heads as A's rows (zero-padded to 16) and
+the K rows as B; the fp32 C fragment of S is, as it stands, the B fragment
+of P^T, so P = exp2(S - m) is packed to bf16 in registers and O^T += V^T P^T
+(`m16n8k8`, or k16 for 16 rows) takes V^T as A, each lane packing element j
+of two V rows into one register. One max per head (4 lanes share it); each
+lane sums its own rows. The group param `mma` picks the path; by default the
+tensor cores from G = 4 query heads per KV head up: their cost does not grow
+with G, the CUDA cores' does. Measured on an H100 (bench/NOTES.md round 6):
+Llama 3.2 1B (G = 4, D = 64) about -5.4% / -9.2% per step at batch 1 / 8, Qwen3-8B
+(G = 4, D = 128) -2.5%; Qwen3-0.6B and 1.7B (G = 2) 0 to +2.4% slower, so
+they stay on the CUDA cores. 8 rows a block spill fewer registers than 16
+(at 512 threads a thread has 128).
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ from mlir.dialects import arith
 
 from . import kind, require
 from .emit import byte_width, f32, widest_vector
+from .rope_append import rope_group
 
 UNROLL = 2
 NEG = -1.0e30  # finite "minus infinity": exp2(NEG - NEG) stays 1, never NaN
@@ -46,13 +63,22 @@ def _heads(g, q, kc):
     return D, Hq // Hkv, vec
 
 
-def attend(e, g, q, kc, vc, b, kv, begin, end, finish) -> None:
-    """Online softmax of KV head `kv`'s G query heads over cache rows [begin, end)
-    of sequence b; then `finish(h, c, top, den, num)` runs in the threads
-    tid < G * D/vec, one per (query head h of the group, columns c..c+vec):
-    the output is num / den, with running max `top` (log2 domain). An empty
-    range gives top = NEG, den = 0, num = 0."""
-    D, G, vec = _heads(g, q, kc)
+def _group_of(g, q_heads):
+    """D, G and the 16-byte vector width of a view of one KV group's query heads [G * D]."""
+    D = int(g.param("head_dim"))
+    return D, q_heads.shape[0] // D, 16 // byte_width(q_heads.element)
+
+
+def attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish) -> None:
+    """Online softmax of KV head `kv`'s G query heads (the view `q_heads` [G * D]:
+    in q, or in shared memory) over cache rows [begin, end) of sequence b; then
+    `finish(h, c, top, den, num)` runs in the threads tid < G * D/vec, one per
+    (query head h of the group, columns c..c+vec): the output is num / den,
+    with running max `top` (log2 domain). An empty range gives top = NEG,
+    den = 0, num = 0."""
+    D, G, vec = _group_of(g, q_heads)
+    if _mma_fits(g, q_heads, kc, D, G):
+        return _attend_mma(e, g, q_heads, kc, vc, b, kv, begin, end, finish)
     scale = float(g.param("scale"))
     lanes = D // vec  # lanes reading one KV row
     slots = 32 // lanes  # positions a warp reads at once
@@ -70,9 +96,8 @@ def attend(e, g, q, kc, vc, b, kv, begin, end, finish) -> None:
     log2e = 1 / math.log(2)
 
     kv_col = e.add(e.mul(kv, D), col)
-    heads = [e.add(e.mul(kv, G), h) for h in range(G)]
-    qs = [arith.mulf(e.to_f32(q.load(b, e.add(e.mul(h, D), col), n=vec)),
-                     e.f32(scale * log2e, vec)) for h in heads]
+    qs = [arith.mulf(e.to_f32(q_heads.load(e.add(h * D, col), n=vec)),
+                     e.f32(scale * log2e, vec)) for h in range(G)]
 
     def round_(r, state):
         m, l, acc = state[:G], state[G:2 * G], state[2 * G:]
@@ -110,21 +135,29 @@ def attend(e, g, q, kc, vc, b, kv, begin, end, finish) -> None:
             m[h] = m_new
         mask *= 2
 
-    # Merge the warps: [warps, G] (m, l) and [warps, G, D] partial outputs.
+    def publish(ms, ls, accs):  # by the lanes of slot 0 (all slots hold the same now)
+        def lanes_of_slot_0():
+            for h in range(G):
+                accs.store(acc[h], e.warp, h, col)
+
+            def totals():
+                for h in range(G):
+                    ms.store(m[h], e.warp, h)
+                    ls.store(l[h], e.warp, h)
+            e.if_(e.eq(sub, 0), totals)
+        e.if_(e.lt(e.lane, lanes), lanes_of_slot_0)
+    _merge_warps(e, G, D, vec, publish, finish)
+
+
+def _merge_warps(e, G, D, vec, publish, finish) -> None:
+    """Merge the warps' states: `publish(ms, ls, accs)` writes each warp's running
+    max and sum [warps, G] and unnormalized output [warps, G, D] to shared memory;
+    then `finish` runs per (query head, `vec` columns) on the merged state."""
+    lanes = D // vec
     ms = e.shared(f32(), [e.warps, G])
     ls = e.shared(f32(), [e.warps, G], 4 * e.warps * G)
     accs = e.shared(f32(), [e.warps, G, D], 8 * e.warps * G)
-
-    def publish():  # by the lanes of slot 0 (all slots hold the same now)
-        for h in range(G):
-            accs.store(acc[h], e.warp, h, col)
-
-        def totals():
-            for h in range(G):
-                ms.store(m[h], e.warp, h)
-                ls.store(l[h], e.warp, h)
-        e.if_(e.eq(sub, 0), totals)
-    e.if_(e.lt(e.lane, lanes), publish)
+    publish(ms, ls, accs)
     e.barrier()
 
     def merge():
@@ -142,6 +175,138 @@ def attend(e, g, q, kc, vc, b, kv, begin, end, finish) -> None:
     e.barrier()  # the scratch is reused by the next KV head
 
 
+def _q_offset(e, G, D) -> int:
+    """Where a KV group's query heads go in shared memory: after `_merge_warps`' scratch."""
+    return -(-e.warps * G * (D + 2) * 4 // 16) * 16
+
+
+def _in_shared(view) -> bool:
+    return "ptr<3>" in str(view.base.type)
+
+
+def _mma_fits(g, q_heads, kc, D, G) -> bool:
+    """The tensor-core path: by the group param `mma` (1 or 0), else from G = 4 query
+    heads per KV head up. Its cost does not depend on G (the heads are padded to 16
+    rows) while the CUDA cores' grows with it; measured (bench/NOTES.md round 6),
+    the tensor cores won at G = 4 (Llama 3.2 1B, Qwen3-8B) and lost at G = 2."""
+    shape_fits = all(str(t.element) == "bf16" for t in (q_heads, kc)) and D % 64 == 0 and G <= 8
+    return shape_fits and bool(int(g.param("mma", G >= 4)))
+
+
+def _attend_mma(e, g, q_heads, kc, vc, b, kv, begin, end, finish) -> None:
+    """`attend` on the tensor cores (module docstring): blocks of 16 cache rows per warp.
+
+    Fragments of `mma.m16n8k16` (PTX ISA): lane (quad, t) = (lane / 4, lane % 4)
+    holds A[quad | quad+8][2t, 2t+1 | 2t+8, 2t+9], B[2t, 2t+1 | 2t+8, 2t+9][quad]
+    and C[quad | quad+8][2t, 2t+1]."""
+    D, G, vec = _group_of(g, q_heads)
+    scale = float(g.param("scale")) / math.log(2)
+    runs = D // 32                       # 16-byte runs of a K row per lane (4 lanes per row)
+    quad, t = e.div(e.lane, 4), e.rem(e.lane, 4)
+    k_row, v_row = kc.row(b), vc.row(b)  # [S, Hkv*D]
+    kv_col = e.mul(kv, D)
+    zero = e.int(0)
+    last = e.sub(end, 1)
+    if not _in_shared(q_heads):
+        need = _q_offset(e, G, D) + G * D * byte_width(q_heads.element)
+        require(need <= e.smem_bytes, f"needs {need} bytes of shared memory")
+        staged = e.shared(q_heads.element, q_heads.shape, _q_offset(e, G, D))
+        e.copy(q_heads, staged)
+        e.barrier()
+        q_heads = staged
+    # S = q K^T: q as A (row quad: query head quad; rows 8..15 zero), 8 K rows as B.
+    # Any order of d serves a dot product as long as q and K agree (linear's
+    # tensor-core trick): lane t takes d in [8 runs t, 8 runs (t + 1)).
+    d_k = [e.add(e.mul(t, 8 * runs), 8 * r) for r in range(runs)]
+    head = e.mul(e.min(quad, G - 1), D)  # heads >= G compute garbage, never stored
+
+    def scores(q_words, k_words):
+        """S[head quad][rows 2t, 2t+1 of the 8 whose K rows lanes quad loaded]."""
+        acc = [e.f32(0.0)] * 4
+        for qw, kw in zip(q_words, k_words):
+            acc = e.mma_bf16(acc, [qw[0], zero, qw[1], zero], kw[:2])
+            acc = e.mma_bf16(acc, [qw[2], zero, qw[3], zero], kw[2:])
+        return acc[:2]
+
+    # O^T += V^T P^T: V^T as A (16 dims by 16 rows), P^T as B (16 rows by 8 heads),
+    # which is S's C fragment as it stands. Lane quad loads 16 bytes of each of its V
+    # rows (2t, 2t+1, 2t+8, 2t+9) at dims 64 r + 8 quad: its dims u = 0 .. D/8 - 1.
+    # mma i takes dim u = i as A's row quad and u = i + D/16 as row quad + 8.
+    d_v = [e.add(kv_col, e.add(64 * r, e.mul(quad, 8))) for r in range(D // 64)]
+    mmas = D // 16
+    mask16, high16 = e.int(0xFFFF), e.int(-65536)
+
+    def pair(lo_words, hi_words, u):
+        """Dim u of two V rows (lists of their runs' words), packed (lo, hi) in one register."""
+        lo, hi = lo_words[u // 8][u % 8 // 2], hi_words[u // 8][u % 8 // 2]
+        if u % 2 == 0:
+            return arith.ori(arith.andi(lo, mask16), arith.shli(hi, e.int(16)))
+        return arith.ori(arith.shrui(lo, e.int(16)), arith.andi(hi, high16))
+
+    R = int(g.param("mma_rows", 8))      # cache rows per block: 8 (k8 mma) or 16 (k16)
+    require(R in (8, 16), f"mma_rows must be 8 or 16, not {R}")
+    stride = R * e.warps
+    iters = e.div(e.add(e.sub(end, begin), stride - 1), stride)
+    first = e.add(begin, e.mul(e.warp, R))
+    heads_of_c = [e.mul(e.add(e.mul(t, 2), c), 4) for c in range(2)]   # lane holding head 2t + c
+
+    def block(i, state):
+        m, l, acc = state[0], state[1], state[2:]
+        base = e.add(first, e.mul(i, stride))
+        k_words = [[e.words(k_row, e.min(e.add(base, e.add(half, quad)), last), e.add(kv_col, c))
+                    for c in d_k] for half in range(0, R, 8)]
+        rows = [e.add(base, e.add(e.mul(t, 2), r)) for r in (0, 1, 8, 9)[:R // 4]]
+        v_words = [[e.words(v_row, e.min(r, last), c) for c in d_v] for r in rows]
+        # q from shared memory in the loop (volatile: not hoisted), not held in
+        # registers across it, where with the loads in flight it would spill.
+        q_words = [e.words(q_heads, e.add(head, c), volatile=True) for c in d_k]
+        s = [x for words in k_words for x in scores(q_words, words)]
+        s = [e.select(e.lt(r, end), arith.mulf(x, e.f32(scale)), e.f32(float("-inf")))
+             for x, r in zip(s, rows)]
+        top = s[0]
+        for x in s[1:]:
+            top = e.maxf(top, x)
+        for mask in (1, 2):                  # over the 4 lanes of a head: R rows
+            top = e.maxf(top, e.shuffle_xor(top, mask))
+        m_new = e.maxf(m, top)
+        corr = e.exp2(arith.subf(m, m_new))
+        p = [e.exp2(arith.subf(x, m_new)) for x in s]
+        total = p[0]
+        for x in p[1:]:
+            total = arith.addf(total, x)
+        l = e.fma(l, corr, total)
+        p_t = [e.pack_bf16(p[j], p[j + 1]) for j in range(0, len(p), 2)]
+        corr_c = [e.shuffle_idx(corr, lane) for lane in heads_of_c]     # of C's columns
+        out = []
+        for i in range(mmas):
+            a = [pair(v_words[j], v_words[j + 1], u) for j in range(0, len(rows), 2) for u in (i, i + mmas)]
+            c = [arith.mulf(acc[4 * i + k], corr_c[k % 2]) for k in range(4)]
+            out += e.mma_bf16(c, a, p_t, k=R)
+        return [m_new, l] + out
+
+    state = e.loop(0, iters, 1, [e.f32(NEG), e.f32(0.0)] + [e.f32(0.0)] * (4 * mmas), block)
+    m, l, acc = state[0], state[1], state[2:]
+    for mask in (1, 2):                      # each lane summed its own rows of the head
+        l = arith.addf(l, e.shuffle_xor(l, mask))
+
+    def publish(ms, ls, accs):
+        # acc[4 i + k]: dim u = i (k < 2) or i + D/16 (k >= 2) of head 2t + k % 2.
+        for c in range(2):
+            def column(c=c):
+                h = e.add(e.mul(t, 2), c)
+                for r in range(D // 64):
+                    us = range(8 * r, 8 * r + 8)
+                    dims = e.from_elements([acc[4 * (u % mmas) + 2 * (u // mmas) + c] for u in us])
+                    accs.store(dims, e.warp, h, e.add(64 * r, e.mul(quad, 8)))
+            e.if_(e.lt(e.add(e.mul(t, 2), c), G), column)
+
+        def totals():
+            ms.store(m, e.warp, quad)
+            ls.store(l, e.warp, quad)
+        e.if_(arith.andi(e.eq(t, 0), e.lt(quad, G)), totals)
+    _merge_warps(e, G, D, vec, publish, finish)
+
+
 @kind("attention")
 def attention(e, g, task, buffers):
     q, kc, vc, positions, out = buffers
@@ -157,12 +322,17 @@ def attention(e, g, task, buffers):
         def finish(h, c, top, den, num, kv=kv):
             o = arith.divf(num, e.splat(den, vec))
             out.store(e.to(out.element, o), b, e.add(e.mul(e.add(e.mul(kv, G), h), D), c))
-        attend(e, g, q, kc, vc, b, kv, 0, length, finish)
+        attend(e, g, q.at(b, e.mul(kv, G * D), shape=[G * D]), kc, vc, b, kv, 0, length, finish)
 
 
 @kind("attention_partial")
 def attention_partial(e, g, task, buffers):
-    q, kc, vc, positions, partials = buffers
+    rope = "inv_freq" in g.params   # QK-norm, rope and the KV append fused in (mpk-partition)
+    if rope:
+        q, k, v, kc, vc, positions, *rest = buffers
+        norms, partials = rest[:-3], rest[-3]
+    else:
+        q, kc, vc, positions, partials = buffers
     D, G, vec = _heads(g, q, kc)
     width, splits = partials.shape[2] // (q.shape[1] // D), int(g.param("splits"))
     require(tuple(g.tile[:2]) == (1, 1) and g.tile[2] == G * width and partials.shape[1] == splits,
@@ -173,6 +343,19 @@ def attention_partial(e, g, task, buffers):
     begin = e.min(e.mul(p, chunk), length)
     end = e.min(e.add(begin, chunk), length)
     row = partials.row(b, p)
+    q_heads = q.at(b, e.mul(kv, G * D), shape=[G * D])
+    if rope:
+        # Every split normalizes and rotates its G query heads into shared memory
+        # (after attend's scratch); the split holding row positions[b] also appends
+        # k and v there, before its own warps read that row.
+        offset = _q_offset(e, G, D)
+        require(offset + G * D * byte_width(q.element) <= e.smem_bytes,
+                f"the fused rope needs {G * D * byte_width(q.element)} more bytes of shared memory")
+        q_heads = e.shared(q.element, [G * D], offset)
+        owner = arith.andi(e.lt(begin, length), e.lt(e.sub(length, 1), end))   # begin <= pos < end
+        rope_group(e, g, b, kv, (q, k, v, positions, norms, kc, vc),
+                   lambda i: q_heads.at(e.mul(i, D), shape=[D]), append=owner)
+        e.barrier()
 
     def finish(h, c, top, den, num):
         base = e.mul(e.add(e.mul(kv, G), h), width)
@@ -184,7 +367,7 @@ def attention_partial(e, g, task, buffers):
             for pad in range(D + 2, width):          # every element of the tile is written
                 row.store(e.f32(0.0), e.add(base, pad))
         e.if_(e.eq(c, 0), totals)
-    attend(e, g, q, kc, vc, b, kv, begin, end, finish)
+    attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish)
 
 
 @kind("attention_combine")

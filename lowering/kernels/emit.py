@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from mlir import ir
-from mlir.dialects import arith, gpu, llvm, scf, vector
+from mlir.dialects import arith, gpu, llvm, nvvm, scf, vector
 
 # The `rawConstantIndices` entry that marks a dynamic GEP index.
 _DYNAMIC = -2147483648
@@ -410,10 +410,39 @@ class Emitter:
                 scf.YieldOp(list(otherwise()))
         return list(op.results)
 
+    # ---------------------------------------------------------- tensor cores
+    def words(self, view: View, *index, volatile: bool = False) -> list[ir.Value]:
+        """8 bf16 at `index`, loaded as the four 32-bit registers of mma fragments
+        (`volatile`: loaded where written, not hoisted out of a loop)."""
+        t = ir.VectorType.get([4], i32())
+        v = llvm.LoadOp(t, view.address(*index), alignment=16, volatile_=volatile or None,
+                        invariant=view.readonly or None).result
+        return [vector.extract(v, [], [k]) for k in range(4)]
+
+    def pack_bf16(self, lo: ir.Value, hi: ir.Value) -> ir.Value:
+        """Two fp32 values rounded to bf16, as one 32-bit fragment register (lo first)."""
+        pair = self.to(ir.BF16Type.get(), self.from_elements([lo, hi]))
+        return vector.extract(vector.bitcast(ir.VectorType.get([1], i32()), pair), [], [0])
+
+    def mma_bf16(self, acc: Values, a: Values, b: Values, k: int = 16) -> Values:
+        """acc += A (16 x k bf16, row) @ B (k x 8 bf16, col), fp32 accumulators
+        (`mma.sync.m16n8k16` or `m16n8k8`; fragments as the PTX ISA lays them out)."""
+        attr = ir.Attribute.parse
+        struct = ir.Type.parse("!llvm.struct<(f32, f32, f32, f32)>")
+        d = nvvm.MmaOp(struct, attr(f"#nvvm.shape<m = 16, n = 8, k = {k}>"), attr("#nvvm.mma_layout<row>"),
+                       attr("#nvvm.mma_layout<col>"), a, b, acc,
+                       multiplicandAPtxType=attr("#nvvm.mma_type<bf16>"),
+                       multiplicandBPtxType=attr("#nvvm.mma_type<bf16>")).result
+        return [llvm.extractvalue(f32(), d, [k]) for k in range(4)]
+
     # ----------------------------------------------------------- reductions
     def shuffle_xor(self, v: ir.Value, mask: int, width: int = 32) -> ir.Value:
         return gpu.ShuffleOp(v, self.int(mask), self.int(width),
                              gpu.ShuffleMode.XOR).results[0]
+
+    def shuffle_idx(self, v: ir.Value, lane) -> ir.Value:
+        """`v` of lane `lane` of the warp."""
+        return gpu.ShuffleOp(v, self.int(lane), self.int(32), gpu.ShuffleMode.IDX).results[0]
 
     def warp_reduce(self, vs: Values, combine: Callable[[Values, Values], Values],
                     lanes: int = 32) -> Values:

@@ -44,14 +44,13 @@ in shared memory when the task starts (the runtime copied them there, rows
 
 from __future__ import annotations
 
-from mlir import ir
-from mlir.dialects import arith, llvm, nvvm, vector
+from mlir.dialects import arith
 
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED, row_pitch
 from mpk.lowering.task_kinds import linear_roles
 
 from . import kind, require
-from .emit import View, byte_width, f32, i32, widest_vector
+from .emit import View, byte_width, f32, widest_vector
 
 UNROLL = 8  # 16-byte weight loads in flight per lane
 MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-core path
@@ -207,11 +206,6 @@ def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
     xr = xs.row(e.min(quad, B - 1))                # the batch row this lane feeds
     last = e.sub(rows, 1)
 
-    def words(view, *index):
-        """8 bf16 at `index`, loaded as the four 32-bit registers of mma fragments."""
-        v = e.load(view.address(*index), i32(), 4, invariant=view.readonly)
-        return [vector.extract(v, [], [k]) for k in range(4)]
-
     def unit(u):
         block, part = e.rem(u, blocks), e.div(u, blocks)
         lo = e.add(e.mul(block, 16), quad)
@@ -219,12 +213,12 @@ def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
 
         def step(s, acc):
             k = [e.add(e.mul(s, kstep), e.add(e.mul(t, 8 * runs), 8 * r)) for r in range(runs)]
-            a_lo = [words(w_lo, c) for c in k]   # all weight loads in flight first
-            a_hi = [words(w_hi, c) for c in k]
-            b = [words(xr, c) for c in k]
+            a_lo = [e.words(w_lo, c) for c in k]   # all weight loads in flight first
+            a_hi = [e.words(w_hi, c) for c in k]
+            b = [e.words(xr, c) for c in k]
             for lo_w, hi_w, x_w in zip(a_lo, a_hi, b):
-                acc = _mma(acc, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]], x_w[:2])
-                acc = _mma(acc, [lo_w[2], hi_w[2], lo_w[3], hi_w[3]], x_w[2:])
+                acc = e.mma_bf16(acc, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]], x_w[:2])
+                acc = e.mma_bf16(acc, [lo_w[2], hi_w[2], lo_w[3], hi_w[3]], x_w[2:])
             return acc
         acc = e.loop(part, steps, slices, [e.f32(0.0)] * 4, step)
         if sums is None:
@@ -244,17 +238,6 @@ def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
                 acc = [arith.addf(a, sums.load(part, block, e.lane, k)) for k, a in enumerate(acc)]
             _store(e, y, residual, B, n0, rows, block, quad, t, acc)
         e.if_(e.lt(e.tid, blocks * 32), reduce)
-
-
-def _mma(acc, a, b):
-    """acc += A (16 x 16 bf16, row) @ B (16 x 8 bf16, col), fp32 accumulators."""
-    attr = ir.Attribute.parse
-    struct = ir.Type.parse("!llvm.struct<(f32, f32, f32, f32)>")
-    d = nvvm.MmaOp(struct, attr("#nvvm.shape<m = 16, n = 8, k = 16>"), attr("#nvvm.mma_layout<row>"),
-                   attr("#nvvm.mma_layout<col>"), a, b, acc,
-                   multiplicandAPtxType=attr("#nvvm.mma_type<bf16>"),
-                   multiplicandBPtxType=attr("#nvvm.mma_type<bf16>")).result
-    return [llvm.extractvalue(f32(), d, [k]) for k in range(4)]
 
 
 def _store(e, y, residual, B, n0, rows, block, quad, t, acc):

@@ -8,6 +8,8 @@ of both halves of the head in registers through the norm's warp reduction
 and the rotation, so every element is read once and written once. The
 norm's result is rounded to the storage type before the rotation, as the
 unfused rmsnorm stores it; the rotation is `rope`'s (kernels/rope.py).
+`rope_group` is the task body, shared with an `attention_partial` that has
+the rope_append fused in (its q heads go to shared memory instead).
 """
 
 from __future__ import annotations
@@ -21,11 +23,23 @@ from .emit import byte_width, widest_vector
 @kind("rope_append")
 def rope_append(e, g, task, buffers):
     q, k, v, _, _, positions, *norms, q_out, k_cache, v_cache = buffers
+    ratio, D = q.shape[1] // k.shape[1], int(g.param("head_dim"))
+    require(g.tile == (1, ratio * D), f"rope_append tiles are one KV head group, {(1, ratio * D)}")
+    b, h = e.unravel(task, g.grid)
+    rope_group(e, g, b, h, (q, k, v, positions, norms, k_cache, v_cache),
+               lambda i: q_out.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]))
+
+
+def rope_group(e, g, b, h, buffers, q_dst, append=None) -> None:
+    """QK-norm, rope and KV append of KV head h of sequence b: query head i of the
+    group into the view `q_dst(i)` [D], k and v into the caches' row positions[b]
+    (when the i1 `append` holds, if given). `buffers`: q, k, v, positions, the
+    norm weights (a list, empty without QK-norm), k_cache, v_cache."""
+    q, k, v, positions, norms, k_cache, v_cache = buffers
     freqs = [float(f) for f in g.param("inv_freq")]
     half, D = len(freqs), int(g.param("head_dim"))
     require(D == 2 * half, f"head_dim {D} is not 2 * len(inv_freq) = {2 * half}")
     ratio = q.shape[1] // k.shape[1]
-    require(g.tile == (1, ratio * D), f"rope_append tiles are one KV head group, {(1, ratio * D)}")
     eps = float(g.param("eps")) if norms else None
     # Vectors of each half of a head, about one per lane.
     vec = next(n for n in (8, 4, 2, 1) if half % n == 0 and (n == 1 or half // n >= 32)
@@ -34,7 +48,6 @@ def rope_append(e, g, task, buffers):
     slots = -(-items // 32)
     table = e.constant_table("inv_freq", freqs)
 
-    b, h = e.unravel(task, g.grid)
     pos = e.as_i32(positions.load(b))
     pos_f = e.splat(e.to_f32(pos), vec)
 
@@ -69,14 +82,16 @@ def rope_append(e, g, task, buffers):
     k_col = e.mul(h, D)
 
     def query(i):
-        col = e.mul(e.add(e.mul(h, ratio), i), D)
-        head(q.at(b, col, shape=[D]), q_out.at(b, col, shape=[D]), q_norm)
+        head(q.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]), q_dst(i), q_norm)
     e.strided(e.warp, ratio, e.warps, query)
-    e.if_(e.eq(e.warp, ratio % e.warps),
-          lambda: head(k.at(b, k_col, shape=[D]), k_cache.at(b, pos, k_col, shape=[D]), k_norm))
+
+    def key():
+        head(k.at(b, k_col, shape=[D]), k_cache.at(b, pos, k_col, shape=[D]), k_norm)
 
     def copy_v():
         n = widest_vector(D, element_bytes=byte_width(v.element))
         src, dst = v.at(b, k_col, shape=[D]), v_cache.at(b, pos, k_col, shape=[D])
         e.strided(e.lane, D // n, 32, lambda c: dst.store(src.load(e.mul(c, n), n=n), e.mul(c, n)))
-    e.if_(e.eq(e.warp, (ratio + 1) % e.warps), copy_v)
+    for w, body in ((ratio % e.warps, key), ((ratio + 1) % e.warps, copy_v)):
+        cond = e.eq(e.warp, w)
+        e.if_(cond if append is None else arith.andi(cond, append), body)

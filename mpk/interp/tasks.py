@@ -207,6 +207,8 @@ class _Interpreter:
         reads = [_box(lo[t], hi[t]) for lo, hi in self.boxes[gi][2]]
         rows = slice(int(out_lo[0]), int(out_hi[0]))
         kind = g.kind
+        if kind == "attention_partial" and "inv_freq" in g.params:
+            return self._rope_attention_partial(gi, t, step, reads, rows, int(out_lo[1]), _box(out_lo, out_hi))
         reads_cache_rows = kind in ("attention", "attention_partial")
         if reads_cache_rows:                         # exact rows: 0..pos[b] of the tile's KV heads
             positions = self._read(gi, t, step, 3, reads[3])
@@ -286,6 +288,37 @@ class _Interpreter:
             raise TaskInterpreterError(f"no interpreter for task kind '{kind}'")
         values = self._write(gi, t, step, g.outputs[0], out_box)
         values[out_box] = result
+
+    def _rope_attention_partial(self, gi, t, step, reads, rows, split, out_box) -> None:
+        """An attention_partial with its rope_append fused in (task_kinds.AttentionPartial):
+        the task of the split holding row positions[b] appends that row first; every
+        task reads exactly its split's rows, which must be written by then."""
+        g, p = self.groups[gi], self.groups[gi].params
+        q, k, v, _, _, positions, *norms = [self._read(gi, t, step, ii, reads[ii]) for ii in range(len(g.inputs))]
+        heads = [q[reads[0]], k[reads[1]]]
+        if norms:
+            heads = [ops.rmsnorm(x, w, p["eps"]) for x, w in zip(heads, norms)]
+        inv_freq = np.asarray(p["inv_freq"], np.float32)
+        q_rot, k_rot = (ops.rope(x, positions[rows], inv_freq) for x in heads)
+        cols = reads[3][2]
+        caches = []
+        for c, new in ((3, k_rot), (4, v[reads[2]])):
+            values, versions, _ = self.memory.views(g.inputs[c], step)
+            for b in range(rows.start, rows.stop):
+                pos = int(positions[b])
+                lo, hi = ops.split_rows(pos + 1, split, p["splits"])
+                if lo <= pos < hi:
+                    row = (b, pos, cols)
+                    self._write(gi, t, step, g.outputs[c - 2], row)[row] = new[b - rows.start]
+                if (versions[b, lo:hi, cols] == UNWRITTEN).any():
+                    raise TaskInterpreterError(
+                        f"task {self._task_name(gi, t, step)} reads '@{g.inputs[c]}' rows {lo}..{hi - 1} of "
+                        f"sequence {b} before they are written, and no event orders them")
+            caches.append(values[reads[c]])
+        result = ops.attention_partial(q_rot, *caches, positions[rows], p["head_dim"], p["scale"],
+                                       split, p["splits"])
+        values = self._write(gi, t, step, g.outputs[0], out_box)
+        values[out_box] = result.reshape(rows.stop - rows.start, 1, -1)
 
     def run(self, queues: list[np.ndarray] | None) -> None:
         graph = self.graph

@@ -59,18 +59,58 @@
 "mpk.buffer"() {sym_name = "kc", type = tensor<1x1024x1024xbf16>, space = "state", name = "k_cache"} : () -> ()
 "mpk.buffer"() {sym_name = "vc", type = tensor<1x1024x1024xbf16>, space = "state", name = "v_cache"} : () -> ()
 "mpk.buffer"() {sym_name = "o", type = tensor<1x2048xbf16>, space = "workspace", offset = 4096 : i64} : () -> ()
-"mpk.tasks"() {sym_name = "attn", kind = "attention", grid = array<i64: 1, 8>, tile = array<i64: 1, 256>, inputs = [@q, @kc, @vc, @positions], outputs = [@o], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32}} : () -> ()
+"mpk.tasks"() {sym_name = "attn", kind = "attention", grid = array<i64: 1, 8>, tile = array<i64: 1, 256>, inputs = [@q, @kc, @vc, @positions], outputs = [@o], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32, mma = 1 : i64}} : () -> ()
+"mpk.tasks"() {sym_name = "attn_simt", kind = "attention", grid = array<i64: 1, 8>, tile = array<i64: 1, 256>, inputs = [@q, @kc, @vc, @positions], outputs = [@o], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32}} : () -> ()
 // GQA (2 query heads per KV head): an online softmax over the cache rows
 // (cache loads are coherent: kv_append writes them during the launch), then
-// a merge across the warp's slots and across warps.
+// a merge across warps. On the tensor cores (`mma` = 1; the default from 4
+// query heads per KV head up): per 8 rows, S = q K^T and O^T += V^T P^T as
+// mma.sync, P packed to bf16 in registers.
 // CHECK-LABEL: func.func @mpk_attention_0
 // CHECK: scf.for {{.*}} iter_args
 // CHECK-NOT: invariant
+// CHECK: llvm.load {{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<4xi32>
+// CHECK: nvvm.mma.sync
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"
+// CHECK: arith.truncf {{.*}} : vector<2xf32> to vector<2xbf16>
+// CHECK: nvvm.mma.sync
+// CHECK: scf.yield
+// CHECK: gpu.barrier
+// On the CUDA cores (the default at 2 query heads per KV head): shuffle reductions per row, then
+// across the slots of a warp.
+// CHECK-LABEL: func.func @mpk_attention_1
+// CHECK: scf.for {{.*}} iter_args
+// CHECK-NOT: nvvm.mma.sync
 // CHECK: llvm.load {{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"
 // CHECK: scf.yield
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.barrier
+
+// -----
+
+"mpk.kernel"() {sym_name = "decode", num_sms = 132 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "positions", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "q", type = tensor<1x2048xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "k", type = tensor<1x1024xbf16>, space = "workspace", offset = 4096 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "v", type = tensor<1x1024xbf16>, space = "workspace", offset = 6144 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "kc", type = tensor<1x1024x1024xbf16>, space = "state", name = "k_cache"} : () -> ()
+"mpk.buffer"() {sym_name = "vc", type = tensor<1x1024x1024xbf16>, space = "state", name = "v_cache"} : () -> ()
+"mpk.buffer"() {sym_name = "parts", type = tensor<1x4x2112xf32>, space = "workspace", offset = 8192 : i64} : () -> ()
+"mpk.tasks"() {sym_name = "attn.partial", kind = "attention_partial", grid = array<i64: 1, 4, 8>, tile = array<i64: 1, 1, 264>, inputs = [@q, @k, @v, @kc, @vc, @positions], outputs = [@parts, @kc, @vc], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32, splits = 4 : i64, inv_freq = array<f32: 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125>}} : () -> ()
+// The rope_append fused in: every split rotates its query heads into shared
+// memory; only the split that holds row positions[b] stores k and v there
+// (a store under the warp test and the owner test), then a barrier before the
+// cache rows are read.
+// CHECK-LABEL: func.func @mpk_attention_partial_0
+// CHECK: %[[OWNER:.*]] = arith.andi %{{.*}}, %{{.*}} : i1
+// CHECK: llvm.call_intrinsic "llvm.nvvm.sin.approx.f"
+// CHECK: llvm.store {{.*}} : vector<2xbf16>, !llvm.ptr<3>
+// CHECK: arith.andi %{{.*}}, %[[OWNER]] : i1
+// CHECK: llvm.store {{.*}} : vector<2xbf16>, !llvm.ptr<1>
+// CHECK: gpu.barrier
+// CHECK: llvm.load {{.*}} : !llvm.ptr<3> -> vector<8xbf16>
+// CHECK: scf.for
 
 // -----
 

@@ -144,6 +144,43 @@ def cases() -> list[Case]:
               ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
              [("partials", (1, 5, 32 * 68), "f32", "workspace")],
              {"head_dim": 64, "scale": 64 ** -0.5, "splits": 5}),
+        # With the rope_append fused in (mpk-partition{rope-in-attention}): q, k, v before
+        # QK-norm and rope; the split holding row pos appends it to the caches.
+        Case("attention_partial_rope", "attention_partial", (B, 4, 8), (1, 1, 2 * 132),
+             [("q", (B, 2048), bf, "workspace"), ("k", (B, 1024), bf, "workspace"),
+              ("v", (B, 1024), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io"),
+              ("qw", (128,), bf, "weight"), ("kw", (128,), bf, "weight")],
+             [("partials", (B, 4, 16 * 132), "f32", "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state")],
+             {"head_dim": 128, "scale": 128 ** -0.5, "splits": 4, "inv_freq": _theta_freqs(128), "eps": 1e-6}),
+        Case("attention_partial_rope_g4_d64", "attention_partial", (1, 5, 8), (1, 1, 4 * 68),
+             [("q", (1, 2048), bf, "workspace"), ("k", (1, 512), bf, "workspace"),
+              ("v", (1, 512), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("partials", (1, 5, 32 * 68), "f32", "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state")],
+             {"head_dim": 64, "scale": 64 ** -0.5, "splits": 5, "inv_freq": _theta_freqs(64)}),
+        # The other paths (`mma`, `mma_rows`): by default G = 4 takes the tensor cores
+        # (blocks of 8 rows), G = 2 the CUDA cores.
+        Case("attention_partial_mma", "attention_partial", (B, 4, 8), (1, 1, 2 * 132),
+             [("q", (B, 2048), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io")],
+             [("partials", (B, 4, 16 * 132), "f32", "workspace")],
+             {"head_dim": 128, "scale": 128 ** -0.5, "splits": 4, "mma": 1}),
+        Case("attention_partial_mma16", "attention_partial", (B, 4, 8), (1, 1, 2 * 132),
+             [("q", (B, 2048), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io")],
+             [("partials", (B, 4, 16 * 132), "f32", "workspace")],
+             {"head_dim": 128, "scale": 128 ** -0.5, "splits": 4, "mma": 1, "mma_rows": 16}),
+        Case("attention_g4_d64_mma16", "attention", (1, 4), (1, 512),
+             [("q", (1, 2048), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("o", (1, 2048), bf, "workspace")], {"head_dim": 64, "scale": 64 ** -0.5, "mma_rows": 16}),
+        Case("attention_g4_d64_simt", "attention", (1, 4), (1, 512),
+             [("q", (1, 2048), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("o", (1, 2048), bf, "workspace")], {"head_dim": 64, "scale": 64 ** -0.5, "mma": 0}),
         Case("attention_combine", "attention_combine", (B, 8), (1, 256),
              [("partials", (B, 4, 16 * 132), "f32", "workspace")],
              [("o", (B, 2048), bf, "workspace")], {"head_dim": 128}),
@@ -261,6 +298,28 @@ def cases() -> list[Case]:
                          ("vc", (b, 4096, 1024), bf, "state"), ("pos", (b,), i32, "io")],
                         [("partials", (b, splits, 32 * 132), "f32", "workspace")],
                         {"head_dim": 128, "scale": 128 ** -0.5, "splits": splits}, bench=True))
+        out.append(dataclasses.replace(out[-1], name=f"bench_attention_partial_b{b}_simt",
+                                       params={**out[-1].params, "mma": 0}))
+    # Qwen3-0.6B's split attention at ctx 1024 (16 query heads over 8 KV heads).
+    for b, splits in ((1, 8), (8, 2)):
+        for mma, rows in ((1, 16), (1, 8), (0, 16)):
+            out.append(Case(f"bench_attention_partial_0.6b_b{b}" + (f"_mma{rows}" if mma else ""),
+                            "attention_partial", (b, splits, 8), (1, 1, 2 * 132),
+                            [("q", (b, 2048), bf, "workspace"), ("kc", (b, 1024, 1024), bf, "state"),
+                             ("vc", (b, 1024, 1024), bf, "state"), ("pos", (b,), i32, "io")],
+                            [("partials", (b, splits, 16 * 132), "f32", "workspace")],
+                            {"head_dim": 128, "scale": 128 ** -0.5, "splits": splits, "mma": mma,
+                             "mma_rows": rows},
+                            bench=True))
+    # Llama 3.2 1B's (32 query heads of 64 over 8 KV heads) at batch 8, ctx 1024.
+    for mma, rows in ((1, 16), (1, 8), (0, 16)):
+        out.append(Case(f"bench_attention_partial_1b_b8" + (f"_mma{rows}" if mma else ""),
+                        "attention_partial", (8, 2, 8), (1, 1, 4 * 68),
+                        [("q", (8, 2048), bf, "workspace"), ("kc", (8, 1024, 512), bf, "state"),
+                         ("vc", (8, 1024, 512), bf, "state"), ("pos", (8,), i32, "io")],
+                        [("partials", (8, 2, 32 * 68), "f32", "workspace")],
+                        {"head_dim": 64, "scale": 64 ** -0.5, "splits": 2, "mma": mma, "mma_rows": rows},
+                        bench=True))
     return out
 
 

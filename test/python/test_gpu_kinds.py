@@ -128,8 +128,15 @@ def ref_attention(p, q, kc, vc, pos):
     return [torch.stack(out)]
 
 
-def ref_attention_partial(p, q, kc, vc, pos):
-    """Split `s` of the rows 0..pos[b]: (acc, max, sum) in the log2 domain, D + 4 floats per head."""
+def ref_attention_partial(p, q, *rest):
+    """Split `s` of the rows 0..pos[b]: (acc, max, sum) in the log2 domain, D + 4 floats per head.
+    With `inv_freq`, q and k come before QK-norm and rope (`rope_append`, then the caches are
+    outputs too)."""
+    if "inv_freq" in p:
+        k, v, kc, vc, pos, *norms = rest
+        q, kc, vc = (t.to(k.dtype) for t in ref_rope_append(p, q, k, v, kc, vc, pos, *norms))
+        return ref_attention_partial({n: x for n, x in p.items() if n != "inv_freq"}, q, kc, vc, pos) + [kc, vc]
+    kc, vc, pos = rest
     D, P = p["head_dim"], p["splits"]
     B, Hq = q.shape[0], q.shape[1] // D
     out = torch.zeros(B, P, Hq, D + 4, dtype=torch.float64, device=q.device)

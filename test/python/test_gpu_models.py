@@ -83,6 +83,27 @@ def test_more_steps_than_a_launch_holds_loop_launches(gpu):
     assert launches == [1, 1, per_launch, 8]   # the KV cache and positions carry over between launches
 
 
+def test_prompts_of_different_lengths_decode_each_row_as_alone(gpu):
+    """Batch 3, prompts of 1, 5 and 3 tokens: every row's tokens and logits are those
+    of its prompt decoded alone (on every row), and that matches PyTorch."""
+    b = prebuilt("qwen3-tiny-b3", gpu)
+    seed = int(np.random.SeedSequence().entropy % 2**31)
+    rng = np.random.default_rng(seed)
+    prompts = [rng.integers(0, b.plan["model"]["vocab_size"], n) for n in (1, 5, 3)]
+    print(f"\n{b.path.name}: seed {seed}, prompts {[p.tolist() for p in prompts]}")
+    weights = random_weights(b.weights(), seed)
+    with loader.Session(b) as session:
+        session.bind_weights(weights)
+        out = loader.generate(session, [p.tolist() for p in prompts], STEPS)
+        alone = [loader.generate(session, [p.tolist()] * 3, STEPS) for p in prompts]
+    for i, (prompt, single) in enumerate(zip(prompts, alone)):
+        np.testing.assert_array_equal(out["tokens"][:, i], single["tokens"][:, i])
+        np.testing.assert_allclose(out["logits"][:, i], single["logits"][:, i], rtol=1e-3, atol=1e-3)
+        report = check_run(b.plan["model"], weights, prompt, single, b.plan["max_seq"])
+        print(report.table())
+        assert report.ok, f"prompt {i} (seed {seed}) differs from PyTorch: see the table above"
+
+
 def test_a_launch_refuses_more_steps_than_the_bundle_holds(gpu):
     b = prebuilt("qwen3-tiny", gpu)
     with loader.Session(b) as session:

@@ -15,7 +15,8 @@ from mpk.interp.tasks import run_tasks
 from mpk.models import preset, random_model
 
 BATCH, MAX_SEQ, STEPS = 2, 16, 4
-PIPELINE = "builtin.module({fuse}mpk-partition{{min-split-rows={rows}}},mpk-build-events{{report=false}}," \
+PIPELINE = "builtin.module({fuse}mpk-partition{{min-split-rows={rows} rope-in-attention={rope}}}," \
+           "mpk-build-events{{report=false}}," \
            "mpk-schedule{{report=false}},mpk-plan-memory{{report=false}},mpk-verify)"
 
 
@@ -35,16 +36,20 @@ def _pytorch_steps(model, caches, tokens, positions):
 
 
 @pytest.mark.parametrize("name", ["qwen3-tiny", "llama3-tiny"])
-@pytest.mark.parametrize("split_rows,fuse", [(MAX_SEQ, False), (4, True)],
-                         ids=["one-pass-attention", "split-kv,fused-residual"])
-def test_scheduled_tasks_match_pytorch(name, split_rows, fuse):
+@pytest.mark.parametrize("split_rows,fuse,rope", [(MAX_SEQ, False, True), (4, True, True), (4, True, False)],
+                         ids=["one-pass-attention", "split-kv,fused-residual,rope-in-attention",
+                              "split-kv,rope_append"])
+def test_scheduled_tasks_match_pytorch(name, split_rows, fuse, rope):
     config = preset(name)
     model = random_model(config, seed=7)
     module = import_model(config, BATCH, MAX_SEQ)
-    pipeline.run(module, PIPELINE.format(rows=split_rows, fuse="mpk-fuse-residual," if fuse else ""))
+    pipeline.run(module, PIPELINE.format(rows=split_rows, fuse="mpk-fuse-residual," if fuse else "",
+                                         rope=str(rope).lower()))
     kinds = {op.operation.attributes["kind"].value for op in module.body.operations
              if op.operation.name == "mpk.tasks"}
-    assert ("attention_partial" in kinds) == (split_rows < MAX_SEQ), kinds
+    split = split_rows < MAX_SEQ
+    assert ("attention_partial" in kinds) == split, kinds
+    assert ("rope_append" in kinds) == (not split or not rope), kinds   # split: fused into the partials
     assert ("add" in kinds) != fuse, kinds
     rng = np.random.default_rng(11)
     kv_dim = config.num_kv_heads * config.head_dim

@@ -11,6 +11,9 @@ for model in qwen3-tiny llama3-tiny qwen3-0.6b qwen3-1.7b; do
     mpk compile --model "$model" --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
       -o ".bundles/$model-bf16-s32" --quiet
 done
+# Batch 3, for prompts of different lengths.
+mpk compile --model qwen3-tiny --batch 3 --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
+  -o .bundles/qwen3-tiny-b3-bf16-s32 --quiet
 # Linear weight tiles staged in shared memory (mpk-stage-weights): the 0.6B for the
 # model tests, the tiny one for compute-sanitizer.
 mpk compile --model qwen3-0.6b --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
