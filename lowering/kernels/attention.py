@@ -48,7 +48,7 @@ import math
 from mlir.dialects import arith
 
 from . import kind, require
-from .emit import byte_width, f32, widest_vector
+from .emit import byte_width, f32, ptr, widest_vector
 from .rope_append import rope_group
 
 UNROLL = 2
@@ -181,7 +181,7 @@ def _q_offset(e, G, D) -> int:
 
 
 def _in_shared(view) -> bool:
-    return "ptr<3>" in str(view.base.type)
+    return view.base.type == ptr(3)
 
 
 def _mma_fits(g, q_heads, kc, D, G) -> bool:

@@ -68,6 +68,14 @@ class _Memory:
                 pending[b.offset:end].reshape(tuple(b.shape) + (size,)))
 
 
+def _rope_heads(params, q, k, norms, positions) -> tuple[np.ndarray, np.ndarray]:
+    """q and k tiles after the QK-norm (if `norms`) and rope of a rope_append."""
+    if norms:
+        q, k = (ops.rmsnorm(x, w, params["eps"]) for x, w in zip((q, k), norms))
+    inv_freq = np.asarray(params["inv_freq"], np.float32)
+    return ops.rope(q, positions, inv_freq), ops.rope(k, positions, inv_freq)
+
+
 def _box(lo, hi) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
@@ -235,11 +243,7 @@ class _Interpreter:
             return
         if kind == "rope_append":                   # q, k, v, k_cache, v_cache, positions, [norm weights]
             q, k, v, _, _, positions, *norms = x
-            heads = [q[reads[0]], k[reads[1]]]
-            if norms:
-                heads = [ops.rmsnorm(t, w, p["eps"]) for t, w in zip(heads, norms)]
-            inv_freq = np.asarray(p["inv_freq"], np.float32)
-            heads = [ops.rope(t, positions[rows], inv_freq) for t in heads] + [v[reads[2]]]
+            heads = [*_rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[rows]), v[reads[2]]]
             values = self._write(gi, t, step, g.outputs[0], out_box)
             values[out_box] = heads[0]
             cols = reads[1][1]
@@ -295,11 +299,7 @@ class _Interpreter:
         task reads exactly its split's rows, which must be written by then."""
         g, p = self.groups[gi], self.groups[gi].params
         q, k, v, _, _, positions, *norms = [self._read(gi, t, step, ii, reads[ii]) for ii in range(len(g.inputs))]
-        heads = [q[reads[0]], k[reads[1]]]
-        if norms:
-            heads = [ops.rmsnorm(x, w, p["eps"]) for x, w in zip(heads, norms)]
-        inv_freq = np.asarray(p["inv_freq"], np.float32)
-        q_rot, k_rot = (ops.rope(x, positions[rows], inv_freq) for x in heads)
+        q_rot, k_rot = _rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[rows])
         cols = reads[3][2]
         caches = []
         for c, new in ((3, k_rot), (4, v[reads[2]])):

@@ -27,3 +27,17 @@
 "mpk.buffer"() {sym_name = "y", type = tensor<2x256xbf16>, space = "workspace", offset = 1024 : i64} : () -> ()
 // expected-error@+1 {{linear tiles take all 2 rows, not 1}}
 "mpk.tasks"() {sym_name = "proj", kind = "linear", grid = array<i64: 2, 2>, tile = array<i64: 1, 128>, inputs = [@x, @w], outputs = [@y], params = {}} : () -> ()
+
+// -----
+
+"mpk.kernel"() {sym_name = "decode", num_sms = 132 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "positions", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "q", type = tensor<1x256xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "k", type = tensor<1x128xbf16>, space = "workspace", offset = 512 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "v", type = tensor<1x128xbf16>, space = "workspace", offset = 768 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "kc", type = tensor<1x64x128xbf16>, space = "state", name = "k_cache"} : () -> ()
+"mpk.buffer"() {sym_name = "vc", type = tensor<1x64x128xbf16>, space = "state", name = "v_cache"} : () -> ()
+"mpk.buffer"() {sym_name = "parts", type = tensor<1x2x264xf32>, space = "workspace", offset = 1024 : i64} : () -> ()
+// A partial attention with its rope fused in, whose rope table does not cover a head.
+// expected-error@+1 {{cannot lower 'attention_partial' group @attn.partial: head_dim 64 is not 2 * len(inv_freq) = 8}}
+"mpk.tasks"() {sym_name = "attn.partial", kind = "attention_partial", grid = array<i64: 1, 2, 2>, tile = array<i64: 1, 1, 132>, inputs = [@q, @k, @v, @kc, @vc, @positions], outputs = [@parts, @kc, @vc], params = {head_dim = 64 : i64, scale = 0.125 : f32, splits = 2 : i64, inv_freq = array<f32: 1.0, 0.5, 0.25, 0.125>}} : () -> ()

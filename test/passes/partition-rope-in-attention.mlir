@@ -3,6 +3,10 @@
 // RUN:   | filecheck %s --check-prefix=APART
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-verify)' \
 // RUN:   | mpk-opt | filecheck %s --check-prefix=EVENTS
+// RUN: not mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{rope-in-attention=maybe})' 2>&1 \
+// RUN:   | filecheck %s --check-prefix=BADOPT
+
+// BADOPT: mpk-opt: error: option 'rope-in-attention' of 'mpk-partition' expects bool, got 'maybe'
 
 // A split attention (mpk.splits) takes its rope_append into its partial tasks
 // (`rope-in-attention`, the default): no rope_append group; the partials read
