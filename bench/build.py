@@ -21,6 +21,8 @@ CONTEXTS = (1024, 4096)
 STEPS = 16                                  # decode steps per launch
 MAX_SEQ = max(CONTEXTS) + STEPS
 ROOT = Path(".bundles/bench")
+PREFILL_ROOT = Path(".bundles/prefill")   # bench.prefill's
+PREFILL_CHUNK = 1024
 
 
 def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
@@ -28,12 +30,12 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 
 
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132,
-          stage_bytes: int | None = None, rope_in_attention: bool = True) -> Path:
+          stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
-                             rope_in_attention=rope_in_attention)
+                             rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk)
     if stage_bytes is not None:
         options.stage_bytes = stage_bytes
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
@@ -51,11 +53,18 @@ def main(argv=None) -> int:
                         "stages, for an A/B comparison); default: the compiler's")
     parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",
                         help="keep rope_append a group of its own (mpk-partition{rope-in-attention=false})")
+    parser.add_argument("--prefill", action="store_true",
+                        help=f"bench.prefill's bundles: a prefill kernel of --prefill-chunk rows per sequence, "
+                             f"into {PREFILL_ROOT}/ unless --root says otherwise (decode's bundles have none)")
+    parser.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK)
     args = parser.parse_args(argv)
+    if args.prefill and args.root == ROOT:
+        args.root = PREFILL_ROOT
     for model in args.models:
         for batch in args.batches:
             start = time.perf_counter()
-            path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention)
+            path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
+                         args.prefill_chunk if args.prefill else 0)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -16,7 +16,7 @@ from mlir.dialects import irdl
 IRDL_PATH = Path(__file__).with_name("mpk.irdl.mlir")
 
 GRAPH_OPS = ("weight", "state", "embedding", "rmsnorm", "linear", "rope", "attention",
-             "kv_append", "silu_mul", "add", "allreduce", "argmax")
+             "kv_append", "silu_mul", "add", "allreduce", "argmax", "sample")
 TASK_OPS = ("kernel", "buffer", "event", "tasks", "schedule")
 
 
@@ -129,6 +129,50 @@ def allreduce(x: ir.Value) -> ir.Value:
 def argmax(logits: ir.Value, index_type: ir.Type | None = None) -> ir.Value:
     index_type = index_type or ir.IntegerType.get_signless(32)
     return _op("argmax", [logits], tensor([_shape(logits)[0]], index_type)).result
+
+
+def sample(logits: ir.Value, positions: ir.Value, params: ir.Value, seeds: ir.Value,
+           index_type: ir.Type | None = None) -> ir.Value:
+    index_type = index_type or ir.IntegerType.get_signless(32)
+    return _op("sample", [logits, positions, params, seeds], tensor([_shape(logits)[0]], index_type)).result
+
+
+# ---------------------------------------------------------- io arguments
+
+IO_ATTR = "mpk.io"   # argument attribute: the name of the io buffer an argument becomes
+
+
+def io_names(func: ir.Operation) -> list[str | None]:
+    """The `mpk.io` name of each argument of a graph function (None where unnamed)."""
+    count = len(func.regions[0].blocks[0].arguments)
+    if "arg_attrs" not in func.attributes:
+        return [None] * count
+    names = []
+    for attrs in ir.ArrayAttr(func.attributes["arg_attrs"]):
+        attrs = ir.DictAttr(attrs)
+        names.append(ir.StringAttr(attrs[IO_ATTR]).value if IO_ATTR in attrs else None)
+    return names + [None] * (count - len(names))
+
+
+def add_io_argument(func: ir.Operation, name: str, type: ir.Type) -> ir.Value:
+    """Append an argument named `name` (the io buffer the host writes) to a graph
+    function, keeping its function type and argument attributes in step."""
+    block = func.regions[0].blocks[0]
+    names = io_names(func)
+    arg = block.add_argument(type, func.location)
+    names.append(name)
+    func.attributes["arg_attrs"] = ir.ArrayAttr.get(
+        [ir.DictAttr.get({IO_ATTR: ir.StringAttr.get(n)} if n else {}) for n in names])
+    sync_function_type(func)
+    return arg
+
+
+def sync_function_type(func: ir.Operation) -> None:
+    """Rewrite `function_type` from the entry block's arguments and the returned values."""
+    block = func.regions[0].blocks[0]
+    ret = list(block.operations)[-1]
+    func.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
+        [a.type for a in block.arguments], [v.type for v in ret.operands]))
 
 
 # ------------------------------------------------------------- task builders

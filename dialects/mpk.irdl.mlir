@@ -115,6 +115,16 @@ irdl.dialect @mpk {
     irdl.results(result: %r)
   }
 
+  irdl.operation @sample {
+    %x = irdl.base "!builtin.tensor"
+    %pos = irdl.base "!builtin.tensor"
+    %params = irdl.base "!builtin.tensor"
+    %seeds = irdl.base "!builtin.tensor"
+    irdl.operands(logits: %x, positions: %pos, params: %params, seeds: %seeds)
+    %r = irdl.base "!builtin.tensor"
+    irdl.results(result: %r)
+  }
+
   // ----------------------------------------------------------------- task level
   // Task-level ops live directly in a builtin.module, which is their symbol
   // table: IRDL cannot declare a terminator or NoTerminator trait, so an IRDL

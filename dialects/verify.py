@@ -18,7 +18,8 @@ from . import taskir
 FLOATS = ("bf16", "f16", "f32")
 INTS = ("i32", "i64")
 KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial",
-         "attention_combine", "kv_append", "rope_append", "silu_mul", "add", "allreduce", "argmax")
+         "attention_combine", "attention_prefill", "kv_append", "rope_append", "silu_mul", "add",
+         "allreduce", "argmax", "sample")
 
 
 class _Checker:
@@ -112,7 +113,7 @@ def _float2d(c: _Checker, op, t, what: str) -> bool:
 
 def _positions(c: _Checker, op, t, batch: int) -> bool:
     return c.check(t.rank == 1 and _elt(t) in INTS and t.shape[0] == batch, op,
-                   f"positions must be a 1-D i32/i64 tensor of length {batch} (the batch), got {t}")
+                   f"positions must be a 1-D i32/i64 tensor of length {batch} (one per row), got {t}")
 
 
 def _embedding(c: _Checker, op):
@@ -188,7 +189,9 @@ def _attention(c: _Checker, op):
             and _same_type(c, op, "k_cache and v_cache", kc, vc)
             and c.check(head_dim > 0, op, "'head_dim' must be positive")):
         return
-    c.check(kc.shape[0] == q.shape[0], op, f"cache batch {kc.shape[0]} differs from q batch {q.shape[0]}")
+    c.check(kc.shape[0] > 0 and q.shape[0] % kc.shape[0] == 0, op,
+            f"q rows ({q.shape[0]}) must be a multiple of the cache batch ({kc.shape[0]}): "
+            f"every sequence has the same number of query rows")
     c.check(_elt(kc) == _elt(q), op, f"cache element type {_elt(kc)} differs from q's {_elt(q)}")
     if c.check(q.shape[1] % head_dim == 0 and kc.shape[2] % head_dim == 0, op,
                f"head_dim {head_dim} must divide the q width {q.shape[1]} and the cache width {kc.shape[2]}"):
@@ -207,9 +210,12 @@ def _kv_append(c: _Checker, op):
     if not (c.check(cache.rank == 3, op, f"cache must be 3-D [batch, seq, width], got {cache}")
             and c.check(new.rank == 2, op, f"new must be 2-D [batch, width], got {new}")):
         return
-    c.check(new.shape == [cache.shape[0], cache.shape[2]] and _elt(new) == _elt(cache), op,
-            f"new must be tensor<{cache.shape[0]}x{cache.shape[2]}x{_elt(cache)}> to append to {cache}, got {new}")
-    _positions(c, op, pos, cache.shape[0])
+    rows = new.shape[0]
+    c.check(new.shape[1] == cache.shape[2] and rows > 0 and rows % max(cache.shape[0], 1) == 0
+            and _elt(new) == _elt(cache), op,
+            f"new must be tensor<Rx{cache.shape[2]}x{_elt(cache)}>, R a multiple of the cache batch "
+            f"{cache.shape[0]}, to append to {cache}, got {new}")
+    _positions(c, op, pos, rows)
     _same_type(c, op, "result and cache", result, cache)
 
 
@@ -233,10 +239,28 @@ def _argmax(c: _Checker, op):
                 f"result must be a 1-D i32/i64 tensor of length {logits.shape[0]}, got {result}")
 
 
+def _sample(c: _Checker, op):
+    types = _operands(c, op)
+    if types is None:
+        return
+    logits, pos, params, seeds, result = types
+    if not _float2d(c, op, logits, "logits"):
+        return
+    batch = logits.shape[0]
+    _positions(c, op, pos, batch)
+    c.check(params.rank == 2 and _elt(params) == "f32" and params.shape == [batch, 4], op,
+            f"params must be tensor<{batch}x4xf32> (temperature, top_k, top_p, min_p per row), got {params}")
+    c.check(seeds.rank == 1 and _elt(seeds) in INTS and seeds.shape[0] == batch, op,
+            f"seeds must be a 1-D i32/i64 tensor of length {batch}, got {seeds}")
+    c.check(result.rank == 1 and _elt(result) in INTS and result.shape[0] == batch, op,
+            f"result must be a 1-D i32/i64 tensor of length {batch}, got {result}")
+
+
 _GRAPH_RULES = {
     "weight": _named, "state": _named, "embedding": _embedding, "rmsnorm": _rmsnorm,
     "linear": _linear, "rope": _rope, "attention": _attention, "kv_append": _kv_append,
     "silu_mul": _elementwise, "add": _elementwise, "allreduce": _elementwise, "argmax": _argmax,
+    "sample": _sample,
 }
 
 

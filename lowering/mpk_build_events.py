@@ -239,16 +239,41 @@ class MpkBuildEvents(ModulePass):
         return edges, write_after_read, unfused
 
     def _reduce(self, edges) -> None:
-        """Drop dependencies implied through another input (see the module doc)."""
+        """Drop dependencies implied through another input (see the module doc): at
+        group granularity where every task of Q waits for all of P, else task by
+        task (a prefill's row tiles: down_proj's rows i wait for silu_mul's rows i,
+        which wait, through the norm, for o_proj's rows i, its residual)."""
         by_consumer = defaultdict(list)
         for (ci, pi), m in edges.items():
             by_consumer[ci].append((pi, _coverage(m)))
         every, _ = ancestry(len(self.groups), by_consumer)
+        reach: dict[int, dict[int, np.ndarray]] = {}
         for ci, preds in by_consumer.items():
             for pi, _ in preds:
                 for qi, _ in preds:
-                    if qi != pi and pi in every[qi]:
+                    if qi == pi:
+                        continue
+                    if pi in every[qi]:
                         edges[ci, pi][edges[ci, qi].any(axis=1)] = False
+                    elif qi > pi:
+                        ancestors = self._reaching(edges, pi, qi, reach.setdefault(pi, {}))
+                        if ancestors is not None:
+                            implied = edges[ci, qi].astype(np.int32) @ ancestors.astype(np.int32) > 0
+                            edges[ci, pi] &= ~implied
+
+    def _reaching(self, edges, pi: int, qi: int, known: dict[int, np.ndarray]) -> np.ndarray | None:
+        """[tasks of qi, tasks of pi]: which tasks of pi each task of qi waits for,
+        transitively (None: none). `known` caches the groups computed from pi."""
+        if not known:
+            known[pi] = np.eye(self.groups[pi].num_tasks, dtype=bool)
+        for g in range(max(known) + 1, qi + 1):
+            row = None
+            for (c, h), m in edges.items():
+                if c == g and h in known and known[h] is not None:
+                    step = m.astype(np.int32) @ known[h].astype(np.int32) > 0
+                    row = step if row is None else row | step
+            known[g] = row if row is not None and row.any() else None
+        return known.get(qi)
 
     def _counters(self, consumer, producer):
         """Counter of every task as waiter and as triggerer (-1: none)."""

@@ -30,15 +30,17 @@ from mlir import ir, passmanager
 from mlir.dialects import arith, func, gpu, llvm, scf
 
 from mpk.dialects.taskir import TaskGraph
+from mpk.runtime.build import feature_arch
 
 from . import ModulePass, PassFailure
-from .kernels import Buffer, Group, Unsupported, lowerings
+from .kernels import Buffer, Group, Unsupported, lowerings, tensor_maps
 from .kernels.emit import Emitter, View, byte_width, i32, ptr
 
 GPU_MODULE = "mpk_tasks"
 DISPATCH = "mpk_dispatch"
 
-TO_NVVM = ("builtin.module(gpu.module(convert-scf-to-cf,"
+# convert-nvvm-to-llvm: NVVM ops without an LLVM intrinsic (wgmma, TMA copies) become inline PTX.
+TO_NVVM = ("builtin.module(gpu.module(convert-scf-to-cf,convert-nvvm-to-llvm,"
            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1},canonicalize,cse),"
            "reconcile-unrealized-casts)")
 TO_PTX = ("builtin.module(nvvm-attach-target{{chip={chip} features=+ptx80 O=3}},"
@@ -80,21 +82,28 @@ class LowerTasks(ModulePass):
                 self.error(op, f"no task lowering for kind '{group.kind}'")
                 continue
             key = group.key()
+            try:
+                maps = tensor_maps(group)
+            except Unsupported as e:
+                self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
+                continue
             if key not in functions:
                 symbol = f"mpk_{group.kind}_{len(functions)}"
                 try:
-                    self._function(block, symbol, group, emitters[group.kind])
+                    self._function(block, symbol, group, emitters[group.kind], len(maps))
                 except Unsupported as e:
                     self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
                     continue
-                functions[key] = (len(functions), symbol, group)
+                functions[key] = (len(functions), symbol, group, len(maps))
             op.attributes["fn"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
                                                      functions[key][0])
+            if maps:   # the runtime encodes these TMA descriptors (mpk-materialize's tensor_maps)
+                op.attributes["tensor_maps"] = ir.ArrayAttr.get([m.attribute() for m in maps])
         if self.failed:
             raise PassFailure()
 
         with module.location, ir.InsertionPoint(block):
-            _dispatch([(symbol, g) for _, symbol, g in functions.values()])  # in fn order
+            _dispatch([(symbol, g, maps) for _, symbol, g, maps in functions.values()])  # in fn order
         i64 = ir.IntegerType.get_signless(64)
         kernels[0].attributes["threads"] = ir.IntegerAttr.get(i64, self.threads)
         kernels[0].attributes["smem_bytes"] = ir.IntegerAttr.get(i64, self.smem_bytes)
@@ -121,9 +130,9 @@ class LowerTasks(ModulePass):
                      tuple(graph.domain(tg)), inputs, outputs, dict(tg.params))
 
     # -------------------------------------------------------------- functions
-    def _function(self, block: ir.Block, symbol: str, group: Group, emit) -> None:
+    def _function(self, block: ir.Block, symbol: str, group: Group, emit, maps: int = 0) -> None:
         global_ptr = ptr(1)
-        types = [i32()] + [global_ptr] * len(group.buffers) + [ptr(3), ptr(3)]
+        types = [i32()] + [global_ptr] * (len(group.buffers) + maps) + [ptr(3), ptr(3)]
         with group.op.location, ir.InsertionPoint(block):
             f = func.FuncOp(symbol, ir.FunctionType.get(types, []))
             f.attributes["mpk.group"] = ir.StringAttr.get(group.name)
@@ -131,7 +140,9 @@ class LowerTasks(ModulePass):
         try:
             with group.op.location, ir.InsertionPoint(entry):
                 task, *addresses, smem, staged = entry.arguments
+                addresses, descriptors = addresses[:len(group.buffers)], addresses[len(group.buffers):]
                 e = Emitter(self.threads, smem, self.smem_bytes, block, staged)
+                e.tensor_maps = descriptors
                 views = [View(e, p, b.element, b.shape, b.readonly)
                          for p, b in zip(addresses, group.buffers)]
                 emit(e, group, task, views)
@@ -141,9 +152,9 @@ class LowerTasks(ModulePass):
             raise
 
 
-def _dispatch(functions: list[tuple[str, Group]]) -> None:
+def _dispatch(functions: list[tuple[str, Group, int]]) -> None:
     """`mpk_dispatch`: a switch on `fn` whose case loads the group's buffer
-    addresses from the table and calls the task function."""
+    addresses (then its tensor maps') from the table and calls the task function."""
     generic = ptr(0)
     f = func.FuncOp(DISPATCH, ir.FunctionType.get([i32(), i32(), i32(), generic, generic, generic], []))
     entry = f.add_entry_block()
@@ -154,13 +165,13 @@ def _dispatch(functions: list[tuple[str, Group]]) -> None:
         step64 = arith.extsi(i64, step)
         index = arith.index_cast(ir.IndexType.get(), fn)
         switch = scf.IndexSwitchOp([], index, list(range(len(functions))))
-        for region, (symbol, group) in zip(switch.caseRegions, functions):
+        for region, (symbol, group, maps) in zip(switch.caseRegions, functions):
             with ir.InsertionPoint(_block(region)):
                 args = [task]
-                for k, b in enumerate(group.buffers):
+                for k, b in enumerate(list(group.buffers) + [None] * maps):
                     slot = llvm.GEPOp(generic, table, [], [k], i64, 0).result
                     address = llvm.IntToPtrOp(ptr(1), llvm.LoadOp(i64, slot, alignment=8)).result
-                    if b.per_step:  # one copy of the buffer per step of the launch
+                    if b is not None and b.per_step:  # one copy of the buffer per step of the launch
                         nbytes = math.prod(b.shape) * byte_width(b.element)
                         offset = arith.muli(step64, arith.constant(i64, nbytes))
                         address = llvm.GEPOp(ptr(1), address, [offset], [-2147483648],
@@ -202,7 +213,7 @@ def lower_to_ptx(module: ir.Module | ir.Operation, chip: str = "sm_90", **option
             _gpu_module(op).clone()
         passmanager.PassManager.parse(TO_NVVM).run(work.operation)
         _keep_calls(work.operation)
-        passmanager.PassManager.parse(TO_PTX.format(chip=chip)).run(work.operation)
+        passmanager.PassManager.parse(TO_PTX.format(chip=feature_arch(chip))).run(work.operation)
         binary = work.body.operations[0]
         return gpu.ObjectAttr(ir.ArrayAttr(binary.attributes["objects"])[0]).object.decode()
 

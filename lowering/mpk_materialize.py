@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from mlir import ir
 
 from mpk.dialects.taskir import TaskGraph, element_bytes, python_value
 from mpk.lowering import ModulePass
@@ -84,6 +85,7 @@ def materialize(graph: TaskGraph) -> Materialized:
                         "nbytes": b.nbytes, "offset": b.offset, "weight_name": b.weight_name,
                         "per_step": b.per_step})
 
+    tensor_maps = []             # (buffer id, box rows, box cols): descriptor len(buffers) + i
     task_table = np.zeros((num_tasks, len(layout.TASK_FIELDS)), np.int32)
     prefetch = np.zeros((num_tasks, len(layout.PREFETCH_FIELDS)), np.int32)
     group_buffers, group_buffer_offsets, groups = [], [0], []
@@ -116,6 +118,10 @@ def materialize(graph: TaskGraph) -> Materialized:
         prefetch[rows] = prefetch_ranges(graph, g, len(group_buffers))
         task_table[rows, layout.task_field("staged")] = prefetch[rows, 3] > 0
         group_buffers += [buffer_ids[n] for n in names]
+        for m in (ir.ArrayAttr(g.op.attributes["tensor_maps"]) if "tensor_maps" in g.op.attributes else []):
+            position, rows, cols = ir.DenseI64ArrayAttr(m)
+            group_buffers.append(len(buffers) + len(tensor_maps))
+            tensor_maps.append((buffer_ids[names[position]], rows, cols))
         group_buffer_offsets.append(len(group_buffers))
         groups.append({"name": g.name, "kind": g.kind, "fn": fn, "grid": list(g.grid), "tile": list(g.tile),
                        "first_task": g.first_task, "num_tasks": g.num_tasks,
@@ -141,7 +147,8 @@ def materialize(graph: TaskGraph) -> Materialized:
                 "event_triggers": event_triggers, "event_initial": event_initial,
                 "group_buffers": np.asarray(group_buffers, np.int32),
                 "group_buffer_offsets": np.asarray(group_buffer_offsets, np.int32),
-                "prefetch": prefetch},
+                "prefetch": prefetch,
+                "tensor_maps": np.asarray(tensor_maps, np.int32).reshape(-1, len(layout.TENSOR_MAP_FIELDS))},
         buffers=buffers, events=events, groups=groups, num_workers=num_sms)
 
 
@@ -157,6 +164,8 @@ def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
     if g.kind not in task_kinds.KINDS:    # a hand-written stub kind: nothing known about its reads
         return out.astype(np.int32)
     info = task_kinds.op_info(graph, g)
+    if g.kind == "linear" and task_kinds.gemm_tile_rows(info.domain[0]) is not None:
+        return out.astype(np.int32)       # a GEMM tile's copies stream its weights in themselves
     reads = task_kinds.KINDS[g.kind].reads(info, task_kinds.tile_boxes(info.domain, g.grid, g.tile))
     for i, ((lo, hi), name) in enumerate(zip(reads, g.inputs)):
         b = graph.buffers[name]

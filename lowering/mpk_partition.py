@@ -59,7 +59,7 @@ MAIN_INPUT = {"kv_append": 1}
 # where the longer staging outweighs the hop (bench/NOTES.md).
 FUSED_X_MAX_BYTES = {"mpk.rmsnorm": 64 * 1024, "mpk.silu_mul": 8 * 1024}
 # Operands that carry positions, per kind.
-POSITION_OPERAND = {"rope": 1, "attention": 3, "kv_append": 2}
+POSITION_OPERAND = {"rope": 1, "attention": 3, "kv_append": 2, "sample": 1}
 
 
 def _only_use(value: ir.Value, name: str) -> ir.Operation | None:
@@ -146,6 +146,7 @@ class MpkPartition(ModulePass):
     def _partition(self, func: ir.Operation) -> None:
         block = func.regions[0].blocks[0]
         self.names: set[str] = set()
+        self.shape_of: dict[str, list[int]] = {}   # buffer symbol -> shape
         self.buffer_of: dict = {}             # SSA value -> buffer symbol
         self.group_tile: dict[str, tuple] = {}  # buffer -> (tile, domain) of its producer
         self.fused_x: dict = {}               # rmsnorm/silu_mul result -> (operands, param, attr): done by its linears
@@ -158,7 +159,7 @@ class MpkPartition(ModulePass):
         fused = {v for m in self.rope_append.values() for v in m.fused}
         ret = ops[-1]
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
-        self._arguments(block, ops)
+        self._arguments(func, block, ops)
         returned = {v: i for i, v in enumerate(ret.operands)}
         for op in ops[:-1]:
             kind = op.name.removeprefix("mpk.")
@@ -176,7 +177,8 @@ class MpkPartition(ModulePass):
             else:
                 self.fail(op, f"'{op.name}' has no task kind: mpk-partition takes mpk graph ops only")
 
-    def _arguments(self, block, ops) -> None:
+    def _arguments(self, func, block, ops) -> None:
+        """io buffers: named by the argument's `mpk.io` attribute, else by role."""
         role = {}
         for op in ops:
             kind = op.name.removeprefix("mpk.")
@@ -184,8 +186,8 @@ class MpkPartition(ModulePass):
                 role.setdefault(op.operands[0], "tokens")
             if kind in POSITION_OPERAND:
                 role.setdefault(op.operands[POSITION_OPERAND[kind]], "positions")
-        for i, arg in enumerate(block.arguments):
-            self.buffer_of[arg] = self._buffer(role.get(arg, f"input{i}"), arg.type, "io")
+        for i, (arg, name) in enumerate(zip(block.arguments, mpk.io_names(func))):
+            self.buffer_of[arg] = self._buffer(name or role.get(arg, f"input{i}"), arg.type, "io")
 
     def _unique(self, name: str) -> str:
         name = re.sub(r"[^A-Za-z0-9_.$]", "_", name)
@@ -199,6 +201,7 @@ class MpkPartition(ModulePass):
     def _buffer(self, symbol: str, type: ir.Type, space: str, bound_name: str | None = None,
                 **extra) -> str:
         sym = self._unique(symbol)
+        self.shape_of[sym] = _shape(type)
         op = mpk.buffer(sym, type, space, **extra)
         if bound_name is not None:        # weights and states are bound by `name`
             op.attributes["name"] = ir.StringAttr.get(bound_name)
@@ -222,9 +225,12 @@ class MpkPartition(ModulePass):
 
     def _fuses_into_linears(self, op: ir.Operation) -> bool:
         """A layer norm (one group per row) or a silu_mul whose every user is a
-        linear reading it as x, small enough to stage in shared memory."""
+        linear reading it as x, small enough to stage in shared memory (a GEMM's
+        tiles stream x through the matrix units instead)."""
         (batch, width) = _shape(op.operands[0].type)
         if TILE_ATTR in op.attributes or (op.name == "mpk.rmsnorm" and _shape(op.operands[1].type)[0] != width):
+            return False
+        if task_kinds.gemm_tile_rows(batch) is not None:
             return False
         users = list(op.results[0].uses)
         return (batch * width * _elt_bytes(op.operands[0].type) <= FUSED_X_MAX_BYTES[op.name] and bool(users)
@@ -252,7 +258,9 @@ class MpkPartition(ModulePass):
 
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
         rope = self.rope_append.get(op.results[0]) if kind == "attention" else None
-        if rope is not None and self.rope_in_attention and self._splits(op, self._info(op, kind)) > 1:
+        prefill = kind == "attention" and _shape(op.operands[0].type)[0] > _shape(op.operands[1].type)[0]
+        if rope is not None and not prefill and self.rope_in_attention \
+                and self._splits(op, self._info(op, kind)) > 1:
             # The partial tasks take q, k and v before norm and rope, and the caches.
             q, kc, vc, _ = op.operands
             self.buffer_of.update({q: self.buffer_of[rope.q], kc: self.buffer_of[rope.caches[0]],
@@ -270,15 +278,17 @@ class MpkPartition(ModulePass):
                 self.fail(op, "operand is not produced by an mpk op or a function argument")
         inputs = [self.buffer_of[v] for v in operands]
         name = self._unique(self._group_name(op, kind))
+        kind = "attention_prefill" if prefill else kind    # several query rows per sequence
         result = op.results[0]
         extra, domain = {}, _shape(result.type)
         if kind == "kv_append":
             outputs = [inputs[0]]                        # the cache, in place
             domain = _shape(operands[1].type)
             extra["domain"] = ir.DenseI64ArrayAttr.get(list(domain))
-        elif kind == "argmax" and result in returned:
+        elif kind in ("argmax", "sample") and result in returned:
             outputs = [self._buffer("next_tokens", result.type, "io", per_step=ir.UnitAttr.get())]
-            outputs += [b for b in ("tokens", "positions") if b in self.names]
+            # A decode step feeds its tokens to the next step (a prefill's inputs have more rows).
+            outputs += [b for b in ("tokens", "positions") if b in self.names and self.shape_of[b] == _shape(result.type)]
         elif result in returned:
             outputs = [self._buffer("logits" if kind == "linear" else name + ".out", result.type, "io",
                                     per_step=ir.UnitAttr.get())]
@@ -299,7 +309,7 @@ class MpkPartition(ModulePass):
                 info.params["head_dim"] = python_value(readers[0].attributes["head_dim"])
         tile = self._tile(op, info, operands)
         self.group_tile[outputs[0]] = (tile, domain)
-        if kind == "attention" and self._splits(op, info) > 1:
+        if kind == "attention" and self._splits(op, info) > 1:      # decode only
             self._split_attention(op, info, name, inputs, outputs[0], attrs, rope)
             return
         params = ir.DictAttr.get(attrs)

@@ -33,20 +33,23 @@ class Target:
     num_sms: int
     hbm_bytes_per_s: float    # achievable device read bandwidth, shared by all SMs
     flops_per_sm: float       # fp32 FMA throughput of one SM (decode GEMVs use CUDA cores)
+    mma_flops_per_sm: float   # bf16 matrix-unit throughput of one SM (prefill GEMM tiles)
     task_overhead_s: float    # wait on an event + dispatch + trigger, per task
 
     @property
     def sm_bytes_per_s(self) -> float:
         return self.hbm_bytes_per_s / self.num_sms
 
-    def task_seconds(self, nbytes, flops):
+    def task_seconds(self, nbytes, flops, mma_flops=0):
         """Time of one task when every SM is busy (bandwidth split evenly)."""
-        return self.task_overhead_s + np.maximum(np.asarray(nbytes) / self.sm_bytes_per_s,
-                                                 np.asarray(flops) / self.flops_per_sm)
+        compute = np.asarray(flops) / self.flops_per_sm + np.asarray(mma_flops) / self.mma_flops_per_sm
+        return self.task_overhead_s + np.maximum(np.asarray(nbytes) / self.sm_bytes_per_s, compute)
 
 
-# H100 SXM: 3.35 TB/s peak HBM3, ~3.0 TB/s streamed (STACK.md); 132 SMs at 1.98 GHz.
-ARCHS = {"sm_90": dict(hbm_bytes_per_s=3.0e12, flops_per_sm=128 * 2 * 1.98e9, task_overhead_s=1.5e-6)}
+# H100 SXM: 3.35 TB/s peak HBM3, ~3.0 TB/s streamed (STACK.md); 132 SMs at 1.98 GHz;
+# wgmma at about 80% of its 989 TFLOP/s dense bf16 peak.
+ARCHS = {"sm_90": dict(hbm_bytes_per_s=3.0e12, flops_per_sm=128 * 2 * 1.98e9,
+                       mma_flops_per_sm=0.8 * 989e12 / 132, task_overhead_s=1.5e-6)}
 
 
 def target(arch: str, num_sms: int) -> Target:
@@ -74,6 +77,13 @@ def volume(box: Boxes) -> np.ndarray:
 
 def _full(n: int, shape) -> Boxes:
     return np.zeros((n, len(shape)), np.int64), np.tile(np.asarray(shape, np.int64), (n, 1))
+
+
+def sequences(lo_rows, hi_rows, rows: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sequences [lo, hi) holding rows [lo_rows, hi_rows) of an op with `rows`
+    rows over `batch` sequences (row r is sequence r // (rows / batch))."""
+    per = max(rows // max(batch, 1), 1)
+    return lo_rows // per, -(-hi_rows // per)
 
 
 def _cols(lo, hi, rows: Boxes | None, shape) -> Boxes:
@@ -124,6 +134,14 @@ class Kind:
     def flops(self, op: OpInfo, out: Boxes) -> np.ndarray:
         return 2 * volume(out)
 
+    def mma_flops(self, op: OpInfo, out: Boxes) -> np.ndarray:
+        """Flops a task runs on the matrix units (priced at their rate, not the CUDA cores')."""
+        return np.zeros(out[0].shape[0], np.int64)
+
+    def max_tile(self, op: OpInfo) -> tuple[int | None, ...]:
+        """Per domain dim, the largest tile the kind's lowering takes (None: any)."""
+        return (None,) * len(op.domain)
+
 
 class Embedding(Kind):
     name = "embedding"
@@ -150,9 +168,12 @@ class RMSNorm(Kind):
         return (1, op.inputs[1][0])
 
     def fixed_tile(self, op):
-        # A whole-row norm (the layer norm) is one reduction: one task of all rows.
-        # Per-head norms split by heads and keep all rows.
-        return (op.domain[0], op.domain[1] if op.inputs[1][0] == op.domain[1] else None)
+        # A whole-row norm (the layer norm) is one reduction per row: at decode batch one
+        # task of all rows, with many rows (prefill) tiles of rows. Per-head norms split
+        # by heads and keep all rows.
+        if op.inputs[1][0] != op.domain[1]:
+            return (op.domain[0], None)
+        return (None if op.domain[0] > DECODE_ROWS else op.domain[0], op.domain[1])
 
     def elementwise(self, op):
         return op.inputs[1][0] != op.domain[1]
@@ -166,11 +187,41 @@ class RMSNorm(Kind):
         return 4 * volume(out)
 
 
+# At most this many rows, an op is a decode step's (one row per sequence): a linear
+# is a matrix-vector product over all rows at once, a layer norm one task.
+DECODE_ROWS = 8
+# From this many rows a linear is a GEMM on the matrix units (wgmma: 64 rows per
+# warpgroup) in tiles of GEMM_ROWS[i] rows x up to GEMM_MAX_COLS columns.
+GEMM_MIN_ROWS = 64
+GEMM_MAX_COLS = 256
+
+
+def gemm_tile_rows(rows: int) -> int | None:
+    """Rows of a linear's GEMM tile, or None for the matrix-vector path."""
+    if rows < GEMM_MIN_ROWS:
+        return None
+    return 128 if rows >= 128 else 64
+
+
 class Linear(Kind):
     name = "linear"
 
     def elementwise(self, op):
         return False
+
+    def tile_unit(self, op):
+        tm = gemm_tile_rows(op.domain[0])
+        return (1, 8) if tm is None else (tm, 64)
+
+    def fixed_tile(self, op):
+        tm = gemm_tile_rows(op.domain[0])
+        return (op.domain[0] if tm is None else tm, None)
+
+    def max_tile(self, op):
+        return (None, None if gemm_tile_rows(op.domain[0]) is None else GEMM_MAX_COLS)
+
+    def mma_flops(self, op, out):
+        return self.flops(op, out) if gemm_tile_rows(op.domain[0]) else np.zeros(out[0].shape[0], np.int64)
 
     def reads(self, op, out):
         """x (all of it), the weight rows of the tile, the residual tile (if any),
@@ -376,7 +427,8 @@ class KVAppend(Kind):
 
     def writes(self, op, out):
         lo, hi = out
-        return _cols(lo[:, 1], hi[:, 1], (lo[:, 0], hi[:, 0]), op.output)
+        seqs = sequences(lo[:, 0], hi[:, 0], op.domain[0], op.output[0])   # cache row positions[r]: data
+        return _cols(lo[:, 1], hi[:, 1], seqs, op.output)
 
     def flops(self, op, out):
         return np.zeros(out[0].shape[0], np.int64)
@@ -402,7 +454,8 @@ class RopeAppend(Kind):
         return (1, self._group_width(op))
 
     def fixed_tile(self, op):
-        return (1, self._group_width(op))    # one sequence, one KV head group
+        # One KV head group; one row at decode batch, tiles of rows in a prefill.
+        return (1 if op.inputs[0][0] <= op.inputs[3][0] else None, self._group_width(op))
 
     def elementwise(self, op):
         return False
@@ -423,11 +476,71 @@ class RopeAppend(Kind):
 
     def output_writes(self, op, out, shapes):
         lo, hi = out
-        cache = _cols(*self._kv_cols(op, out), (lo[:, 0], hi[:, 0]), shapes[1])   # row positions[b]: data
+        seqs = sequences(lo[:, 0], hi[:, 0], op.domain[0], shapes[1][0])
+        cache = _cols(*self._kv_cols(op, out), seqs, shapes[1])   # rows positions[r]: data
         return [out, cache, (cache[0].copy(), cache[1].copy())]
 
     def flops(self, op, out):
         return 12 * volume(out)
+
+
+class AttentionPrefill(Attention):
+    """Causal attention of a chunk of query rows of one sequence (a prefill):
+    q [R, Hq*D] with R = B * C rows, row r of sequence r // C at position pos[r],
+    over that sequence's cache rows 0..pos[r] (the chunk's own keys appended
+    before). A task takes `prefill_rows` consecutive rows of one sequence and
+    one KV head with its G query heads: the matrix units' rows are (row, head)
+    pairs, tq * G of them, at most PREFILL_MMA_ROWS."""
+    name = "attention_prefill"
+
+    def tile_unit(self, op):
+        return (prefill_rows(op), Attention._group_width(self, op))
+
+    def fixed_tile(self, op):
+        return self.tile_unit(op)
+
+    def reads(self, op, out):
+        lo, hi = out
+        ratio = Attention._group_width(self, op) // op.params["head_dim"]
+        seqs = sequences(lo[:, 0], hi[:, 0], op.domain[0], op.inputs[1][0])
+        cache = _cols(lo[:, 1] // ratio, -(-hi[:, 1] // ratio), seqs, op.inputs[1])
+        return [(lo.copy(), hi.copy()), cache, (cache[0].copy(), cache[1].copy()),
+                (lo[:, :1].copy(), hi[:, :1].copy())]
+
+    def traffic(self, op, out):
+        boxes = self.reads(op, out)
+        rows = op.domain[0] // op.inputs[1][0]            # a chunk reads about its own length
+        for c in (1, 2):
+            lo, hi = boxes[c]
+            hi = hi.copy()
+            hi[:, 1] = np.minimum(hi[:, 1], rows)
+            boxes[c] = (lo, hi)
+        return boxes
+
+    def flops(self, op, out):
+        return np.zeros(out[0].shape[0], np.int64)
+
+    def mma_flops(self, op, out):
+        # Rows of a tile see the chunk's rows up to their own (causal): half a chunk on average.
+        rows = op.domain[0] // op.inputs[1][0]
+        return 2 * volume(out) * rows
+
+
+# Matrix-unit rows (query row, head) of an attention_prefill task: 16 warps of 16.
+PREFILL_MMA_ROWS = 256
+
+
+def prefill_rows(op) -> int:
+    """Query rows per attention_prefill task: the most that fit PREFILL_MMA_ROWS
+    (row, head) pairs, a multiple of 16 / G pairs per warp, dividing the chunk."""
+    head_dim = op.params["head_dim"]
+    group = (op.inputs[0][1] // head_dim) // (op.inputs[1][2] // head_dim)
+    chunk = op.domain[0] // op.inputs[1][0]
+    for rows in range(min(chunk, PREFILL_MMA_ROWS // group), 0, -1):
+        if chunk % rows == 0 and rows * group % 16 == 0:
+            return rows
+    raise ValueError(f"a prefill chunk of {chunk} rows with {group} query heads per KV head has no "
+                     "tile of whole 16-row matrix blocks: make the chunk a multiple of 16")
 
 
 class SiluMul(Kind):
@@ -466,9 +579,21 @@ class Argmax(Kind):
         return volume(out) * 0
 
 
+class Sample(Argmax):
+    """One token per row from its logits: the argmax, or a draw (mpk.sampling). Inputs
+    logits [B, V], positions [B], params [B, 4], seeds [B]: a task reads its row of each."""
+    name = "sample"
+
+    def reads(self, op, out):
+        lo, hi = out
+        rows = (lo[:, 0], hi[:, 0])
+        return [_cols(np.zeros_like(lo[:, 0]), np.full_like(lo[:, 0], shape[-1]), rows, shape)
+                if len(shape) == 2 else (lo.copy(), hi.copy()) for shape in op.inputs]
+
+
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Embedding(), RMSNorm(), Linear(), Rope(), Attention(), AttentionPartial(), AttentionCombine(),
-    KVAppend(), RopeAppend(), SiluMul(), Add(), AllReduce(), Argmax())}
+    AttentionPrefill(), KVAppend(), RopeAppend(), SiluMul(), Add(), AllReduce(), Argmax(), Sample())}
 
 
 def tile_boxes(domain, grid, tile) -> Boxes:
@@ -489,7 +614,8 @@ def task_cost(op: OpInfo, out: Boxes, target: Target) -> np.ndarray:
     nbytes = volume(kind.writes(op, out)) * op.output_bytes
     for box, size in zip(kind.traffic(op, out), op.input_bytes):
         nbytes = nbytes + volume(box) * size
-    return target.task_seconds(nbytes, kind.flops(op, out))
+    mma = kind.mma_flops(op, out)
+    return target.task_seconds(nbytes, kind.flops(op, out) - mma, mma)
 
 
 def choose_tile(op: OpInfo, target: Target) -> tuple[int, ...]:
@@ -506,9 +632,12 @@ def choose_tile(op: OpInfo, target: Target) -> tuple[int, ...]:
     if not free:
         return tuple(tile)
     (dim,) = free                       # kinds split at most one dimension freely
-    extent, step = op.domain[dim], unit[dim]
+    extent, step, largest = op.domain[dim], unit[dim], kind.max_tile(op)[dim]
     candidates = sorted({step * math.ceil(extent / (step * t))
                          for t in range(1, min(extent // step, 8 * target.num_sms) + 1)})
+    if largest is not None:
+        candidates = [c for c in candidates if c <= largest] or [min(largest, step)]
+    candidates = [min(c, extent) for c in candidates] or [extent]     # a dim under one unit: whole
     best = None
     for size in candidates:
         tile[dim] = size
@@ -527,12 +656,14 @@ def valid_tile(op: OpInfo, tile) -> str | None:
     kind = KINDS[op.kind]
     if len(tile) != len(op.domain):
         return f"tile rank {len(tile)} differs from the domain rank {len(op.domain)}"
-    for d, (t, extent, unit, fixed) in enumerate(zip(tile, op.domain, kind.tile_unit(op),
-                                                     kind.fixed_tile(op))):
+    for d, (t, extent, unit, fixed, largest) in enumerate(zip(tile, op.domain, kind.tile_unit(op),
+                                                              kind.fixed_tile(op), kind.max_tile(op))):
         if t <= 0:
             return f"tile size {t} in dim {d} must be positive"
         if fixed is not None and t != fixed:
             return f"'{op.kind}' tasks need tile size {fixed} in dim {d}, got {t}"
+        if largest is not None and t > largest:
+            return f"'{op.kind}' tiles take at most {largest} in dim {d}, got {t}"
         if t != extent and t % unit:
             return f"tile size {t} in dim {d} must be a multiple of {unit} or the whole dim {extent}"
     return None

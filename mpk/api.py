@@ -11,8 +11,11 @@ bundle and numpy, plus cuda-python and a GPU for backend="gpu" (the
 persistent kernel), or MLIR for backend="interp" (the CPU task interpreter
 over the bundle's task IR); "auto" takes the GPU when the driver sees one.
 Decoding is mpk.runtime.loader.generate: the prompts (one per sequence, of
-any lengths) go through the same kernel one token per launch, then each
-launch decodes `steps_per_launch` tokens.
+any lengths) go through the bundle's prefill kernel in chunks of rows on the
+matrix units (or, in a bundle without one, through the decode kernel one
+token per launch), then each launch decodes `steps_per_launch` tokens,
+greedily or sampled (`sampling=dict(temperature=..., top_k=..., top_p=...,
+min_p=..., seed=...)`, mpk.sampling).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ BACKENDS = ("auto", "gpu", "interp")
 
 def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat16",
             steps_per_launch: int | None = None, num_sms: int | None = None, arch: str | None = None,
-            path: str | Path | None = None) -> Bundle:
+            path: str | Path | None = None, prefill_chunk: int | None = None,
+            prefill_logits: str = "last") -> Bundle:
     """Compile `model`'s decode step into a bundle and return it (read back from disk).
 
     `model`: a preset name (`mpk import --list-models`), a Hugging Face
@@ -46,6 +50,11 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     `num_sms`/`arch` to this machine's GPU, or to an H100 (132 SMs, sm_90)
     without one. `path` is the bundle directory to write (default: a new
     temporary directory, removed when the returned Bundle is garbage-collected).
+    `prefill_chunk`: prompt tokens per sequence in one launch of the prefill
+    kernel (default driver.DEFAULT_PREFILL_CHUNK, at most max_seq; 0: no prefill
+    kernel); `prefill_logits`: "last" (each prompt's last token) or "all" (every
+    prompt token's logits come back, as `Generation.prompt_logits`). A Hugging
+    Face folder's tokenizer is copied into the bundle (`Session.generate_text`).
     Raises ValueError for bad arguments, mpk.driver.CompileError when a stage fails.
     """
     from mpk import driver, frontend
@@ -62,16 +71,31 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     if num_sms is None or arch is None:
         gpu = _local_gpu() or {"num_sms": driver.Options.num_sms, "arch": driver.Options.arch}
         num_sms, arch = num_sms or gpu["num_sms"], arch or gpu["arch"]
+    prefill_chunk = driver.DEFAULT_PREFILL_CHUNK if prefill_chunk is None else prefill_chunk
+    if not isinstance(prefill_chunk, int) or isinstance(prefill_chunk, bool) or prefill_chunk < 0:
+        raise ValueError(f"prefill_chunk must be 0 (none) or a positive int, got {prefill_chunk!r}")
+    if prefill_logits not in ("last", "all"):
+        raise ValueError(f"prefill_logits must be 'last' or 'all', got {prefill_logits!r}")
     options = driver.Options(batch=batch, dtype=dtype, max_seq=max_seq, arch=arch, num_sms=num_sms,
-                             steps=steps_per_launch)
+                             steps=steps_per_launch, prefill_chunk=prefill_chunk,
+                             prefill_all_logits=prefill_logits == "all")
     module, config_dict = driver.import_graph(config, "model", options)
+    source = _hf_folder(model)
     if path is not None:
-        return bundles.read(driver.compile_task_module(module, options, Path(path), model_config=config_dict))
+        return bundles.read(driver.compile_task_module(module, options, Path(path), model_config=config_dict,
+                                                       source=source))
     scratch = Path(tempfile.mkdtemp(prefix="mpk-"))
     bundle = bundles.read(driver.compile_task_module(module, options, scratch / "model.mpk",
-                                                     model_config=config_dict))
+                                                     model_config=config_dict, source=source))
     weakref.finalize(bundle, shutil.rmtree, scratch, ignore_errors=True)   # as long as the Bundle lives
     return bundle
+
+
+def _hf_folder(model) -> Path | None:
+    """The Hugging Face folder `model` names (config.json and *.safetensors), if it is one."""
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and any(Path(model).glob("*.safetensors")):
+        return Path(model)
+    return None
 
 
 def _model_config(model):
@@ -145,6 +169,12 @@ class Generation:
     logits: np.ndarray | None           # [T, B, V] float32 of the generated steps (None if not kept)
     prompt_logits: np.ndarray | None    # [n - 1, B, V]: positions before the longest prompt's last token
     seconds: float                      # wall time of the whole call, prompt steps included
+    prefill_seconds: float | None = None   # until the first new token (the prompt's time)
+
+    @property
+    def decode_seconds(self) -> float | None:
+        """Wall time after the first new token."""
+        return None if self.prefill_seconds is None else self.seconds - self.prefill_seconds
 
 
 class Session:
@@ -164,14 +194,19 @@ class Session:
         self.vocab_size = model.get("vocab_size")
         self.device = getattr(runner, "device_name", "CPU")
 
-    def generate(self, prompt_ids, max_new_tokens: int, eos_token_id: int | None = None) -> Generation:
-        """Greedy decoding of `max_new_tokens` tokens after the prompt (stops early at EOS).
+    def generate(self, prompt_ids, max_new_tokens: int, eos_token_id=None, sampling: dict | None = None,
+                 on_tokens=None) -> Generation:
+        """Decode `max_new_tokens` tokens after the prompt (stops early at EOS).
 
         `prompt_ids`: [B, n] token ids (B = the bundle's batch), B rows of
         different lengths (a list of lists), or one row (a list, or [1, n])
         for every sequence. Every row gets `max_new_tokens` new tokens.
+        `eos_token_id`: an id or a list of ids. `sampling`: temperature,
+        top_k, top_p, min_p and seed (each one value, or one per sequence;
+        greedy by default: mpk.sampling). `on_tokens(tokens)` receives the
+        new tokens ([B] or [n, B]) as they arrive.
         """
-        from mpk.runtime.loader import generate
+        from mpk.runtime.loader import LoaderError, generate
 
         prompt = self._prompt(prompt_ids)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -180,12 +215,32 @@ class Session:
         if longest + max_new_tokens > self.max_seq:
             raise ValueError(f"{longest} prompt + {max_new_tokens} new tokens exceed the bundle's "
                              f"max_seq ({self.max_seq})")
-        if eos_token_id is not None and not (isinstance(eos_token_id, int) and self._in_vocab(eos_token_id)):
-            raise ValueError(f"eos_token_id must be a token id in [0, {self.vocab_size}), got {eos_token_id!r}")
+        eos = [eos_token_id] if isinstance(eos_token_id, int) else eos_token_id
+        if eos is not None and not (len(eos) > 0 and all(isinstance(i, int) and not isinstance(i, bool)
+                                                          and self._in_vocab(i) for i in eos)):
+            raise ValueError(f"eos_token_id must be a token id in [0, {self.vocab_size}) or a list of them, "
+                             f"got {eos_token_id!r}")
         start = time.perf_counter()
-        out = generate(self.runner, prompt, max_new_tokens, eos_token_id=eos_token_id)
+        try:
+            out = generate(self.runner, prompt, max_new_tokens, eos_token_id=eos, sampling=sampling,
+                           on_tokens=on_tokens)
+        except LoaderError as e:
+            if str(e).startswith("sampling") or "sampling parameter" in str(e):
+                raise ValueError(str(e)) from None
+            raise
         seconds = time.perf_counter() - start
-        return Generation(out["tokens"].T.astype(np.int64), out.get("logits"), out.get("prompt_logits"), seconds)
+        return Generation(out["tokens"].T.astype(np.int64), out.get("logits"), out.get("prompt_logits"), seconds,
+                          out.get("prefill_seconds"))
+
+    def generate_text(self, prompt: str, max_new_tokens: int = 64, chat: bool = False, on_text=None,
+                      tokenizer=None, **options):
+        """Text in, text out (mpk.text.generate_text): `prompt` tokenized with the
+        tokenizer of the folder the bundle was compiled from (or `tokenizer`, an
+        mpk.text.Tokenizer), with its chat template when `chat`; `on_text(piece)`
+        streams the text; `options` go to `generate` (sampling, ...)."""
+        from mpk import text
+        tokenizer = tokenizer or text.Tokenizer.for_bundle(self.bundle)
+        return text.generate_text(self, tokenizer, prompt, max_new_tokens, chat=chat, on_text=on_text, **options)
 
     def _in_vocab(self, ids) -> bool:
         return self.vocab_size is None or bool(np.all((0 <= np.asarray(ids)) & (np.asarray(ids) < self.vocab_size)))

@@ -26,9 +26,12 @@ def as_float32(weights: dict) -> dict[str, np.ndarray]:
 
 
 class InterpRunner:
-    """The task interpreter behind the Session interface (one launch = one run_tasks call)."""
+    """The task interpreter behind the Session interface (one launch = one run_tasks call).
 
-    def __init__(self, bundle: bundles.Bundle, seed: int = 0):
+    A bundle's prefill program gets a runner of its own, `prefill`, sharing this
+    one's weights and KV caches (the dicts themselves)."""
+
+    def __init__(self, bundle: bundles.Bundle, seed: int = 0, shared: "InterpRunner | None" = None):
         from mlir import ir
         from mpk import dialects
         self.bundle, self.seed = bundle, seed
@@ -39,11 +42,14 @@ class InterpRunner:
         self.context = dialects.context()
         with self.context:
             self.module = ir.Module.parse(path.read_text())
-        self.weights: dict[str, np.ndarray] = {}
-        self.state = {b.get("weight_name") or b["name"]: np.zeros(b["shape"], np.float32)
-                      for b in bundle.plan["buffers"] if b["space"] == "state"}
+        self.weights: dict[str, np.ndarray] = shared.weights if shared else {}
+        self.state = shared.state if shared else {
+            b.get("weight_name") or b["name"]: np.zeros(b["shape"], np.float32)
+            for b in bundle.plan["buffers"] if b["space"] == "state"}
         self.inputs: dict[str, np.ndarray] = {}
         self.outputs: dict[str, np.ndarray] = {}
+        self.prefill = (InterpRunner(bundle.prefill, seed, shared=self)
+                        if shared is None and bundle.prefill is not None else None)
 
     def bind_weights(self, weights: dict, strict: bool = True) -> None:
         needed = self.bundle.weights()

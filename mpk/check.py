@@ -108,12 +108,15 @@ def _relative(x: np.ndarray, ref: np.ndarray) -> float:
 
 
 def compare(ours: np.ndarray, reference: np.ndarray, tokens: np.ndarray, prompt_len: int,
-            tolerance: float = TOLERANCE, torch_same_dtype: np.ndarray | None = None) -> Report:
-    """`ours`, `reference`: logits [steps, B, V] from position 0; `tokens`: mpk's
-    greedy tokens [steps - prompt_len + 1, B] of the steps from the last prompt token on;
+            tolerance: float = TOLERANCE, torch_same_dtype: np.ndarray | None = None,
+            first_position: int = 0) -> Report:
+    """`ours`, `reference`: logits [steps, B, V] from position `first_position`;
+    `tokens`: mpk's greedy tokens [steps - prompt_len + 1, B] of the steps from the
+    last prompt token on (prompt_len counted from first_position);
     `torch_same_dtype`: PyTorch's logits in the bundle's dtype (shown, not judged)."""
     steps = []
-    for position, (o, r) in enumerate(zip(ours.astype(np.float64), reference.astype(np.float64))):
+    for step, (o, r) in enumerate(zip(ours.astype(np.float64), reference.astype(np.float64))):
+        position = step + first_position
         diff = o - r
         finite = bool(np.isfinite(o).all())
         error = _relative(o, r) if finite else float("inf")
@@ -124,7 +127,7 @@ def compare(ours: np.ndarray, reference: np.ndarray, tokens: np.ndarray, prompt_
         verdict = "ok" if finite and error <= tolerance else ("FAIL: NaN/inf logits" if not finite
                                                              else "FAIL: logit error")
         pair = None
-        generated = position - (prompt_len - 1)
+        generated = step - (prompt_len - 1)
         if generated >= 0:
             mine, theirs = tokens[generated].astype(np.int64), r.argmax(axis=-1)
             differ = np.flatnonzero(mine != theirs)
@@ -136,7 +139,7 @@ def compare(ours: np.ndarray, reference: np.ndarray, tokens: np.ndarray, prompt_
                 verdict = "FAIL: token at a clear margin"
             elif len(differ) and verdict == "ok":
                 verdict = "ok (near-tie)"
-        torch_error = None if torch_same_dtype is None else _relative(torch_same_dtype[position], r)
+        torch_error = None if torch_same_dtype is None else _relative(torch_same_dtype[step], r)
         steps.append(Step(position, error, float(max_abs.max()), float(margins.min()),
                           float(thresholds.max()), pair, verdict, torch_error))
     return Report(steps, tolerance)
@@ -157,7 +160,11 @@ def check_run(config: dict, weights: dict, prompt: np.ndarray, result: dict, max
     batch = tokens.shape[1]
     prompt = np.broadcast_to(np.atleast_2d(np.asarray(prompt)), (batch, np.shape(prompt)[-1]))
     fed = np.concatenate([prompt.T, tokens[:-1]])          # the token each step consumed
-    ours = np.concatenate([result["prompt_logits"], result["logits"]])
     reference = reference_logits(config, weights, fed, max_seq)
     same_dtype = reference_logits(config, weights, fed, max_seq, _torch_dtype(weights))
-    return compare(ours, reference, tokens, prompt.shape[1], tolerance, same_dtype)
+    if result.get("prompt_logits") is not None:
+        ours = np.concatenate([result["prompt_logits"], result["logits"]])
+        return compare(ours, reference, tokens, prompt.shape[1], tolerance, same_dtype)
+    # A prefill kernel returns the logits of the last prompt row only: from there on.
+    skip = prompt.shape[1] - 1
+    return compare(result["logits"], reference[skip:], tokens, 1, tolerance, same_dtype[skip:], skip)

@@ -4,7 +4,8 @@ Each stage is named (like Triton's stage dictionary) and `--dump-dir`
 writes what it produced:
 
     graph      mpk graph IR (torch.export -> torch-mlir -> torch-to-mpk)
-    tasks      mpk-fuse-residual, mpk-partition: every op split into SM-sized task groups
+    tasks      mpk-sample, [mpk-prefill], mpk-fuse-residual, mpk-partition: every op split
+               into SM-sized task groups
     events     mpk-build-events: tile-granular dependencies
     scheduled  mpk-schedule, mpk-plan-memory: per-SM queues, workspace offsets
     gpu        mpk-lower-tasks: + gpu.module @mpk_tasks with mpk_dispatch
@@ -13,6 +14,13 @@ writes what it produced:
 
 Passes are found by pipeline name through the pass framework; the bundle is
 written by mpk.runtime.bundle from `mpk-materialize`'s tables.
+
+A bundle holds two programs compiled from the same graph IR: the decode step
+(one row per sequence, `steps` per launch) and, with `prefill_chunk`, the
+prefill step (`mpk-prefill`: `prefill_chunk` prompt rows per sequence, GEMM
+tiles on the matrix units), each its own persistent kernel, sharing weights
+and KV caches by name. The prefill program is written into the bundle's
+`prefill/` folder; its stages dump as `prefill-NN-stage.ext`.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from mpk.runtime import build, bundle
 
 DEFAULT_THREADS = 512
 DEFAULT_STEPS = 16
+DEFAULT_PREFILL_CHUNK = 256      # prompt rows per sequence and prefill launch
+PREFILL_SMEM_BYTES = 200 * 1024  # a GEMM tile's shared-memory ring (kernels/gemm.py)
+PREFILL_DIR = "prefill"
 TIMELESS = contextlib.nullcontext
 
 
@@ -54,30 +65,49 @@ class Options:
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK   # mpk-prefill{chunk}; 0: no prefill program
+    prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
+
+    def prefill(self) -> "Options":
+        """The options of the prefill program: one step a launch, a chunk no longer than the cache."""
+        return dataclasses.replace(self, steps=1, smem_bytes=self.smem_bytes or PREFILL_SMEM_BYTES,
+                                   prefill_chunk=min(self.prefill_chunk, self.max_seq), stage_bytes=0)
 
 
-# The task-level stages: (name, pipeline elements). Options are filled in per compile.
+# The task-level stages: (name, pipeline elements). Options are filled in per compile;
+# a prefill program runs mpk-prefill right after mpk-sample.
 TASK_STAGES = (
-    ("tasks", ["mpk-fuse-residual", "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention}}}",
+    ("tasks", ["mpk-sample", "mpk-fuse-residual",
+               "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention}}}",
                "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
     ("events", ["mpk-build-events"]),
     ("scheduled", ["mpk-schedule", "mpk-plan-memory"]),
 )
+PREFILL_PASS = "mpk-prefill{{chunk={prefill_chunk} all-logits={prefill_all_logits}}}"
 STAGES = ("graph",) + tuple(name for name, _ in TASK_STAGES) + ("gpu", "ptx", "cubin", "bundle")
 
 
-class Dumper:
-    """Writes each stage's output as `NN-stage.ext` into a folder (or nowhere)."""
+def stages(options: Options) -> tuple[str, ...]:
+    """The stages a compile with `options` goes through (for progress bars)."""
+    return STAGES + ((PREFILL_DIR,) if options.prefill_chunk > 0 else ())
 
-    def __init__(self, folder: Path | None):
+
+class Dumper:
+    """Writes each stage's output as `[prefix]NN-stage.ext` into a folder (or nowhere)."""
+
+    def __init__(self, folder: Path | None, prefix: str = ""):
         self.folder = Path(folder) if folder else None
+        self.prefix = prefix
         if self.folder:
             self.folder.mkdir(parents=True, exist_ok=True)
+
+    def program(self, name: str) -> "Dumper":
+        return Dumper(self.folder, f"{name}-")
 
     def __call__(self, stage: str, content, ext: str = "mlir") -> None:
         if not self.folder:
             return
-        path = self.folder / f"{STAGES.index(stage)}-{stage}.{ext}"
+        path = self.folder / f"{self.prefix}{STAGES.index(stage)}-{stage}.{ext}"
         if isinstance(content, bytes):
             path.write_bytes(content)
         else:
@@ -112,20 +142,45 @@ def run_passes(module: ir.Module, stage: str, elements: list[str]) -> None:
 
 def compile_task_module(module: ir.Module, options: Options, out: Path, *, model_config: dict | None = None,
                         dump: Dumper | None = None, stage: Callable[[str], contextlib.AbstractContextManager] = None,
-                        task_ptx: str | None = None) -> Path:
-    """Graph IR (or scheduled task IR) in `module` -> bundle at `out`.
+                        task_ptx: str | None = None, source: Path | None = None) -> Path:
+    """Graph IR (or scheduled task IR) in `module` -> bundle at `out`: the decode
+    program, and the prefill program in `out/prefill` (`options.prefill_chunk`).
 
     With `task_ptx` the task code is given (a hand-written stub in tests)
-    and `module` must already be scheduled task IR; mpk-lower-tasks is skipped.
+    and `module` must already be scheduled task IR; mpk-lower-tasks is skipped
+    and there is no prefill program. `source`: the Hugging Face folder the
+    model came from (the bundle records it and copies its tokenizer).
     """
+    dump = dump or Dumper(None)
+    stage = stage or (lambda _name: TIMELESS())
+    prefill = options.prefill_chunk > 0 and task_ptx is None and _weights_are_bf16(module)
+    graph_ir = str(module) if prefill else None
+    programs = {PREFILL_DIR: {"chunk": options.prefill().prefill_chunk,
+                              "logits": "all" if options.prefill_all_logits else "last"}} if prefill else {}
+    path = _compile_program(module, options, out, model_config, dump, stage, task_ptx, programs=programs)
+    if prefill:
+        with stage("prefill"):
+            prefill_module = ir.Module.parse(graph_ir, context=module.context)
+            _compile_program(prefill_module, options.prefill(), out / PREFILL_DIR, model_config,
+                             dump.program(PREFILL_DIR), lambda _name: TIMELESS(), None,
+                             extra_passes=[PREFILL_PASS])
+    if source is not None:
+        bundle.record_source(path, source)
+    return path
+
+
+def _compile_program(module: ir.Module, options: Options, out: Path, model_config, dump: Dumper, stage,
+                     task_ptx: str | None, programs: dict | None = None,
+                     extra_passes: list[str] = ()) -> Path:
+    """One program (a persistent kernel and its tables) into the bundle folder `out`."""
     from mpk.dialects.taskir import TaskGraph
     from mpk.lowering.mpk_materialize import MaterializeError, materialize
 
-    dump = dump or Dumper(None)
-    stage = stage or (lambda _name: TIMELESS())
     values = dataclasses.asdict(options)
     if task_ptx is None:
         for name, elements in TASK_STAGES:
+            if name == "tasks":
+                elements = elements[:1] + list(extra_passes) + elements[1:]
             with stage(name):
                 run_passes(module, name, [e.format(**values) for e in elements])
                 _set_kernel_attr(module, "steps", options.steps)
@@ -169,12 +224,28 @@ def compile_task_module(module: ir.Module, options: Options, out: Path, *, model
                   "max_registers": options.max_registers,
                   "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}
         plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config,
-                "batch": options.batch, "max_seq": options.max_seq,
+                "batch": options.batch, "max_seq": options.max_seq, "programs": programs or {},
                 "buffers": tables.buffers, "events": tables.events, "groups": tables.groups,
                 "weights": [{"name": b["weight_name"], "shape": b["shape"], "dtype": b["dtype"]}
                             for b in tables.buffers if b["space"] == "weight"]}
         return bundle.write(out, plan=plan, tables=tables.tables, cubin=cubin, ptx=task_ptx,
                             task_ir=task_ir, runtime_sources=build.runtime_source())
+
+
+def _weights_are_bf16(module: ir.Module) -> bool:
+    """The prefill program's GEMM and attention tiles run on the matrix units in bf16:
+    a float32 or float16 model's prompts go through its decode kernel instead."""
+    weights = [op for op in _walk(module.operation) if op.name == "mpk.weight"]
+    return bool(weights) and all(str(ir.RankedTensorType(op.results[0].type).element_type) == "bf16"
+                                 for op in weights)
+
+
+def _walk(op: ir.Operation):
+    for region in op.regions:
+        for block in region.blocks:
+            for child in block.operations:
+                yield child.operation
+                yield from _walk(child.operation)
 
 
 def _set_kernel_attr(module: ir.Module, name: str, value: int) -> None:

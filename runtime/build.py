@@ -52,6 +52,13 @@ def toolkit() -> Toolkit:
                          "install the nvidia-cuda-nvrtc and nvidia-nvjitlink wheels") from None
 
 
+def feature_arch(arch: str) -> str:
+    """The target code is generated for: a Hopper (sm_90) bundle uses sm_90a, whose
+    arch-specific instructions (wgmma, the tensor-memory copies of TMA) the prefill
+    GEMMs need. Its cubin runs on sm_90 devices only, which is what `arch` says."""
+    return "sm_90a" if arch == "sm_90" else arch
+
+
 def runtime_source() -> dict[str, str]:
     """The runtime's sources by file name (a bundle ships them for a re-link)."""
     return {name: (RUNTIME_DIR / name).read_text() for name in RUNTIME_SOURCES}
@@ -63,7 +70,7 @@ def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) 
 
     sources = runtime_source()
     headers = {n: s for n, s in sources.items() if n.endswith(".h")}
-    options = [f"-arch={arch}", "-dlto", "-rdc=true", "-std=c++17", "-default-device"]
+    options = [f"-arch={feature_arch(arch)}", "-dlto", "-rdc=true", "-std=c++17", "-default-device"]
     options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
 
     err, program = nvrtc.nvrtcCreateProgram(
@@ -90,7 +97,7 @@ def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_
     """One cubin from the runtime's LTO-IR and the (name, PTX text) of the task code."""
     from cuda.bindings import nvjitlink
 
-    options = [f"-arch={arch}", "-lto", "-O3", f"-maxrregcount={max_registers}", *extra_options]
+    options = [f"-arch={feature_arch(arch)}", "-lto", "-O3", f"-maxrregcount={max_registers}", *extra_options]
     handle = nvjitlink.create(len(options), options)
     try:
         def add(kind, data: bytes, name: str):

@@ -6,6 +6,8 @@
     runtime/          the runtime's CUDA sources (idem)
     tables.npz        the runtime's tables (mpk.runtime.tables)
     plan.json         what the loader needs to know (PLAN_FORMAT below)
+    prefill/          the prefill program (plan "programs"), a bundle of the same
+                      layout whose weights and KV caches are the decode program's
 
 Reading a bundle needs only numpy and the standard library.
 """
@@ -53,6 +55,21 @@ class Bundle:
         return {b["weight_name"]: {"shape": b["shape"], "dtype": b["dtype"]}
                 for b in self.plan["buffers"] if b["space"] == "weight"}
 
+    @property
+    def prefill(self) -> "Bundle | None":
+        """The prefill program (mpk-prefill), a bundle of its own in a subfolder, or None."""
+        info = self.plan.get("programs", {}).get("prefill")
+        if info is None:
+            return None
+        if "_prefill" not in self.__dict__:
+            self.__dict__["_prefill"] = read(self.path / "prefill")
+        return self.__dict__["_prefill"]
+
+    @property
+    def prefill_chunk(self) -> int:
+        """Prompt rows per sequence of one prefill launch (0 without a prefill program)."""
+        return int(self.plan.get("programs", {}).get("prefill", {}).get("chunk", 0))
+
 
 def write(path: Path, *, plan: dict, tables: dict[str, np.ndarray], cubin: bytes, ptx: str,
           task_ir: str, runtime_sources: dict[str, str]) -> Path:
@@ -75,6 +92,27 @@ def write(path: Path, *, plan: dict, tables: dict[str, np.ndarray], cubin: bytes
                 tables={n: {"dtype": str(tables[n].dtype), "shape": list(tables[n].shape)} for n in layout.TABLES})
     (path / PLAN).write_text(json.dumps(plan, indent=1) + "\n")
     return path
+
+
+# What a Hugging Face folder holds besides its weights that text in / text out needs.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja",
+                   "special_tokens_map.json")
+TOKENIZER_DIR = "tokenizer"
+
+
+def record_source(path: Path, folder: Path) -> None:
+    """Note in plan.json the Hugging Face folder a bundle was compiled from (its weights)
+    and copy the folder's tokenizer files into the bundle, so it tokenizes on its own."""
+    path, folder = Path(path), Path(folder)
+    copied = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    if copied:
+        (path / TOKENIZER_DIR).mkdir(exist_ok=True)
+        for name in copied:
+            shutil.copyfile(folder / name, path / TOKENIZER_DIR / name)
+    plan = json.loads((path / PLAN).read_text())
+    plan["source"] = {**(plan.get("source") or {}), "folder": str(folder.resolve()),
+                      "tokenizer": TOKENIZER_DIR if copied else None}
+    (path / PLAN).write_text(json.dumps(plan, indent=1) + "\n")
 
 
 def read(path: Path) -> Bundle:

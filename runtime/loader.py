@@ -154,6 +154,30 @@ def device_properties(ordinal: int = 0) -> dict:
             "max_smem_per_block": attr(A.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)}
 
 
+TENSOR_MAP_BYTES = 128      # CUtensorMap, 64-byte aligned in device memory
+
+
+def encode_tensor_map(address: int, buffer: dict, box: tuple[int, int]) -> bytes:
+    """The TMA descriptor of a 2-D bf16 buffer at `address`, copied in boxes of
+    `box` (rows, columns), 128-byte swizzled, zeros where a box passes the end
+    (cuTensorMapEncodeTiled; kernels/gemm.py reads it)."""
+    driver = _driver()
+    rows, cols = buffer["shape"]
+    if buffer["dtype"] != "bf16":
+        raise LoaderError(f"a tensor map of '{buffer['name']}' ({buffer['dtype']}): only bf16 is supported")
+    u64, u32 = driver.cuuint64_t, driver.cuuint32_t
+    tmap = _check(driver.cuTensorMapEncodeTiled(
+        driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, address,
+        [u64(cols), u64(rows)], [u64(cols * 2)], [u32(box[1]), u32(box[0])], [u32(1), u32(1)],
+        driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+        f"cuTensorMapEncodeTiled('{buffer['name']}' {rows}x{cols}, box {box[0]}x{box[1]})")
+    raw = ctypes.string_at(int(tmap.getPtr()), TENSOR_MAP_BYTES)
+    return raw
+
+
 class DeviceBuffer:
     """One cuMemAlloc'd block; freed with the session."""
 
@@ -193,23 +217,37 @@ def _upload_new(array: np.ndarray, what: str) -> DeviceBuffer:
 # ------------------------------------------------------------ the session
 
 class Session:
-    """A bundle loaded on one GPU: memory allocated, tables uploaded, ready to launch."""
+    """A bundle loaded on one GPU: memory allocated, tables uploaded, ready to launch.
+
+    A bundle with a prefill program gets a second Session, `prefill`: its own
+    kernel, tables, workspace and io buffers, and the weights and KV caches of
+    this one (`shared`, by name), so a prompt it processes is in the caches the
+    decode kernel reads."""
 
     def __init__(self, bundle: Bundle, device: int = 0, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 profile: bool = False):
+                 profile: bool = False, shared: "Session | None" = None):
         self.bundle, self.plan, self.kernel = bundle, bundle.plan, bundle.kernel
         self.timeout_s = timeout_s
         self.steps_per_launch = int(self.kernel.get("steps", 1))
         driver = _driver()
         self._check_device(device_properties(device))
-        self.context = _check(driver.cuDevicePrimaryCtxRetain(self.device), "cuDevicePrimaryCtxRetain")
+        self._owner = shared is None              # retains the context and owns weights and states
+        self.context = (_check(driver.cuDevicePrimaryCtxRetain(self.device), "cuDevicePrimaryCtxRetain")
+                        if self._owner else shared.context)
         self._device_ordinal = self.device
         _check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
-        self._load_kernel()
-        self._allocate()
-        self._upload_tables()
-        self.profile = (DeviceBuffer(self.steps_per_launch * self.num_tasks * 16, "profile")
-                        if profile else None)
+        self.prefill = None
+        try:
+            self._load_kernel()
+            self._allocate(shared.storage if shared is not None else None)
+            self._upload_tables()
+            self.profile = (DeviceBuffer(self.steps_per_launch * self.num_tasks * 16, "profile")
+                            if profile else None)
+            if self._owner and bundle.prefill is not None:
+                self.prefill = Session(bundle.prefill, device, timeout_s, shared=self)
+        except BaseException:
+            self.close()
+            raise
 
     # -- checks and setup
 
@@ -254,12 +292,14 @@ class Session:
                               f"{self.smem_bytes} B shared memory does not fit one SM: the persistent "
                               f"kernel cannot run (compile with fewer threads or less shared memory)")
 
-    def _allocate(self) -> None:
-        """Workspace, then one allocation per io/state/weight name (shared names share memory)."""
+    def _allocate(self, shared: dict | None = None) -> None:
+        """Workspace, then one allocation per io/state/weight name (shared names share
+        memory); weights and states in `shared` (another program's) are used, not allocated."""
         buffers = self.plan["buffers"]
         workspace = max([b["offset"] + b["nbytes"] for b in buffers if b["space"] == "workspace"], default=0)
         self.workspace = DeviceBuffer(workspace, "workspace")
         self.storage: dict[str, DeviceBuffer] = {}   # weight/state/io name -> memory
+        self.owned: set[str] = set()
         self.addresses = []
         for b in buffers:
             if b["space"] == "workspace":
@@ -267,8 +307,12 @@ class Session:
                 continue
             key = b.get("weight_name") or b["name"]
             copies = self.steps_per_launch if b.get("per_step") else 1
+            if key not in self.storage and shared is not None and b["space"] in ("weight", "state") \
+                    and key in shared:
+                self.storage[key] = shared[key]
             if key not in self.storage:
                 self.storage[key] = DeviceBuffer(b["nbytes"] * copies, f"{b['space']} '{key}'")
+                self.owned.add(key)
             elif self.storage[key].nbytes < b["nbytes"] * copies:
                 raise LoaderError(f"buffers named '{key}' disagree on size")
             self.addresses.append(self.storage[key].ptr)
@@ -282,7 +326,7 @@ class Session:
             raise LoaderError(f"tables have {self.num_workers} queues for {self.kernel['num_sms']} SMs")
         if t["tasks"].shape[1] != len(layout.TASK_FIELDS):
             raise LoaderError("tasks table has the wrong width for this runtime")
-        addresses = np.asarray(self.addresses, np.uint64)
+        addresses = np.asarray(self.addresses + self._tensor_maps(t["tensor_maps"]), np.uint64)
         self.d_tasks = _upload_new(t["tasks"].astype(np.int32), "tasks")
         self.d_queue_offsets = _upload_new(t["queue_offsets"].astype(np.int32), "queue offsets")
         self.d_queue_tasks = _upload_new(t["queue_tasks"].astype(np.int32), "queues")
@@ -290,6 +334,17 @@ class Session:
         self.d_prefetch = _upload_new(t["prefetch"].astype(np.int32), "prefetch table")
         self.d_counters = DeviceBuffer(t["event_initial"].nbytes, "event counters")
         self.d_error = DeviceBuffer(ctypes.sizeof(MpkError), "error record")
+
+    def _tensor_maps(self, maps: np.ndarray) -> list[int]:
+        """Encode the TMA descriptors the tables ask for (mpk-materialize), in one
+        allocation, 128 bytes each; their device addresses follow the buffers'."""
+        self.d_tensor_maps = None
+        if len(maps) == 0:
+            return []
+        encoded = b"".join(encode_tensor_map(self.addresses[buffer], self.plan["buffers"][buffer], (rows, cols))
+                           for buffer, rows, cols in maps.tolist())
+        self.d_tensor_maps = _upload_new(np.frombuffer(encoded, np.uint8), "tensor maps")
+        return [self.d_tensor_maps.ptr + TENSOR_MAP_BYTES * i for i in range(len(maps))]
 
     # -- memory by name
 
@@ -440,6 +495,9 @@ class Session:
 
     def close(self) -> None:
         driver = _driver()
+        if getattr(self, "prefill", None) is not None:
+            self.prefill.close()
+            self.prefill = None
         for event in getattr(self, "_events", None) or ():
             driver.cuEventDestroy(event)
         self._events = None
@@ -447,17 +505,18 @@ class Session:
             driver.cuModuleUnload(self.module)
             self.module = None
         for name in ("workspace", "d_tasks", "d_queue_offsets", "d_queue_tasks", "d_buffer_ptrs", "d_prefetch",
-                     "d_counters", "d_error", "profile"):
+                     "d_counters", "d_error", "profile", "d_tensor_maps"):
             b = getattr(self, name, None)
             if b is not None:
                 driver.cuMemFree(b.ptr)
                 setattr(self, name, None)
-        for b in getattr(self, "storage", {}).values():
-            driver.cuMemFree(b.ptr)
+        for key, b in getattr(self, "storage", {}).items():
+            if key in getattr(self, "owned", ()):
+                driver.cuMemFree(b.ptr)
         self.storage = {}
-        if getattr(self, "context", None) is not None:
+        if getattr(self, "context", None) is not None and getattr(self, "_owner", False):
             driver.cuDevicePrimaryCtxRelease(self._device_ordinal)
-            self.context = None
+        self.context = None
 
     def __enter__(self):
         return self
@@ -492,27 +551,62 @@ def prompt_rows(prompt_ids, batch: int) -> list[np.ndarray]:
     return [r.astype(np.int64) for r in rows]
 
 
-def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -> dict[str, np.ndarray]:
-    """Feed each sequence's prompt one token per step, then decode `steps` tokens greedily.
+def sampling_arrays(batch: int, sampling: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The `sample_params` [B, 4] and `sample_seeds` [B] io buffers for `sampling`
+    (temperature, top_k, top_p, min_p, seed: each a value for all sequences or one
+    per sequence; None or missing: greedy, seed 0). Bad values raise LoaderError."""
+    from mpk import sampling as spec
+    sampling = {k: v for k, v in (sampling or {}).items() if v is not None}
+    unknown = set(sampling) - set(spec.PARAMS) - {"seed"}
+    if unknown:
+        raise LoaderError(f"unknown sampling parameter(s) {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(spec.PARAMS)}, seed)")
+    try:
+        params = spec.pack_params(**{k: v for k, v in sampling.items() if k != "seed"}, batch=batch)
+        seeds = np.broadcast_to(np.asarray(sampling.get("seed", 0), np.int64), (batch,))
+    except ValueError as e:
+        raise LoaderError(f"sampling: {e}") from None
+    if params.shape[0] != batch:
+        raise LoaderError(f"sampling parameters for {params.shape[0]} sequences, the bundle decodes {batch}")
+    if ((seeds < 0) | (seeds >= 2**32)).any():
+        raise LoaderError("a sampling seed must be in [0, 2**32)")
+    return params, (seeds.astype(np.uint64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
-    Prompts may differ in length (`prompt_rows`): every sequence is at the
-    same position each step, a sequence whose prompt has ended feeds its own
-    last token, and launches run one step until the longest prompt has been
-    fed (the host chooses every sequence's token), then `steps_per_launch`
-    steps (the kernel feeds each step's tokens to the next).
 
-    With `eos_token_id`, decoding stops after the launch in which every row
-    has produced it; a row's tokens after its EOS read EOS, and the result
-    ends at the step where the last row finished.
+def _has(bundle, name: str) -> bool:
+    return any(name in (b["name"], b.get("weight_name")) for b in bundle.plan["buffers"])
+
+
+def generate(backend, prompt_ids, steps: int, eos_token_id=None, sampling: dict | None = None,
+             on_tokens=None) -> dict[str, np.ndarray]:
+    """Run each sequence's prompt, then decode `steps` tokens (greedy, or sampled).
+
+    Prompts may differ in length (`prompt_rows`). With a prefill program
+    (`backend.prefill`, the bundle's `prefill/`) and a prompt of more than one
+    token, the prompts go through it in chunks of `prefill_chunk` rows per
+    sequence (`_prefill`), which gives every sequence its first new token;
+    decoding then starts at each sequence's own position. Without one, the
+    prompts go through the decode kernel one token per launch, every sequence
+    at the same position (a sequence whose prompt has ended feeds its own last
+    token), then `steps_per_launch` steps a launch.
+
+    `sampling`: mpk.sampling's parameters (`sampling_arrays`); the draws depend
+    on (seed, position), so both paths sample the same tokens from the same
+    logits. With `eos_token_id` (an id or a list of ids), decoding stops after
+    the launch in which every row has produced one; a row's tokens after its
+    EOS read that EOS, and the result ends at the step where the last row
+    finished. `on_tokens(tokens)` is called with each batch of new tokens as
+    they arrive ([B] or [n, B] int64; the raw tokens, EOS handling is the caller's).
 
     `backend` is a Session or anything with its `bundle`, `steps_per_launch`,
-    `write`, `read` and `launch(steps)` (the CPU task interpreter's runner).
-    io buffers by name: `tokens` and `positions` (written by the host before
-    a launch; later steps of a launch feed themselves), `next_tokens` and
-    `logits` (one copy per step). Returns {"tokens": [steps, B] (row i's new
-    tokens, whatever its prompt length), "logits": [steps, B, V] (the logits
-    that chose them), "prompt_logits": [n - 1, B, V] (the positions before
-    the longest prompt's last token, n its length)}.
+    `write`, `read`, `launch(steps)` and `prefill` (the CPU task interpreter's
+    runner). io buffers by name: `tokens` and `positions` (written by the
+    host before a launch; later steps of a launch feed themselves),
+    `next_tokens` and `logits` (one copy per step). Returns {"tokens": [steps,
+    B] (row i's new tokens, whatever its prompt length), "logits": [steps, B,
+    V] (the logits that chose them), "prompt_logits": [n - 1, B, V] (the
+    positions before the longest prompt's last token, n its length; only from
+    the token-by-token path or an all-logits prefill), "prefill_seconds"}.
     """
     bundle = backend.bundle
     try:
@@ -530,12 +624,52 @@ def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -
     outputs = [n for n in ("next_tokens", "logits") if n in names and bundle.buffer(n).get("per_step")]
     if "next_tokens" not in outputs:
         raise LoaderError("the bundle has no per-step 'next_tokens' io buffer to read generated tokens from")
+    eos = None if eos_token_id is None else np.atleast_1d(np.asarray(eos_token_id, np.int64))
+    params, seeds = sampling_arrays(batch, sampling)
+    if _has(bundle, "sample_params"):
+        backend.write("sample_params", params)
+        backend.write("sample_seeds", seeds)
+    elif sampling and np.any(params[:, 0] > 0):
+        raise LoaderError("this bundle decodes greedily (compiled without mpk-sample): recompile it to sample")
+    notify = on_tokens or (lambda tokens: None)
+    prefill = getattr(backend, "prefill", None)
+    columns = np.arange(batch)
+    start = time.perf_counter()
+
+    if prefill is not None and longest > 1:
+        first, first_logits, prompt_logits = _prefill(prefill, rows, lengths, params, seeds, max_seq)
+        prefill_seconds = time.perf_counter() - start
+        notify(first.astype(np.int64))
+        produced = {"next_tokens": [first[None]]}
+        if "logits" in outputs and first_logits is not None:
+            produced["logits"] = [first_logits[None]]
+        position, tokens = lengths.copy(), first
+        made = 1
+        while made < steps and not _all_ended(produced["next_tokens"], eos, np.zeros(batch, np.int64)):
+            n = min(backend.steps_per_launch, steps - made)
+            backend.write("tokens", tokens)
+            backend.write("positions", position)
+            backend.launch(n)
+            for name in outputs:
+                if name in produced:
+                    produced[name].append(backend.read(name)[:n])
+            new = produced["next_tokens"][-1]
+            notify(new.astype(np.int64))
+            tokens, position, made = new[-1], position + n, made + n
+        result = {name: np.concatenate(chunks)[:steps] for name, chunks in produced.items()}
+        out = {"tokens": _end_at_eos(result["next_tokens"], eos, steps)}
+        if "logits" in result:
+            out["logits"] = result["logits"][:len(out["tokens"])]
+            if prompt_logits is not None:
+                out["prompt_logits"] = prompt_logits
+        out["prefill_seconds"] = prefill_seconds
+        return out
+
     prompt = np.zeros((batch, longest), np.int64)
     for i, r in enumerate(rows):
         prompt[i, :len(r)] = r
     first = lengths - 1                  # the position whose output is a row's first new token
     end = longest - 1 + steps            # positions 0..end-1 run
-    columns = np.arange(batch)
 
     def run(tokens, position, n):
         backend.write("tokens", tokens)
@@ -545,6 +679,8 @@ def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -
 
     per_position = {name: [] for name in outputs}
     position, last = 0, prompt[:, 0]
+    prefill_seconds = None
+    streaming = bool((lengths == longest).all())   # else rows start generating at different steps
     while position < end:
         # A launch feeds its later steps from its own outputs: right once every row generates.
         n = 1 if position < longest - 1 else min(backend.steps_per_launch, end - position)
@@ -552,25 +688,105 @@ def generate(backend, prompt_ids, steps: int, eos_token_id: int | None = None) -
         step = run(tokens, position, n)
         for name in outputs:
             per_position[name].append(step[name])
+        if position + n > longest - 1:
+            if prefill_seconds is None:
+                prefill_seconds = time.perf_counter() - start
+            if streaming:
+                notify(step["next_tokens"][max(longest - 1 - position, 0):].astype(np.int64))
         last, position = step["next_tokens"][-1], position + n
-        if eos_token_id is not None:
-            produced = np.concatenate(per_position["next_tokens"])
-            new = np.arange(position)[:, None] >= first[None, :]
-            if ((produced == eos_token_id) & new).any(axis=0).all():
-                break
+        if _all_ended(per_position["next_tokens"], eos, first):
+            break
     produced = {name: np.concatenate(chunks) for name, chunks in per_position.items()}
     ran = len(produced["next_tokens"])
     index = first[None, :] + np.arange(steps)[:, None]    # [steps, B]: the position of row i's new token
     tokens = produced["next_tokens"][np.minimum(index, ran - 1), columns]
-    if eos_token_id is not None:
-        tokens = np.where(index < ran, tokens, eos_token_id)   # past the early stop every row has ended
-        finished = np.maximum.accumulate(tokens == eos_token_id, axis=0)
-        tokens = np.where(finished, eos_token_id, tokens)
-        if finished[-1].all():
-            tokens = tokens[:int(np.argmax(finished.all(axis=1))) + 1]
-    result = {"tokens": tokens}
+    if eos is not None:
+        tokens = np.where(index < ran, tokens, eos[0])   # past the early stop every row has ended
+    result = {"tokens": _end_at_eos(tokens, eos, steps)}
+    if not streaming:
+        notify(result["tokens"].astype(np.int64))
     if "logits" in produced:
         logits = produced["logits"]
-        result["logits"] = logits[np.minimum(index, ran - 1), columns][:len(tokens)]
+        result["logits"] = logits[np.minimum(index, ran - 1), columns][:len(result["tokens"])]
         result["prompt_logits"] = logits[:longest - 1]
+    result["prefill_seconds"] = prefill_seconds
     return result
+
+
+def _all_ended(chunks, eos, first) -> bool:
+    """Has every row produced an EOS at or after its first new position?"""
+    if eos is None:
+        return False
+    produced = np.concatenate(chunks)
+    new = np.arange(len(produced))[:, None] >= first[None, :]
+    return bool((np.isin(produced, eos) & new).any(axis=0).all())
+
+
+def _end_at_eos(tokens: np.ndarray, eos, steps: int) -> np.ndarray:
+    """Tokens after a row's first EOS read that EOS; the result ends where every row has ended."""
+    if eos is None:
+        return tokens
+    hit = np.isin(tokens, eos)
+    finished = np.maximum.accumulate(hit, axis=0)
+    first_eos = np.where(hit.any(axis=0), tokens[np.argmax(hit, axis=0), np.arange(tokens.shape[1])], eos[0])
+    tokens = np.where(finished, first_eos[None, :], tokens)
+    if finished[-1].all():
+        tokens = tokens[:int(np.argmax(finished.all(axis=1))) + 1]
+    return tokens
+
+
+def chunk_starts(longest: int, chunk: int, max_seq: int) -> list[int]:
+    """First positions of the prefill chunks covering positions 0..longest-1: every
+    `chunk` rows, the last one moved back to end at the cache's end if it would
+    pass it (its first rows are then recomputed: the same tokens at the same
+    positions, the same keys written again)."""
+    return [min(start, max_seq - chunk) for start in range(0, longest, chunk)]
+
+
+def _prefill(runner, rows, lengths, params, seeds, max_seq: int):
+    """The prompts through the prefill program, chunk by chunk (mpk-prefill): row
+    b * C + i of a chunk starting at s is sequence b's prompt token s + i at
+    position s + i, or, past its prompt, padding (its last token again, the
+    positions going on: keys written beyond the prompt, where decoding writes
+    before it reads). Returns (first new token [B], its logits [B, V] or None,
+    prompt logits [n - 1, B, V] (all-logits bundles) or None)."""
+    bundle = runner.bundle
+    C = int(bundle.buffer("tokens")["shape"][0]) // len(rows)
+    batch = len(rows)
+    all_logits = _has(bundle, "logits") and bundle.buffer("logits")["shape"][0] == batch * C
+    longest = int(lengths.max())
+    last = lengths - 1
+    first = np.zeros(batch, np.int64)
+    first_logits, prompt = None, [] if all_logits else None
+    if _has(bundle, "sample_params"):
+        runner.write("sample_params", params)
+        runner.write("sample_seeds", seeds)
+    for s in chunk_starts(longest, C, max_seq):
+        positions = s + np.arange(C)
+        tokens = np.stack([r[np.minimum(positions, len(r) - 1)] for r in rows])     # [B, C]
+        here = (s <= last) & (last < s + C)
+        last_rows = np.arange(batch) * C + np.where(here, last - s, 0)
+        runner.write("tokens", tokens.reshape(-1))
+        runner.write("positions", np.tile(positions, batch))
+        runner.write("last_rows", last_rows)
+        if _has(bundle, "last_positions"):
+            runner.write("last_positions", np.where(here, last, s))
+        runner.launch(1)
+        token = runner.read("next_tokens")[0]
+        first = np.where(here, token, first)
+        if _has(bundle, "logits"):
+            logits = runner.read("logits")[0]
+            chosen = logits.reshape(batch, C, -1)[np.arange(batch), last_rows - np.arange(batch) * C] \
+                if all_logits else logits
+            first_logits = chosen if first_logits is None else np.where(here[:, None], chosen, first_logits)
+            if all_logits:
+                prompt.append((s, logits.reshape(batch, C, -1)))
+    if prompt is not None:           # positions 0..longest-2, each from the last chunk that ran it
+        V = prompt[0][1].shape[-1]
+        out = np.zeros((max(longest - 1, 0), batch, V), np.float32)
+        for s, chunk in prompt:
+            upto = min(longest - 1, s + C)
+            if upto > s:
+                out[s:upto] = chunk[:, :upto - s].transpose(1, 0, 2)
+        prompt = out
+    return first, first_logits, prompt

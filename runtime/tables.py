@@ -20,6 +20,10 @@ unless noted.
                                           shared-memory stage the worker fills ahead
                                           (mpk-stage-weights). Optional: a bundle without
                                           it prefetches nothing.
+    tensor_maps           [n, 3]          TMA descriptors the loader encodes (TENSOR_MAP_FIELDS):
+                                          the buffer id (plan.json "buffers" order) and the box
+                                          (rows, columns, 128-byte swizzle). Descriptor i is
+                                          group_buffers entry num_buffers + i. Optional.
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ import numpy as np
 
 TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "staged")
 TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
-          "group_buffers", "group_buffer_offsets", "prefetch")
+          "group_buffers", "group_buffer_offsets", "prefetch", "tensor_maps")
 NO_EVENT = -1
 # One contiguous byte range of one of the task's buffers: buffer_ptrs[buffer] + offset, bytes;
 # row_bytes > 0: copied row by row into a stage, at a pitch of row_bytes + STAGE_ROW_PAD.
 PREFETCH_FIELDS = ("buffer", "offset", "bytes", "row_bytes")
 STAGE_ROW_PAD = 16   # MPK_STAGE_ROW_PAD
+TENSOR_MAP_FIELDS = ("buffer", "box_rows", "box_cols")
 OPTIONAL = {"prefetch": lambda tables: np.tile(np.array([-1, 0, 0, 0], np.int32),
-                                               (tables["tasks"].shape[0], 1))}
+                                               (tables["tasks"].shape[0], 1)),
+            "tensor_maps": lambda tables: np.zeros((0, len(TENSOR_MAP_FIELDS)), np.int32)}
 
 
 def task_field(name: str) -> int:

@@ -6,6 +6,12 @@ task number `task` (an i32, row-major in `g.grid`) of every group equal to
 buffer addresses arrive as `View`s in the order inputs..., outputs.... A kind
 that cannot handle a group raises `Unsupported`, which `mpk-lower-tasks`
 reports at the group's location.
+
+A kind whose tasks copy tiles with the Hopper tensor-memory accelerator
+registers `tensor_maps(g)`: the TMA descriptors (`TensorMap`: which buffer,
+which box) its tasks need. `mpk-lower-tasks` records them on the group, the
+runtime encodes each for its buffer's address at load time (cuTensorMapEncodeTiled),
+and the task function gets their addresses as `e.tensor_maps`.
 """
 
 from __future__ import annotations
@@ -85,16 +91,34 @@ class Group:
                 tuple(sorted((k, str(v)) for k, v in self.params.items())))
 
 
+@dataclasses.dataclass(frozen=True)
+class TensorMap:
+    """A TMA descriptor of a 2-D bf16 buffer of the group, copied in boxes of `box`
+    (rows, columns), 128-byte swizzled (a row of the box is 128 bytes)."""
+    buffer: int                 # position in the group's (inputs..., outputs...)
+    box: tuple[int, int]
+
+    def attribute(self) -> ir.Attribute:
+        return ir.DenseI64ArrayAttr.get([self.buffer, *self.box])
+
+
 Emit = Callable[[Emitter, Group, ir.Value, list[View]], None]
 KINDS: dict[str, Emit] = {}
+TENSOR_MAPS: dict[str, Callable[[Group], list[TensorMap]]] = {}
 
 
-def kind(name: str) -> Callable[[Emit], Emit]:
+def kind(name: str, tensor_maps: Callable[[Group], list[TensorMap]] | None = None) -> Callable[[Emit], Emit]:
     """Register the decorated function as the lowering of task kind `name`."""
     def register(emit: Emit) -> Emit:
         KINDS[name] = emit
+        if tensor_maps is not None:
+            TENSOR_MAPS[name] = tensor_maps
         return emit
     return register
+
+
+def tensor_maps(g: Group) -> list[TensorMap]:
+    return TENSOR_MAPS[g.kind](g) if g.kind in TENSOR_MAPS else []
 
 
 def lowerings() -> dict[str, Emit]:

@@ -127,6 +127,7 @@ class Emitter:
         self.threads, self.warps = threads, threads // 32
         self.smem, self.smem_bytes = smem, smem_bytes  # !llvm.ptr<3>, dynamic shared memory
         self.staged = staged  # !llvm.ptr<3>: this task's weight rows, in a staged group
+        self.tensor_maps: list[ir.Value] = []   # !llvm.ptr<1>: the group's TMA descriptors (kernels.TensorMap)
         self._constants: dict[tuple[str, str], ir.Value] = {}
         thread = gpu.thread_id(gpu.Dimension.x)
         self._top = thread.owner  # constants go above it, once per function
@@ -384,6 +385,11 @@ class Emitter:
     def barrier(self) -> None:
         gpu.barrier()
 
+    def atomic_add(self, view: View, value: ir.Value, *index) -> None:
+        """view[index] += value, atomically (relaxed): shared-memory histograms."""
+        op = llvm.AtomicBinOp.fadd if value.type == f32() else llvm.AtomicBinOp.add
+        llvm.AtomicRMWOp(op, view.address(*index), value, llvm.AtomicOrdering.monotonic)
+
     # --------------------------------------------------------- control flow
     def loop(self, lo, hi, step, init: Values,
              body: Callable[[ir.Value, Values], Values | None]) -> Values:
@@ -443,6 +449,17 @@ class Emitter:
     def shuffle_idx(self, v: ir.Value, lane) -> ir.Value:
         """`v` of lane `lane` of the warp."""
         return gpu.ShuffleOp(v, self.int(lane), self.int(32), gpu.ShuffleMode.IDX).results[0]
+
+    def inclusive_scan(self, v: ir.Value) -> ir.Value:
+        """Sum of `v` over lanes 0..lane of the warp (Hillis-Steele with shuffles)."""
+        offset = 1
+        while offset < 32:
+            up = gpu.ShuffleOp(v, self.int(offset), self.int(32), gpu.ShuffleMode.UP).results[0]
+            took = self.lt(offset - 1, self.lane)
+            add = arith.addf if v.type == f32() else arith.addi
+            v = self.select(took, add(v, up), v)
+            offset *= 2
+        return v
 
     def warp_reduce(self, vs: Values, combine: Callable[[Values, Values], Values],
                     lanes: int = 32) -> Values:

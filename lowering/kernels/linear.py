@@ -47,16 +47,16 @@ from __future__ import annotations
 from mlir.dialects import arith
 
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED, row_pitch
-from mpk.lowering.task_kinds import linear_roles
+from mpk.lowering.task_kinds import gemm_tile_rows, linear_roles
 
-from . import kind, require
+from . import gemm, kind, require
 from .emit import View, byte_width, f32, widest_vector
 
 UNROLL = 8  # 16-byte weight loads in flight per lane
 MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-core path
 
 
-@kind("linear")
+@kind("linear", tensor_maps=gemm.tensor_maps)
 def linear(e, g, task, buffers):
     # Buffers: x, w, [residual], [norm weight: norm_eps], [up: silu_gate], y.
     role = dict(zip(linear_roles(g.params, len(buffers) - 1), buffers))
@@ -64,6 +64,9 @@ def linear(e, g, task, buffers):
     norm = (role["norm"], float(g.param("norm_eps"))) if "norm" in role else None
     fused = norm or role.get("up")
     (B, K), N = x.shape, w.shape[0]
+    if gemm_tile_rows(B) is not None:       # many rows (prefill): a GEMM tile on the matrix units
+        require(not fused and not g.param(STAGED, False), "a GEMM tile fuses no norm, silu_mul or stage")
+        return gemm.gemm(e, g, task, x, w, y, residual)
     require(g.tile[0] == B, f"linear tiles take all {B} rows, not {g.tile[0]}")
     unroll = int(g.param("unroll", UNROLL))
     vec = widest_vector(K, element_bytes=byte_width(w.element))

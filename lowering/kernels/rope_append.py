@@ -22,42 +22,87 @@ from .emit import byte_width, widest_vector
 
 @kind("rope_append")
 def rope_append(e, g, task, buffers):
-    q, k, v, _, _, positions, *norms, q_out, k_cache, v_cache = buffers
+    q, k, v, k_cache, _, positions, *norms, q_out, _, v_cache = buffers
     ratio, D = q.shape[1] // k.shape[1], int(g.param("head_dim"))
-    require(g.tile == (1, ratio * D), f"rope_append tiles are one KV head group, {(1, ratio * D)}")
-    b, h = e.unravel(task, g.grid)
-    rope_group(e, g, b, h, (q, k, v, positions, norms, k_cache, v_cache),
-               lambda i: q_out.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]))
+    tr = g.tile[0]
+    require(g.tile[1] == ratio * D, f"rope_append tiles are rows of one KV head group, {ratio * D} columns")
+    require(q.shape[0] % k_cache.shape[0] == 0, f"{q.shape[0]} rows over {k_cache.shape[0]} sequences")
+    per_seq = q.shape[0] // k_cache.shape[0]
+    i, h = e.unravel(task, g.grid)
+    caches = (buffers[-2], v_cache)
+    if tr == 1:
+        rope_group(e, g, i, h, (q, k, v, positions, norms, *caches),
+                   lambda j: q_out.at(i, e.mul(e.add(e.mul(h, ratio), j), D), shape=[D]),
+                   sequence=e.div(i, per_seq))
+        return
+    # A tile of rows (a prefill chunk): the warps take (row, head) units, the
+    # G query heads, the k head and the v head of every row.
+    r0 = e.mul(i, tr)
+    rows = e.tile_extent(r0, tr, q.shape[0])
+    units = ratio + 2
+    rotate = _Rotation(e, g, q)
+    q_norm, k_norm = norms if norms else (None, None)
+
+    def unit(u):
+        r = e.add(r0, e.div(u, units))
+        j = e.rem(u, units)
+        pos = e.as_i32(positions.load(r))
+        pos_f = rotate.position(pos)
+        seq = e.div(r, per_seq)
+        col = e.mul(h, D)
+
+        def query():
+            head = e.mul(e.add(e.mul(h, ratio), j), D)
+            rotate(q.at(r, head, shape=[D]), q_out.at(r, head, shape=[D]), q_norm, pos_f)
+
+        def key():
+            rotate(k.at(r, col, shape=[D]), caches[0].at(seq, pos, col, shape=[D]), k_norm, pos_f)
+
+        def value():
+            _copy_head(e, v.at(r, col, shape=[D]), caches[1].at(seq, pos, col, shape=[D]))
+        e.if_(e.lt(j, ratio), query,
+              lambda: e.if_(e.eq(j, ratio), key, lambda: value() or []) or [])
+    e.strided(e.warp, e.mul(rows, units), e.warps, unit)
 
 
-def rope_group(e, g, b, h, buffers, q_dst, append=None) -> None:
-    """QK-norm, rope and KV append of KV head h of sequence b: query head i of the
-    group into the view `q_dst(i)` [D], k and v into the caches' row positions[b]
-    (when the i1 `append` holds, if given). `buffers`: q, k, v, positions, the
-    norm weights (a list, empty without QK-norm), k_cache, v_cache."""
-    q, k, v, positions, norms, k_cache, v_cache = buffers
-    freqs = [float(f) for f in g.param("inv_freq")]
-    half, D = len(freqs), int(g.param("head_dim"))
-    require(D == 2 * half, f"head_dim {D} is not 2 * len(inv_freq) = {2 * half}")
-    ratio = q.shape[1] // k.shape[1]
-    eps = float(g.param("eps")) if norms else None
-    # Vectors of each half of a head, about one per lane.
-    vec = next(n for n in (8, 4, 2, 1) if half % n == 0 and (n == 1 or half // n >= 32)
-               and n * byte_width(q.element) <= 16)
-    items = half // vec
-    slots = -(-items // 32)
-    table = e.constant_table("inv_freq", freqs)
+def _copy_head(e, src, dst) -> None:
+    """One head [D] copied by one warp."""
+    D = src.shape[0]
+    n = widest_vector(D, element_bytes=byte_width(src.element))
+    e.strided(e.lane, D // n, 32, lambda c: dst.store(src.load(e.mul(c, n), n=n), e.mul(c, n)))
 
-    pos = e.as_i32(positions.load(b))
-    pos_f = e.splat(e.to_f32(pos), vec)
 
-    def head(src, dst, weight):
-        """src, dst: views of one head [D]; weight: its norm weight or None."""
+class _Rotation:
+    """QK-norm (with a weight) and rope of one head by one warp: a lane holds its
+    vectors of both halves of the head in registers through the norm's warp
+    reduction and the rotation."""
+
+    def __init__(self, e, g, q):
+        freqs = [float(f) for f in g.param("inv_freq")]
+        self.e, self.half, self.D = e, len(freqs), int(g.param("head_dim"))
+        require(self.D == 2 * self.half, f"head_dim {self.D} is not 2 * len(inv_freq) = {2 * self.half}")
+        self.eps = float(g.param("eps")) if "eps" in g.params else None
+        # Vectors of each half of a head, about one per lane.
+        half = self.half
+        self.vec = next(n for n in (8, 4, 2, 1) if half % n == 0 and (n == 1 or half // n >= 32)
+                        and n * byte_width(q.element) <= 16)
+        self.items = half // self.vec
+        self.slots = -(-self.items // 32)
+        self.table = e.constant_table("inv_freq", freqs)
+
+    def position(self, pos):
+        """The rotation's operand for an i32 position (computed once, used by every head)."""
+        return self.e.splat(self.e.to_f32(pos), self.vec)
+
+    def __call__(self, src, dst, weight, pos_f):
+        """src, dst: views of one head [D]; weight: its norm weight or None; pos_f: `position(pos)`."""
+        e, vec, half, D = self.e, self.vec, self.half, self.D
         lanes = []  # (j, in range?) of this lane's vectors
-        for m in range(slots):
+        for m in range(self.slots):
             j = e.add(e.lane, 32 * m)
-            ragged = (m + 1) * 32 > items
-            lanes.append((e.mul(e.min(j, items - 1) if ragged else j, vec), e.lt(j, items) if ragged else None))
+            ragged = (m + 1) * 32 > self.items
+            lanes.append((e.mul(e.min(j, self.items - 1) if ragged else j, vec),
+                          e.lt(j, self.items) if ragged else None))
         pairs = [(e.to_f32(src.load(j, n=vec)), e.to_f32(src.load(e.add(j, half), n=vec))) for j, _ in lanes]
         if weight is not None:
             ss = e.f32(0.0)
@@ -65,7 +110,7 @@ def rope_group(e, g, b, h, buffers, q_dst, append=None) -> None:
                 part = arith.addf(e.hsum(arith.mulf(a, a)), e.hsum(arith.mulf(c, c)))
                 ss = arith.addf(ss, part if valid is None else e.select(valid, part, e.f32(0.0)))
             ss = e.warp_reduce([ss], e.sum)[0]
-            inv = e.splat(e.rsqrt(arith.addf(arith.mulf(ss, e.f32(1.0 / D)), e.f32(eps))), vec)
+            inv = e.splat(e.rsqrt(arith.addf(arith.mulf(ss, e.f32(1.0 / D)), e.f32(self.eps))), vec)
 
             def norm(x, col):
                 y = arith.mulf(arith.mulf(x, inv), e.to_f32(weight.load(col, n=vec)))
@@ -73,25 +118,37 @@ def rope_group(e, g, b, h, buffers, q_dst, append=None) -> None:
             pairs = [(norm(a, j), norm(c, e.add(j, half))) for (a, c), (j, _) in zip(pairs, lanes)]
         for (a, c), (j, valid) in zip(pairs, lanes):
             def rotate(a=a, c=c, j=j):
-                sin, cos = e.sincos(arith.mulf(pos_f, table.load(j, n=vec)))
+                sin, cos = e.sincos(arith.mulf(pos_f, self.table.load(j, n=vec)))
                 dst.store(e.to(dst.element, arith.subf(arith.mulf(a, cos), arith.mulf(c, sin))), j)
                 dst.store(e.to(dst.element, e.fma(a, sin, arith.mulf(c, cos))), e.add(j, half))
             rotate() if valid is None else e.if_(valid, rotate)
 
+
+def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None) -> None:
+    """QK-norm, rope and KV append of KV head h of row b (of cache sequence
+    `sequence`, default b): query head i of the group into the view `q_dst(i)`
+    [D], k and v into the caches' row positions[b] (when the i1 `append` holds,
+    if given). `buffers`: q, k, v, positions, the norm weights (a list, empty
+    without QK-norm), k_cache, v_cache."""
+    q, k, v, positions, norms, k_cache, v_cache = buffers
+    D = int(g.param("head_dim"))
+    ratio = q.shape[1] // k.shape[1]
+    rotate = _Rotation(e, g, q)
+    sequence = b if sequence is None else sequence
+    pos = e.as_i32(positions.load(b))
+    pos_f = rotate.position(pos)
     q_norm, k_norm = norms if norms else (None, None)
     k_col = e.mul(h, D)
 
     def query(i):
-        head(q.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]), q_dst(i), q_norm)
+        rotate(q.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]), q_dst(i), q_norm, pos_f)
     e.strided(e.warp, ratio, e.warps, query)
 
     def key():
-        head(k.at(b, k_col, shape=[D]), k_cache.at(b, pos, k_col, shape=[D]), k_norm)
+        rotate(k.at(b, k_col, shape=[D]), k_cache.at(sequence, pos, k_col, shape=[D]), k_norm, pos_f)
 
     def copy_v():
-        n = widest_vector(D, element_bytes=byte_width(v.element))
-        src, dst = v.at(b, k_col, shape=[D]), v_cache.at(b, pos, k_col, shape=[D])
-        e.strided(e.lane, D // n, 32, lambda c: dst.store(src.load(e.mul(c, n), n=n), e.mul(c, n)))
+        _copy_head(e, v.at(b, k_col, shape=[D]), v_cache.at(sequence, pos, k_col, shape=[D]))
     for w, body in ((ratio % e.warps, key), ((ratio + 1) % e.warps, copy_v)):
         cond = e.eq(e.warp, w)
         e.if_(cond if append is None else arith.andi(cond, append), body)

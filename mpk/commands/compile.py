@@ -3,6 +3,7 @@
     mpk compile --model qwen3-tiny -o qwen3-tiny.mpk
     mpk compile --model qwen3-0.6b --dtype float32 --steps 32 -o qwen3-0.6b-f32.mpk
     mpk compile --config path/to/config.json --batch 4 --max-seq 2048 -o model.mpk
+    mpk compile path/to/hf-folder -o model.mpk          # config.json + tokenizer (for `mpk generate`)
     mpk compile graph.mlir --num-sms 114 --dump-dir stages/ -o model.mpk
 
 Runs on any machine (no GPU): torch.export -> torch-mlir -> mpk graph IR ->
@@ -22,7 +23,10 @@ DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported
 
 def add_arguments(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("graph", nargs="?", help="mpk graph-IR file (.mlir)")
+    source.add_argument("graph", nargs="?",
+                        help="mpk graph-IR file (.mlir), or a Hugging Face model folder (config.json; its "
+                             "tokenizer is copied into the bundle, and the folder is where `mpk generate` and "
+                             "`mpk run` find the weights)")
     source.add_argument("--model", help="a model preset (e.g. qwen3-tiny, qwen3-0.6b, llama3.2-1b)")
     source.add_argument("--config", help="a Hugging Face config.json (or the folder holding it)")
     parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
@@ -39,6 +43,13 @@ def add_arguments(parser) -> None:
                         help="copy linear weight tiles of up to this many bytes into shared memory "
                              "ahead of their tasks (mpk-stage-weights; default 0: off, it measured "
                              "slower, bench/NOTES.md round 4; at most 57344 beside the task cache)")
+    parser.add_argument("--prefill-chunk", type=int, default=256,
+                        help="prompt tokens per sequence in one prefill launch (mpk-prefill; default 256, "
+                             "at most --max-seq); 0: no prefill program, prompts go through the decode "
+                             "kernel one token per launch")
+    parser.add_argument("--prefill-logits", choices=("last", "all"), default="last",
+                        help="logits the prefill program returns: of each sequence's last prompt token "
+                             "(default), or of every prompt token (for checking against a reference)")
     parser.add_argument("--dump-dir", help="write the IR after every stage into this folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -49,12 +60,15 @@ def _validate(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.threads % 32:
         raise UserError(f"--threads must be a multiple of 32, got {args.threads}")
+    if args.prefill_chunk < 0:
+        raise UserError(f"--prefill-chunk must be 0 or positive, got {args.prefill_chunk}")
     if args.stage_bytes < 0:
         raise UserError(f"--stage-bytes must be 0 or positive, got {args.stage_bytes}")
     if not args.arch.startswith("sm_"):
         raise UserError(f"--arch takes a name like sm_90, got {args.arch!r}")
-    if args.graph and not Path(args.graph).is_file():
-        raise UserError(f"no such file: {args.graph}")
+    if args.graph and not (Path(args.graph).is_file() or (Path(args.graph) / "config.json").is_file()):
+        raise UserError(f"no such file: {args.graph}" if not Path(args.graph).is_dir()
+                        else f"{args.graph} is a folder without config.json")
     if args.config:
         path = Path(args.config)
         if not (path.is_file() or (path / "config.json").is_file()):
@@ -87,17 +101,20 @@ def run(args) -> int:
     from mpk import driver
     options = driver.Options(batch=args.batch, dtype=args.dtype, max_seq=args.max_seq, arch=args.arch,
                              num_sms=args.num_sms, threads=args.threads, steps=args.steps,
-                             stage_bytes=args.stage_bytes)
-    kind, source = (("mlir", args.graph) if args.graph else
+                             stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk,
+                             prefill_all_logits=args.prefill_logits == "all")
+    folder = args.graph if args.graph and Path(args.graph).is_dir() else None
+    kind, source = (("config", folder) if folder else ("mlir", args.graph) if args.graph else
                     ("model", args.model) if args.model else ("config", args.config))
     dump = driver.Dumper(args.dump_dir)
-    progress = _Progress(args.quiet, driver.STAGES)
+    progress = _Progress(args.quiet, driver.stages(options))
     try:
         with progress.stage("graph"):
             module, config = driver.import_graph(source, kind, options, stage=progress.stage)
             dump("graph", module)
         path = driver.compile_task_module(module, options, Path(args.output), model_config=config,
-                                          dump=dump, stage=progress.stage)
+                                          dump=dump, stage=progress.stage,
+                                          source=Path(folder) if folder else None)
     except driver.CompileError as e:
         progress.bar.leave = False
         progress.bar.close()

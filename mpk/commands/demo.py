@@ -77,6 +77,9 @@ def _demo(args, bundle) -> int:
             for row in range(batch):
                 print(f"prompt[{row}]:    {' '.join(map(str, prompt[row]))}")
                 print(f"generated[{row}]: {' '.join(map(str, out.tokens[row]))}")
+            if bundle.prefill is not None and args.prompt_len > 1:
+                print(f"prefill: {args.prompt_len} prompt tokens per sequence through the prefill kernel "
+                      f"(chunks of {bundle.prefill_chunk}) in {out.prefill_seconds * 1e3:.1f} ms, host included")
             ok = _check(bundle, weights, prompt, out, args.tolerance)
             _speed(session, bundle, out, args.prompt_len)
     except (LoaderError, ValueError) as e:         # the bundle does not fit this machine, bad arguments
@@ -144,9 +147,11 @@ def _speed(session, bundle, out, prompt_len: int) -> None:
         bytes_per_s = bandwidth.device_bandwidth()
         memory = f"{session.device} memory, device-to-device copy"
     else:
-        steps = prompt_len - 1 + out.tokens.shape[1]
-        seconds, position = out.seconds / steps, (steps - 1) / 2
-        how = f"wall time of the {steps} steps above"
+        prefilled = bundle.prefill is not None and prompt_len > 1
+        steps = out.tokens.shape[1] - 1 if prefilled else prompt_len - 1 + out.tokens.shape[1]
+        seconds = (out.decode_seconds if prefilled else out.seconds) / max(steps, 1)
+        position = (prompt_len + steps / 2) if prefilled else (steps - 1) / 2
+        how = f"wall time of the {steps} decode steps above"
         bytes_per_s = bandwidth.host_read_bandwidth()
         memory = "host memory, one-core numpy read stream"
     nbytes = bandwidth.step_bytes(bundle.plan, position)

@@ -68,7 +68,7 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
         attrs = {name: python_value(op.attributes[name]) for name in op.attributes}
-        if kind == "argmax":
+        if kind in ("argmax", "sample"):
             index_type = ir.IntegerType(ir.RankedTensorType(op.result.type).element_type)
             attrs["index_dtype"] = np.dtype(f"int{index_type.width}")
         result = ops.OPS[kind](*args, **attrs)

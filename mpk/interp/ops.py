@@ -83,30 +83,45 @@ def rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarr
     return out.reshape(x.shape).astype(x.dtype)
 
 
+def rows_per_sequence(rows: int, cache: np.ndarray) -> int:
+    """Query (or new) rows per sequence: R rows over a cache of B sequences, R % B == 0.
+    Row r belongs to sequence r // (R / B): decode has one row per sequence, a
+    prefill chunk C."""
+    if cache.shape[0] == 0 or rows % cache.shape[0]:
+        raise ValueError(f"{rows} rows do not split evenly over {cache.shape[0]} sequences")
+    return rows // cache.shape[0]
+
+
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions: np.ndarray,
               head_dim: int, scale: float) -> np.ndarray:
-    """Decode attention of one query per sequence over cache rows 0..pos[b].
+    """Attention of each query row over the cache rows 0..pos[r] of its sequence.
 
-    q [B, Hq*D], caches [B, S, Hkv*D], positions [B]. Query head h reads KV head
-    h // (Hq / Hkv) (grouped-query). A tile with a subset of query heads passes
-    the matching subset of KV heads, so the ratio is taken from the shapes.
+    q [R, Hq*D], caches [B, S, Hkv*D], positions [R]; row r is sequence
+    r // (R / B) (`rows_per_sequence`): one row per sequence in decode, a
+    chunk of consecutive prompt positions in prefill, where this is causal
+    attention over the cache once the chunk's keys are appended. Query head h
+    reads KV head h // (Hq / Hkv) (grouped-query). A tile with a subset of
+    query heads passes the matching subset of KV heads, so the ratio is taken
+    from the shapes; a tile of rows passes the caches of its sequences.
     """
     dt = _compute_dtype(q)
-    batch = q.shape[0]
+    rows = q.shape[0]
     n_q, n_kv = q.shape[1] // head_dim, k_cache.shape[2] // head_dim
     group = n_q // n_kv
-    out = np.empty((batch, n_q, head_dim), dtype=dt)
-    for b in range(batch):
-        length = int(positions[b]) + 1
+    out = np.empty((rows, n_q, head_dim), dtype=dt)
+    per_seq = rows_per_sequence(rows, k_cache)
+    for r in range(rows):
+        b = r // per_seq
+        length = int(positions[r]) + 1
         if not 0 < length <= k_cache.shape[1]:
             raise IndexError(f"position {length - 1} outside the cache of {k_cache.shape[1]} rows")
-        qb = _as(q[b], dt).reshape(n_kv, group, head_dim)
+        qb = _as(q[r], dt).reshape(n_kv, group, head_dim)
         kb = _as(k_cache[b, :length], dt).reshape(length, n_kv, head_dim)
         vb = _as(v_cache[b, :length], dt).reshape(length, n_kv, head_dim)
         scores = np.einsum("kgd,skd->kgs", qb, kb) * dt.type(scale)
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         probs = scores / scores.sum(axis=-1, keepdims=True)
-        out[b] = np.einsum("kgs,skd->kgd", probs, vb).reshape(n_q, head_dim)
+        out[r] = np.einsum("kgs,skd->kgd", probs, vb).reshape(n_q, head_dim)
     return out.reshape(q.shape).astype(q.dtype)
 
 
@@ -168,14 +183,16 @@ def attention_combine(partials: np.ndarray, head_dim: int) -> np.ndarray:
 
 def kv_append(cache: np.ndarray, new: np.ndarray, positions: np.ndarray,
               in_place: bool = False) -> np.ndarray:
-    """Write `new[b]` at `cache[b, pos[b]]`; returns the updated cache.
+    """Write `new[r]` at `cache[r // (R / B), pos[r]]`; returns the updated cache.
 
-    Functional by default (a copy), as the graph op has value semantics;
-    `in_place=True` is the runtime's behaviour.
+    new [R, M] holds R rows over the B sequences of the cache
+    (`rows_per_sequence`). Functional by default (a copy), as the graph op has
+    value semantics; `in_place=True` is the runtime's behaviour.
     """
     out = cache if in_place else cache.copy()
-    for b in range(cache.shape[0]):
-        out[b, int(positions[b])] = new[b]
+    per_seq = rows_per_sequence(new.shape[0], cache)
+    for r in range(new.shape[0]):
+        out[r // per_seq, int(positions[r])] = new[r]
     return out
 
 
@@ -202,8 +219,17 @@ def argmax(logits: np.ndarray, index_dtype=np.int32) -> np.ndarray:
     return np.argmax(logits, axis=-1).astype(index_dtype)
 
 
+def sample(logits: np.ndarray, positions: np.ndarray, params: np.ndarray, seeds: np.ndarray,
+           index_dtype=np.int32) -> np.ndarray:
+    """One token per row: greedy where the temperature is 0, else drawn from the
+    filtered distribution (mpk.sampling has the specification)."""
+    from mpk import sampling
+    return sampling.sample(np.asarray(logits, np.float32), params, seeds, positions).astype(index_dtype)
+
+
 # Graph op name (without "mpk.") -> reference function.
 OPS = {name: fn for name, fn in [
     ("weight", weight), ("state", state), ("embedding", embedding), ("rmsnorm", rmsnorm),
     ("linear", linear), ("rope", rope), ("attention", attention), ("kv_append", kv_append),
-    ("silu_mul", silu_mul), ("add", add), ("allreduce", allreduce), ("argmax", argmax)]}
+    ("silu_mul", silu_mul), ("add", add), ("allreduce", allreduce), ("argmax", argmax),
+    ("sample", sample)]}

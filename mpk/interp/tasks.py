@@ -114,12 +114,14 @@ class _Interpreter:
                 values[...] = np.asarray(inputs[b.name]).reshape(b.shape)
                 versions[...] = -1
         positions = inputs.get("positions")
-        if positions is not None:                    # cache rows below the first position are prefilled
+        if positions is not None:                    # a sequence's cache rows below its first position:
+            positions = np.asarray(positions).reshape(-1)    # written by earlier launches
             for b in self.graph.buffers.values():
                 if b.space == "state":
                     versions = self.memory.own[b.name][1]
-                    for row, p in enumerate(np.asarray(positions).reshape(-1)):
-                        versions[row, :int(p)] = -1
+                    per_seq = max(len(positions) // versions.shape[0], 1)
+                    for seq in range(versions.shape[0]):
+                        versions[seq, :int(positions[seq * per_seq:(seq + 1) * per_seq].min())] = -1
 
     def _read_rules(self) -> None:
         """Per (group, input): the version a read must see, and the static read counts."""
@@ -217,14 +219,15 @@ class _Interpreter:
         kind = g.kind
         if kind == "attention_partial" and "inv_freq" in g.params:
             return self._rope_attention_partial(gi, t, step, reads, rows, int(out_lo[1]), _box(out_lo, out_hi))
-        reads_cache_rows = kind in ("attention", "attention_partial")
-        if reads_cache_rows:                         # exact rows: 0..pos[b] of the tile's KV heads
+        reads_cache_rows = kind in ("attention", "attention_partial", "attention_prefill")
+        if reads_cache_rows:                         # exact rows: 0..pos[r] of the tile's KV heads
             positions = self._read(gi, t, step, 3, reads[3])
             for c in (1, 2):
                 region = reads[c]
                 _, versions, _ = self.memory.views(g.inputs[c], step)
-                for b in range(rows.start, rows.stop):
-                    p = int(positions[b])
+                per_seq = ops.rows_per_sequence(len(positions), versions)
+                for r in range(rows.start, rows.stop):
+                    p, b = int(positions[r]), r // per_seq
                     seen = versions[(b, slice(0, p + 1)) + region[2:]]
                     if (seen == UNWRITTEN).any() or (seen[p] != step).any():
                         raise TaskInterpreterError(
@@ -236,24 +239,27 @@ class _Interpreter:
         out_box = _box(out_lo, out_hi)
         if kind == "kv_append":
             cache, new, positions = x
-            for b in range(rows.start, rows.stop):
-                row = (b, int(positions[b]), out_box[1])
+            per_seq = ops.rows_per_sequence(len(positions), cache)
+            for r in range(rows.start, rows.stop):
+                row = (r // per_seq, int(positions[r]), out_box[1])
                 self._write(gi, t, step, g.outputs[0], row)
-                self.memory.own[g.outputs[0]][0][row] = new[b, out_box[1]]
+                self.memory.own[g.outputs[0]][0][row] = new[r, out_box[1]]
             return
         if kind == "rope_append":                   # q, k, v, k_cache, v_cache, positions, [norm weights]
-            q, k, v, _, _, positions, *norms = x
+            q, k, v, k_cache, _, positions, *norms = x
             heads = [*_rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[rows]), v[reads[2]]]
             values = self._write(gi, t, step, g.outputs[0], out_box)
             values[out_box] = heads[0]
             cols = reads[1][1]
-            for b in range(rows.start, rows.stop):
+            per_seq = ops.rows_per_sequence(len(positions), k_cache)
+            for r in range(rows.start, rows.stop):
                 for name, new in zip(g.outputs[1:], heads[1:]):
-                    row = (b, int(positions[b]), cols)
-                    self._write(gi, t, step, name, row)[row] = new[b - rows.start]
+                    row = (r // per_seq, int(positions[r]), cols)
+                    self._write(gi, t, step, name, row)[row] = new[r - rows.start]
             return
-        if kind == "argmax":
-            result = ops.argmax(x[0][reads[0]])
+        if kind in ("argmax", "sample"):
+            args = [x[i][reads[i]] for i in range(len(x))]
+            result = ops.argmax(args[0]) if kind == "argmax" else ops.sample(*args)
             for name in g.outputs:
                 values = self._write(gi, t, step, name, out_box)
                 values[out_box] = values[out_box] + 1 if name == "positions" else result
@@ -272,7 +278,7 @@ class _Interpreter:
             result = ops.linear(xs, role["w"], role.get("residual"))
         elif kind == "rope":
             result = ops.rope(x[0][reads[0]], x[1][reads[1]], np.asarray(p["inv_freq"], np.float32))
-        elif kind == "attention":
+        elif kind in ("attention", "attention_prefill"):
             positions = self.memory.views(g.inputs[3], step)[0]
             result = ops.attention(x[0][reads[0]], x[1][reads[1]], x[2][reads[2]], positions[rows],
                                    p["head_dim"], p["scale"])

@@ -43,3 +43,23 @@ func.func @decode_step(%tokens: tensor<2xi32>, %pos: tensor<2xi32>) -> (tensor<2
   %next = "mpk.argmax"(%logits) : (tensor<2x64xbf16>) -> tensor<2xi32>
   return %next, %logits : tensor<2xi32>, tensor<2x64xbf16>
 }
+
+// A prefill step: 2 sequences of 4 rows each (row r is sequence r / 4), the
+// last rows gathered (an embedding of activations) and sampled.
+// CHECK-LABEL: func.func @prefill_step
+func.func @prefill_step(%tokens: tensor<8xi32>, %pos: tensor<8xi32>, %last: tensor<2xi32> {mpk.io = "last_rows"},
+                        %params: tensor<2x4xf32>, %seeds: tensor<2xi32>, %lpos: tensor<2xi32>) -> tensor<2xi32> {
+  %emb = "mpk.weight"() {name = "model.embed_tokens.weight"} : () -> tensor<64x16xbf16>
+  %kc = "mpk.state"() {name = "layers.0.k_cache"} : () -> tensor<2x16x16xbf16>
+  %h = "mpk.embedding"(%tokens, %emb) : (tensor<8xi32>, tensor<64x16xbf16>) -> tensor<8x16xbf16>
+  // CHECK: "mpk.kv_append"(%{{.*}}, %{{.*}}, %{{.*}}) : (tensor<2x16x16xbf16>, tensor<8x16xbf16>, tensor<8xi32>) -> tensor<2x16x16xbf16>
+  %kc1 = "mpk.kv_append"(%kc, %h, %pos) : (tensor<2x16x16xbf16>, tensor<8x16xbf16>, tensor<8xi32>) -> tensor<2x16x16xbf16>
+  // CHECK: "mpk.attention"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) {head_dim = 8 : i64, scale = 0.353553385 : f32} : (tensor<8x16xbf16>, tensor<2x16x16xbf16>, tensor<2x16x16xbf16>, tensor<8xi32>) -> tensor<8x16xbf16>
+  %att = "mpk.attention"(%h, %kc1, %kc1, %pos) {head_dim = 8 : i64, scale = 0.353553385 : f32} : (tensor<8x16xbf16>, tensor<2x16x16xbf16>, tensor<2x16x16xbf16>, tensor<8xi32>) -> tensor<8x16xbf16>
+  // CHECK: "mpk.embedding"(%{{.*}}, %{{.*}}) : (tensor<2xi32>, tensor<8x16xbf16>) -> tensor<2x16xbf16>
+  %x = "mpk.embedding"(%last, %att) : (tensor<2xi32>, tensor<8x16xbf16>) -> tensor<2x16xbf16>
+  %logits = "mpk.linear"(%x, %emb) : (tensor<2x16xbf16>, tensor<64x16xbf16>) -> tensor<2x64xbf16>
+  // CHECK: "mpk.sample"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : (tensor<2x64xbf16>, tensor<2xi32>, tensor<2x4xf32>, tensor<2xi32>) -> tensor<2xi32>
+  %next = "mpk.sample"(%logits, %lpos, %params, %seeds) : (tensor<2x64xbf16>, tensor<2xi32>, tensor<2x4xf32>, tensor<2xi32>) -> tensor<2xi32>
+  return %next : tensor<2xi32>
+}

@@ -262,9 +262,9 @@ func.func @f28(%q: tensor<1x16xf32>, %k: tensor<1x8x8xf32>, %v: tensor<1x8x8xf32
 
 // -----
 
-// attention batch
+// attention batch: every sequence has the same number of query rows
 func.func @f29(%q: tensor<1x16xf32>, %k: tensor<2x8x8xf32>, %v: tensor<2x8x8xf32>, %p: tensor<1xi32>) {
-  // expected-error@+1 {{cache batch 2 differs from q batch 1}}
+  // expected-error@+1 {{q rows (1) must be a multiple of the cache batch (2)}}
   %0 = "mpk.attention"(%q, %k, %v, %p) {head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x16xf32>, tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<1xi32>) -> tensor<1x16xf32>
   return
 }
@@ -345,7 +345,7 @@ func.func @f37(%c: tensor<2x8x4xf32>, %n: tensor<4xf32>, %p: tensor<2xi32>) {
 
 // kv new shape
 func.func @f38(%c: tensor<2x8x4xf32>, %n: tensor<2x3xf32>, %p: tensor<2xi32>) {
-  // expected-error@+1 {{new must be tensor<2x4xf32> to append}}
+  // expected-error@+1 {{new must be tensor<Rx4xf32>, R a multiple of the cache batch 2}}
   %0 = "mpk.kv_append"(%c, %n, %p) : (tensor<2x8x4xf32>, tensor<2x3xf32>, tensor<2xi32>) -> tensor<2x8x4xf32>
   return
 }
@@ -437,5 +437,59 @@ func.func @f47(%a: memref<2x4xf32>) {
 func.func @f48(%x: tensor<2x4xf32>, %w: tensor<4xf32>) {
   // expected-error@+1 {{attribute "eps" is expected but not provided}}
   %0 = "mpk.rmsnorm"(%x, %w) : (tensor<2x4xf32>, tensor<4xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
+// kv rows: a prefill's rows must split evenly over the sequences
+func.func @kv_rows(%c: tensor<2x8x4xf32>, %n: tensor<3x4xf32>, %p: tensor<3xi32>) {
+  // expected-error@+1 {{R a multiple of the cache batch 2}}
+  %0 = "mpk.kv_append"(%c, %n, %p) : (tensor<2x8x4xf32>, tensor<3x4xf32>, tensor<3xi32>) -> tensor<2x8x4xf32>
+  return
+}
+
+// -----
+
+// attention rows: one position per query row
+func.func @attention_rows(%q: tensor<4x16xf32>, %k: tensor<2x8x8xf32>, %v: tensor<2x8x8xf32>, %p: tensor<2xi32>) {
+  // expected-error@+1 {{positions must be a 1-D i32/i64 tensor of length 4 (one per row)}}
+  %0 = "mpk.attention"(%q, %k, %v, %p) {head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<4x16xf32>, tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2xi32>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+// sample params
+func.func @sample_params(%l: tensor<2x8xf32>, %p: tensor<2xi32>, %s: tensor<2x3xf32>, %seed: tensor<2xi32>) {
+  // expected-error@+1 {{params must be tensor<2x4xf32> (temperature, top_k, top_p, min_p per row)}}
+  %0 = "mpk.sample"(%l, %p, %s, %seed) : (tensor<2x8xf32>, tensor<2xi32>, tensor<2x3xf32>, tensor<2xi32>) -> tensor<2xi32>
+  return
+}
+
+// -----
+
+// sample seeds
+func.func @sample_seeds(%l: tensor<2x8xf32>, %p: tensor<2xi32>, %s: tensor<2x4xf32>, %seed: tensor<2xf32>) {
+  // expected-error@+1 {{seeds must be a 1-D i32/i64 tensor of length 2}}
+  %0 = "mpk.sample"(%l, %p, %s, %seed) : (tensor<2x8xf32>, tensor<2xi32>, tensor<2x4xf32>, tensor<2xf32>) -> tensor<2xi32>
+  return
+}
+
+// -----
+
+// sample positions
+func.func @sample_positions(%l: tensor<2x8xf32>, %p: tensor<3xi32>, %s: tensor<2x4xf32>, %seed: tensor<2xi32>) {
+  // expected-error@+1 {{positions must be a 1-D i32/i64 tensor of length 2}}
+  %0 = "mpk.sample"(%l, %p, %s, %seed) : (tensor<2x8xf32>, tensor<3xi32>, tensor<2x4xf32>, tensor<2xi32>) -> tensor<2xi32>
+  return
+}
+
+// -----
+
+// sample result
+func.func @sample_result(%l: tensor<2x8xf32>, %p: tensor<2xi32>, %s: tensor<2x4xf32>, %seed: tensor<2xi32>) {
+  // expected-error@+1 {{result must be a 1-D i32/i64 tensor of length 2}}
+  %0 = "mpk.sample"(%l, %p, %s, %seed) : (tensor<2x8xf32>, tensor<2xi32>, tensor<2x4xf32>, tensor<2xi32>) -> tensor<2xf32>
   return
 }

@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 THREADS = 512
-SMEM_BYTES = 96 * 1024
+# The shared memory a task gets in each program (mpk-lower-tasks{smem-bytes}): the
+# prefill kinds' GEMM ring needs more than a decode step's tasks.
+SMEM_BYTES = {"decode": 96 * 1024, "prefill": 200 * 1024}
 STAGED = "staged_weights"   # mpk-stage-weights' param
 
 
@@ -33,6 +35,8 @@ class Case:
     params: dict = dataclasses.field(default_factory=dict)
     domain: tuple | None = None
     bench: bool = False  # timed for bandwidth, not checked
+    program: str = "decode"   # the program whose shared-memory budget its kind is lowered for
+    setup: dict = dataclasses.field(default_factory=dict)   # how the test fills inputs (test_gpu_kinds)
 
     def buffers(self):
         seen = {}
@@ -274,6 +278,73 @@ def cases() -> list[Case]:
              [("logits", (3, 1001), f, "io"), ("pos", (3,), i32, "io")],
              [("tokens", (3,), i32, "io")]),
     ]
+    # The prefill kinds (mpk-prefill): GEMM tiles of linears on wgmma fed by TMA (full
+    # tiles; ragged rows, columns and K with a residual; 64-row tiles), causal attention
+    # of row tiles on the tensor cores (G = 4, 2; D = 128, 64), rope_append and
+    # kv_append over rows of two sequences (each a chunk of consecutive positions).
+    chunk = {"positions": "chunk"}
+    out += [
+        Case("gemm", "linear", (2, 12), (128, 256),
+             [("x", (256, 1024), bf, "workspace"), ("w", (3072, 1024), bf, "weight")],
+             [("y", (256, 3072), bf, "workspace")], program="prefill"),
+        Case("gemm_ragged_residual", "linear", (2, 2), (128, 256),
+             [("x", (200, 1000), bf, "workspace"), ("w", (300, 1000), bf, "weight"),
+              ("r", (200, 300), bf, "workspace")],
+             [("y", (200, 300), bf, "workspace")], program="prefill"),
+        Case("gemm_64_rows", "linear", (1, 8), (64, 128),
+             [("x", (64, 512), bf, "workspace"), ("w", (1024, 512), bf, "weight")],
+             [("y", (64, 1024), bf, "workspace")], program="prefill"),
+        Case("attention_prefill", "attention_prefill", (4, 8), (64, 512),
+             [("q", (256, 4096), bf, "workspace"), ("kc", (2, 1024, 1024), bf, "state"),
+              ("vc", (2, 1024, 1024), bf, "state"), ("pos", (256,), i32, "io")],
+             [("o", (256, 4096), bf, "workspace")], {"head_dim": 128, "scale": 128 ** -0.5},
+             program="prefill", setup=chunk),
+        Case("attention_prefill_g2", "attention_prefill", (1, 8), (128, 256),
+             [("q", (128, 2048), bf, "workspace"), ("kc", (1, 512, 1024), bf, "state"),
+              ("vc", (1, 512, 1024), bf, "state"), ("pos", (128,), i32, "io")],
+             [("o", (128, 2048), bf, "workspace")], {"head_dim": 128, "scale": 128 ** -0.5},
+             program="prefill", setup=chunk),
+        Case("attention_prefill_d64", "attention_prefill", (2, 8), (64, 256),
+             [("q", (128, 2048), bf, "workspace"), ("kc", (1, 600, 512), bf, "state"),
+              ("vc", (1, 600, 512), bf, "state"), ("pos", (128,), i64, "io")],
+             [("o", (128, 2048), bf, "workspace")], {"head_dim": 64, "scale": 64 ** -0.5},
+             program="prefill", setup=chunk),
+        Case("rope_append_rows", "rope_append", (8, 8), (16, 256),
+             [("q", (128, 2048), bf, "workspace"), ("k", (128, 1024), bf, "workspace"),
+              ("v", (128, 1024), bf, "workspace"), ("kc", (2, 512, 1024), bf, "state"),
+              ("vc", (2, 512, 1024), bf, "state"), ("pos", (128,), i32, "io"),
+              ("qw", (128,), bf, "weight"), ("kw", (128,), bf, "weight")],
+             [("q_out", (128, 2048), bf, "workspace"), ("kc", (2, 512, 1024), bf, "state"),
+              ("vc", (2, 512, 1024), bf, "state")],
+             {"head_dim": 128, "inv_freq": _theta_freqs(128), "eps": 1e-6}, program="prefill", setup=chunk),
+        Case("kv_append_rows", "kv_append", (8, 4), (16, 256),
+             [("cache", (2, 512, 1024), bf, "state"), ("new", (128, 1024), bf, "workspace"),
+              ("pos", (128,), i32, "io")],
+             [("cache", (2, 512, 1024), bf, "state")], domain=(128, 1024), program="prefill", setup=chunk),
+    ]
+    # GEMM throughput at Qwen3-8B's prefill shapes (1024 rows).
+    for n, k in ((4096, 4096), (12288, 4096), (4096, 12288)):
+        out.append(Case(f"bench_gemm_{n}x{k}", "linear", (8, n // 256), (128, 256),
+                        [("x", (1024, k), bf, "workspace"), ("w", (n, k), bf, "weight")],
+                        [("y", (1024, n), bf, "workspace")], bench=True, program="prefill"))
+    # The sampler: greedy rows (the argmax, positions advanced); mixed parameters
+    # against mpk.sampling's tokens; many draws of one small distribution for a
+    # chi-square test (seeds 0..B-1, one row each).
+    sample_io = lambda B, V: ([("logits", (B, V), bf, "io_per_step"), ("positions", (B,), i32, "io"),
+                               ("sample_params", (B, 4), "f32", "io"), ("sample_seeds", (B,), i32, "io")],
+                              [("next_tokens", (B,), i32, "io_per_step"), ("positions", (B,), i32, "io")])
+    out += [
+        Case("sample_greedy", "sample", (4,), (1,), *sample_io(4, 151936),
+             setup={"sampling": [[0.0, 0, 1.0, 0.0]] * 4}),
+        Case("sample_mixed", "sample", (8,), (1,), *sample_io(8, 1000),
+             setup={"sampling": [[0.7, 0, 1.0, 0.0], [1.0, 50, 1.0, 0.0], [1.0, 0, 0.9, 0.0],
+                                 [1.0, 0, 1.0, 0.05], [0.8, 40, 0.95, 0.02], [2.0, 0, 1.0, 0.0],
+                                 [0.0, 0, 1.0, 0.0], [1.5, 5, 1.0, 0.0]], "scale": 3.0}),
+        Case("sample_chi_square", "sample", (8192,), (1,), *sample_io(8192, 64),
+             setup={"sampling": [[0.9, 20, 0.9, 0.02]], "shared_logits": True, "scale": 2.0}),
+        Case("sample_chi_square_t", "sample", (8192,), (1,), *sample_io(8192, 48),
+             setup={"sampling": [[1.3, 0, 1.0, 0.0]], "shared_logits": True, "scale": 2.0}),
+    ]
     # Bandwidth, with `unroll` 16-byte loads in flight per lane.
     for n, k, tn in ((4096, 4096, 32), (4096, 12288, 32), (24576, 4096, 128),
                      (151936, 4096, 128)):
@@ -414,6 +485,8 @@ def _check(result, what):
 def link_cubin(ptx: str, arch: str = "sm_90") -> bytes:
     """NVRTC (test kernel -> LTO-IR) + nvJitLink (with the MLIR PTX) -> cubin."""
     from cuda.bindings import nvjitlink, nvrtc
+    from mpk.runtime.build import feature_arch
+    arch = feature_arch(arch)
     prog = _check(nvrtc.nvrtcCreateProgram(TEST_KERNEL.encode(), b"run_group.cu", 0, [], []),
                   "nvrtcCreateProgram")
     opts = [f"-arch={arch}".encode(), b"-dlto", b"-rdc=true"]
@@ -462,17 +535,28 @@ def build(folder: Path) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     selected = cases()
-    with context():
-        module = ir.Module.parse(module_ir(selected))
-        ptx = lower_to_ptx(module, threads=THREADS, smem_bytes=SMEM_BYTES)
-        fns = {ir.StringAttr(op.attributes["sym_name"]).value: ir.IntegerAttr(op.attributes["fn"]).value
-               for op in module.body.operations if op.name == "mpk.tasks"}
-    (folder / "kinds.ptx").write_text(ptx)
-    (folder / "kinds.cubin").write_bytes(link_cubin(ptx))
+    fns, maps, programs = {}, {}, {}
+    for program, smem_bytes in SMEM_BYTES.items():
+        members = [c for c in selected if c.program == program]
+        with context():
+            module = ir.Module.parse(module_ir(members))
+            ptx = lower_to_ptx(module, threads=THREADS, smem_bytes=smem_bytes)
+            for op in module.body.operations:
+                if op.name == "mpk.tasks":
+                    name = ir.StringAttr(op.attributes["sym_name"]).value
+                    fns[name] = ir.IntegerAttr(op.attributes["fn"]).value
+                    maps[name] = ([list(ir.DenseI64ArrayAttr(m)) for m in ir.ArrayAttr(op.attributes["tensor_maps"])]
+                                  if "tensor_maps" in op.attributes else [])
+        cubin = f"kinds-{program}.cubin" if program != "decode" else "kinds.cubin"
+        (folder / cubin.replace(".cubin", ".ptx")).write_text(ptx)
+        (folder / cubin).write_bytes(link_cubin(ptx))
+        staged = [_stage(c) for c in members if _stage(c)]
+        programs[program] = {"cubin": cubin, "smem_bytes": smem_bytes,
+                             "stage_bytes": max([s[0] * s[3] for s in staged], default=0)}
     stages = {c.name: _stage(c) for c in selected}
-    meta = {"threads": THREADS, "smem_bytes": SMEM_BYTES,
-            "stage_bytes": max([s[0] * s[3] for s in stages.values() if s], default=0), "groups": [
-        {**dataclasses.asdict(c), "fn": fns[c.name], "tasks": math.prod(c.grid), "stage": stages[c.name]}
+    meta = {"threads": THREADS, "programs": programs, "groups": [
+        {**dataclasses.asdict(c), "fn": fns[c.name], "tasks": math.prod(c.grid), "stage": stages[c.name],
+         "tensor_maps": maps[c.name]}
         for c in selected]}
     (folder / "kinds.json").write_text(json.dumps(meta, indent=1))
     return meta

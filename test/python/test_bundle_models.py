@@ -49,10 +49,17 @@ def test_stages_and_bundle(compiled):
     from mpk.models import preset, weight_shapes
     name, out = compiled
     stages = sorted(p.name for p in (out / "stages").iterdir())
-    assert stages == ["0-graph.mlir", "1-tasks.mlir", "2-events.mlir", "3-scheduled.mlir", "4-gpu.mlir",
-                      "5-ptx.ptx", "6-cubin.cubin"]
+    program = ["1-tasks.mlir", "2-events.mlir", "3-scheduled.mlir", "4-gpu.mlir", "5-ptx.ptx", "6-cubin.cubin"]
+    assert stages == sorted(["0-graph.mlir"] + program + [f"prefill-{s}" for s in program])
     b = bundle.read(out / "model.mpk")
     assert_every_task_function(b)
+    # The prefill program: its own kernel, a chunk of the cache's length, GEMM tiles.
+    assert b.prefill_chunk == 64 and b.prefill.kernel["steps"] == 1
+    assert_every_task_function(b.prefill)
+    kinds = {g["kind"] for g in b.prefill.plan["groups"]}
+    assert {"attention_prefill", "rope_append", "linear", "sample"} <= kinds
+    assert len(b.prefill.tables["tensor_maps"]) == 2 * sum(g["kind"] == "linear" and g["tile"][0] == 64
+                                                           for g in b.prefill.plan["groups"])
     assert {w["dtype"] for w in b.weights().values()} == {"bf16"}   # mpk compile's default dtype
     assert (b.kernel["num_sms"], b.kernel["steps"], b.kernel["arch"]) == (16, 4, "sm_90")
     assert b.plan["max_seq"] == 64 and b.plan["model"]["num_layers"] == 2
@@ -68,7 +75,9 @@ def test_interpreter_matches_pytorch(compiled, capsys):
     printed = capsys.readouterr().out
     assert "check ok" in printed
     table = printed[printed.index("rel.err"):].splitlines()[1:-1]
-    assert [int(row.split()[0]) for row in table] == list(range(7))   # 2 prompt steps + 5 generated
+    # The prefill kernel returns the last prompt row's logits: positions 2 (the prompt's
+    # last) to 6, the 5 generated tokens' logits.
+    assert [int(row.split()[0]) for row in table] == list(range(2, 7))
 
 
 def test_qwen3_8b_bundle_at_real_size(tmp_path, capsys):

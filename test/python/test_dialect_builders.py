@@ -44,7 +44,10 @@ def build_decoder_layer(ctx, batch=2, hidden=32, heads=4, kv_heads=2, head_dim=8
             h = mpk.add(mpk.linear(mpk.silu_mul(g, u), w("model.layers.0.mlp.down_proj.weight", hidden, 64)), h)
             h = mpk.allreduce(h)
             logits = mpk.linear(h, w("lm_head.weight", vocab, hidden))
-            return mpk.argmax(logits), logits
+            f32 = ir.F32Type.get()
+            params = mpk.state("sample_params", mpk.tensor([batch, 4], f32))   # any [B, 4] f32 value
+            seeds = mpk.argmax(mpk.linear(h, w("seed_head.weight", 8, hidden)))
+            return mpk.argmax(logits), logits, mpk.sample(logits, positions, params, seeds)
     return module
 
 

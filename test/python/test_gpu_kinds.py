@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -36,6 +38,8 @@ if not (BUNDLE / "kinds.cubin").exists():
 # ------------------------------------------------------------------ launcher
 
 class Kinds:
+    """The test kernel of each program (its own shared-memory budget), loaded once."""
+
     def __init__(self, folder: Path):
         from cuda.bindings import driver as cu
         self.cu = cu
@@ -44,25 +48,38 @@ class Kinds:
         _ok(cu.cuInit(0))
         ctx = _ok(cu.cuDevicePrimaryCtxRetain(_ok(cu.cuDeviceGet(torch.cuda.current_device()))))
         _ok(cu.cuCtxSetCurrent(ctx))
-        self.module = _ok(cu.cuModuleLoadData((folder / "kinds.cubin").read_bytes()))
-        self.kernel = _ok(cu.cuModuleGetFunction(self.module, b"run_group"))
-        self.smem_bytes = self.meta["smem_bytes"] + self.meta.get("stage_bytes", 0)
-        _ok(cu.cuFuncSetAttribute(
-            self.kernel, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            self.smem_bytes))
+        self.programs = {}
+        for name, program in self.meta["programs"].items():
+            module = _ok(cu.cuModuleLoadData((folder / program["cubin"]).read_bytes()))
+            kernel = _ok(cu.cuModuleGetFunction(module, b"run_group"))
+            smem = program["smem_bytes"] + program["stage_bytes"]
+            _ok(cu.cuFuncSetAttribute(
+                kernel, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
+            self.programs[name] = (module, kernel, program["smem_bytes"], smem)
         self.groups = {g["name"]: g for g in self.meta["groups"]}
+        self._maps = []   # device copies of encoded tensor maps, alive as long as this object
 
-    @staticmethod
-    def table(tensors: list):
-        """The buffer-address table of a group: inputs..., outputs...."""
-        return torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64, device="cuda")
+    def table(self, tensors: list, group: dict | None = None):
+        """The buffer-address table of a group: inputs..., outputs..., then the
+        addresses of the TMA descriptors the group's tensor maps ask for."""
+        addresses = [t.data_ptr() for t in tensors]
+        if group is not None and group.get("tensor_maps"):
+            from mpk.runtime.loader import encode_tensor_map
+            buffers = group["inputs"] + group["outputs"]
+            raw = b"".join(encode_tensor_map(addresses[i], {"name": buffers[i][0], "shape": list(buffers[i][1]),
+                                                            "dtype": buffers[i][2]}, (rows, cols))
+                           for i, rows, cols in group["tensor_maps"])
+            maps = torch.frombuffer(bytearray(raw), dtype=torch.uint8).cuda()
+            self._maps.append(maps)
+            addresses += [maps.data_ptr() + 128 * k for k in range(len(group["tensor_maps"]))]
+        return torch.tensor(addresses, dtype=torch.int64, device="cuda")
 
     def launch(self, group: dict, table, step: int = 0) -> None:
+        _, kernel, scratch, smem = self.programs[group.get("program", "decode")]
         stage = group.get("stage") or [0, 0, 0, 0]   # a staged linear: its rows copied first
-        args = ((group["fn"], group["tasks"], step, table.data_ptr(), self.meta["smem_bytes"], *stage),
+        args = ((group["fn"], group["tasks"], step, table.data_ptr(), scratch, *stage),
                 (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p) + (ctypes.c_int,) * 5)
-        _ok(self.cu.cuLaunchKernel(self.kernel, group["tasks"], 1, 1, self.meta["threads"], 1, 1,
-                                   self.smem_bytes, 0, args, 0))
+        _ok(self.cu.cuLaunchKernel(kernel, group["tasks"], 1, 1, self.meta["threads"], 1, 1, smem, 0, args, 0))
 
 
 def _ok(result):
@@ -115,10 +132,12 @@ def ref_rope(p, x, pos):
 
 
 def ref_attention(p, q, kc, vc, pos):
+    """Row r (sequence r // (R / B)) over its cache rows 0..pos[r]."""
     D, out = p["head_dim"], []
-    for b in range(q.shape[0]):
-        L = int(pos[b]) + 1
-        qh = q[b].float().view(-1, D)
+    per_seq = q.shape[0] // kc.shape[0]
+    for r in range(q.shape[0]):
+        L, b = int(pos[r]) + 1, r // per_seq
+        qh = q[r].float().view(-1, D)
         k = kc[b, :L].float().view(L, -1, D)
         v = vc[b, :L].float().view(L, -1, D)
         G = qh.shape[0] // k.shape[1]
@@ -169,9 +188,13 @@ def ref_attention_combine(p, partials):
 
 def ref_kv_append(p, cache, new, pos):
     out = cache.float().clone()
-    for b in range(new.shape[0]):
-        out[b, int(pos[b])] = new[b].float()
+    per_seq = new.shape[0] // cache.shape[0]
+    for r in range(new.shape[0]):
+        out[r // per_seq, int(pos[r])] = new[r].float()
     return [out]
+
+
+ref_attention_prefill = ref_attention
 
 
 def ref_rope_append(p, q, k, v, kc, vc, pos, *norms):
@@ -208,15 +231,26 @@ def _buffers(group):
 
 
 def _fresh(group, gen):
-    """Random inputs and poisoned outputs; positions fit the caches."""
+    """Random inputs and poisoned outputs; positions fit the caches (a chunk of
+    consecutive positions per sequence where the group's setup says `chunk`)."""
     cache_len = min((b[1][1] for b in group["inputs"] if b[3] == "state"), default=32768)
+    sequences = min((b[1][0] for b in group["inputs"] if b[3] == "state"), default=1)
     inputs = {b[0] for b in group["inputs"]}
+    setup = group.get("setup") or {}
     data = {}
     for name, shape, dtype, space in _buffers(group).values():
         shape = ([STEPS] if space == "io_per_step" else []) + list(shape)
         dt = DTYPES[dtype]
-        if name in POSITIONS:
+        if name in POSITIONS and setup.get("positions") == "chunk":
+            chunk = shape[0] // sequences
+            starts = torch.randint(0, cache_len - chunk + 1, (sequences,), generator=gen)
+            t = (starts[:, None] + torch.arange(chunk)[None, :]).reshape(shape).to(dt)
+        elif name in POSITIONS:
             t = torch.randint(1, cache_len, shape, generator=gen).to(dt)
+        elif name == "sample_params":
+            t = torch.tensor(setup["sampling"], dtype=dt).expand(shape).contiguous()
+        elif name == "sample_seeds":
+            t = torch.arange(shape[0], dtype=dt) * 7919 + torch.randint(0, 2**20, (1,), generator=gen).to(dt)
         elif name not in inputs:  # poisoned: every element must be written
             t = torch.full(shape, -1 if not dt.is_floating_point else float("nan"), dtype=dt)
         elif name == "partials":  # as attention_partial writes them: a positive sum per head
@@ -226,9 +260,11 @@ def _fresh(group, gen):
         elif not dt.is_floating_point:  # token ids
             vocab = group["inputs"][1][1][0]
             t = torch.randint(0, vocab, shape, generator=gen).to(dt)
+        elif setup.get("shared_logits") and name == "logits":   # one distribution, many draws
+            t = (setup.get("scale", 1.0) * torch.randn(shape[-1], generator=gen)).expand(shape).to(dt)
         else:
-            t = torch.randn(shape, generator=gen).to(dt)
-        data[name] = t.cuda()
+            t = (setup.get("scale", 1.0) * torch.randn(shape, generator=gen)).to(dt)
+        data[name] = t.contiguous().cuda()
     return data
 
 
@@ -255,10 +291,12 @@ def test_kind(kinds, name):
     def value(tensors, n):  # a per-step buffer's copy of step 1
         return tensors[n][1] if spaces[n] == "io_per_step" else tensors[n]
 
-    kinds.launch(group, kinds.table([data[b[0]] for b in group["inputs"] + group["outputs"]]),
+    kinds.launch(group, kinds.table([data[b[0]] for b in group["inputs"] + group["outputs"]], group),
                  step=1)
     torch.cuda.synchronize()
     inputs = [value(before, b[0]) for b in group["inputs"]]
+    if group["kind"] == "sample":
+        return _check_sample(name, group, inputs, value(data, "next_tokens"), data, before)
     if group["kind"] == "argmax":
         token = inputs[0].float().argmax(-1)
         for out in group["outputs"]:
@@ -280,7 +318,83 @@ def test_kind(kinds, name):
         assert err < TOLERANCE
 
 
-@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "linear"])
+def _check_sample(name, group, inputs, got, data, before):
+    """Greedy rows: the argmax. Sampled rows: mpk.sampling's token (the same draw
+    but for float32 rounding at near-ties: at most 1 row in 8 may differ). Many
+    draws of one distribution (shared logits): a chi-square test against
+    mpk.sampling.probabilities, and no token outside the kept set."""
+    from mpk import sampling
+    logits, positions, params, seeds = (t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
+                                        for t in inputs)
+    got = got.long().cpu().numpy()
+    assert torch.equal(data["positions"].cpu(), before["positions"].cpu() + 1), "positions not advanced"
+    if group["setup"].get("shared_logits"):
+        p = sampling.probabilities(logits[0], *params[0])
+        counts = np.bincount(got, minlength=p.size)
+        assert counts[p == 0].sum() == 0, f"tokens outside the kept set: {np.flatnonzero(counts * (p == 0))}"
+        stat, dof, pvalue = _chi_square(counts, p)
+        print(f"{name:28s} {got.size} draws over {int((p > 0).sum())} kept tokens: chi2 {stat:.1f}, "
+              f"dof {dof}, p = {pvalue:.3g}")
+        assert pvalue > 1e-4
+        return
+    want = sampling.sample(logits, params, seeds.astype(np.uint32), positions)
+    greedy = params[:, 0] <= 0
+    np.testing.assert_array_equal(got[greedy], logits[greedy].argmax(-1))
+    differ = int((got != want).sum())
+    print(f"{name:28s} {int(greedy.sum())} greedy rows exact, {differ} of {got.size} rows differ from mpk.sampling")
+    assert differ <= max(1, got.size // 8)
+
+
+def _chi_square(counts, p):
+    """(statistic, degrees of freedom, p-value) of counts against probabilities p,
+    bins with an expected count under 5 pooled."""
+    import math as m
+    expected = p * counts.sum()
+    keep = expected >= 5
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum())
+    obs, exp = obs[exp > 0], exp[exp > 0]
+    stat = float(((obs - exp) ** 2 / exp).sum())
+    dof = len(obs) - 1
+    # Wilson-Hilferty: (chi2 / k)^(1/3) is nearly normal.
+    z = ((stat / dof) ** (1 / 3) - (1 - 2 / (9 * dof))) / m.sqrt(2 / (9 * dof))
+    return stat, dof, 0.5 * m.erfc(z / m.sqrt(2))
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "linear" and c["program"] == "prefill"])
+def test_gemm_throughput(kinds, name):
+    """A GEMM tile group over all its tiles (one CTA per tile, as the persistent kernel
+    runs them), against torch's matmul: TFLOP/s."""
+    group = kinds.groups[name]
+    (_, (R, K), _, _), (_, (N, _), _, _) = group["inputs"]
+    x = torch.randn(R, K, device="cuda").to(torch.bfloat16)
+    w = torch.randn(N, K, device="cuda").to(torch.bfloat16)
+    y = torch.full((R, N), float("nan"), device="cuda", dtype=torch.bfloat16)
+    table = kinds.table([x, w, y], group)
+    kinds.launch(group, table)
+    torch.cuda.synchronize()
+    err = _relative_error(y, x.float() @ w.float().t())
+    assert err < TOLERANCE
+
+    def timed(fn, reps=20):
+        for _ in range(3):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / reps / 1e3
+
+    flops = 2 * R * N * K
+    ours = timed(lambda: kinds.launch(group, table))
+    theirs = timed(lambda: x @ w.t())
+    print(f"{name:28s} rel err {err:.1e}  mpk {flops / ours / 1e12:6.0f} TFLOP/s ({ours * 1e6:7.1f} us)  "
+          f"torch {flops / theirs / 1e12:6.0f} TFLOP/s ({theirs * 1e6:7.1f} us)  on {torch.cuda.get_device_name()}")
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "linear" and c["program"] == "decode"])
 def test_linear_bandwidth(kinds, name):
     group = kinds.groups[name]
     (_, (B, K), _, _), (_, (N, _), _, _) = group["inputs"]

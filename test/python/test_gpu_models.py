@@ -73,14 +73,16 @@ def test_32_steps_in_one_launch_match_pytorch(gpu, model):
     b = prebuilt(model, gpu)
     assert (b.kernel.get("stage_bytes", 0) > 0) == model.endswith("-staged")
     launches = run_and_check(b, STEPS)
-    assert launches == [1, 1, STEPS]     # two prompt tokens, then all 32 steps in one launch
+    # The prompt in one launch of the prefill kernel (its first new token), then the
+    # other 31 steps in one launch of the decode kernel.
+    assert launches == [STEPS - 1]
 
 
 def test_more_steps_than_a_launch_holds_loop_launches(gpu):
     b = prebuilt("qwen3-tiny", gpu)
     per_launch = b.kernel["steps"]
     launches = run_and_check(b, per_launch + 8)
-    assert launches == [1, 1, per_launch, 8]   # the KV cache and positions carry over between launches
+    assert launches == [per_launch, 7]   # the KV cache and positions carry over between launches
 
 
 def test_prompts_of_different_lengths_decode_each_row_as_alone(gpu):

@@ -7,7 +7,7 @@ import re
 import pytest
 from mlir import ir
 
-from kind_cases import cases, module_ir
+from kind_cases import SMEM_BYTES, cases, module_ir
 from mpk.lowering.mpk_lower_tasks import lower_to_ptx
 
 KIND_CASES = [c for c in cases() if not c.bench]
@@ -23,12 +23,12 @@ def _function(ptx: str, name: str) -> str:
 @pytest.mark.parametrize("case", KIND_CASES, ids=lambda c: c.name)
 def test_kind_lowers_to_ptx(ctx, case):
     module = ir.Module.parse(module_ir([case]))
-    ptx = lower_to_ptx(module)
+    ptx = lower_to_ptx(module, smem_bytes=SMEM_BYTES[case.program])
     assert ".target sm_90" in ptx
     body = _function(ptx, f"mpk_{case.kind}_0")
     dispatch = _function(ptx, "mpk_dispatch")
     assert f"mpk_{case.kind}_0" in dispatch and "call" in dispatch
-    if not case.name.endswith("_odd"):  # shapes that allow no wide vectors
+    if not case.name.endswith("_odd") and not case.name.startswith("gemm"):  # narrow shapes; TMA copies
         # Rows move in 16-byte (rope's half heads of 64 bytes: 8-byte) vectors.
         assert re.search(r"(ld|st)\.(global|shared)(\.nc)?\.v[24]\.b32", body), body[:2000]
 
@@ -57,10 +57,24 @@ def test_activations_never_use_the_read_only_path(ctx):
     assert ".nc" not in body and "ld.global.v4.b32" in body
 
 
-def test_one_module_with_every_kind(ctx):
-    module = ir.Module.parse(module_ir(cases()))
-    ptx = lower_to_ptx(module)
+@pytest.mark.parametrize("program", sorted(SMEM_BYTES))
+def test_one_module_with_every_kind(ctx, program):
+    members = [c for c in cases() if c.program == program]
+    module = ir.Module.parse(module_ir(members))
+    ptx = lower_to_ptx(module, smem_bytes=SMEM_BYTES[program])
     funcs = re.findall(r"\.visible \.func (\w+)\(", ptx)
     assert funcs[-1] == "mpk_dispatch" or "mpk_dispatch" in funcs
-    assert {c.kind for c in cases()} == {f.split("_", 1)[1].rsplit("_", 1)[0] for f in funcs
+    assert {c.kind for c in members} == {f.split("_", 1)[1].rsplit("_", 1)[0] for f in funcs
                                          if f != "mpk_dispatch"}
+
+
+def test_gemm_tile_on_wgmma_fed_by_tma(ctx):
+    """A prefill GEMM tile: 2-D tensor copies completing on mbarriers, wgmma from
+    shared-memory descriptors (sm_90a), 4 k-steps of 16 per 64-wide K tile."""
+    case = next(c for c in KIND_CASES if c.name == "gemm")
+    ptx = lower_to_ptx(ir.Module.parse(module_ir([case])), smem_bytes=SMEM_BYTES["prefill"])
+    body = _function(ptx, "mpk_linear_0")
+    assert ".target sm_90a" in ptx
+    assert "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes" in body
+    assert body.count("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16") == 4
+    assert "mbarrier.try_wait.parity.shared::cta.b64" in body and "wgmma.wait_group.sync.aligned" in body

@@ -20,4 +20,7 @@ mpk compile --model qwen3-0.6b --dtype bfloat16 --max-seq 1024 --steps 32 --num-
   --stage-bytes 57344 -o .bundles/qwen3-0.6b-staged-bf16-s32 --quiet
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   --stage-bytes 57344 -o .bundles/qwen3-tiny-staged --quiet
-du -sh .bundles/stub-"$SMS" .bundles/kinds .bundles/*-bf16-s32
+# Hugging Face folders saved by transformers and their bundles (every prompt row's
+# logits): test_gpu_prefill.py compares them with transformers on the GPU.
+python test/python/hf_cases.py .bundles/hf
+du -sh .bundles/stub-"$SMS" .bundles/kinds .bundles/hf .bundles/*-bf16-s32

@@ -15,6 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 # conftest.py needs MLIR; the GPU tests do not.
 timeout "${MPK_PYTEST_TIMEOUT:-200}" python3 -m pytest --noconftest -p no:cacheprovider -v -s -rA \
   test/python/test_runtime_gpu.py test/python/test_gpu_kinds.py test/python/test_gpu_models.py \
+  test/python/test_gpu_prefill.py \
   >"$OUT/gpu-tests.log" 2>&1
 echo "pytest exit $?" >>"$OUT/gpu-tests.log"
 

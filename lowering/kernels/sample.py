@@ -1,0 +1,221 @@
+"""`sample`: one token per row, greedy or drawn with temperature, top-k, top-p and min-p.
+
+The specification (and the numpy reference both interpreters and the GPU
+tests compare against) is mpk.sampling. A task is one row of the logits, the
+whole CTA on it:
+
+1. one pass for the max m and the argmax (the token when the temperature is 0:
+   nothing else runs then);
+2. top-k: the K-th largest logit by radix select: logits map to unsigned keys
+   in the same order, and 4 passes of 8 bits build a 256-bin count histogram
+   of the keys that match the digits chosen so far; one warp scans it from
+   the top (`_select_digit`) for the digit holding the K-th key;
+3. Z = sum of w_i = 2^((l_i - m) log2(e) / T) over the keys kept so far;
+4. top-p: the same radix select with the histogram weighted by w_i, for the
+   largest key whose tokens at or above it carry P * Z;
+5. min-p: l_i >= m + T ln(M), a plain comparison;
+6. the draw, Gumbel-max: the largest (l_i - m) log2(e) / T - log2(-log2(u_i))
+   over the kept tokens (the natural-log form of mpk.sampling scaled by
+   log2(e), so the same argmax), u_i from the counter hash of (seed, position, i).
+
+The task of row b writes its token to every integer output (`next_tokens`,
+and a decode step's `tokens`) and advances `positions` when that is an output
+(the next step's input, as argmax does).
+"""
+
+from __future__ import annotations
+
+import math
+
+from mlir import ir
+from mlir.dialects import arith
+
+from . import kind, require
+from .emit import byte_width, f32, i32, widest_vector
+
+LOG2E = 1 / math.log(2)
+BINS = 256
+
+
+@kind("sample")
+def sample(e, g, task, buffers):
+    require(len(g.inputs) == 4, "sample reads logits, positions, params and seeds")
+    logits, positions, params, seeds = buffers[:4]
+    outputs, advance = [], None
+    for b, view in zip(g.outputs, buffers[4:]):
+        if b.role == "positions":
+            advance = view
+        else:
+            outputs.append(view)
+    V = logits.shape[1]
+    require(e.smem_bytes >= 3 * BINS * 4 + 16 * e.warps + 64, "sample needs 3 KiB of shared memory")
+    vec = widest_vector(V, element_bytes=byte_width(logits.element))
+    row = logits.row(task)
+    counts = e.shared(i32(), [BINS])
+    masses = e.shared(f32(), [BINS], 4 * BINS)
+    slots = e.shared(i32(), [4], 8 * BINS)            # broadcast: digit, above (i32 or f32 bits)
+    reduce_at = 8 * BINS + 64
+
+    def each(body, init):
+        """Fold body(value, index, carried) over the row's elements of this thread."""
+        def chunk(c, carried):
+            v = e.to_f32(row.load(e.mul(c, vec), n=vec))
+            for k, x in enumerate(e.elements(v)):
+                carried = body(x, e.add(e.mul(c, vec), k), carried)
+            return carried
+        return e.loop(e.tid, V // vec, e.threads, init, chunk)
+
+    def better(a, b):
+        """Pair b beats pair a: larger, or equal with a smaller index."""
+        (va, ia), (vb, ib) = a, b
+        gt = arith.cmpf(arith.CmpFPredicate.OGT, vb, va)
+        tie = arith.andi(arith.cmpf(arith.CmpFPredicate.OEQ, vb, va), e.lt(ib, ia))
+        take = arith.ori(gt, tie)
+        return [e.select(take, vb, va), e.select(take, ib, ia)]
+
+    lowest = [e.f32(float("-inf")), e.int(2**31 - 1)]
+    best = each(lambda x, i, acc: better(acc, [x, i]), lowest)
+    top, greedy = e.block_reduce(best, better, lowest, byte_offset=reduce_at)
+
+    p = params.row(task)
+    temperature, top_k, top_p, min_p = (p.load(j) for j in range(4))
+    hot = arith.cmpf(arith.CmpFPredicate.OGT, temperature, e.f32(0.0))
+
+    def draw():
+        scale = arith.divf(e.f32(LOG2E), temperature)          # of (l - m): log2 domain
+        key_of = lambda x: _key(e, x)
+        # Top-k: the K-th largest key (0 when off: every key is >= 0).
+        k_on = arith.andi(arith.cmpf(arith.CmpFPredicate.OGT, top_k, e.f32(0.0)),
+                          arith.cmpf(arith.CmpFPredicate.OLT, top_k, e.f32(float(V))))
+        k = arith.fptosi(i32(), top_k)
+        kth = e.if_(k_on, lambda: [_radix_select(e, each, key_of, None, k, counts, slots, e.int(0))],
+                    lambda: [e.int(0)], [i32()])[0]
+
+        def weight(x, key):
+            w = e.exp2(arith.mulf(arith.subf(x, top), scale))
+            return e.select(_uge(key, kth), w, e.f32(0.0))
+
+        total = each(lambda x, i, acc: [arith.addf(acc[0], weight(x, key_of(x)))], [e.f32(0.0)])
+        total = e.block_reduce(total, e.sum, [e.f32(0.0)], byte_offset=reduce_at)[0]
+        # Top-p: the largest key whose tokens at or above it carry P * Z.
+        p_on = arith.cmpf(arith.CmpFPredicate.OLT, top_p, e.f32(1.0))
+        need = arith.mulf(top_p, total)
+        pth = e.if_(p_on, lambda: [_radix_select(e, each, key_of, weight, need, masses, slots, kth)],
+                    lambda: [kth], [i32()])[0]
+        keep_key = e.select(_uge(pth, kth), pth, kth)
+        # Min-p: l >= m + T ln(M) (-inf when off).
+        m_on = arith.cmpf(arith.CmpFPredicate.OGT, min_p, e.f32(0.0))
+        ln_m = arith.mulf(e._intrinsic("llvm.nvvm.lg2.approx.f", e.select(m_on, min_p, e.f32(1.0))),
+                          e.f32(math.log(2)))
+        floor = e.select(m_on, arith.addf(top, arith.mulf(temperature, ln_m)), e.f32(float("-inf")))
+        # Gumbel-max over the kept tokens.
+        seed = e.cast_int(seeds.load(task), i32())
+        base = _lowbias32(e, arith.addi(_lowbias32(e, seed), e.as_i32(positions.load(task))))
+
+        def score(x, i, acc):
+            h = _lowbias32(e, arith.addi(base, i))
+            u = arith.mulf(arith.addf(arith.uitofp(f32(), arith.shrui(h, e.int(8))), e.f32(0.5)),
+                           e.f32(2.0 ** -24))
+            noise = e._intrinsic("llvm.nvvm.lg2.approx.f", arith.negf(e._intrinsic("llvm.nvvm.lg2.approx.f", u)))
+            s = arith.subf(arith.mulf(arith.subf(x, top), scale), noise)
+            kept = arith.andi(_uge(key_of(x), keep_key), arith.cmpf(arith.CmpFPredicate.OGE, x, floor))
+            return better(acc, [e.select(kept, s, e.f32(float("-inf"))), e.select(kept, i, e.int(2**31 - 1))])
+        drawn = each(score, lowest)
+        return [e.block_reduce(drawn, better, lowest, byte_offset=reduce_at)[1]]
+
+    token = e.if_(hot, draw, lambda: [greedy], [i32()])[0]
+
+    def publish():
+        for out in outputs:
+            out.store(e.cast_int(token, out.element), task)
+        if advance is not None:
+            pos = advance.load(task)
+            advance.store(arith.addi(pos, e.int(1, pos.type)), task)
+    e.if_(e.eq(e.tid, 0), publish)
+
+
+def _key(e, x):
+    """An unsigned key in the order of the float x: flip all bits of negatives, the sign of the rest."""
+    bits = arith.bitcast(i32(), x)
+    negative = e.lt(bits, 0)
+    return arith.xori(bits, e.select(negative, e.int(-1), e.int(-2**31)))
+
+
+def _uge(a, b):
+    return arith.cmpi(arith.CmpIPredicate.uge, a, b)
+
+
+def _lowbias32(e, x):
+    """The lowbias32 mixer (mpk.sampling.lowbias32) in wrapping i32 arithmetic."""
+    x = arith.xori(x, arith.shrui(x, e.int(16)))
+    x = arith.muli(x, e.int(0x7FEB352D))
+    x = arith.xori(x, arith.shrui(x, e.int(15)))
+    x = arith.muli(x, e.int(0x846CA68B - 2**32))
+    return arith.xori(x, arith.shrui(x, e.int(16)))
+
+
+def _radix_select(e, each, key_of, weight, need, bins, slots, floor):
+    """The largest key t such that the keys >= t (and >= `floor`) count `need`
+    (or, with `weight(x, key)`, weigh `need`): 4 passes over the row, 8 bits a pass."""
+    weighted = weight is not None
+    zero = e.f32(0.0) if weighted else e.int(0)
+    prefix, mask = e.int(0), 0
+    for shift in (24, 16, 8, 0):
+        e.strided(e.tid, BINS, e.threads, lambda i: bins.store(zero, i))
+        e.barrier()
+
+        def count(x, i, carried, prefix=prefix, mask=mask, shift=shift):
+            key = key_of(x)
+            match = arith.andi(e.eq(arith.andi(key, e.int(mask)), prefix), _uge(key, floor))
+            digit = arith.andi(arith.shrui(key, e.int(shift)), e.int(BINS - 1))
+            e.if_(match, lambda: e.atomic_add(bins, weight(x, key) if weighted else e.int(1), digit))
+            return carried
+        each(count, [])
+        e.barrier()
+        e.if_(e.eq(e.warp, 0), lambda: _select_digit(e, bins, need, slots, weighted))
+        e.barrier()
+        digit = slots.load(0)
+        above = slots.load(1)
+        need = arith.subf(need, arith.bitcast(f32(), above)) if weighted else arith.subi(need, above)
+        prefix = arith.ori(prefix, arith.shli(digit, e.int(shift)))
+        mask |= (BINS - 1) << shift
+        mask = mask - 2**32 if mask >= 2**31 else mask
+        e.barrier()     # slots and bins are reused by the next pass
+    return prefix
+
+
+def _select_digit(e, bins, need, slots, weighted):
+    """Warp 0: the digit d whose bin holds the `need`-th unit counted from the top
+    bin down; writes d and the total of the bins above it to slots[0], slots[1]."""
+    per_lane = BINS // 32
+    add = arith.addf if weighted else arith.addi
+    values = [bins.load(e.sub(BINS - 1, e.add(e.mul(e.lane, per_lane), j))) for j in range(per_lane)]
+    own = values[0]
+    for v in values[1:]:
+        own = add(own, v)
+    inclusive = e.inclusive_scan(own)
+    before = arith.subf(inclusive, own) if weighted else arith.subi(inclusive, own)
+    reaches = (arith.cmpf(arith.CmpFPredicate.OGE, inclusive, need) if weighted
+               else arith.cmpi(arith.CmpIPredicate.sge, inclusive, need))
+    earlier = (arith.cmpf(arith.CmpFPredicate.OLT, before, need) if weighted
+               else arith.cmpi(arith.CmpIPredicate.slt, before, need))
+    # The lane whose bins cross `need`; the last lane if rounding left it short.
+    mine = arith.ori(arith.andi(reaches, earlier),
+                     arith.andi(e.eq(e.lane, 31), arith.xori(reaches, e.constant(ir.IntegerType.get_signless(1), 1))))
+
+    def walk():
+        running, digit, above, found = before, e.int(0), before, e.constant(ir.IntegerType.get_signless(1), 0)
+        for j, v in enumerate(values):
+            nxt = add(running, v)
+            hit = (arith.cmpf(arith.CmpFPredicate.OGE, nxt, need) if weighted
+                   else arith.cmpi(arith.CmpIPredicate.sge, nxt, need))
+            if j == per_lane - 1:
+                hit = e.constant(ir.IntegerType.get_signless(1), 1)
+            take = arith.andi(hit, arith.xori(found, e.constant(ir.IntegerType.get_signless(1), 1)))
+            digit = e.select(take, e.sub(BINS - 1, e.add(e.mul(e.lane, per_lane), j)), digit)
+            above = e.select(take, running, above)
+            found = arith.ori(found, take)
+            running = nxt
+        slots.store(digit, 0)
+        slots.store(arith.bitcast(i32(), above) if weighted else above, 1)
+    e.if_(mine, walk)
