@@ -19,7 +19,7 @@ FLOATS = ("bf16", "f16", "f32")
 INTS = ("i32", "i64")
 KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial",
          "attention_combine", "attention_prefill", "kv_append", "rope_append", "silu_mul", "add",
-         "allreduce", "argmax", "sample")
+         "allreduce", "argmax", "sample", "gate_up")
 
 
 class _Checker:

@@ -131,6 +131,12 @@ def _fit_line(u: np.ndarray) -> str | None:
     return e if s == 1 else f"{e} * {s}"
 
 
+def _reaches(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The boolean product: a [n, k] and b [k, m] -> does row i reach column j through some k?
+    (float32 BLAS: exact, the counts stay far below 2^24)."""
+    return a.astype(np.float32) @ b.astype(np.float32) > 0
+
+
 def _coverage(hit: np.ndarray) -> tuple[bool, bool, bool]:
     """(every consumer task reads every producer task, every one reads some, every producer is read)."""
     return bool(hit.all()), bool(hit.any(axis=1).all()), bool(hit.any(axis=0).all())
@@ -258,7 +264,7 @@ class MpkBuildEvents(ModulePass):
                     elif qi > pi:
                         ancestors = self._reaching(edges, pi, qi, reach.setdefault(pi, {}))
                         if ancestors is not None:
-                            implied = edges[ci, qi].astype(np.int32) @ ancestors.astype(np.int32) > 0
+                            implied = _reaches(edges[ci, qi], ancestors)
                             edges[ci, pi] &= ~implied
 
     def _reaching(self, edges, pi: int, qi: int, known: dict[int, np.ndarray]) -> np.ndarray | None:
@@ -270,7 +276,7 @@ class MpkBuildEvents(ModulePass):
             row = None
             for (c, h), m in edges.items():
                 if c == g and h in known and known[h] is not None:
-                    step = m.astype(np.int32) @ known[h].astype(np.int32) > 0
+                    step = _reaches(m, known[h])
                     row = step if row is None else row | step
             known[g] = row if row is not None and row.any() else None
         return known.get(qi)

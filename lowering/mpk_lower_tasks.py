@@ -83,7 +83,7 @@ class LowerTasks(ModulePass):
                 continue
             key = group.key()
             try:
-                maps = tensor_maps(group)
+                maps = tensor_maps(group, self.threads)
             except Unsupported as e:
                 self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
                 continue

@@ -7,7 +7,7 @@ overrides it. Cheap per-element ops take their producer's tile (or the
 smallest tile that is a multiple of it) so that `mpk-build-events` can give
 them per-tile events instead of a barrier.
 
-Two ops become something else than one group. A decode `mpk.attention`
+Some ops become something else than one group. A decode `mpk.attention`
 that would leave SMs idle (one task per sequence and KV head) becomes
 split-KV: `attention_partial` tasks over P splits of the cache rows and
 `attention_combine` tasks that merge them (`mpk.splits` overrides P). A
@@ -22,7 +22,9 @@ any), ropes and kv_appends that feed an attention's q and caches become one
 instead of three); when the attention is split, not even that: its partial
 tasks do the rope_append themselves (`rope-in-attention`, on by default),
 each rotating its query heads and the one holding row positions[b]
-appending k and v (dialects/README.md).
+appending k and v (dialects/README.md). In a prefill step (GEMM rows) an
+MLP's gate and up linears and their silu_mul become one `gate_up` group:
+each GEMM tile computes both products and their SiLU product.
 
 Values become buffers: function arguments and results are `io` (the token
 ids feeding the embedding are `tokens`, the positions `positions`; a returned
@@ -108,6 +110,28 @@ class RopeAppendMatch:
                                (append_k.operands[0], append_v.operands[0]), norms, params, tuple(fused))
 
 
+@dataclasses.dataclass
+class GateUpMatch:
+    """An MLP's gate and up linears of GEMM rows (prefill) feeding a silu_mul: one
+    `gate_up` group (kernels/gate_up.py) instead of three."""
+    x: ir.Value
+    w_gate: ir.Value
+    w_up: ir.Value
+    fused: tuple                   # the results of the two linears
+
+    @staticmethod
+    def of(silu: ir.Operation) -> "GateUpMatch | None":
+        gate, up = (_only_use(v, "mpk.linear") for v in silu.operands)
+        if gate is None or up is None or len(gate.operands) != 2 or len(up.operands) != 2:
+            return None
+        if gate.operands[0] != up.operands[0] or any(TILE_ATTR in op.attributes for op in (gate, up)):
+            return None
+        # Tiles of 128 rows: both weights' columns for all of them in each warpgroup (kernels/gemm.py).
+        if task_kinds.gemm_tile_rows(_shape(gate.operands[0].type)[0]) != 128:
+            return None
+        return GateUpMatch(gate.operands[0], gate.operands[1], up.operands[1], (gate.results[0], up.results[0]))
+
+
 def _shape(t: ir.Type) -> tuple[int, ...]:
     return tuple(ir.RankedTensorType(t).shape)
 
@@ -156,7 +180,9 @@ class MpkPartition(ModulePass):
             match = RopeAppendMatch.of(op) if op.name == "mpk.attention" else None
             if match is not None:
                 self.rope_append[op.results[0]] = match
-        fused = {v for m in self.rope_append.values() for v in m.fused}
+        self.gate_up = {op.results[0]: m for op in ops if op.name == "mpk.silu_mul"
+                        for m in [GateUpMatch.of(op)] if m is not None}
+        fused = {v for m in list(self.rope_append.values()) + list(self.gate_up.values()) for v in m.fused}
         ret = ops[-1]
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
         self._arguments(func, block, ops)
@@ -168,6 +194,8 @@ class MpkPartition(ModulePass):
             if kind in ("weight", "state"):
                 name = python_value(op.attributes["name"])
                 self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name)
+            elif kind == "silu_mul" and op.results[0] in self.gate_up:
+                self._gate_up(op, self.gate_up[op.results[0]])
             elif kind == "rmsnorm" and self._fuses_into_linears(op):
                 self.fused_x[op.results[0]] = (list(op.operands), "norm_eps", op.attributes["eps"])
             elif kind == "silu_mul" and self._fuses_into_linears(op):
@@ -252,9 +280,47 @@ class MpkPartition(ModulePass):
                       {n: python_value(a) for n, a in m.params.items()})
         tile = task_kinds.choose_tile(info, self.target)
         self.group_tile[q_out] = (tile, info.domain)
+        params = dict(m.params)
+        inputs = self._row_counts("rope_append", inputs, params, tile, info.domain[0])
         with attention.location:
             mpk.tasks(name, "rope_append", task_kinds.grid_for(info.domain, tile), tile, inputs,
-                      [q_out, inputs[3], inputs[4]], params=ir.DictAttr.get(m.params))
+                      [q_out, inputs[3], inputs[4]], params=ir.DictAttr.get(params))
+
+    def _row_counts(self, kind: str, inputs: list[str], params: dict, tile, rows: int) -> list[str]:
+        """A prefill step's GEMM, rope_append and attention tiles skip the padding rows
+        of a chunk: they read `row_counts` (task_kinds.ROW_COUNTS) when the step has it
+        and a tile's rows never span two sequences."""
+        counts = task_kinds.ROW_COUNTS
+        if counts not in self.names or kind not in ("linear", "gate_up", "rope_append", "attention_prefill"):
+            return inputs
+        per_seq = rows // self.shape_of[counts][0]
+        whole_tiles = kind != "rope_append"               # rope_append skips row by row
+        if rows % self.shape_of[counts][0] or (whole_tiles and per_seq % tile[0]) or \
+                (kind == "linear" and task_kinds.gemm_tile_rows(rows) is None):
+            return inputs
+        params[counts] = ir.UnitAttr.get()
+        return inputs + [counts]
+
+    def _gate_up(self, silu: ir.Operation, m: GateUpMatch) -> None:
+        """One `gate_up` group computing the silu_mul of the two GEMMs (GateUpMatch)."""
+        operands = [m.x, m.w_gate, m.w_up]
+        for v in operands:
+            if v not in self.buffer_of:
+                self.fail(silu, "operand is not produced by an mpk op or a function argument")
+        inputs = [self.buffer_of[v] for v in operands]
+        name = self._unique(inputs[1].removesuffix(".weight").removesuffix("gate_proj").rstrip(".") + ".gate_up")
+        result = silu.results[0]
+        out = self._buffer(name + ".out", result.type, "workspace")
+        self.buffer_of[result] = out
+        info = OpInfo("gate_up", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
+                      _shape(result.type), _elt_bytes(result.type), _shape(result.type), {})
+        tile = task_kinds.choose_tile(info, self.target)
+        self.group_tile[out] = (tile, info.domain)
+        params = {}
+        inputs = self._row_counts("gate_up", inputs, params, tile, info.domain[0])
+        with silu.location:
+            mpk.tasks(name, "gate_up", task_kinds.grid_for(info.domain, tile), tile, inputs, [out],
+                      params=ir.DictAttr.get(params))
 
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
         rope = self.rope_append.get(op.results[0]) if kind == "attention" else None
@@ -312,10 +378,10 @@ class MpkPartition(ModulePass):
         if kind == "attention" and self._splits(op, info) > 1:      # decode only
             self._split_attention(op, info, name, inputs, outputs[0], attrs, rope)
             return
-        params = ir.DictAttr.get(attrs)
+        inputs = self._row_counts(kind, inputs, attrs, tile, domain[0])
         with op.location:
             mpk.tasks(name, kind, task_kinds.grid_for(domain, tile), tile, inputs, outputs,
-                      params=params, **extra)
+                      params=ir.DictAttr.get(attrs), **extra)
 
     def _splits(self, op: ir.Operation, info: OpInfo) -> int:
         if SPLITS_ATTR in op.attributes:

@@ -20,7 +20,10 @@ gather picks the sampled rows from them. An `mpk.sample` draws from
 (seed, position), so it gets the positions of those rows, `last_positions`
 [B]. Prompt rows past a sequence's end are padding the host fills with
 positions that continue it: their keys land in cache rows that decoding
-overwrites before it reads them.
+overwrites before it reads them. The last argument, `row_counts` [B], says
+how many rows of each sequence are prompt: no op reads it, the partition
+lets the GEMM, attention and rope_append tiles of padding rows skip their
+work (a short prompt in a long chunk, sequences of different lengths).
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ class MpkPrefill(ModulePass):
                 lm_head.operands[0] = mpk.embedding(last_rows, lm_head.operands[0])
         if head.name == "mpk.sample":
             head.operands[1] = mpk.add_io_argument(func, "last_positions", mpk.tensor([batch], i32))
+        # How many of a sequence's rows are prompt: mpk-partition lets the tiles of the
+        # rest (padding) skip their work. No graph op reads it: it only saves work.
+        mpk.add_io_argument(func, "row_counts", mpk.tensor([batch], i32))
 
         for op in [op.operation for op in block.operations]:   # result types, in program order
             if op.name == "mpk.embedding":

@@ -241,13 +241,51 @@ class Linear(Kind):
         return 2 * volume(out) * op.inputs[0][1]
 
 
+class GateUp(Linear):
+    """silu(x @ w_gate^T) * (x @ w_up^T), an MLP's two projections and their product
+    in one GEMM tile (prefill rows only): inputs x [R, K], w_gate and w_up [N, K]."""
+    name = "gate_up"
+
+    def fixed_tile(self, op):
+        return (128, None)              # both weights' columns in each warpgroup (kernels/gemm.py)
+
+    def tile_unit(self, op):
+        return (128, 64)
+
+    def max_tile(self, op):
+        return (None, GATE_UP_MAX_COLS)
+
+    def reads(self, op, out):
+        lo, hi = out
+        n = lo.shape[0]
+        x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
+             np.column_stack([hi[:, 0], np.full(n, op.inputs[0][1])]))
+        w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
+        w = (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())     # rows of w are output columns
+        return [x, w, (w[0].copy(), w[1].copy())] + [_full(n, shape) for shape in op.inputs[3:]]
+
+    def flops(self, op, out):
+        return 4 * volume(out) * op.inputs[0][1]
+
+
+# Two accumulators of 64 x N a warpgroup: N = 128 at most (the prefill program's 255 registers).
+GATE_UP_MAX_COLS = 128
+
+
 def linear_roles(params: dict, count: int) -> list[str]:
     """What each of a linear's `count` inputs is: x, w, then the residual (if
     any), the weight of a fused layer norm (`norm_eps`: x is normalized first),
     `up` of a fused silu_mul (`silu_gate`: x is its gate, the linear's input
     is silu(x) * up)."""
-    fused = [role for role, param in (("norm", "norm_eps"), ("up", "silu_gate")) if param in params]
+    fused = [role for role, param in (("norm", "norm_eps"), ("up", "silu_gate"), (ROW_COUNTS, ROW_COUNTS))
+             if param in params]
     return ["x", "w"] + ["residual"] * (count - 2 - len(fused)) + fused
+
+
+# A prefill step's io input `row_counts` [B]: the prompt rows of each sequence in the
+# chunk (the rest is padding). Groups with this unit param take it as their last input
+# and skip the tiles of padding rows (their outputs there are never read).
+ROW_COUNTS = "row_counts"
 
 
 def has_residual(op: OpInfo) -> bool:
@@ -505,7 +543,7 @@ class AttentionPrefill(Attention):
         seqs = sequences(lo[:, 0], hi[:, 0], op.domain[0], op.inputs[1][0])
         cache = _cols(lo[:, 1] // ratio, -(-hi[:, 1] // ratio), seqs, op.inputs[1])
         return [(lo.copy(), hi.copy()), cache, (cache[0].copy(), cache[1].copy()),
-                (lo[:, :1].copy(), hi[:, :1].copy())]
+                (lo[:, :1].copy(), hi[:, :1].copy())] + [_full(lo.shape[0], s) for s in op.inputs[4:]]
 
     def traffic(self, op, out):
         boxes = self.reads(op, out)
@@ -526,8 +564,9 @@ class AttentionPrefill(Attention):
         return 2 * volume(out) * rows
 
 
-# Matrix-unit rows (query row, head) of an attention_prefill task: 16 warps of 16.
-PREFILL_MMA_ROWS = 256
+# Matrix-unit rows (query row, head) of an attention_prefill task: 8 warps of 16 (the
+# prefill program's CTAs have 256 threads: driver.PREFILL_THREADS).
+PREFILL_MMA_ROWS = 128
 
 
 def prefill_rows(op) -> int:
@@ -593,7 +632,7 @@ class Sample(Argmax):
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Embedding(), RMSNorm(), Linear(), Rope(), Attention(), AttentionPartial(), AttentionCombine(),
-    AttentionPrefill(), KVAppend(), RopeAppend(), SiluMul(), Add(), AllReduce(), Argmax(), Sample())}
+    AttentionPrefill(), KVAppend(), RopeAppend(), SiluMul(), Add(), AllReduce(), Argmax(), Sample(), GateUp())}
 
 
 def tile_boxes(domain, grid, tile) -> Boxes:

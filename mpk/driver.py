@@ -40,6 +40,10 @@ DEFAULT_THREADS = 512
 DEFAULT_STEPS = 16
 DEFAULT_PREFILL_CHUNK = 256      # prompt rows per sequence and prefill launch
 PREFILL_SMEM_BYTES = 200 * 1024  # a GEMM tile's shared-memory ring (kernels/gemm.py)
+# The prefill program's CTAs: 2 warpgroups of 255 registers a thread, each a 64 x 256
+# wgmma accumulator (12% faster GEMM tiles than 4 warpgroups of 64 x 128 at 128
+# registers, measured on an H200: bench/NOTES.md, prefill).
+PREFILL_THREADS, PREFILL_MAX_REGISTERS = 256, 255
 PREFILL_DIR = "prefill"
 TIMELESS = contextlib.nullcontext
 
@@ -71,7 +75,8 @@ class Options:
     def prefill(self) -> "Options":
         """The options of the prefill program: one step a launch, a chunk no longer than the cache."""
         return dataclasses.replace(self, steps=1, smem_bytes=self.smem_bytes or PREFILL_SMEM_BYTES,
-                                   prefill_chunk=min(self.prefill_chunk, self.max_seq), stage_bytes=0)
+                                   prefill_chunk=min(self.prefill_chunk, self.max_seq), stage_bytes=0,
+                                   threads=PREFILL_THREADS, max_registers=PREFILL_MAX_REGISTERS)
 
 
 # The task-level stages: (name, pipeline elements). Options are filled in per compile;

@@ -244,7 +244,7 @@ class Session:
             self.profile = (DeviceBuffer(self.steps_per_launch * self.num_tasks * 16, "profile")
                             if profile else None)
             if self._owner and bundle.prefill is not None:
-                self.prefill = Session(bundle.prefill, device, timeout_s, shared=self)
+                self.prefill = Session(bundle.prefill, device, timeout_s, profile=profile, shared=self)
         except BaseException:
             self.close()
             raise
@@ -771,6 +771,8 @@ def _prefill(runner, rows, lengths, params, seeds, max_seq: int):
         runner.write("last_rows", last_rows)
         if _has(bundle, "last_positions"):
             runner.write("last_positions", np.where(here, last, s))
+        if _has(bundle, "row_counts"):          # the rest of a sequence's rows is padding
+            runner.write("row_counts", np.clip(lengths - s, 0, C))
         runner.launch(1)
         token = runner.read("next_tokens")[0]
         first = np.where(here, token, first)

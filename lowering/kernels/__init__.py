@@ -104,10 +104,10 @@ class TensorMap:
 
 Emit = Callable[[Emitter, Group, ir.Value, list[View]], None]
 KINDS: dict[str, Emit] = {}
-TENSOR_MAPS: dict[str, Callable[[Group], list[TensorMap]]] = {}
+TENSOR_MAPS: dict[str, Callable[[Group, int], list[TensorMap]]] = {}
 
 
-def kind(name: str, tensor_maps: Callable[[Group], list[TensorMap]] | None = None) -> Callable[[Emit], Emit]:
+def kind(name: str, tensor_maps: Callable[[Group, int], list[TensorMap]] | None = None) -> Callable[[Emit], Emit]:
     """Register the decorated function as the lowering of task kind `name`."""
     def register(emit: Emit) -> Emit:
         KINDS[name] = emit
@@ -117,8 +117,9 @@ def kind(name: str, tensor_maps: Callable[[Group], list[TensorMap]] | None = Non
     return register
 
 
-def tensor_maps(g: Group) -> list[TensorMap]:
-    return TENSOR_MAPS[g.kind](g) if g.kind in TENSOR_MAPS else []
+def tensor_maps(g: Group, threads: int) -> list[TensorMap]:
+    """The TMA descriptors a group's tasks need, at `threads` per CTA."""
+    return TENSOR_MAPS[g.kind](g, threads) if g.kind in TENSOR_MAPS else []
 
 
 def lowerings() -> dict[str, Emit]:

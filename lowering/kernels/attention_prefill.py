@@ -18,8 +18,10 @@ so the G heads of a row are one contiguous [G * D] run of q), 16 per warp:
 * the output row is O / l, stored as bf16 pairs.
 
 The accumulator of a warp is 16 x D fp32 (D / 2 registers a lane) plus 16 x
-BLOCK scores: BLOCK = 32 keeps a head of 128 in the 128 registers a thread
-of 512 has.
+BLOCK scores. With the 255 registers a thread of a 256-thread CTA may have
+(the prefill program's), blocks are 64 rows and the warp's q fragments stay
+in registers; at 512 threads (128 registers) blocks of 16 and q reloaded from
+shared memory each block keep a head of 128 from spilling.
 """
 
 from __future__ import annotations
@@ -32,13 +34,24 @@ from mlir.dialects import arith, llvm, nvvm
 from . import kind, require
 from .emit import byte_width, f32, i32, ptr
 
-BLOCK = 16                    # cache rows per block
+ROOMY_THREADS = 256           # at most this many threads a CTA: 255 registers a thread
 NEG = -1.0e30
 
 
 @kind("attention_prefill")
 def attention_prefill(e, g, task, buffers):
-    q, kc, vc, positions, out = buffers
+    q, kc, vc, positions, *counts, out = buffers      # counts: [row_counts] (task_kinds.ROW_COUNTS)
+    if counts:   # a tile of padding rows (their outputs are never read) does nothing
+        tq, per_seq = g.tile[0], q.shape[0] // counts[0].shape[0]
+        r0 = e.mul(e.unravel(task, g.grid)[0], tq)
+        seq = e.div(r0, per_seq)
+        prompt = e.lt(e.sub(r0, e.mul(seq, per_seq)), e.as_i32(counts[0].load(seq)))
+        e.if_(prompt, lambda: _attention(e, g, task, q, kc, vc, positions, out))
+        return
+    _attention(e, g, task, q, kc, vc, positions, out)
+
+
+def _attention(e, g, task, q, kc, vc, positions, out):
     D = int(g.param("head_dim"))
     scale = float(g.param("scale")) / math.log(2)
     Hq, Hkv = q.shape[1] // D, kc.shape[2] // D
@@ -49,6 +62,8 @@ def attention_prefill(e, g, task, buffers):
     require(D % 16 == 0, f"head_dim {D} is not a multiple of 16")
     require(g.tile[1] == G * D and M % 16 == 0 and M <= 16 * e.warps,
             f"a tile is rows x one KV group: {tq} x {G} heads must be whole 16-row blocks for {e.warps} warps")
+    roomy = e.threads <= ROOMY_THREADS
+    BLOCK = 64 if roomy else 16                        # cache rows per block
     rows, (B, S, _) = q.shape[0], kc.shape
     require(rows % B == 0 and (rows // B) % tq == 0, f"tiles of {tq} rows split the sequences' chunks")
     per_seq = rows // B
@@ -114,10 +129,17 @@ def attention_prefill(e, g, task, buffers):
     # matrix l / 8); every fragment is then a constant byte offset from it, which
     # the loads take as an immediate (no address registers live across the loop).
     mi, r8 = e.div(e.lane, 8), e.rem(e.lane, 8)
-    q_lane = e.add(e.mul(e.add(e.mul(e.warp, 16), e.add(e.mul(e.rem(mi, 2), 8), r8)), pitch), e.mul(e.div(mi, 2), 16))
+    warp = e.min(e.warp, M // 16 - 1)                  # an idle warp reads real rows, for nothing
+    q_lane = e.add(e.mul(e.add(e.mul(warp, 16), e.add(e.mul(e.rem(mi, 2), 8), r8)), pitch), e.mul(e.div(mi, 2), 16))
     k_lane = e.add(e.mul(e.add(e.mul(e.div(mi, 2), 8), r8), pitch), e.mul(e.rem(mi, 2), 16))
     v_lane = e.add(e.mul(e.add(e.mul(e.rem(mi, 2), 8), r8), pitch), e.mul(e.div(mi, 2), 16))
     fragment = lambda base, offset: e.gep(base, i8, offset)
+
+    # q's A fragments (16 rows x 16 of D each), in registers for all blocks when they fit.
+    held_q = None
+    if roomy:
+        e.barrier()                                    # q's tile is in shared memory
+        held_q = [ldmatrix(e.gep(at(q_lane), i8, 32 * kk)) for kk in range(D // 16)]
 
     def block(j, state):
         m, l, acc = state[:2], state[2:4], state[4:]
@@ -136,7 +158,7 @@ def attention_prefill(e, g, task, buffers):
             # S = Q K^T for the warp's 16 rows and BLOCK cache rows.
             s = [[e.f32(0.0)] * 4 for _ in range(BLOCK // 8)]
             for kk in range(D // 16):
-                a = ldmatrix(fragment(q_at, 32 * kk))
+                a = held_q[kk] if held_q else ldmatrix(fragment(q_at, 32 * kk))
                 for nb in range(0, BLOCK // 8, 2):
                     b = ldmatrix(fragment(k_at, 8 * nb * pitch + 32 * kk))
                     s[nb] = e.mma_bf16(s[nb], a, b[:2])

@@ -41,64 +41,88 @@ from .emit import f32, i32, ptr
 K_TILE = 64                  # bf16 elements of a 128-byte swizzled row
 ROW_BYTES = 2 * K_TILE
 STAGES = 4
-WARPGROUPS = 4
 SWIZZLE_128B = 1             # the descriptor's layout field
 ATOM_BYTES = 8 * ROW_BYTES   # 8 rows: the swizzle pattern repeats (stride byte offset)
 
 
-def layout(g) -> tuple[int, int, int, int]:
+def layout(g, threads: int) -> tuple[int, int, int, int]:
     """(tm, tn_pad, warpgroups along rows, along columns) of a GEMM tile."""
     tm, tn = g.tile
     wg_m = tm // 64
-    wg_n = WARPGROUPS // wg_m
+    wg_n = max(threads // 128 // wg_m, 1)
     tn_pad = -(-tn // (8 * wg_n)) * 8 * wg_n          # every warpgroup a multiple of 8 columns
     return tm, tn_pad, wg_m, wg_n
 
 
-def tensor_maps(g) -> list[TensorMap]:
-    """x in boxes of tm rows, w in boxes of tn_pad rows, 64 columns each."""
+def tensor_maps(g, threads: int, weights: int = 1) -> list[TensorMap]:
+    """x in boxes of tm rows, each weight in boxes of tn_pad rows, 64 columns each."""
     if gemm_tile_rows(g.domain[0]) is None:
         return []
-    tm, tn_pad, _, _ = layout(g)
-    return [TensorMap(0, (tm, K_TILE)), TensorMap(1, (tn_pad, K_TILE))]
+    tm, tn_pad, _, _ = layout(g, threads)
+    return [TensorMap(0, (tm, K_TILE))] + [TensorMap(1 + i, (tn_pad, K_TILE)) for i in range(weights)]
 
 
-def gemm(e, g, task, x, w, y, residual) -> None:
-    (R, K), N = x.shape, w.shape[0]
-    tm, tn_pad, wg_m, wg_n = layout(g)
+def gemm(e, g, task, x, ws, y, residual=None, combine=None, row_counts=None) -> None:
+    """y's tile of x @ w^T for the weights `ws` (each [N, K]; their tiles lie one after
+    the other in a stage, and one wgmma reads them all): `combine(values)` makes the
+    output of the weights' fp32 results at one element (default: the one), + residual.
+    With `row_counts` ([B]: the prompt rows of each sequence's chunk of R / B rows),
+    a tile whose rows are all padding does nothing."""
+    if row_counts is None:
+        return _gemm(e, g, task, x, ws, y, residual, combine)
+    tm, per_seq = g.tile[0], x.shape[0] // row_counts.shape[0]
+    require(per_seq % tm == 0, f"tiles of {tm} rows span chunks of {per_seq}")
+    m0 = e.mul(e.unravel(task, g.grid)[0], tm)
+    seq = e.div(m0, per_seq)
+    prompt = e.lt(e.sub(m0, e.mul(seq, per_seq)), e.as_i32(row_counts.load(seq)))
+    e.if_(prompt, lambda: _gemm(e, g, task, x, ws, y, residual, combine))
+
+
+def _gemm(e, g, task, x, ws, y, residual, combine) -> None:
+    (R, K), N = x.shape, ws[0].shape[0]
+    tm, tn_pad, wg_m, wg_n = layout(g, e.threads)
     tn = g.tile[1]
     require(tm == gemm_tile_rows(R), f"a GEMM tile has {gemm_tile_rows(R)} rows, not {tm}")
-    require(e.threads == 128 * WARPGROUPS, f"the GEMM tile runs {WARPGROUPS} warpgroups of 128 threads")
-    require(all(str(b.element) == "bf16" for b in (x, w, y)), "the GEMM tile takes bf16 x, w and y")
+    require(e.threads % 128 == 0 and wg_m * wg_n == e.threads // 128,
+            f"a {tm}-row GEMM tile needs its {tm // 64} warpgroups of 64 rows to tile {e.threads} threads")
+    require(all(str(b.element) == "bf16" for b in (x, y, *ws)), "the GEMM tile takes bf16 x, w and y")
     require(K % 8 == 0, f"rows of {K} bf16 are not 16-byte multiples (TMA strides)")
-    require(tn_pad <= 256 and tn_pad // wg_n <= 128, f"{tn} columns do not fit the warpgroups' registers")
-    require(len(e.tensor_maps) == 2, "the GEMM tile needs its two tensor maps")
-    n_wg = tn_pad // wg_n                                    # columns per warpgroup
+    # A warpgroup's accumulators: n_wg / 2 fp32 registers a thread per weight (at 512
+    # threads a thread has 128 registers, at 256 it has 255).
+    most = 128 if e.threads > 256 else 256
+    require(tn_pad <= 256 and len(ws) * tn_pad // wg_n <= most,
+            f"{tn} columns of {len(ws)} weight(s) do not fit the warpgroups' registers")
+    require(len(e.tensor_maps) == 1 + len(ws), "the GEMM tile needs a tensor map of x and of each weight")
+    # Several weights: their tiles lie one after the other in the stage, so one wgmma
+    # of their columns together reads them all (as wide as one weight's GEMM tile).
+    require(len(ws) == 1 or wg_n == 1, "several weights need every warpgroup on all the tile's columns")
+    n_wg = tn_pad // wg_n                                    # columns per warpgroup, per weight
     a_bytes, b_bytes = tm * ROW_BYTES, tn_pad * ROW_BYTES
-    stage_bytes = a_bytes + b_bytes
+    stage_bytes = a_bytes + len(ws) * b_bytes
     stages = min(STAGES, (e.smem_bytes - 1024 - 8 * STAGES) // stage_bytes)
     require(stages >= 2, f"a {tm}x{tn} GEMM tile needs {2 * stage_bytes + 1040} bytes of shared memory")
     k_tiles = -(-K // K_TILE)
-    i64 = ir.IntegerType.get_signless(64)
+    i8, i64 = ir.IntegerType.get_signless(8), ir.IntegerType.get_signless(64)
 
     # The ring, 1024-byte aligned (the 128-byte swizzle's period), then one mbarrier per stage.
     base = llvm.PtrToIntOp(i64, e.smem).result
     pad = arith.subi(arith.andi(arith.addi(base, _i64(e, 1023)), _i64(e, -1024)), base)
-    ring = llvm.GEPOp(ptr(3), e.smem, [pad], [-2147483648], ir.IntegerType.get_signless(8), 0).result
-    stage_a = lambda s: e.gep(ring, ir.IntegerType.get_signless(8), e.mul(s, stage_bytes))
-    stage_b = lambda s: e.gep(ring, ir.IntegerType.get_signless(8), e.add(e.mul(s, stage_bytes), a_bytes))
-    full = lambda s: e.gep(ring, ir.IntegerType.get_signless(8), e.add(stages * stage_bytes, e.mul(s, 8)))
+    ring = llvm.GEPOp(ptr(3), e.smem, [pad], [-2147483648], i8, 0).result
+    stage_a = lambda s: e.gep(ring, i8, e.mul(s, stage_bytes))
+    stage_b = lambda s, w: e.gep(ring, i8, e.add(e.mul(s, stage_bytes), a_bytes + w * b_bytes))
+    full = lambda s: e.gep(ring, i8, e.add(stages * stage_bytes, e.mul(s, 8)))
 
     i, j = e.unravel(task, g.grid)
     m0, n0 = e.mul(i, tm), e.mul(j, tn)
     leader = e.eq(e.tid, 0)
-    x_map, w_map = (llvm.AddrSpaceCastOp(ptr(0), m).result for m in e.tensor_maps)
+    x_map, *w_maps = (llvm.AddrSpaceCastOp(ptr(0), m).result for m in e.tensor_maps)
 
     def issue(s, k):
-        """Thread 0: the k-th tiles of x and w into stage s."""
+        """Thread 0: the k-th tiles of x and of every weight into stage s."""
         nvvm.mbarrier_arrive_expect_tx(None, full(s), e.int(stage_bytes))
         col = e.mul(k, K_TILE)
-        for dst, tmap, row in ((stage_a(s), x_map, m0), (stage_b(s), w_map, n0)):
+        boxes = [(stage_a(s), x_map, m0)] + [(stage_b(s, w), m, n0) for w, m in enumerate(w_maps)]
+        for dst, tmap, row in boxes:
             nvvm.CpAsyncBulkTensorGlobalToSharedClusterOp(
                 llvm.AddrSpaceCastOp(ptr(7), dst).result, tmap, [col, row], full(s), [])
 
@@ -118,11 +142,12 @@ def gemm(e, g, task, x, w, y, residual) -> None:
     wg_row, wg_col = e.div(wg, wg_n), e.rem(wg, wg_n)
     a_offset = e.mul(wg_row, 64 * ROW_BYTES)
     b_offset = e.mul(wg_col, n_wg * ROW_BYTES)
-    acc_type = ir.Type.parse("!llvm.struct<(" + ", ".join(["f32"] * (n_wg // 2)) + ")>")
-    acc = llvm.UndefOp(acc_type).result
-    for k in range(n_wg // 2):
-        acc = llvm.insertvalue(acc, e.f32(0.0), [k])
-    shape = ir.Attribute.parse(f"#nvvm.shape<m = 64, n = {n_wg}, k = 16>")
+    n_mma = n_wg * len(ws)                                   # columns of one wgmma: every weight's
+    acc_type = ir.Type.parse("!llvm.struct<(" + ", ".join(["f32"] * (n_mma // 2)) + ")>")
+    zero = llvm.UndefOp(acc_type).result
+    for k in range(n_mma // 2):
+        zero = llvm.insertvalue(zero, e.f32(0.0), [k])
+    shape = ir.Attribute.parse(f"#nvvm.shape<m = 64, n = {n_mma}, k = 16>")
     bf16, f32_t = ir.Attribute.parse("#nvvm.wgmma_type<bf16>"), ir.Attribute.parse("#nvvm.wgmma_type<f32>")
     one_out, one_in = ir.Attribute.parse("#nvvm.wgmma_scale_out<one>"), ir.Attribute.parse("#nvvm.wgmma_scale_in<one>")
     row, col_ = ir.Attribute.parse("#nvvm.mma_layout<row>"), ir.Attribute.parse("#nvvm.mma_layout<col>")
@@ -130,8 +155,8 @@ def gemm(e, g, task, x, w, y, residual) -> None:
     def step(k, carried):
         s = e.rem(k, stages)
         _wait(e, full(s), e.rem(e.div(k, stages), 2))
-        a_desc = _descriptor(e, e.gep(stage_a(s), ir.IntegerType.get_signless(8), a_offset))
-        b_desc = _descriptor(e, e.gep(stage_b(s), ir.IntegerType.get_signless(8), b_offset))
+        a_desc = _descriptor(e, e.gep(stage_a(s), i8, a_offset))
+        b_desc = _descriptor(e, e.gep(stage_b(s, 0), i8, b_offset))
         nvvm.wgmma_fence_aligned()
         out = carried[0]
         for kk in range(K_TILE // 16):          # 32 bytes further inside the swizzle atom
@@ -145,7 +170,7 @@ def gemm(e, g, task, x, w, y, residual) -> None:
         e.if_(arith.andi(arith.andi(leader, e.lt(0, k)), e.lt(refill, k_tiles)),
               lambda: issue(e.rem(e.sub(k, 1), stages), refill))
         return [out]
-    acc = e.loop(0, k_tiles, 1, [acc], step)[0]
+    acc = e.loop(0, k_tiles, 1, [zero], step)[0]
     nvvm.wgmma_wait_group_sync_aligned(0)
 
     # Epilogue: accumulator (j, h, c) of lane (quad, t) in warp w of the warpgroup is row
@@ -155,11 +180,14 @@ def gemm(e, g, task, x, w, y, residual) -> None:
     rows = e.tile_extent(m0, tm, R)
     cols = e.tile_extent(n0, tn, N)
     pair = N % 2 == 0
+    combine = combine or (lambda values: values[0])
     for jb in range(n_wg // 8):
         c = e.add(e.add(e.mul(wg_col, n_wg), 8 * jb), e.mul(t, 2))
         for h in range(2):
             r = e.add(e.add(e.mul(wg_row, 64), e.mul(warp_in_wg, 16)), e.add(quad, 8 * h))
-            values = [llvm.extractvalue(f32(), acc, [4 * jb + 2 * h + u]) for u in range(2)]
+            # Weight w's column c is the wgmma's column w * n_wg + c (n-block jb + w * n_wg / 8).
+            values = [combine([llvm.extractvalue(f32(), acc, [4 * (jb + w * n_wg // 8) + 2 * h + u])
+                               for w in range(len(ws))]) for u in range(2)]
 
             def store(r=r, c=c, values=values):
                 gr, gc = e.add(m0, r), e.add(n0, c)

@@ -47,7 +47,7 @@ from __future__ import annotations
 from mlir.dialects import arith
 
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED, row_pitch
-from mpk.lowering.task_kinds import gemm_tile_rows, linear_roles
+from mpk.lowering.task_kinds import ROW_COUNTS, gemm_tile_rows, linear_roles
 
 from . import gemm, kind, require
 from .emit import View, byte_width, f32, widest_vector
@@ -66,7 +66,7 @@ def linear(e, g, task, buffers):
     (B, K), N = x.shape, w.shape[0]
     if gemm_tile_rows(B) is not None:       # many rows (prefill): a GEMM tile on the matrix units
         require(not fused and not g.param(STAGED, False), "a GEMM tile fuses no norm, silu_mul or stage")
-        return gemm.gemm(e, g, task, x, w, y, residual)
+        return gemm.gemm(e, g, task, x, [w], y, residual, row_counts=role.get(ROW_COUNTS))
     require(g.tile[0] == B, f"linear tiles take all {B} rows, not {g.tile[0]}")
     unroll = int(g.param("unroll", UNROLL))
     vec = widest_vector(K, element_bytes=byte_width(w.element))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
+from mpk.lowering.task_kinds import ROW_COUNTS
+
 from . import kind, require
 from .emit import byte_width, widest_vector
 
@@ -23,6 +25,7 @@ from .emit import byte_width, widest_vector
 @kind("rope_append")
 def rope_append(e, g, task, buffers):
     q, k, v, k_cache, _, positions, *norms, q_out, _, v_cache = buffers
+    counts = norms.pop() if ROW_COUNTS in g.params else None   # prompt rows per sequence (prefill)
     ratio, D = q.shape[1] // k.shape[1], int(g.param("head_dim"))
     tr = g.tile[0]
     require(g.tile[1] == ratio * D, f"rope_append tiles are rows of one KV head group, {ratio * D} columns")
@@ -45,6 +48,13 @@ def rope_append(e, g, task, buffers):
 
     def unit(u):
         r = e.add(r0, e.div(u, units))
+        if counts is not None:     # padding rows: nothing to append (never read)
+            seq = e.div(r, per_seq)
+            e.if_(e.lt(e.sub(r, e.mul(seq, per_seq)), e.as_i32(counts.load(seq))), lambda: row_unit(u, r))
+        else:
+            row_unit(u, r)
+
+    def row_unit(u, r):
         j = e.rem(u, units)
         pos = e.as_i32(positions.load(r))
         pos_f = rotate.position(pos)

@@ -77,9 +77,11 @@ def run(args) -> int:
         print(f"tokens[{row}]: {' '.join(str(int(t)) for t in tokens[:, row])}")
     where = getattr(backend, "device_name", "CPU")
     launches = -(-args.steps // backend.steps_per_launch)
+    prompt = len(args.prompt_ids)
+    prompt_how = (f"prompt of {prompt} in {-(-prompt // bundle.prefill_chunk)} prefill launch(es)"
+                  if bundle.prefill is not None else f"+{prompt - 1} prompt tokens, one launch each")
     print(f"{args.backend} ({where}): {args.steps} steps in {launches} launch(es) of at most "
-          f"{backend.steps_per_launch} (+{len(args.prompt_ids) - 1} prompt tokens, one launch each) "
-          f"in {elapsed * 1e3:.1f} ms, host round trips included")
+          f"{backend.steps_per_launch} ({prompt_how}) in {elapsed * 1e3:.1f} ms, host round trips included")
     if per_step is not None:
         n = min(args.steps, backend.steps_per_launch)
         print(f"kernel: {per_step * 1e3:.3f} ms/step (CUDA events around one launch of {n} steps from "

@@ -25,7 +25,7 @@ import numpy as np
 
 from mpk.dialects.taskir import TaskGraph, element_bytes
 from mpk.interp import ops
-from mpk.lowering.task_kinds import group_boxes, linear_roles
+from mpk.lowering.task_kinds import ROW_COUNTS, group_boxes, linear_roles
 
 UNWRITTEN = -2      # slot version before any write; -1: written before the launch (host, prefill)
 
@@ -246,7 +246,7 @@ class _Interpreter:
                 self.memory.own[g.outputs[0]][0][row] = new[r, out_box[1]]
             return
         if kind == "rope_append":                   # q, k, v, k_cache, v_cache, positions, [norm weights]
-            q, k, v, k_cache, _, positions, *norms = x
+            q, k, v, k_cache, _, positions, *norms = x[:len(x) - (ROW_COUNTS in p)]
             heads = [*_rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[rows]), v[reads[2]]]
             values = self._write(gi, t, step, g.outputs[0], out_box)
             values[out_box] = heads[0]
@@ -276,6 +276,9 @@ class _Interpreter:
             if "up" in role:
                 xs = ops.silu_mul(xs, role["up"])
             result = ops.linear(xs, role["w"], role.get("residual"))
+        elif kind == "gate_up":                      # x, w_gate, w_up
+            xs = x[0][reads[0]]
+            result = ops.silu_mul(ops.linear(xs, x[1][reads[1]]), ops.linear(xs, x[2][reads[2]]))
         elif kind == "rope":
             result = ops.rope(x[0][reads[0]], x[1][reads[1]], np.asarray(p["inv_freq"], np.float32))
         elif kind in ("attention", "attention_prefill"):

@@ -1,5 +1,6 @@
 // The prefill kinds and the sampler: each device function's characteristic ops.
-// RUN: mpk-opt %s -split-input-file --pass-pipeline='builtin.module(mpk-lower-tasks{smem-bytes=204800})' | filecheck %s
+// The prefill program's CTAs: 256 threads (2 warpgroups), 200 KiB of shared memory for a task.
+// RUN: mpk-opt %s -split-input-file --pass-pipeline='builtin.module(mpk-lower-tasks{threads=256 smem-bytes=204800})' | filecheck %s
 
 // A GEMM tile of a linear with 256 rows (prefill): tensor maps of x and w recorded on the
 // group, TMA copies into a ring of stages on mbarriers, wgmma from shared memory,
@@ -18,7 +19,7 @@
 // CHECK: scf.for
 // CHECK: mbarrier.try_wait.parity
 // CHECK: nvvm.wgmma.fence.aligned
-// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}}<m = 64, n = 128, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <col>]
+// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}}<m = 64, n = 256, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <col>]
 // CHECK: nvvm.wgmma.commit.group.sync.aligned
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: gpu.barrier
@@ -30,16 +31,16 @@
 
 // -----
 
-// Causal attention of 64 rows of one sequence and one KV head with 4 query heads
-// (256 matrix rows): q into shared memory, cache rows by cp.async, ldmatrix and
-// mma.sync, masked to the row's position.
+// Causal attention of 32 rows of one sequence and one KV head with 4 query heads
+// (128 matrix rows, 8 warps): q into shared memory then registers, cache rows by
+// cp.async, ldmatrix and mma.sync, masked to the row's position.
 "mpk.kernel"() {sym_name = "prefill", num_sms = 132 : i64, arch = "sm_90"} : () -> ()
 "mpk.buffer"() {sym_name = "q", type = tensor<256x1024xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
 "mpk.buffer"() {sym_name = "kc", type = tensor<2x512x256xbf16>, space = "state", name = "k_cache"} : () -> ()
 "mpk.buffer"() {sym_name = "vc", type = tensor<2x512x256xbf16>, space = "state", name = "v_cache"} : () -> ()
 "mpk.buffer"() {sym_name = "positions", type = tensor<256xi64>, space = "io"} : () -> ()
 "mpk.buffer"() {sym_name = "o", type = tensor<256x1024xbf16>, space = "workspace", offset = 524288 : i64} : () -> ()
-"mpk.tasks"() {sym_name = "attn", kind = "attention_prefill", grid = array<i64: 4, 2>, tile = array<i64: 64, 512>, inputs = [@q, @kc, @vc, @positions], outputs = [@o], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32}} : () -> ()
+"mpk.tasks"() {sym_name = "attn", kind = "attention_prefill", grid = array<i64: 8, 2>, tile = array<i64: 32, 512>, inputs = [@q, @kc, @vc, @positions], outputs = [@o], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32}} : () -> ()
 // CHECK-LABEL: func.func @mpk_attention_prefill_0
 // CHECK: nvvm.cp.async.shared.global {{.*}}, 16, cache = cg
 // CHECK: nvvm.cp.async.commit.group
@@ -73,3 +74,38 @@
 // CHECK: gpu.shuffle  up
 // CHECK: llvm.atomicrmw fadd {{.*}} monotonic : !llvm.ptr<3>, f32
 // CHECK: llvm.call_intrinsic "llvm.nvvm.lg2.approx.f"
+
+// -----
+
+// An MLP's gate and up projections with their SiLU product: the stage holds x and both
+// weights' tiles (three tensor maps) one after the other, one wgmma of both (at 256
+// threads: 64 x 256, its first 128 columns the gate's), silu(gate) * up in the epilogue.
+"mpk.kernel"() {sym_name = "prefill", num_sms = 132 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<256x1024xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "wg", type = tensor<3072x1024xbf16>, space = "weight", name = "wg"} : () -> ()
+"mpk.buffer"() {sym_name = "wu", type = tensor<3072x1024xbf16>, space = "weight", name = "wu"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<256x3072xbf16>, space = "workspace", offset = 524288 : i64} : () -> ()
+"mpk.tasks"() {sym_name = "mlp", kind = "gate_up", grid = array<i64: 2, 24>, tile = array<i64: 128, 128>, inputs = [@x, @wg, @wu], outputs = [@y], params = {}} : () -> ()
+// CHECK: kind = "gate_up"{{.*}}tensor_maps = [array<i64: 0, 128, 64>, array<i64: 1, 128, 64>, array<i64: 2, 128, 64>]
+// CHECK-LABEL: func.func @mpk_gate_up_0
+// CHECK-COUNT-3: nvvm.cp.async.bulk.tensor.shared.cluster.global
+// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}}<m = 64, n = 256, k = 16>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"
+// CHECK: arith.mulf
+
+// -----
+
+// A GEMM tile of a prefill step with `row_counts`: a tile of padding rows (its offset in
+// its sequence's chunk at or past the count) does nothing.
+"mpk.kernel"() {sym_name = "prefill", num_sms = 132 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<512x1024xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "w", type = tensor<1024x1024xbf16>, space = "weight", name = "w"} : () -> ()
+"mpk.buffer"() {sym_name = "row_counts", type = tensor<2xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<512x1024xbf16>, space = "workspace", offset = 1048576 : i64} : () -> ()
+"mpk.tasks"() {sym_name = "o", kind = "linear", grid = array<i64: 4, 4>, tile = array<i64: 128, 256>, inputs = [@x, @w, @row_counts], outputs = [@y], params = {row_counts}} : () -> ()
+// CHECK-LABEL: func.func @mpk_linear_0
+// CHECK: %[[COUNT:.*]] = llvm.load %{{.*}} : !llvm.ptr<1> -> i32
+// CHECK: %[[PROMPT:.*]] = arith.cmpi slt, %{{.*}}, %[[COUNT]] : i32
+// CHECK: scf.if %[[PROMPT]] {
+// CHECK: nvvm.mbarrier.init

@@ -5,8 +5,9 @@
 // A decode step of 2 sequences becomes a prefill step of 64 rows each: token
 // ids and positions get 128 rows, so does every activation; the caches keep
 // their 2 sequences. Before the LM head an embedding gathers each sequence's
-// last prompt row (`last_rows`), and the sample draws at `last_positions`.
-// CHECK-LABEL: func.func @prefill_step(%arg0: tensor<128xi64>, %arg1: tensor<128xi64>, %arg2: tensor<2x4xf32> {mpk.io = "sample_params"}, %arg3: tensor<2xi32> {mpk.io = "sample_seeds"}, %arg4: tensor<2xi32> {mpk.io = "last_rows"}, %arg5: tensor<2xi32> {mpk.io = "last_positions"}) -> (tensor<2xi32>, tensor<2x512xbf16>)
+// last prompt row (`last_rows`), and the sample draws at `last_positions`;
+// `row_counts` (the prompt rows of each sequence) is read by no graph op.
+// CHECK-LABEL: func.func @prefill_step(%arg0: tensor<128xi64>, %arg1: tensor<128xi64>, %arg2: tensor<2x4xf32> {mpk.io = "sample_params"}, %arg3: tensor<2xi32> {mpk.io = "sample_seeds"}, %arg4: tensor<2xi32> {mpk.io = "last_rows"}, %arg5: tensor<2xi32> {mpk.io = "last_positions"}, %arg6: tensor<2xi32> {mpk.io = "row_counts"}) -> (tensor<2xi32>, tensor<2x512xbf16>)
 // CHECK: "mpk.embedding"(%arg0, %{{.*}}) : (tensor<128xi64>, tensor<512x256xbf16>) -> tensor<128x256xbf16>
 // CHECK: "mpk.linear"({{.*}}) : (tensor<128x256xbf16>, tensor<256x256xbf16>) -> tensor<128x256xbf16>
 // CHECK: "mpk.kv_append"({{.*}}) : (tensor<2x256x128xbf16>, tensor<128x128xbf16>, tensor<128xi64>) -> tensor<2x256x128xbf16>
@@ -25,11 +26,13 @@
 // Partitioned: the linears are GEMM tiles of 128 rows (grid [1, N / tile]), the
 // QK-norm, rope and append one `rope_append` group of row tiles, the attention
 // `attention_prefill` tiles of rows x one KV head group, the last rows sampled
-// one task per sequence.
+// one task per sequence. The rope_append and attention tasks read `row_counts` to
+// skip padding rows; the GEMM tiles cannot (128 rows span the two sequences of 64).
 // TASKS: "mpk.buffer"() {space = "io", sym_name = "last_rows", type = tensor<2xi32>}
 // TASKS: kind = "linear"{{.*}}sym_name = "wq"{{.*}}tile = array<i64: 128, {{[0-9]+}}>
-// TASKS: kind = "rope_append"{{.*}}tile = array<i64: {{[0-9]+}}, 128>
-// TASKS: grid = array<i64: 2, 2>, inputs = [@layers.0.rope_append.out, @layers.0.k_cache, @layers.0.v_cache, @positions], kind = "attention_prefill"{{.*}}tile = array<i64: 64, 128>
+// TASKS: kind = "linear"{{.*}}params = {}, sym_name = "wk"
+// TASKS: inputs = [{{.*}}, @row_counts], kind = "rope_append"{{.*}}row_counts{{.*}}tile = array<i64: {{[0-9]+}}, 128>
+// TASKS: grid = array<i64: 2, 2>, inputs = [@layers.0.rope_append.out, @layers.0.k_cache, @layers.0.v_cache, @positions, @row_counts], kind = "attention_prefill"{{.*}}tile = array<i64: 64, 128>
 // TASKS: inputs = [@last_rows, @{{.*}}], kind = "embedding"
 // TASKS: grid = array<i64: 2>, inputs = [@logits, @last_positions, @sample_params, @sample_seeds], kind = "sample", outputs = [@next_tokens]
 func.func @decode_step(%tokens: tensor<2xi64>, %pos: tensor<2xi64>) -> (tensor<2xi32>, tensor<2x512xbf16>) {

@@ -20,7 +20,12 @@ from pathlib import Path
 THREADS = 512
 # The shared memory a task gets in each program (mpk-lower-tasks{smem-bytes}): the
 # prefill kinds' GEMM ring needs more than a decode step's tasks.
-SMEM_BYTES = {"decode": 96 * 1024, "prefill": 200 * 1024}
+SMEM_BYTES = {"decode": 96 * 1024, "prefill": 200 * 1024, "prefill512": 200 * 1024}
+# Threads per CTA and the register cap of the link, per program (driver.Options.prefill):
+# 256 threads may take 255 registers each (a warpgroup's 64 x 256 accumulators), 512 only
+# 128; `prefill512` keeps the GEMM tile at 512 threads for comparison.
+THREADS_OF = {"prefill": 256}
+MAX_REGISTERS = {256: 255, 512: 128}
 STAGED = "staged_weights"   # mpk-stage-weights' param
 
 
@@ -294,17 +299,25 @@ def cases() -> list[Case]:
         Case("gemm_64_rows", "linear", (1, 8), (64, 128),
              [("x", (64, 512), bf, "workspace"), ("w", (1024, 512), bf, "weight")],
              [("y", (64, 1024), bf, "workspace")], program="prefill"),
-        Case("attention_prefill", "attention_prefill", (4, 8), (64, 512),
+        Case("gate_up", "gate_up", (2, 24), (128, 128),
+             [("x", (256, 1024), bf, "workspace"), ("wg", (3072, 1024), bf, "weight"),
+              ("wu", (3072, 1024), bf, "weight")],
+             [("y", (256, 3072), bf, "workspace")], program="prefill"),
+        Case("gate_up_ragged", "gate_up", (2, 3), (128, 128),
+             [("x", (200, 200), bf, "workspace"), ("wg", (300, 200), bf, "weight"),
+              ("wu", (300, 200), bf, "weight")],
+             [("y", (200, 300), bf, "workspace")], program="prefill"),
+        Case("attention_prefill", "attention_prefill", (8, 8), (32, 512),
              [("q", (256, 4096), bf, "workspace"), ("kc", (2, 1024, 1024), bf, "state"),
               ("vc", (2, 1024, 1024), bf, "state"), ("pos", (256,), i32, "io")],
              [("o", (256, 4096), bf, "workspace")], {"head_dim": 128, "scale": 128 ** -0.5},
              program="prefill", setup=chunk),
-        Case("attention_prefill_g2", "attention_prefill", (1, 8), (128, 256),
+        Case("attention_prefill_g2", "attention_prefill", (2, 8), (64, 256),
              [("q", (128, 2048), bf, "workspace"), ("kc", (1, 512, 1024), bf, "state"),
               ("vc", (1, 512, 1024), bf, "state"), ("pos", (128,), i32, "io")],
              [("o", (128, 2048), bf, "workspace")], {"head_dim": 128, "scale": 128 ** -0.5},
              program="prefill", setup=chunk),
-        Case("attention_prefill_d64", "attention_prefill", (2, 8), (64, 256),
+        Case("attention_prefill_d64", "attention_prefill", (4, 8), (32, 256),
              [("q", (128, 2048), bf, "workspace"), ("kc", (1, 600, 512), bf, "state"),
               ("vc", (1, 600, 512), bf, "state"), ("pos", (128,), i64, "io")],
              [("o", (128, 2048), bf, "workspace")], {"head_dim": 64, "scale": 64 ** -0.5},
@@ -322,11 +335,22 @@ def cases() -> list[Case]:
               ("pos", (128,), i32, "io")],
              [("cache", (2, 512, 1024), bf, "state")], domain=(128, 1024), program="prefill", setup=chunk),
     ]
-    # GEMM throughput at Qwen3-8B's prefill shapes (1024 rows).
-    for n, k in ((4096, 4096), (12288, 4096), (4096, 12288)):
-        out.append(Case(f"bench_gemm_{n}x{k}", "linear", (8, n // 256), (128, 256),
-                        [("x", (1024, k), bf, "workspace"), ("w", (n, k), bf, "weight")],
-                        [("y", (1024, n), bf, "workspace")], bench=True, program="prefill"))
+    # GEMM throughput at Qwen3-8B's prefill shapes (1024 rows): 2 warpgroups of 64 x 256
+    # (256 threads, the prefill program's), and 4 of 64 x 128 (512 threads) for comparison.
+    for program in ("prefill", "prefill512"):
+        for n, k in ((4096, 4096), (12288, 4096), (4096, 12288)):
+            out.append(Case(f"bench_gemm_{n}x{k}" + ("_512t" if program == "prefill512" else ""), "linear",
+                            (8, n // 256), (128, 256),
+                            [("x", (1024, k), bf, "workspace"), ("w", (n, k), bf, "weight")],
+                            [("y", (1024, n), bf, "workspace")], bench=True, program=program))
+    out.append(Case("bench_gate_up_12288x4096", "gate_up", (8, 96), (128, 128),
+                    [("x", (1024, 4096), bf, "workspace"), ("wg", (12288, 4096), bf, "weight"),
+                     ("wu", (12288, 4096), bf, "weight")],
+                    [("y", (1024, 12288), bf, "workspace")], bench=True, program="prefill"))
+    out.append(Case("gemm_512t", "linear", (2, 2), (128, 256),
+                    [("x", (200, 1000), bf, "workspace"), ("w", (300, 1000), bf, "weight"),
+                     ("r", (200, 300), bf, "workspace")],
+                    [("y", (200, 300), bf, "workspace")], program="prefill512"))
     # The sampler: greedy rows (the argmax, positions advanced); mixed parameters
     # against mpk.sampling's tokens; many draws of one small distribution for a
     # chi-square test (seeds 0..B-1, one row each).
@@ -482,7 +506,7 @@ def _check(result, what):
     return result[1:] if len(result) > 2 else (result[1] if len(result) == 2 else None)
 
 
-def link_cubin(ptx: str, arch: str = "sm_90") -> bytes:
+def link_cubin(ptx: str, arch: str = "sm_90", max_registers: int = 128) -> bytes:
     """NVRTC (test kernel -> LTO-IR) + nvJitLink (with the MLIR PTX) -> cubin."""
     from cuda.bindings import nvjitlink, nvrtc
     from mpk.runtime.build import feature_arch
@@ -500,7 +524,7 @@ def link_cubin(ptx: str, arch: str = "sm_90") -> bytes:
     ltoir = b" " * size
     _check((nvrtc.nvrtcGetLTOIR(prog, ltoir)[0], None), "nvrtcGetLTOIR")
 
-    handle = nvjitlink.create(4, [f"-arch={arch}", "-lto", "-O3", "-maxrregcount=128"])
+    handle = nvjitlink.create(4, [f"-arch={arch}", "-lto", "-O3", f"-maxrregcount={max_registers}"])
     nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, ltoir, len(ltoir), "run_group")
     data = ptx.encode()
     nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "mpk_tasks")
@@ -538,9 +562,10 @@ def build(folder: Path) -> dict:
     fns, maps, programs = {}, {}, {}
     for program, smem_bytes in SMEM_BYTES.items():
         members = [c for c in selected if c.program == program]
+        threads = THREADS_OF.get(program, THREADS)
         with context():
             module = ir.Module.parse(module_ir(members))
-            ptx = lower_to_ptx(module, threads=THREADS, smem_bytes=smem_bytes)
+            ptx = lower_to_ptx(module, threads=threads, smem_bytes=smem_bytes)
             for op in module.body.operations:
                 if op.name == "mpk.tasks":
                     name = ir.StringAttr(op.attributes["sym_name"]).value
@@ -549,9 +574,9 @@ def build(folder: Path) -> dict:
                                   if "tensor_maps" in op.attributes else [])
         cubin = f"kinds-{program}.cubin" if program != "decode" else "kinds.cubin"
         (folder / cubin.replace(".cubin", ".ptx")).write_text(ptx)
-        (folder / cubin).write_bytes(link_cubin(ptx))
+        (folder / cubin).write_bytes(link_cubin(ptx, max_registers=MAX_REGISTERS[threads]))
         staged = [_stage(c) for c in members if _stage(c)]
-        programs[program] = {"cubin": cubin, "smem_bytes": smem_bytes,
+        programs[program] = {"cubin": cubin, "smem_bytes": smem_bytes, "threads": threads,
                              "stage_bytes": max([s[0] * s[3] for s in staged], default=0)}
     stages = {c.name: _stage(c) for c in selected}
     meta = {"threads": THREADS, "programs": programs, "groups": [

@@ -86,11 +86,12 @@ def test_qwen3_8b_bundle_at_real_size(tmp_path, capsys):
     seconds = time.perf_counter() - start
     b = bundle.read(tmp_path / "qwen3-8b.mpk")
     with capsys.disabled():
-        print(f"\nqwen3-8b (bf16, batch 1, max-seq 4096): bundle of {b.kernel['num_tasks']} tasks "
-              f"in {seconds:.1f} s")
+        print(f"\nqwen3-8b (bf16, batch 1, max-seq 4096): bundle of {b.kernel['num_tasks']} decode "
+              f"and {b.prefill.kernel['num_tasks']} prefill tasks in {seconds:.1f} s")
     assert b.plan["model"]["num_layers"] == 36 and b.kernel["num_sms"] == 132
     assert_every_task_function(b)
-    assert seconds < 60
+    assert b.prefill.plan["model"]["num_layers"] == 36
+    assert seconds < 120   # both programs: decode and the 256-row prefill
 
 
 def test_weight_stages(compiled, tmp_path):

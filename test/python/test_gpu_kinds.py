@@ -55,7 +55,7 @@ class Kinds:
             smem = program["smem_bytes"] + program["stage_bytes"]
             _ok(cu.cuFuncSetAttribute(
                 kernel, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
-            self.programs[name] = (module, kernel, program["smem_bytes"], smem)
+            self.programs[name] = (module, kernel, program["smem_bytes"], smem, program.get("threads", 512))
         self.groups = {g["name"]: g for g in self.meta["groups"]}
         self._maps = []   # device copies of encoded tensor maps, alive as long as this object
 
@@ -75,11 +75,11 @@ class Kinds:
         return torch.tensor(addresses, dtype=torch.int64, device="cuda")
 
     def launch(self, group: dict, table, step: int = 0) -> None:
-        _, kernel, scratch, smem = self.programs[group.get("program", "decode")]
+        _, kernel, scratch, smem, threads = self.programs[group.get("program", "decode")]
         stage = group.get("stage") or [0, 0, 0, 0]   # a staged linear: its rows copied first
         args = ((group["fn"], group["tasks"], step, table.data_ptr(), scratch, *stage),
                 (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p) + (ctypes.c_int,) * 5)
-        _ok(self.cu.cuLaunchKernel(kernel, group["tasks"], 1, 1, self.meta["threads"], 1, 1, smem, 0, args, 0))
+        _ok(self.cu.cuLaunchKernel(kernel, group["tasks"], 1, 1, threads, 1, 1, smem, 0, args, 0))
 
 
 def _ok(result):
@@ -119,6 +119,10 @@ def ref_linear(p, x, w, *rest):
     r = rest[0] if rest else None
     y = x.float() @ w.float().t()
     return [y if r is None else y + r.float()]
+
+
+def ref_gate_up(p, x, wg, wu):
+    return ref_silu_mul(p, ref_linear(p, x, wg)[0], ref_linear(p, x, wu)[0])
 
 
 def ref_rope(p, x, pos):
@@ -361,20 +365,24 @@ def _chi_square(counts, p):
     return stat, dof, 0.5 * m.erfc(z / m.sqrt(2))
 
 
-@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] == "linear" and c["program"] == "prefill"])
+@pytest.mark.parametrize("name", [c["name"] for c in BENCH if c["kind"] in ("linear", "gate_up")
+                                  and c["program"] != "decode"])
 def test_gemm_throughput(kinds, name):
     """A GEMM tile group over all its tiles (one CTA per tile, as the persistent kernel
-    runs them), against torch's matmul: TFLOP/s."""
+    runs them), against torch's matmul (a gate_up: two and the SiLU product): TFLOP/s."""
     group = kinds.groups[name]
-    (_, (R, K), _, _), (_, (N, _), _, _) = group["inputs"]
+    (_, (R, K), _, _), (_, (N, _), _, _) = group["inputs"][:2]
+    weights = len(group["inputs"]) - 1
     x = torch.randn(R, K, device="cuda").to(torch.bfloat16)
-    w = torch.randn(N, K, device="cuda").to(torch.bfloat16)
+    ws = [torch.randn(N, K, device="cuda").to(torch.bfloat16) / K ** 0.5 for _ in range(weights)]
     y = torch.full((R, N), float("nan"), device="cuda", dtype=torch.bfloat16)
-    table = kinds.table([x, w, y], group)
+    table = kinds.table([x, *ws, y], group)
     kinds.launch(group, table)
     torch.cuda.synchronize()
-    err = _relative_error(y, x.float() @ w.float().t())
+    ref = REFERENCES[group["kind"]](group["params"], x, *ws)[0]
+    err = _relative_error(y, ref)
     assert err < TOLERANCE
+    w = torch.cat(ws)                    # torch: one matmul of the same weights
 
     def timed(fn, reps=20):
         for _ in range(3):
@@ -387,7 +395,7 @@ def test_gemm_throughput(kinds, name):
         torch.cuda.synchronize()
         return start.elapsed_time(end) / reps / 1e3
 
-    flops = 2 * R * N * K
+    flops = 2 * R * N * K * weights
     ours = timed(lambda: kinds.launch(group, table))
     theirs = timed(lambda: x @ w.t())
     print(f"{name:28s} rel err {err:.1e}  mpk {flops / ours / 1e12:6.0f} TFLOP/s ({ours * 1e6:7.1f} us)  "

@@ -7,7 +7,7 @@ import re
 import pytest
 from mlir import ir
 
-from kind_cases import SMEM_BYTES, cases, module_ir
+from kind_cases import SMEM_BYTES, THREADS, THREADS_OF, cases, module_ir
 from mpk.lowering.mpk_lower_tasks import lower_to_ptx
 
 KIND_CASES = [c for c in cases() if not c.bench]
@@ -23,12 +23,16 @@ def _function(ptx: str, name: str) -> str:
 @pytest.mark.parametrize("case", KIND_CASES, ids=lambda c: c.name)
 def test_kind_lowers_to_ptx(ctx, case):
     module = ir.Module.parse(module_ir([case]))
-    ptx = lower_to_ptx(module, smem_bytes=SMEM_BYTES[case.program])
+    ptx = lower_to_ptx(module, smem_bytes=SMEM_BYTES[case.program],
+                       threads=THREADS_OF.get(case.program, THREADS))
     assert ".target sm_90" in ptx
     body = _function(ptx, f"mpk_{case.kind}_0")
     dispatch = _function(ptx, "mpk_dispatch")
     assert f"mpk_{case.kind}_0" in dispatch and "call" in dispatch
-    if not case.name.endswith("_odd") and not case.name.startswith("gemm"):  # narrow shapes; TMA copies
+    if case.name.startswith(("gemm", "gate_up")):
+        # Weight and activation tiles arrive by TMA and feed wgmma from shared memory.
+        assert "cp.async.bulk.tensor.2d" in body and "wgmma.mma_async" in body
+    elif not case.name.endswith("_odd"):   # narrow shapes
         # Rows move in 16-byte (rope's half heads of 64 bytes: 8-byte) vectors.
         assert re.search(r"(ld|st)\.(global|shared)(\.nc)?\.v[24]\.b32", body), body[:2000]
 
@@ -61,7 +65,7 @@ def test_activations_never_use_the_read_only_path(ctx):
 def test_one_module_with_every_kind(ctx, program):
     members = [c for c in cases() if c.program == program]
     module = ir.Module.parse(module_ir(members))
-    ptx = lower_to_ptx(module, smem_bytes=SMEM_BYTES[program])
+    ptx = lower_to_ptx(module, smem_bytes=SMEM_BYTES[program], threads=THREADS_OF.get(program, THREADS))
     funcs = re.findall(r"\.visible \.func (\w+)\(", ptx)
     assert funcs[-1] == "mpk_dispatch" or "mpk_dispatch" in funcs
     assert {c.kind for c in members} == {f.split("_", 1)[1].rsplit("_", 1)[0] for f in funcs
@@ -72,9 +76,10 @@ def test_gemm_tile_on_wgmma_fed_by_tma(ctx):
     """A prefill GEMM tile: 2-D tensor copies completing on mbarriers, wgmma from
     shared-memory descriptors (sm_90a), 4 k-steps of 16 per 64-wide K tile."""
     case = next(c for c in KIND_CASES if c.name == "gemm")
-    ptx = lower_to_ptx(ir.Module.parse(module_ir([case])), smem_bytes=SMEM_BYTES["prefill"])
+    ptx = lower_to_ptx(ir.Module.parse(module_ir([case])), smem_bytes=SMEM_BYTES["prefill"],
+                       threads=THREADS_OF["prefill"])
     body = _function(ptx, "mpk_linear_0")
     assert ".target sm_90a" in ptx
     assert "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes" in body
-    assert body.count("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16") == 4
+    assert body.count("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") == 4   # 2 warpgroups of 64 x 256
     assert "mbarrier.try_wait.parity.shared::cta.b64" in body and "wgmma.wait_group.sync.aligned" in body
