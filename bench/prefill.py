@@ -147,7 +147,7 @@ class Mpk:
         self.kernel_seconds, self.launch_seconds = [], []
         torch.cuda.synchronize()
         start = time.perf_counter()
-        out = generate(self.session, [row.tolist() for row in prompt], 1)
+        out = generate(self.session, prompt, 1)     # [B, n] token ids, as a tokenizer gives them
         return (time.perf_counter() - start, float(sum(self.kernel_seconds)), float(sum(self.launch_seconds)),
                 out)
 

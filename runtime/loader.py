@@ -776,7 +776,9 @@ def _prefill(runner, rows, lengths, params, seeds, max_seq: int):
         runner.launch(1)
         token = runner.read("next_tokens")[0]
         first = np.where(here, token, first)
-        if _has(bundle, "logits"):
+        # A chunk holding no sequence's last row has no logits anyone reads (bar all-logits):
+        # their download and conversion cost milliseconds at a large vocabulary and batch.
+        if _has(bundle, "logits") and (all_logits or here.any()):
             logits = runner.read("logits")[0]
             chosen = logits.reshape(batch, C, -1)[np.arange(batch), last_rows - np.arange(batch) * C] \
                 if all_logits else logits
