@@ -85,16 +85,21 @@ def read_bandwidth(gib: int = 4) -> float:
 # ------------------------------------------------------------------ models
 
 def torch_model(config, seed: int):
-    """The PyTorch decoder in bf16 on the GPU, random weights at an O(1)
+    """The PyTorch decoder in bf16 on the GPU, random weights (`random_bf16_model`)."""
+    from mpk.models import Decoder
+    return random_bf16_model(lambda: Decoder(config), seed)
+
+
+def random_bf16_model(make, seed: int):
+    """The module `make()` builds, in bf16 on the GPU, random weights at an O(1)
     activation scale (as mpk.runtime.weights.random_weights: norms near 1,
     matrices N(0, 1/fan_in)), drawn on the GPU."""
-    from mpk.models import Decoder
     torch.manual_seed(seed)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)       # no fp32 copy of an 8B model on the way
     try:
         with torch.device("cuda"):
-            model = Decoder(config)
+            model = make()
     finally:
         torch.set_default_dtype(default)
     with torch.no_grad():

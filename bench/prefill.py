@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from bench.build import bundle_path
-from bench.decode import card_name, time_cuda
+from bench.decode import card_name, random_bf16_model, time_cuda
 
 MODELS = ("qwen3-8b", "llama3.2-1b")
 BATCHES = (1, 8)
@@ -71,21 +71,7 @@ def hf_model(config, seed: int):
     cls = transformers.Qwen3ForCausalLM if config.family == "qwen3" else transformers.LlamaForCausalLM
     cfg_cls = transformers.Qwen3Config if config.family == "qwen3" else transformers.LlamaConfig
     cfg = cfg_cls(**{k: v for k, v in hf.items() if k not in ("model_type", "architectures", "torch_dtype")})
-    torch.manual_seed(seed)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)       # no fp32 copy of an 8B model on the way
-    try:
-        with torch.device("cuda"):
-            model = cls(cfg)
-    finally:
-        torch.set_default_dtype(default)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p, dtype=torch.float32))
-            else:
-                p.copy_(torch.randn_like(p, dtype=torch.float32) / math.sqrt(p.shape[-1]))
-    return model.eval()
+    return random_bf16_model(lambda: cls(cfg), seed)
 
 
 def prefill_flops(config, batch: int, length: int) -> float:

@@ -203,6 +203,17 @@ def gemm_tile_rows(rows: int) -> int | None:
     return 128 if rows >= 128 else 64
 
 
+def _gemm_boxes(op, out):
+    """The boxes of x (the tile's rows, all of K) and of w (the tile's columns as
+    rows of w, all of K) that an output box `out` of x @ w^T reads."""
+    lo, hi = out
+    n = lo.shape[0]
+    x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
+         np.column_stack([hi[:, 0], np.full(n, op.inputs[0][1])]))
+    w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
+    return x, (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
+
+
 class Linear(Kind):
     name = "linear"
 
@@ -229,10 +240,7 @@ class Linear(Kind):
         all of `up` (if x is the gate of a fused silu_mul: `silu_gate`)."""
         lo, hi = out
         n = lo.shape[0]
-        x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
-             np.column_stack([hi[:, 0], np.full(n, op.inputs[0][1])]))
-        w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
-        w = (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
+        x, w = _gemm_boxes(op, out)
         box = {"x": x, "w": w, "residual": (lo.copy(), hi.copy()), "up": (x[0].copy(), x[1].copy())}
         return [box[role] if role in box else _full(n, shape)
                 for role, shape in zip(linear_roles(op.params, len(op.inputs)), op.inputs)]
@@ -256,12 +264,8 @@ class GateUp(Linear):
         return (None, GATE_UP_MAX_COLS)
 
     def reads(self, op, out):
-        lo, hi = out
-        n = lo.shape[0]
-        x = (np.column_stack([lo[:, 0], np.zeros(n, np.int64)]),
-             np.column_stack([hi[:, 0], np.full(n, op.inputs[0][1])]))
-        w = _cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
-        w = (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())     # rows of w are output columns
+        n = out[0].shape[0]
+        x, w = _gemm_boxes(op, out)
         return [x, w, (w[0].copy(), w[1].copy())] + [_full(n, shape) for shape in op.inputs[3:]]
 
     def flops(self, op, out):

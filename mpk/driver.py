@@ -240,17 +240,14 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
 def _weights_are_bf16(module: ir.Module) -> bool:
     """The prefill program's GEMM and attention tiles run on the matrix units in bf16:
     a float32 or float16 model's prompts go through its decode kernel instead."""
-    weights = [op for op in _walk(module.operation) if op.name == "mpk.weight"]
-    return bool(weights) and all(str(ir.RankedTensorType(op.results[0].type).element_type) == "bf16"
-                                 for op in weights)
+    types = []
 
-
-def _walk(op: ir.Operation):
-    for region in op.regions:
-        for block in region.blocks:
-            for child in block.operations:
-                yield child.operation
-                yield from _walk(child.operation)
+    def visit(op):
+        if op.name == "mpk.weight":
+            types.append(str(ir.RankedTensorType(op.results[0].type).element_type))
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+    return bool(types) and set(types) == {"bf16"}
 
 
 def _set_kernel_attr(module: ir.Module, name: str, value: int) -> None:

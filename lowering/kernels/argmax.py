@@ -17,6 +17,15 @@ from . import kind, require
 from .emit import byte_width, widest_vector
 
 
+def better_pair(e, a, b):
+    """(value, index) pair b beats pair a: larger, or equal with a smaller index."""
+    (va, ia), (vb, ib) = a, b
+    gt = arith.cmpf(arith.CmpFPredicate.OGT, vb, va)
+    tie = arith.andi(arith.cmpf(arith.CmpFPredicate.OEQ, vb, va), e.lt(ib, ia))
+    take = arith.ori(gt, tie)
+    return [e.select(take, vb, va), e.select(take, ib, ia)]
+
+
 @kind("argmax")
 def argmax(e, g, task, buffers):
     require(len(g.inputs) in (1, 2), "argmax reads logits and, optionally, positions")
@@ -30,13 +39,7 @@ def argmax(e, g, task, buffers):
     vec = widest_vector(V, element_bytes=byte_width(logits.element))
     row = logits.row(task)
 
-    def better(a, b):
-        """Pair b beats pair a: larger, or equal with a smaller index."""
-        (va, ia), (vb, ib) = a, b
-        gt = arith.cmpf(arith.CmpFPredicate.OGT, vb, va)
-        tie = arith.andi(arith.cmpf(arith.CmpFPredicate.OEQ, vb, va), e.lt(ib, ia))
-        take = arith.ori(gt, tie)
-        return [e.select(take, vb, va), e.select(take, ib, ia)]
+    better = lambda a, b: better_pair(e, a, b)
 
     def scan(c, best):
         v = e.to_f32(row.load(e.mul(c, vec), n=vec))

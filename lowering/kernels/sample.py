@@ -31,6 +31,7 @@ from mlir import ir
 from mlir.dialects import arith
 
 from . import kind, require
+from .argmax import better_pair
 from .emit import byte_width, f32, i32, widest_vector
 
 LOG2E = 1 / math.log(2)
@@ -65,13 +66,7 @@ def sample(e, g, task, buffers):
             return carried
         return e.loop(e.tid, V // vec, e.threads, init, chunk)
 
-    def better(a, b):
-        """Pair b beats pair a: larger, or equal with a smaller index."""
-        (va, ia), (vb, ib) = a, b
-        gt = arith.cmpf(arith.CmpFPredicate.OGT, vb, va)
-        tie = arith.andi(arith.cmpf(arith.CmpFPredicate.OEQ, vb, va), e.lt(ib, ia))
-        take = arith.ori(gt, tie)
-        return [e.select(take, vb, va), e.select(take, ib, ia)]
+    better = lambda a, b: better_pair(e, a, b)
 
     lowest = [e.f32(float("-inf")), e.int(2**31 - 1)]
     best = each(lambda x, i, acc: better(acc, [x, i]), lowest)
