@@ -7,9 +7,11 @@ inferred, inside the caller's `with ir.Location(...), ir.InsertionPoint(...)`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 from mlir import ir
 from mlir.dialects import irdl
 
@@ -31,6 +33,60 @@ def context() -> ir.Context:
     ctx.allow_unregistered_dialects = False
     load(ctx)
     return ctx
+
+
+# A string literal, a comment, or a dense array's element type (`array<index: ...>`).
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|\barray\s*<\s*(?P<element>index\b|![\w.$]+)')
+_TYPE_ALIAS = re.compile(r"^\s*(![\w.$]+)\s*=\s*(\S+)\s*$", re.MULTILINE)
+# Text decoded with errors="surrogateescape": each byte that is not UTF-8 is one of these.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+MAX_NESTING = 1000
+_BRACKETS = np.zeros(256, np.int8)
+_BRACKETS[list(b"[{(<")], _BRACKETS[list(b"]})>")] = 1, -1
+
+
+def parse(source: str) -> ir.Module | None:
+    """Parse `source` in the current context (MLIRError on a syntax error, as
+    ir.Module.parse), first rejecting what would crash the process instead: bytes
+    that are not UTF-8 (decoded with errors="surrogateescape"), a dense array of
+    `index` elements (MLIR's parser asserts on it), and after parsing attributes
+    the bindings cannot read (`verify.readable`). Those get an error at their
+    location (file "-", as the parser's) and None is returned."""
+    rejected = False
+    for position, message in _crashing_text(source):
+        line = source.count("\n", 0, position) + 1
+        col = position - (source.rfind("\n", 0, position) + 1) + 1
+        ir.Location.file("-", line, col).emit_error(message)
+        rejected = True
+    if rejected:
+        return None
+    from .verify import readable
+    module = ir.Module.parse(source)
+    return module if readable(module.operation) else None
+
+
+def _crashing_text(source: str):
+    """(offset, message) of each part of `source` that MLIR or the bindings would crash on."""
+    bad = _NOT_UTF8.search(source)
+    if bad:
+        byte = ord(bad.group()) - 0xDC00
+        yield bad.start(), f"expected UTF-8 text, got the byte 0x{byte:02x}"
+        return
+    # Bracket depth, roughly (`->` is no bracket; strings and comments are counted): MLIR's
+    # recursive parser overflows the stack some thousands deep.
+    depth = np.cumsum(_BRACKETS[np.frombuffer(source.replace("->", "  ").encode(), np.uint8)], dtype=np.int64)
+    if depth.size and depth.max() > MAX_NESTING:
+        deep = source.encode()[:int(np.argmax(depth > MAX_NESTING))].decode("utf-8", "ignore")
+        yield len(deep), f"expected at most {MAX_NESTING} nested brackets, got more"
+        return
+    aliases = dict(_TYPE_ALIAS.findall(source))
+    for m in _TOKENS.finditer(source):
+        element = m.group("element")
+        for _ in range(len(aliases) + 1):          # follow `!t = index` aliases
+            element = aliases.get(element, element)
+        if element == "index":
+            yield m.start(), ("expected a dense array of integer or float elements, got array<index: ...> "
+                              "(MLIR cannot parse it)")
 
 
 # ----------------------------------------------------------------- helpers

@@ -158,8 +158,11 @@ class TaskGraph:
         return graph
 
 
+ELEMENT_BYTES = {"bf16": 2, "f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "i8": 1, "i1": 1}
+
+
 def element_bytes(dtype: str) -> int:
-    return {"bf16": 2, "f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "i8": 1, "i1": 1}[dtype]
+    return ELEMENT_BYTES[dtype]
 
 
 def _str(a: ir.Attribute) -> str:

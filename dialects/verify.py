@@ -2,16 +2,26 @@
 
 `verify(module)` emits one MLIR error diagnostic at the offending op's
 location per violation and returns whether the module is valid. `mpk-opt`
-runs it after parsing; the `mpk-verify` pass runs it inside a pipeline.
-Every rule has an invalid-IR test in test/dialect/invalid-*.mlir.
+runs it after parsing; the `mpk-verify` pass runs it inside a pipeline. It
+checks what the passes and the task lowerings assume, so that a module it
+accepts does not crash them: graph ops' shapes, dtypes and attributes; every
+task group's buffers (count, ranks, element types, shapes, per kind as
+`mpk-partition` builds them), params and the tiles its lowering does not
+check itself; events and schedule; and first that the bindings can read
+every attribute (`readable`).
+Every rule has an invalid-IR test in test/dialect/invalid-*.mlir or
+regress-*.mlir.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import numpy as np
 from mlir import ir
+
+from mpk.lowering import task_kinds
 
 from . import taskir
 
@@ -20,15 +30,21 @@ INTS = ("i32", "i64")
 KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial",
          "attention_combine", "attention_prefill", "kv_append", "rope_append", "silu_mul", "add",
          "allreduce", "argmax", "sample", "gate_up")
+# Element types of the dense arrays the Python bindings have a class for.
+DENSE_ARRAY_ELEMENTS = "i1, i8, i16, i32, i64, f32 or f64"
 
 
 class _Checker:
     def __init__(self):
-        self.ok = True
+        self.errors = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
 
     def error(self, op, message: str) -> None:
         op.location.emit_error(message)
-        self.ok = False
+        self.errors += 1
 
     def check(self, cond, op, message: str) -> bool:
         if not cond:
@@ -38,6 +54,8 @@ class _Checker:
 
 def verify(module: ir.Module | ir.Operation) -> bool:
     op = module.operation if isinstance(module, ir.Module) else module
+    if not readable(op):
+        return False
     checker = _Checker()
     task_ops = []
     for child in _walk(op):
@@ -46,7 +64,9 @@ def verify(module: ir.Module | ir.Operation) -> bool:
             continue
         short = name[4:]
         if short in _GRAPH_RULES:
-            _GRAPH_RULES[short](checker, child)
+            types = _operands(checker, child)
+            if types is not None:
+                _GRAPH_RULES[short](checker, child, types, child.attributes)
         else:
             task_ops.append(child)
     if task_ops:
@@ -55,30 +75,70 @@ def verify(module: ir.Module | ir.Operation) -> bool:
 
 
 def _walk(op: ir.Operation):
-    for region in op.regions:
-        for block in region.blocks:
-            for child in block.operations:
-                yield child.operation
-                yield from _walk(child.operation)
+    """The ops nested in `op`, in pre-order (no recursion: nesting may be deep)."""
+    pending = [iter(_children(op))]
+    while pending:
+        child = next(pending[-1], None)
+        if child is None:
+            pending.pop()
+            continue
+        yield child
+        pending.append(iter(_children(child)))
+
+
+def _children(op: ir.Operation) -> list[ir.Operation]:
+    return [child.operation for region in op.regions for block in region.blocks for child in block.operations]
+
+
+# ------------------------------------------------------------- readability
+
+def readable(op: ir.Operation) -> bool:
+    """Whether the Python bindings can read every attribute in and under `op`; an
+    error at each op holding one they cannot: a dense array of an element type they
+    have no class for (array<bf16: ...>, array<si64: ...>). Reading one raises, and
+    reading it as a dictionary entry (NamedAttribute.attr) aborts the process, so no
+    pass may see such a module."""
+    ok = True
+    for child in [op, *_walk(op)]:
+        attrs = child.attributes
+        for name in [attrs[i].name for i in range(len(attrs))]:
+            for path, text in _unreadable(lambda name=name: attrs[name], name):
+                child.location.emit_error(f"attribute '{path}': expected a dense array of "
+                                          f"{DENSE_ARRAY_ELEMENTS} elements, got {text}")
+                ok = False
+    return ok
+
+
+def _unreadable(get, path: str):
+    """(path, text) of the unreadable attributes in the one `get()` returns, and in the
+    arrays and dictionaries in it (no recursion: nesting may be deep)."""
+    pending = [(get, path)]
+    while pending:
+        get, path = pending.pop()
+        try:
+            a = get()
+        except TypeError as e:         # "Can't cast unknown element type DenseArrayAttr (Attribute(...))"
+            found = re.search(r"\(Attribute\((.*)\)\)$", str(e))
+            yield path, found.group(1) if found else "a dense array of another element type"
+            continue
+        if isinstance(a, ir.ArrayAttr):
+            pending += [(lambda a=a, i=i: a[i], f"{path}[{i}]") for i in reversed(range(len(a)))]
+        elif isinstance(a, ir.DictAttr):
+            pending += [(lambda a=a, n=n: a[n], f"{path}.{n}") for n in reversed([entry.name for entry in a])]
 
 
 # ------------------------------------------------------------- graph level
+#
+# A rule takes the op's tensor types (operands, then results) and its
+# attributes; task groups of the same kinds reuse them on their buffers and params.
 
 def _tensor(v: ir.Value):
     t = v.type
     return ir.RankedTensorType(t) if isinstance(t, ir.RankedTensorType) else None
 
 
-def _shape(t) -> list[int]:
-    return list(t.shape)
-
-
 def _elt(t) -> str:
     return str(t.element_type)
-
-
-def _describe(v: ir.Value) -> str:
-    return str(v.type)
 
 
 def _operands(c: _Checker, op: ir.Operation):
@@ -86,19 +146,35 @@ def _operands(c: _Checker, op: ir.Operation):
     types = []
     for v in list(op.operands) + list(op.results):
         t = _tensor(v)
-        if not c.check(t is not None and not any(d < 0 for d in t.shape), op,
-                       f"'{op.name}' expects statically shaped ranked tensors, got {_describe(v)}"):
+        if not c.check(t is not None and all(d > 0 for d in t.shape), op,
+                       f"'{op.name}' expects statically shaped ranked tensors of positive sizes, got {v.type}"):
             return None
         types.append(t)
     return types
 
 
-def _named(c: _Checker, op: ir.Operation) -> None:
-    types = _operands(c, op)
-    if types is None:
-        return
+def _positive(c: _Checker, op, attrs, name: str, cls):
+    """The value of the attribute `name`, an IntegerAttr or FloatAttr (`cls`) > 0; None after an error."""
+    a = attrs[name] if name in attrs else None
+    if not c.check(isinstance(a, cls), op,
+                   f"'{name}' must be {'an integer' if cls is ir.IntegerAttr else 'a float'}, got {a}"):
+        return None
+    value = cls(a).value
+    return value if c.check(value > 0, op, f"'{name}' must be positive") else None
+
+
+def _inv_freq(c: _Checker, op, attrs) -> int | None:
+    """len(inv_freq), or None after an error."""
+    a = attrs["inv_freq"] if "inv_freq" in attrs else None
+    if not c.check(isinstance(a, ir.DenseF32ArrayAttr) and len(a) > 0, op,
+                   "'inv_freq' must be a non-empty array<f32: ...>"):
+        return None
+    return len(a)
+
+
+def _named(c: _Checker, op, types, attrs):
     (result,) = types
-    c.check(ir.StringAttr(op.attributes["name"]).value != "", op, "'name' must not be empty")
+    c.check(ir.StringAttr(attrs["name"]).value != "", op, "'name' must not be empty")
     c.check(_elt(result) in FLOATS, op, f"result element type must be one of {', '.join(FLOATS)}, got {_elt(result)}")
 
 
@@ -111,15 +187,17 @@ def _float2d(c: _Checker, op, t, what: str) -> bool:
             and c.check(_elt(t) in FLOATS, op, f"{what} must have a float element type, got {_elt(t)}"))
 
 
+def _ints(c: _Checker, op, t, length: int, what: str) -> bool:
+    return c.check(t.rank == 1 and _elt(t) in INTS and t.shape[0] == length, op,
+                   f"{what} must be a 1-D i32/i64 tensor of length {length}, got {t}")
+
+
 def _positions(c: _Checker, op, t, batch: int) -> bool:
     return c.check(t.rank == 1 and _elt(t) in INTS and t.shape[0] == batch, op,
                    f"positions must be a 1-D i32/i64 tensor of length {batch} (one per row), got {t}")
 
 
-def _embedding(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _embedding(c: _Checker, op, types, attrs):
     ids, table, result = types
     if not (c.check(ids.rank == 1 and _elt(ids) in INTS, op, f"ids must be a 1-D i32/i64 tensor, got {ids}")
             and c.check(table.rank == 2 and _elt(table) in FLOATS, op,
@@ -129,10 +207,7 @@ def _embedding(c: _Checker, op):
     c.check(str(result) == expected, op, f"result must be {expected}, got {result}")
 
 
-def _rmsnorm(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _rmsnorm(c: _Checker, op, types, attrs):
     x, w, result = types
     if not (_float2d(c, op, x, "x") and c.check(w.rank == 1, op, f"weight must be 1-D, got {w}")):
         return
@@ -140,13 +215,10 @@ def _rmsnorm(c: _Checker, op):
             f"the last dimension of x ({x.shape[1]}) must be a multiple of the weight size ({w.shape[0]})")
     c.check(_elt(w) == _elt(x), op, f"weight element type {_elt(w)} differs from x's {_elt(x)}")
     _same_type(c, op, "result and x", result, x)
-    c.check(ir.FloatAttr(op.attributes["eps"]).value > 0, op, "'eps' must be positive")
+    _positive(c, op, attrs, "eps", ir.FloatAttr)
 
 
-def _linear(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _linear(c: _Checker, op, types, attrs):
     x, w, *rest = types
     result = rest[-1]
     if not (_float2d(c, op, x, "x") and c.check(w.rank == 2, op, f"weight must be 2-D [out, in], got {w}")):
@@ -160,36 +232,28 @@ def _linear(c: _Checker, op):
         _same_type(c, op, "residual and result", rest[0], result)
 
 
-def _rope(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _rope(c: _Checker, op, types, attrs):
     x, pos, result = types
-    attr = op.attributes["inv_freq"]
-    if not c.check(isinstance(attr, ir.DenseF32ArrayAttr) and len(ir.DenseF32ArrayAttr(attr)) > 0, op,
-                   "'inv_freq' must be a non-empty array<f32: ...>"):
+    half = _inv_freq(c, op, attrs)
+    if half is None or not _float2d(c, op, x, "x"):
         return
-    head_dim = 2 * len(ir.DenseF32ArrayAttr(attr))
-    if not _float2d(c, op, x, "x"):
-        return
-    c.check(x.shape[1] % head_dim == 0, op,
-            f"x width {x.shape[1]} is not a multiple of the head dim {head_dim} (2 * len(inv_freq))")
+    c.check(x.shape[1] % (2 * half) == 0, op,
+            f"x width {x.shape[1]} is not a multiple of the head dim {2 * half} (2 * len(inv_freq))")
     _positions(c, op, pos, x.shape[0])
     _same_type(c, op, "result and x", result, x)
 
 
-def _attention(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
-    q, kc, vc, pos, result = types
-    head_dim = ir.IntegerAttr(op.attributes["head_dim"]).value
+def _heads(c: _Checker, op, q, kc, vc, pos, attrs) -> int | None:
+    """head_dim when q, the caches and the positions fit an attention's, else None after errors."""
+    errors = c.errors
     if not (_float2d(c, op, q, "q")
             and c.check(kc.rank == 3, op, f"k_cache must be 3-D [batch, seq, kv_heads * head_dim], got {kc}")
-            and _same_type(c, op, "k_cache and v_cache", kc, vc)
-            and c.check(head_dim > 0, op, "'head_dim' must be positive")):
-        return
-    c.check(kc.shape[0] > 0 and q.shape[0] % kc.shape[0] == 0, op,
+            and _same_type(c, op, "k_cache and v_cache", kc, vc)):
+        return None
+    head_dim = _positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+    if head_dim is None:
+        return None
+    c.check(q.shape[0] % kc.shape[0] == 0, op,
             f"q rows ({q.shape[0]}) must be a multiple of the cache batch ({kc.shape[0]}): "
             f"every sequence has the same number of query rows")
     c.check(_elt(kc) == _elt(q), op, f"cache element type {_elt(kc)} differs from q's {_elt(q)}")
@@ -197,21 +261,25 @@ def _attention(c: _Checker, op):
                f"head_dim {head_dim} must divide the q width {q.shape[1]} and the cache width {kc.shape[2]}"):
         hq, hkv = q.shape[1] // head_dim, kc.shape[2] // head_dim
         c.check(hq % hkv == 0, op, f"kv heads ({hkv}) must divide query heads ({hq})")
-    c.check(ir.FloatAttr(op.attributes["scale"]).value > 0, op, "'scale' must be positive")
     _positions(c, op, pos, q.shape[0])
-    _same_type(c, op, "result and q", result, q)
+    return head_dim if c.errors == errors else None
 
 
-def _kv_append(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _attention(c: _Checker, op, types, attrs):
+    q, kc, vc, pos, result = types
+    _heads(c, op, q, kc, vc, pos, attrs)
+    _positive(c, op, attrs, "scale", ir.FloatAttr)
+    if q.rank == 2:                  # else the error about q says it
+        _same_type(c, op, "result and q", result, q)
+
+
+def _kv_append(c: _Checker, op, types, attrs):
     cache, new, pos, result = types
     if not (c.check(cache.rank == 3, op, f"cache must be 3-D [batch, seq, width], got {cache}")
             and c.check(new.rank == 2, op, f"new must be 2-D [batch, width], got {new}")):
         return
     rows = new.shape[0]
-    c.check(new.shape[1] == cache.shape[2] and rows > 0 and rows % max(cache.shape[0], 1) == 0
+    c.check(new.shape[1] == cache.shape[2] and rows % cache.shape[0] == 0
             and _elt(new) == _elt(cache), op,
             f"new must be tensor<Rx{cache.shape[2]}x{_elt(cache)}>, R a multiple of the cache batch "
             f"{cache.shape[0]}, to append to {cache}, got {new}")
@@ -219,30 +287,20 @@ def _kv_append(c: _Checker, op):
     _same_type(c, op, "result and cache", result, cache)
 
 
-def _elementwise(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _elementwise(c: _Checker, op, types, attrs):
     for t in types[1:]:
         if not _same_type(c, op, "operands and result", types[0], t):
             return
     _float2d(c, op, types[0], "operand")
 
 
-def _argmax(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _argmax(c: _Checker, op, types, attrs):
     logits, result = types
     if _float2d(c, op, logits, "logits"):
-        c.check(result.rank == 1 and _elt(result) in INTS and result.shape[0] == logits.shape[0], op,
-                f"result must be a 1-D i32/i64 tensor of length {logits.shape[0]}, got {result}")
+        _ints(c, op, result, logits.shape[0], "result")
 
 
-def _sample(c: _Checker, op):
-    types = _operands(c, op)
-    if types is None:
-        return
+def _sample(c: _Checker, op, types, attrs):
     logits, pos, params, seeds, result = types
     if not _float2d(c, op, logits, "logits"):
         return
@@ -250,10 +308,8 @@ def _sample(c: _Checker, op):
     _positions(c, op, pos, batch)
     c.check(params.rank == 2 and _elt(params) == "f32" and params.shape == [batch, 4], op,
             f"params must be tensor<{batch}x4xf32> (temperature, top_k, top_p, min_p per row), got {params}")
-    c.check(seeds.rank == 1 and _elt(seeds) in INTS and seeds.shape[0] == batch, op,
-            f"seeds must be a 1-D i32/i64 tensor of length {batch}, got {seeds}")
-    c.check(result.rank == 1 and _elt(result) in INTS and result.shape[0] == batch, op,
-            f"result must be a 1-D i32/i64 tensor of length {batch}, got {result}")
+    _ints(c, op, seeds, batch, "seeds")
+    _ints(c, op, result, batch, "result")
 
 
 _GRAPH_RULES = {
@@ -266,6 +322,16 @@ _GRAPH_RULES = {
 
 # -------------------------------------------------------------- task level
 
+# Bounds on what the passes allocate per task and per SM (an array each): far above real
+# models (Qwen3-8B: ~30k tasks, a prefill chunk ~10x that; an H100 has 132 SMs).
+MAX_TASKS = 1 << 22
+MAX_SMS = 1 << 16
+# Kinds whose lowering assumes a tile of task_kinds' units without checking it (a task of
+# argmax or sample is one row, of attention_combine whole heads); the other lowerings
+# report a tile they cannot take, and take any other.
+TILES_UNCHECKED = ("argmax", "sample", "attention_combine")
+
+
 def _attr_is(c: _Checker, op, name: str, cls, what: str) -> bool:
     return c.check(isinstance(op.attributes[name], cls), op, f"'{name}' must be {what}")
 
@@ -277,11 +343,16 @@ def _verify_tasks(c: _Checker, module_op: ir.Operation, ops: list[ir.Operation])
         a = op.attributes
         if op.name == "mpk.kernel":
             kernels.append(op)
-            c.check(ir.IntegerAttr(a["num_sms"]).value > 0, op, "'num_sms' must be positive")
+            sms = ir.IntegerAttr(a["num_sms"]).value
+            if c.check(sms > 0, op, "'num_sms' must be positive"):
+                c.check(sms <= MAX_SMS, op, f"'num_sms' {sms} exceeds {MAX_SMS}")
         elif op.name == "mpk.buffer":
             t = ir.TypeAttr(a["type"]).value
             space = ir.StringAttr(a["space"]).value
-            c.check(isinstance(t, ir.RankedTensorType), op, f"'type' must be a ranked tensor type, got {t}")
+            if c.check(isinstance(t, ir.RankedTensorType), op, f"'type' must be a ranked tensor type, got {t}"):
+                c.check(all(d > 0 for d in t.shape) and _elt(t) in taskir.ELEMENT_BYTES, op,
+                        f"'type' must have static positive sizes and one of the element types "
+                        f"{', '.join(taskir.ELEMENT_BYTES)}, got {t}")
             c.check(space in taskir.SPACES, op, f"unknown space '{space}' (expected one of {', '.join(taskir.SPACES)})")
             if space in ("weight", "state"):
                 c.check("name" in a and isinstance(a["name"], ir.StringAttr), op,
@@ -290,10 +361,15 @@ def _verify_tasks(c: _Checker, module_op: ir.Operation, ops: list[ir.Operation])
                 c.check(isinstance(a["offset"], ir.IntegerAttr) and ir.IntegerAttr(a["offset"]).value >= 0,
                         op, "'offset' must be a non-negative integer")
         elif op.name == "mpk.event":
-            c.check(ir.IntegerAttr(a["size"]).value > 0, op, "'size' must be positive")
+            size = ir.IntegerAttr(a["size"]).value
+            if c.check(size > 0, op, "'size' must be positive"):
+                c.check(size <= MAX_TASKS, op, f"'size' {size} exceeds {MAX_TASKS} (a counter per task at most)")
             c.check(ir.IntegerAttr(a["triggers"]).value > 0, op, "'triggers' must be positive")
         elif op.name == "mpk.tasks":
             _task_group_form(c, op)
+        elif op.name == "mpk.schedule":
+            c.check(all(isinstance(q, ir.DenseI32ArrayAttr) for q in ir.ArrayAttr(a["queues"])), op,
+                    "'queues' must be an array of array<i32: ...>")
     for k in kernels[1:]:
         c.error(k, "a module holds at most one 'mpk.kernel'")
     if not c.ok:
@@ -309,6 +385,9 @@ def _verify_tasks(c: _Checker, module_op: ir.Operation, ops: list[ir.Operation])
     _acyclic(c, graph)
     if graph.schedule is not None:
         _schedule(c, graph)
+    if c.ok:       # the module's structure holds: now what each kind's lowering assumes
+        for g in graph.groups:
+            _task_group_kind(c, graph, g)
 
 
 def _task_group_form(c: _Checker, op) -> None:
@@ -319,7 +398,9 @@ def _task_group_form(c: _Checker, op) -> None:
     grid, tile = list(ir.DenseI64ArrayAttr(a["grid"])), list(ir.DenseI64ArrayAttr(a["tile"]))
     c.check(len(grid) == len(tile) and len(grid) > 0, op,
             f"grid (rank {len(grid)}) and tile (rank {len(tile)}) must have the same non-zero rank")
-    c.check(all(x > 0 for x in grid + tile), op, "grid and tile sizes must be positive")
+    if c.check(all(x > 0 for x in grid + tile), op, "grid and tile sizes must be positive"):
+        tasks = int(np.prod(grid, dtype=object))
+        c.check(tasks <= MAX_TASKS, op, f"a group of {tasks} tasks: at most {MAX_TASKS} are supported")
     for key in ("inputs", "outputs"):
         c.check(all(isinstance(x, ir.FlatSymbolRefAttr) for x in ir.ArrayAttr(a[key])), op,
                 f"'{key}' must be an array of buffer symbols")
@@ -359,12 +440,214 @@ def _task_group_semantics(c: _Checker, graph: taskir.TaskGraph, g: taskir.TaskGr
         if not c.check(ref.map.n_dims == len(g.grid) and len(ref.map.results) == 1 and ref.map.n_symbols == 0,
                        op, f"'{key}' map must take {len(g.grid)} dims (one per grid dim) and give one result"):
             continue
-        idx = ref.indices(g.grid_indices())
+        try:
+            with np.errstate(divide="raise", invalid="raise"):
+                idx = ref.indices(g.grid_indices())
+        except (ValueError, ArithmeticError) as e:     # a floordiv or mod by zero
+            c.error(op, f"'{key}' map {ref.map} cannot be evaluated: {e}")
+            continue
         size = graph.events[ref.event].size
         bad = np.nonzero((idx < 0) | (idx >= size))[0]
         c.check(bad.size == 0, op,
                 f"'{key}' index {int(idx[bad[0]]) if bad.size else 0} of task {int(bad[0]) if bad.size else 0} "
                 f"is out of range for '@{ref.event}' of size {size}")
+
+
+def _task_group_kind(c: _Checker, graph: taskir.TaskGraph, g: taskir.TaskGroup) -> None:
+    """The group's buffers and params as its kind's lowering reads them, and its domain."""
+    ins, outs = ([ir.RankedTensorType(ir.TypeAttr(graph.buffers[b].op.attributes["type"]).value) for b in names]
+                 for names in (g.inputs, g.outputs))
+    params = g.op.attributes["params"] if "params" in g.op.attributes else ir.DictAttr.get({})
+    errors = c.errors
+    _TASK_RULES[g.kind](c, g.op, g.kind, ins, outs, params)
+    if c.errors != errors:
+        return
+    natural = ins[1].shape if g.kind == "kv_append" else outs[0].shape
+    if c.check(list(graph.domain(g)) == natural, g.op,
+               f"the domain {list(graph.domain(g))} must be {natural}, the shape of "
+               f"{'new' if g.kind == 'kv_append' else 'the first output'}") and g.kind in TILES_UNCHECKED:
+        why = task_kinds.valid_tile(task_kinds.op_info(graph, g), g.tile)
+        c.check(why is None, g.op, f"invalid tile {list(g.tile)}: {why}")
+
+
+# Task groups: (inputs, outputs) as mpk-partition builds them (dialects/README.md,
+# "Task kinds and their tiles"). A rule takes the buffer types and the group's params.
+
+def _arity(c: _Checker, op, kind: str, ins, outs, inputs: int | tuple, outputs: int | tuple = 1,
+           roles: str = "") -> bool:
+    """`inputs`/`outputs`: the number of buffers the kind takes, or (fewest, most)."""
+    (lo_in, hi_in), (lo_out, hi_out) = ((n, n) if isinstance(n, int) else n for n in (inputs, outputs))
+    return c.check(lo_in <= len(ins) <= hi_in and lo_out <= len(outs) <= hi_out, op,
+                   f"'{kind}' groups take {_count(lo_in, hi_in)} inputs{roles} and {_count(lo_out, hi_out)} "
+                   f"outputs, got {len(ins)} and {len(outs)}")
+
+
+def _count(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo} to {hi}" if hi < 1 << 20 else f"{lo} or more"
+
+
+def _as_graph_op(rule, inputs: int):
+    """A kind whose group reads the graph op's operands and writes its result."""
+    def check(c, op, kind, ins, outs, attrs):
+        if _arity(c, op, kind, ins, outs, inputs):
+            rule(c, op, ins + outs, attrs)
+    return check
+
+
+def _row_counts(c: _Checker, op, counts, rows: int) -> None:
+    c.check(counts.rank == 1 and _elt(counts) in INTS and rows % counts.shape[0] == 0, op,
+            f"row_counts must be a 1-D i32/i64 tensor with one entry per sequence of the {rows} rows, got {counts}")
+
+
+def _task_linear(c, op, kind, ins, outs, attrs):
+    roles = task_kinds.linear_roles(attrs, len(ins))
+    fused = len([r for r in roles if r not in ("x", "w", "residual")])
+    if not _arity(c, op, kind, ins, outs, (2 + fused, 3 + fused), 1,
+                  " (x, w, [residual], then the fused norm weight, up, row_counts of its params)"):
+        return
+    role = dict(zip(roles, ins))
+    x = role["x"]
+    errors = c.errors
+    _linear(c, op, [x, role["w"]] + [role[r] for r in ("residual",) if r in role] + outs, attrs)
+    if c.errors != errors:
+        return
+    if "norm" in role:
+        c.check(role["norm"].rank == 1 and role["norm"].shape[0] == x.shape[1] and _elt(role["norm"]) == _elt(x),
+                op, f"the fused norm weight must be tensor<{x.shape[1]}x{_elt(x)}>, got {role['norm']}")
+        _positive(c, op, attrs, "norm_eps", ir.FloatAttr)
+    if "up" in role:
+        _same_type(c, op, "up and x", role["up"], x)
+    if task_kinds.ROW_COUNTS in role:
+        _row_counts(c, op, role[task_kinds.ROW_COUNTS], x.shape[0])
+
+
+def _task_gate_up(c, op, kind, ins, outs, attrs):
+    counts = task_kinds.ROW_COUNTS in attrs
+    if not _arity(c, op, kind, ins, outs, 3 + counts, 1, " (x, w_gate, w_up[, row_counts])"):
+        return
+    errors = c.errors
+    _linear(c, op, [ins[0], ins[1], outs[0]], attrs)
+    _same_type(c, op, "w_gate and w_up", ins[1], ins[2])
+    if counts and c.errors == errors:
+        _row_counts(c, op, ins[3], ins[0].shape[0])
+
+
+def _task_attention(c, op, kind, ins, outs, attrs):
+    counts = kind == "attention_prefill" and task_kinds.ROW_COUNTS in attrs
+    if not _arity(c, op, kind, ins, outs, 4 + counts, 1, " (q, k_cache, v_cache, positions)"):
+        return
+    errors = c.errors
+    q, kc = ins[0], ins[1]
+    _attention(c, op, ins[:4] + outs, attrs)
+    if c.errors != errors:
+        return
+    if kind == "attention":
+        c.check(q.shape[0] == kc.shape[0], op, f"q rows ({q.shape[0]}) must be one per sequence of the cache "
+                                               f"({kc.shape[0]}): several rows per sequence are 'attention_prefill'")
+    elif counts:
+        _row_counts(c, op, ins[4], q.shape[0])
+
+
+def _rope_inputs(c: _Checker, op, ins, attrs) -> int | None:
+    """head_dim when q, k, v, the caches, positions and the norm weights (with `eps`)
+    fit a rope_append's inputs, else None after errors."""
+    q, k, v, kc, vc, pos, *norms = ins
+    errors = c.errors
+    head_dim = _heads(c, op, q, kc, vc, pos, attrs)
+    if head_dim is None or _inv_freq(c, op, attrs) is None:
+        return None
+    c.check(k.rank == 2 and k.shape == [q.shape[0], kc.shape[2]] and _elt(k) == _elt(q) and v == k, op,
+            f"k and v must be tensor<{q.shape[0]}x{kc.shape[2]}x{_elt(q)}> (q's rows, a cache row), got {k} and {v}")
+    for w in norms:
+        c.check(w.rank == 1 and w.shape[0] == head_dim and _elt(w) == _elt(q), op,
+                f"the norm weights must be tensor<{head_dim}x{_elt(q)}>, got {w}")
+    if norms:
+        _positive(c, op, attrs, "eps", ir.FloatAttr)
+    return head_dim if c.errors == errors else None
+
+
+def _task_rope_append(c, op, kind, ins, outs, attrs):
+    norms, counts = 2 * ("eps" in attrs), task_kinds.ROW_COUNTS in attrs
+    if not _arity(c, op, kind, ins, outs, 6 + norms + counts, 3,
+                  " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps][, row_counts])"):
+        return
+    if _rope_inputs(c, op, ins[:6 + norms], attrs) is None:
+        return
+    c.check(outs == [ins[0], ins[3], ins[4]], op, "the outputs must be the roped q (q's type) and the two caches")
+    if counts:
+        _row_counts(c, op, ins[-1], ins[0].shape[0])
+
+
+def _task_attention_partial(c, op, kind, ins, outs, attrs):
+    rope = "inv_freq" in attrs
+    if rope:
+        if not _arity(c, op, kind, ins, outs, 6 + 2 * ("eps" in attrs), 3,
+                      " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps])"):
+            return
+        (q, _, _, kc, vc, pos), head_dim = ins[:6], _rope_inputs(c, op, ins, attrs)
+        if head_dim is not None:
+            c.check(outs[1:] == [kc, vc], op, "the outputs after the partials must be the two caches")
+    else:
+        if not _arity(c, op, kind, ins, outs, 4, 1, " (q, k_cache, v_cache, positions)"):
+            return
+        q, kc, vc, pos = ins
+        head_dim = _heads(c, op, q, kc, vc, pos, attrs)
+    _positive(c, op, attrs, "scale", ir.FloatAttr)
+    splits = _positive(c, op, attrs, "splits", ir.IntegerAttr)
+    if head_dim is None or splits is None:
+        return
+    c.check(q.shape[0] == kc.shape[0], op, f"q rows ({q.shape[0]}) must be one per sequence ({kc.shape[0]})")
+    _partials(c, op, outs[0], q.shape[0], splits, q.shape[1] // head_dim, head_dim)
+
+
+def _task_attention_combine(c, op, kind, ins, outs, attrs):
+    if not _arity(c, op, kind, ins, outs, 1, 1, " (the partials)"):
+        return
+    (partials,), (out,) = ins, outs
+    head_dim = _positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+    if head_dim is None or not _float2d(c, op, out, "the output"):
+        return
+    if c.check(out.shape[1] % head_dim == 0, op, f"head_dim {head_dim} must divide the output width {out.shape[1]}"):
+        _partials(c, op, partials, out.shape[0], None, out.shape[1] // head_dim, head_dim)
+
+
+def _partials(c: _Checker, op, t, rows: int, splits: int | None, heads: int, head_dim: int) -> None:
+    """[rows, splits, heads * W] f32: per query head W >= head_dim + 2 floats (sums, max,
+    sum of exponentials, padding: task_kinds.partial_width)."""
+    c.check(t.rank == 3 and t.shape[0] == rows and t.shape[1] == (splits or t.shape[1]) and _elt(t) == "f32"
+            and t.shape[2] % heads == 0 and t.shape[2] // heads >= head_dim + 2, op,
+            f"the partials must be tensor<{rows}x{splits or 'P'}x{heads}*Wxf32> ({heads} query heads of "
+            f"W >= {head_dim + 2} floats), got {t}")
+
+
+def _task_kv_append(c, op, kind, ins, outs, attrs):
+    if _arity(c, op, kind, ins, outs, 3, 1, " (cache, new, positions)"):
+        _kv_append(c, op, ins + outs, attrs)
+        if "head_dim" in attrs:         # mpk-partition's hint: the tile unit
+            _positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+
+
+def _task_tokens(c, op, kind, ins, outs, attrs):
+    """argmax and sample: logits [, ...] -> next tokens, then (optionally) tokens and positions."""
+    inputs, rule = ((4, 4), _sample) if kind == "sample" else ((1, 2), _argmax)
+    if not _arity(c, op, kind, ins, outs, inputs, (1, 1 << 20)):
+        return
+    errors = c.errors
+    rule(c, op, ins[:inputs[0]] + outs[:1], attrs)
+    if c.errors == errors:
+        for t in ins[inputs[0]:] + outs[1:]:
+            _ints(c, op, t, ins[0].shape[0], "tokens and positions")
+
+
+_TASK_RULES = {
+    "embedding": _as_graph_op(_embedding, 2), "rmsnorm": _as_graph_op(_rmsnorm, 2),
+    "rope": _as_graph_op(_rope, 2), "silu_mul": _as_graph_op(_elementwise, 2),
+    "add": _as_graph_op(_elementwise, 2), "allreduce": _as_graph_op(_elementwise, 1),
+    "linear": _task_linear, "gate_up": _task_gate_up, "attention": _task_attention,
+    "attention_prefill": _task_attention, "attention_partial": _task_attention_partial,
+    "attention_combine": _task_attention_combine, "rope_append": _task_rope_append,
+    "kv_append": _task_kv_append, "argmax": _task_tokens, "sample": _task_tokens,
+}
 
 
 def _trigger_counts(c: _Checker, graph: taskir.TaskGraph) -> None:

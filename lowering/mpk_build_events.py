@@ -7,11 +7,16 @@
    whole input (a linear's x, a row norm) depends on every producer task.
    This is finer than MPK's gcd rule, which collapses to a barrier as soon as
    one side reads a whole input.
-2. Transitive reduction at group granularity: a dependency of c on group P
-   is dropped when c also depends on a group Q each of whose tasks already
-   waits (transitively) for every task of P; a linear's residual input is
-   the usual case. Without it the residual producer would join the event of
-   the linear's x and could close a cycle.
+   Dependencies of one group on another are kept sparse (`Deps`): a task
+   that depends on every producer task is one flag, the others list their
+   producer tasks, found by a sorted-interval join (`overlaps`), so the pass
+   is near-linear in tasks for tile-to-tile and all-to-all dependencies.
+2. Transitive reduction: a dependency of task c on task p is dropped when c
+   also depends on a task of another group that waits (transitively) for p;
+   a linear's residual input is the usual case. Without it the residual
+   producer would join the event of the linear's x and could close a cycle.
+   At group granularity where every task of that group waits for all of P,
+   else task by task.
 3. Fusion. Each task waits on at most one counter and triggers at most one,
    so a counter is a connected component of the bipartite graph "consumer
    task -- producer task": tasks with the same predecessors share it, and its
@@ -45,13 +50,192 @@ from mpk.lowering.task_kinds import group_boxes
 STEP_EVENT = "step"
 
 
-def overlaps(reads, writes) -> np.ndarray:
-    """[consumer tasks, producer tasks]: does the read box meet the written box?"""
+# Below this many cells a composition of dependencies is a dense matrix product (fast
+# while small); above it stays sparse (linear in the pairs, for large groups).
+DENSE_CELLS = 1 << 22
+
+
+@dataclasses.dataclass
+class Deps:
+    """Which producer tasks each consumer task depends on, between two groups (a boolean
+    [consumers, producers] matrix, sparse): a `full` row depends on every producer
+    task; the other rows on the producers of their (`c`, `p`) pairs, sorted and unique."""
+    shape: tuple[int, int]
+    full: np.ndarray                 # bool [consumers]
+    c: np.ndarray                    # int64 [pairs], no full row among them
+    p: np.ndarray
+
+    @classmethod
+    def of_pairs(cls, shape, c, p, full=None) -> "Deps":
+        nc, np_ = shape
+        full = np.zeros(nc, bool) if full is None else full.copy()
+        keys = _unique(np.asarray(c, np.int64) * np_ + np.asarray(p, np.int64))
+        c, p = keys // np_, keys % np_
+        full |= np.bincount(c, minlength=nc) == np_       # a row of every producer is a full row
+        keep = ~full[c]
+        return cls(shape, full, c[keep], p[keep])
+
+    @classmethod
+    def of_dense(cls, m: np.ndarray) -> "Deps":
+        full = m.all(axis=1)
+        c, p = np.nonzero(m & ~full[:, None])
+        return cls(m.shape, full, c.astype(np.int64), p.astype(np.int64))
+
+    def dense(self) -> np.ndarray:
+        m = np.zeros(self.shape, bool)
+        m[self.full] = True
+        m[self.c, self.p] = True
+        return m
+
+    @classmethod
+    def every(cls, shape) -> "Deps":
+        return cls(shape, np.ones(shape[0], bool), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    @classmethod
+    def identity(cls, n: int) -> "Deps":
+        return cls.of_pairs((n, n), np.arange(n), np.arange(n))
+
+    def rows(self) -> np.ndarray:
+        """bool [consumers]: depends on some producer task."""
+        return self.full | (np.bincount(self.c, minlength=self.shape[0]) > 0)
+
+    def cols(self) -> np.ndarray:
+        """bool [producers]: some consumer task depends on it."""
+        return np.full(self.shape[1], self.full.any()) | (np.bincount(self.p, minlength=self.shape[1]) > 0)
+
+    def count(self) -> int:
+        return int(self.full.sum()) * self.shape[1] + self.c.size
+
+    def any(self) -> bool:
+        return bool(self.full.any() or self.c.size)
+
+    def coverage(self) -> tuple[bool, bool, bool]:
+        """(every consumer task depends on every producer task, every one on some, every producer is depended on)."""
+        return bool(self.full.all()), bool(self.rows().all()), bool(self.cols().all())
+
+    def union(self, other: "Deps") -> "Deps":
+        full = self.full | other.full
+        c, p = np.concatenate([self.c, other.c]), np.concatenate([self.p, other.p])
+        keep = ~full[c]
+        return Deps.of_pairs(self.shape, c[keep], p[keep], full)
+
+    def drop_rows(self, rows: np.ndarray) -> None:
+        """Forget every dependency of the consumer tasks `rows` (bool mask)."""
+        self.full &= ~rows
+        keep = ~rows[self.c]
+        self.c, self.p = self.c[keep], self.p[keep]
+
+    def subtract(self, other: "Deps") -> None:
+        """Forget the dependencies `other` holds."""
+        self.drop_rows(other.full)
+        np_ = self.shape[1]
+        spelled = self.full & other.rows()      # full rows losing some: list their producers
+        if spelled.any():
+            rows = np.nonzero(spelled)[0]
+            self.full &= ~spelled
+            keys = _unique(np.concatenate([self.c * np_ + self.p, (rows[:, None] * np_ + np.arange(np_)).ravel()]))
+            self.c, self.p = keys // np_, keys % np_
+        keep = ~np.isin(self.c * np_ + self.p, other.c * np_ + other.p, assume_unique=True)
+        self.c, self.p = self.c[keep], self.p[keep]
+
+    def then(self, other: "Deps") -> "Deps":
+        """The composition: consumer x of `self` reaches producer z of `other` through some
+        task y (self: x -> y, other: y -> z)."""
+        (nx, ny), nz = self.shape, other.shape[1]
+        if max(nx * ny, ny * nz, nx * nz) <= DENSE_CELLS:      # a BLAS product (exact: counts < 2^24)
+            return Deps.of_dense(self.dense().astype(np.float32) @ other.dense().astype(np.float32) > 0)
+        full = np.zeros(nx, bool)
+        if other.full.any():                      # through a y that depends on every z
+            full |= self.full
+            full[self.c[other.full[self.p]]] = True
+        every_y = self.full & ~full               # x depends on every y: the union of their rows
+        if every_y.any():
+            reached = _unique(other.p)
+            if reached.size == nz:
+                full |= every_y
+                every_y[:] = False
+        sparse = ~full[self.c]
+        xs, ys = self.c[sparse], self.p[sparse]
+        starts = np.searchsorted(other.c, ys)
+        counts = np.searchsorted(other.c, ys, "right") - starts
+        cx, cz = [np.repeat(xs, counts)], [other.p[_ranges(starts, counts)]]
+        if every_y.any():
+            rows = np.nonzero(every_y)[0]
+            cx.append(np.repeat(rows, reached.size))
+            cz.append(np.tile(reached, rows.size))
+        return Deps.of_pairs((nx, nz), np.concatenate(cx), np.concatenate(cz), full)
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(consumer, producer) pairs joining what the dependencies join: full rows are
+        linked through producer 0 and the first full row, not all pairs."""
+        rows = np.nonzero(self.full)[0]
+        if rows.size == 0:
+            return self.c, self.p
+        return (np.concatenate([self.c, rows, np.full(self.shape[1], rows[0])]),
+                np.concatenate([self.p, np.zeros(rows.size, np.int64), np.arange(self.shape[1])]))
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """np.unique of int64 by sorting (numpy's hashing path is many times slower)."""
+    a = np.sort(a)
+    return a[np.concatenate([[True], a[1:] != a[:-1]])] if a.size else a
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenated ranges [start, start + count) (int64)."""
+    starts, counts = np.asarray(starts, np.int64), np.asarray(counts, np.int64)
+    return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+
+
+# `overlaps` compares every pair of boxes up to this many pairs (faster while small),
+# and else checks candidates in slices of JOIN_CHUNK (memory: a few int64 arrays of it).
+DENSE_JOIN_CELLS = 1 << 18
+JOIN_CHUNK = 1 << 22
+
+
+def overlaps(reads, writes) -> Deps:
+    """Which written boxes each read box meets (consumer tasks x producer tasks).
+
+    Every pair when every interval meets every interval in each dimension; else the
+    candidates of each read box are the written boxes meeting it in the dimension that
+    gives the fewest (a contiguous run of the boxes sorted by interval, when their
+    intervals there are ordered, as tiles are), checked in every dimension.
+    """
     (rlo, rhi), (wlo, whi) = reads, writes
-    hit = np.ones((rlo.shape[0], wlo.shape[0]), bool)
-    for d in range(rlo.shape[1]):
-        hit &= (rlo[:, None, d] < whi[None, :, d]) & (wlo[None, :, d] < rhi[:, None, d])
-    return hit
+    shape = (rlo.shape[0], wlo.shape[0])
+    dims = range(rlo.shape[1])
+    if all(wlo[:, d].max() < rhi[:, d].min() and rlo[:, d].max() < whi[:, d].min() for d in dims):
+        return Deps.every(shape)
+    if shape[0] * shape[1] <= DENSE_JOIN_CELLS:
+        hit = np.ones(shape, bool)
+        for d in dims:
+            hit &= (rlo[:, None, d] < whi[None, :, d]) & (wlo[None, :, d] < rhi[:, None, d])
+        return Deps.of_dense(hit)
+    best = None
+    for d in dims:
+        order = np.lexsort((whi[:, d], wlo[:, d]))
+        lo, hi = wlo[order, d], whi[order, d]
+        stop = np.searchsorted(lo, rhi[:, d])                         # boxes starting before the read ends
+        ordered = bool((np.diff(hi) >= 0).all())
+        start = np.searchsorted(hi, rlo[:, d], "right") if ordered else np.zeros_like(stop)
+        counts = np.maximum(stop - start, 0)
+        if best is None or counts.sum() < best[0].sum():
+            best = (counts, start, order)
+    counts, start, order = best
+    found_c, found_p = [], []
+    ends = np.cumsum(counts)
+    first = 0
+    while first < shape[0]:              # consumers in slices of about JOIN_CHUNK candidates
+        last = max(int(np.searchsorted(ends, ends[first] - counts[first] + JOIN_CHUNK, "right")), first + 1)
+        c = np.repeat(np.arange(first, last), counts[first:last])
+        p = order[_ranges(start[first:last], counts[first:last])]
+        hit = np.ones(c.size, bool)
+        for d in dims:
+            hit &= (rlo[c, d] < whi[p, d]) & (wlo[p, d] < rhi[c, d])
+        found_c.append(c[hit])
+        found_p.append(p[hit])
+        first = last
+    return Deps.of_pairs(shape, np.concatenate(found_c), np.concatenate(found_p))
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -131,23 +315,12 @@ def _fit_line(u: np.ndarray) -> str | None:
     return e if s == 1 else f"{e} * {s}"
 
 
-def _reaches(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The boolean product: a [n, k] and b [k, m] -> does row i reach column j through some k?
-    (float32 BLAS: exact, the counts stay far below 2^24)."""
-    return a.astype(np.float32) @ b.astype(np.float32) > 0
-
-
-def _coverage(hit: np.ndarray) -> tuple[bool, bool, bool]:
-    """(every consumer task reads every producer task, every one reads some, every producer is read)."""
-    return bool(hit.all()), bool(hit.any(axis=1).all()), bool(hit.any(axis=0).all())
-
-
 def ancestry(num_groups: int, by_consumer) -> tuple[list[set], list[set]]:
     """Group-level happens-before from task-level coverage, in program order.
 
     every[g]: groups all of whose tasks precede every task of g.
     some[g]: groups all of whose tasks precede some task of g.
-    `by_consumer[g]` lists (producer group, _coverage of the edge).
+    `by_consumer[g]` lists (producer group, `Deps.coverage` of the edge).
     """
     every = [set() for _ in range(num_groups)]
     some = [set() for _ in range(num_groups)]
@@ -205,7 +378,7 @@ class MpkBuildEvents(ModulePass):
         self.first = np.array([g.first_task for g in graph.groups] + [graph.num_tasks], np.int64)
         edges, write_after_read, unfused = self._dependencies()
         self._reduce(edges)
-        pairs = [(ci, pi, *np.nonzero(m)) for (ci, pi), m in edges.items()]
+        pairs = [(ci, pi, *deps.edges()) for (ci, pi), deps in edges.items()]
         consumer = np.concatenate([c_local + self.first[ci] for ci, pi, c_local, _ in pairs] or [[]])
         producer = np.concatenate([p_local + self.first[pi] for ci, pi, _, p_local in pairs] or [[]])
         wait, trigger = self._counters(consumer.astype(np.int64), producer.astype(np.int64))
@@ -217,7 +390,7 @@ class MpkBuildEvents(ModulePass):
         if self.report:
             counters = sum(e["size"] for e in events)
             print(f"mpk-build-events: {graph.num_tasks} tasks in {len(self.groups)} groups, "
-                  f"{consumer.size} task dependencies; {unfused} events before fusion "
+                  f"{sum(deps.count() for deps in edges.values())} task dependencies; {unfused} events before fusion "
                   f"(one per task and input), {counters} after ({len(events)} event ops, "
                   f"{sum(e['size'] == 1 for e in events)} of one counter)", file=sys.stderr)
 
@@ -240,8 +413,8 @@ class MpkBuildEvents(ModulePass):
                     continue
                 w, o = before[-1]
                 hit = overlaps(boxes[ci][2][ii], boxes[w][1][o])
-                unfused += int(hit.any(axis=1).sum())
-                edges[ci, w] = edges[ci, w] | hit if (ci, w) in edges else hit
+                unfused += int(hit.rows().sum())
+                edges[ci, w] = edges[ci, w].union(hit) if (ci, w) in edges else hit
         return edges, write_after_read, unfused
 
     def _reduce(self, edges) -> None:
@@ -250,34 +423,36 @@ class MpkBuildEvents(ModulePass):
         task (a prefill's row tiles: down_proj's rows i wait for silu_mul's rows i,
         which wait, through the norm, for o_proj's rows i, its residual)."""
         by_consumer = defaultdict(list)
-        for (ci, pi), m in edges.items():
-            by_consumer[ci].append((pi, _coverage(m)))
+        for (ci, pi), deps in edges.items():
+            by_consumer[ci].append((pi, deps.coverage()))
         every, _ = ancestry(len(self.groups), by_consumer)
-        reach: dict[int, dict[int, np.ndarray]] = {}
+        self.producers = defaultdict(list)
+        for ci, pi in edges:
+            self.producers[ci].append(pi)
+        reach: dict[int, dict[int, Deps | None]] = {}
         for ci, preds in by_consumer.items():
             for pi, _ in preds:
                 for qi, _ in preds:
                     if qi == pi:
                         continue
                     if pi in every[qi]:
-                        edges[ci, pi][edges[ci, qi].any(axis=1)] = False
+                        edges[ci, pi].drop_rows(edges[ci, qi].rows())
                     elif qi > pi:
                         ancestors = self._reaching(edges, pi, qi, reach.setdefault(pi, {}))
                         if ancestors is not None:
-                            implied = _reaches(edges[ci, qi], ancestors)
-                            edges[ci, pi] &= ~implied
+                            edges[ci, pi].subtract(edges[ci, qi].then(ancestors))
 
-    def _reaching(self, edges, pi: int, qi: int, known: dict[int, np.ndarray]) -> np.ndarray | None:
+    def _reaching(self, edges, pi: int, qi: int, known: dict[int, Deps | None]) -> Deps | None:
         """[tasks of qi, tasks of pi]: which tasks of pi each task of qi waits for,
         transitively (None: none). `known` caches the groups computed from pi."""
         if not known:
-            known[pi] = np.eye(self.groups[pi].num_tasks, dtype=bool)
+            known[pi] = Deps.identity(self.groups[pi].num_tasks)
         for g in range(max(known) + 1, qi + 1):
             row = None
-            for (c, h), m in edges.items():
-                if c == g and h in known and known[h] is not None:
-                    step = _reaches(m, known[h])
-                    row = step if row is None else row | step
+            for h in self.producers[g]:
+                if known.get(h) is not None:
+                    step = edges[g, h].then(known[h])
+                    row = step if row is None else row.union(step)
             known[g] = row if row is not None and row.any() else None
         return known.get(qi)
 

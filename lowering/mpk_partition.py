@@ -373,7 +373,10 @@ class MpkPartition(ModulePass):
             readers = [u.owner for u in result.uses if u.owner.name == "mpk.attention"]
             if readers:
                 info.params["head_dim"] = python_value(readers[0].attributes["head_dim"])
-        tile = self._tile(op, info, operands)
+        try:
+            tile = self._tile(op, info, operands)
+        except ValueError as e:              # no tile of the kind fits the op (task_kinds.prefill_rows)
+            self.fail(op, str(e))
         self.group_tile[outputs[0]] = (tile, domain)
         if kind == "attention" and self._splits(op, info) > 1:      # decode only
             self._split_attention(op, info, name, inputs, outputs[0], attrs, rope)

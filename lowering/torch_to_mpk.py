@@ -86,6 +86,12 @@ class _NoMatch(Exception):
     """A pattern does not apply (not an error by itself)."""
 
 
+# What reading a torch op that lacks an operand or attribute of its signature, or
+# has one of another kind, raises (hand-edited input): no pattern matches it, and
+# it is reported as an unsupported use, located.
+_MALFORMED = (IndexError, KeyError, ValueError)
+
+
 def _owner(v: ir.Value):
     """The op producing `v`, or None for a block argument."""
     owner = v.owner
@@ -184,6 +190,8 @@ class _FunctionConversion:
 
         ops = [op.operation for op in self.block.operations]
         returns = [op for op in ops if op.name == "func.return"]
+        if not returns:
+            self.pass_.fail(self.func, "the function does not end with a 'func.return'")
         for op in ops:
             if op.name == "func.return":
                 continue
@@ -194,8 +202,8 @@ class _FunctionConversion:
             else:
                 self._convert(op)
 
-        self._report_unconverted([op for op in ops if op not in self.accounted
-                                  and op.name.startswith("torch.")])
+        # Any other op left would keep a torch value alive when the torch ops are erased.
+        self._report_unconverted([op for op in ops if op not in self.accounted and op.name != "func.return"])
 
         ret = returns[0]
         for i, v in enumerate(list(ret.operands)):
@@ -241,7 +249,7 @@ class _FunctionConversion:
             try:
                 with ir.InsertionPoint(op), op.location:
                     result = getattr(self, method)(op)
-            except _NoMatch:
+            except (_NoMatch, *_MALFORMED):
                 continue
             if math.prod(_shape(op.results[0])) != math.prod(_shape(result)):
                 # A broadcasting torch op is not the mpk op of the same name: erase and move on.
@@ -254,6 +262,12 @@ class _FunctionConversion:
         # Left for a consumer's pattern to absorb, or reported as unsupported.
 
     def _map_layout(self, op: ir.Operation) -> bool:
+        try:
+            return self._layout_source(op)
+        except (_NoMatch, *_MALFORMED):
+            return False
+
+    def _layout_source(self, op: ir.Operation) -> bool:
         source = op.operands[0]
         if source not in self.mapped or len(op.results) != 1:
             return False
@@ -320,7 +334,10 @@ class _FunctionConversion:
     @pattern(WEIGHT_OP, STATE_OP)
     def convert_named(self, op):
         build = mpk.weight if op.name == WEIGHT_OP else mpk.state
-        return build(ir.StringAttr(op.attributes["name"]).value, builtin_type(op.results[0].type))
+        name = op.attributes["name"] if "name" in op.attributes else None
+        if not isinstance(name, ir.StringAttr):
+            self.pass_.fail(op, f"'{op.name}' needs a string 'name' (the parameter it binds), got {name}")
+        return build(name.value, builtin_type(op.results[0].type))
 
     @pattern("torch.aten.embedding")
     def convert_embedding(self, op):

@@ -31,6 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mpk.errors import InputError
 from mpk.runtime import bundle as bundles
 from mpk.runtime.bundle import Bundle
 
@@ -55,27 +56,30 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     kernel); `prefill_logits`: "last" (each prompt's last token) or "all" (every
     prompt token's logits come back, as `Generation.prompt_logits`). A Hugging
     Face folder's tokenizer is copied into the bundle (`Session.generate_text`).
-    Raises ValueError for bad arguments, mpk.driver.CompileError when a stage fails.
+    Raises ValueError (mpk.errors.InputError) for bad arguments, before compiling
+    anything, and mpk.driver.CompileError when a stage fails.
     """
     from mpk import driver, frontend
 
     config = _model_config(model)
     if dtype not in frontend.DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(frontend.DTYPES)}, got {dtype!r}")
+        raise InputError(f"dtype must be one of {', '.join(frontend.DTYPES)}, got {dtype!r}")
     steps_per_launch = driver.DEFAULT_STEPS if steps_per_launch is None else steps_per_launch
-    for name, value in (("batch", batch), ("max_seq", max_seq), ("steps_per_launch", steps_per_launch)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if num_sms is not None and (not isinstance(num_sms, int) or num_sms < 1):
-        raise ValueError(f"num_sms must be a positive int, got {num_sms!r}")
+    for name, value in (("batch", batch), ("max_seq", max_seq), ("steps_per_launch", steps_per_launch),
+                        ("num_sms", 1 if num_sms is None else num_sms)):
+        if not _is_int(value) or value < 1:
+            raise InputError(f"{name} must be a positive int, got {value!r}")
     if num_sms is None or arch is None:
         gpu = _local_gpu() or {"num_sms": driver.Options.num_sms, "arch": driver.Options.arch}
         num_sms, arch = num_sms or gpu["num_sms"], arch or gpu["arch"]
+    check_arch(arch)
     prefill_chunk = driver.DEFAULT_PREFILL_CHUNK if prefill_chunk is None else prefill_chunk
-    if not isinstance(prefill_chunk, int) or isinstance(prefill_chunk, bool) or prefill_chunk < 0:
-        raise ValueError(f"prefill_chunk must be 0 (none) or a positive int, got {prefill_chunk!r}")
+    if not _is_int(prefill_chunk) or prefill_chunk < 0:
+        raise InputError(f"prefill_chunk must be 0 (none) or a positive int, got {prefill_chunk!r}")
     if prefill_logits not in ("last", "all"):
-        raise ValueError(f"prefill_logits must be 'last' or 'all', got {prefill_logits!r}")
+        raise InputError(f"prefill_logits must be 'last' or 'all', got {prefill_logits!r}")
+    if path is not None:
+        bundles.check_output(path)
     options = driver.Options(batch=batch, dtype=dtype, max_seq=max_seq, arch=arch, num_sms=num_sms,
                              steps=steps_per_launch, prefill_chunk=prefill_chunk,
                              prefill_all_logits=prefill_logits == "all")
@@ -89,6 +93,18 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
                                                      model_config=config_dict, source=source))
     weakref.finalize(bundle, shutil.rmtree, scratch, ignore_errors=True)   # as long as the Bundle lives
     return bundle
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)   # True is an int to Python
+
+
+def check_arch(arch: str) -> None:
+    """A GPU architecture mpk has kernels and a cost model for (else the compile would fail
+    only after importing the model)."""
+    from mpk.lowering.task_kinds import ARCHS
+    if arch not in ARCHS:
+        raise InputError(f"unknown GPU architecture {arch!r} (mpk compiles for {', '.join(ARCHS)})")
 
 
 def _hf_folder(model) -> Path | None:
@@ -109,7 +125,7 @@ def _model_config(model):
             return models.PRESETS[str(model)]
         if Path(model).is_file() or (Path(model) / "config.json").is_file():
             return models.from_hf_config(model)            # ConfigError is a ValueError
-        raise ValueError(f"{model!r} is neither a preset ({', '.join(models.PRESETS)}) nor a config.json")
+        raise InputError(f"{model!r} is neither a preset ({', '.join(models.PRESETS)}) nor a config.json")
     raise TypeError(f"compile() takes a preset name, a config.json path, a ModelConfig or a Decoder, "
                     f"not {type(model).__name__}")
 
@@ -130,12 +146,11 @@ def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **option
     """
     from mpk.backends import open_backend
     from mpk.runtime.loader import LoaderError, gpu_count
-    from mpk.runtime.weights import load_safetensors, random_weights
 
     if not isinstance(bundle, Bundle):
         bundle = bundles.read(bundle)                     # BundleError is a ValueError
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     chosen = backend == "auto"
     if chosen:
         backend = "gpu" if gpu_count() else "interp"
@@ -145,15 +160,7 @@ def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **option
         except ImportError as e:
             raise LoaderError(("no GPU here, and " if chosen else "") +
                               f"the CPU task interpreter needs the MLIR bindings ({e})") from None
-    if isinstance(weights, int) and not isinstance(weights, bool):
-        weights = random_weights(bundle.weights(), weights)
-    elif isinstance(weights, (str, Path)):
-        weights = load_safetensors(weights, bundle.weights())
-    elif hasattr(weights, "state_dict"):
-        weights = weights.state_dict()
-    elif not isinstance(weights, Mapping):
-        raise TypeError(f"weights must be a seed, a state dict, a module or a safetensors folder, "
-                        f"not {type(weights).__name__}")
+    weights = resolve_weights(bundle, weights)
     runner = open_backend(bundle, backend, **(options if backend == "gpu" else {}))
     try:
         runner.bind_weights(weights)
@@ -161,6 +168,25 @@ def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **option
         runner.close()
         raise
     return Session(bundle, runner, backend)
+
+
+def resolve_weights(bundle: Bundle, weights) -> Mapping:
+    """`load`'s `weights` as a state dict: a seed (random weights), a folder of
+    `*.safetensors`, a module (its state dict) or a state dict."""
+    from mpk.runtime.weights import load_safetensors, random_weights
+
+    if _is_int(weights):
+        if weights < 0:
+            raise InputError(f"the seed of random weights must be 0 or positive, got {weights}")
+        return random_weights(bundle.weights(), weights)
+    if isinstance(weights, (str, Path)):
+        return load_safetensors(weights, bundle.weights())
+    if hasattr(weights, "state_dict"):
+        return weights.state_dict()
+    if isinstance(weights, Mapping):
+        return weights
+    raise TypeError(f"weights must be a seed, a state dict, a module or a safetensors folder, "
+                    f"not {type(weights).__name__}")
 
 
 @dataclasses.dataclass
@@ -193,6 +219,14 @@ class Session:
         model = bundle.plan.get("model") or {}
         self.vocab_size = model.get("vocab_size")
         self.device = getattr(runner, "device_name", "CPU")
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"Session({self.backend} on {self.device}, {self.bundle!r}{', closed' if self.closed else ''})"
+
+    def _check_open(self) -> None:
+        if self.closed:     # the interpreter would run on; the GPU's memory is freed
+            raise InputError("the session is closed (mpk.load opens a new one)")
 
     def generate(self, prompt_ids, max_new_tokens: int, eos_token_id=None, sampling: dict | None = None,
                  on_tokens=None) -> Generation:
@@ -208,17 +242,18 @@ class Session:
         """
         from mpk.runtime.loader import LoaderError, generate
 
+        self._check_open()
         prompt = self._prompt(prompt_ids)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        if not _is_int(max_new_tokens) or max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
         longest = max(len(row) for row in prompt)
         if longest + max_new_tokens > self.max_seq:
-            raise ValueError(f"{longest} prompt + {max_new_tokens} new tokens exceed the bundle's "
+            raise InputError(f"{longest} prompt + {max_new_tokens} new tokens exceed the bundle's "
                              f"max_seq ({self.max_seq})")
         eos = [eos_token_id] if isinstance(eos_token_id, int) else eos_token_id
         if eos is not None and not (len(eos) > 0 and all(isinstance(i, int) and not isinstance(i, bool)
                                                           and self._in_vocab(i) for i in eos)):
-            raise ValueError(f"eos_token_id must be a token id in [0, {self.vocab_size}) or a list of them, "
+            raise InputError(f"eos_token_id must be a token id in [0, {self.vocab_size}) or a list of them, "
                              f"got {eos_token_id!r}")
         start = time.perf_counter()
         try:
@@ -226,7 +261,7 @@ class Session:
                            on_tokens=on_tokens)
         except LoaderError as e:
             if str(e).startswith("sampling") or "sampling parameter" in str(e):
-                raise ValueError(str(e)) from None
+                raise InputError(str(e)) from None
             raise
         seconds = time.perf_counter() - start
         return Generation(out["tokens"].T.astype(np.int64), out.get("logits"), out.get("prompt_logits"), seconds,
@@ -253,23 +288,28 @@ class Session:
             prompt_ids = prompt_ids.detach().cpu().numpy()
         rows = split_rows(prompt_ids)
         if len(rows) not in (1, self.batch):
-            raise ValueError(f"prompt_ids has {len(rows)} rows; the bundle decodes {self.batch} "
+            raise InputError(f"prompt_ids has {len(rows)} rows; the bundle decodes {self.batch} "
                              f"sequences (give {self.batch} rows, or one for all)")
         for row in rows:
             if row.ndim != 1 or row.size == 0 or not np.issubdtype(row.dtype, np.integer):
-                raise ValueError(f"prompt_ids must be a non-empty row, or one row per sequence, of int "
+                raise InputError(f"prompt_ids must be a non-empty row, or one row per sequence, of int "
                                  f"token ids; got a row of shape {list(row.shape)} of {row.dtype}")
             if not self._in_vocab(row):
-                raise ValueError(f"prompt_ids must be token ids in [0, {self.vocab_size})")
+                raise InputError(f"prompt_ids must be token ids in [0, {self.vocab_size})")
         return [row.astype(np.int64) for row in rows] * (self.batch // len(rows))
 
     def benchmark(self, launches: int = 5, position: int = 0) -> float:
         """Median seconds per decode step over `launches` launches of `steps_per_launch`
         steps from KV position `position`. On the GPU: CUDA events around the
         kernel alone, after a warm-up launch; on the interpreter: wall time."""
+        self._check_open()
         steps = self.steps_per_launch
+        if not _is_int(launches) or launches < 1:
+            raise InputError(f"launches must be a positive int, got {launches!r}")
+        if not _is_int(position) or position < 0:
+            raise InputError(f"position must be an int >= 0, got {position!r}")
         if position + steps > self.max_seq:
-            raise ValueError(f"position {position} + {steps} steps exceed max_seq ({self.max_seq})")
+            raise InputError(f"position {position} + {steps} steps exceed max_seq ({self.max_seq})")
         tokens, positions = np.ones(self.batch, np.int64), np.full(self.batch, position, np.int64)
         if self.backend == "gpu":
             return self.runner.seconds_per_step(tokens, positions, steps, repeat=launches, warmup=1)
@@ -284,6 +324,7 @@ class Session:
 
     def close(self) -> None:
         self.runner.close()
+        self.closed = True
 
     def __enter__(self):
         return self

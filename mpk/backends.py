@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpk.errors import parse_mlir
 from mpk.runtime import bundle as bundles
 from mpk.runtime.loader import LoaderError, Session, as_device_array, from_bf16_bits
+from mpk.runtime.weights import check_weights, weight_array
 
 BACKENDS = ("gpu", "interp")
 
@@ -32,7 +34,6 @@ class InterpRunner:
     one's weights and KV caches (the dicts themselves)."""
 
     def __init__(self, bundle: bundles.Bundle, seed: int = 0, shared: "InterpRunner | None" = None):
-        from mlir import ir
         from mpk import dialects
         self.bundle, self.seed = bundle, seed
         self.steps_per_launch = int(bundle.kernel.get("steps", 1))
@@ -40,8 +41,8 @@ class InterpRunner:
         if not path.is_file():
             raise LoaderError(f"{bundle.path} has no {bundles.TASK_IR} for the interpreter")
         self.context = dialects.context()
-        with self.context:
-            self.module = ir.Module.parse(path.read_text())
+        self.module = parse_mlir(path, self.context)
+        self.on_task = None          # called after each task run (progress)
         self.weights: dict[str, np.ndarray] = shared.weights if shared else {}
         self.state = shared.state if shared else {
             b.get("weight_name") or b["name"]: np.zeros(b["shape"], np.float32)
@@ -52,11 +53,11 @@ class InterpRunner:
                         if shared is None and bundle.prefill is not None else None)
 
     def bind_weights(self, weights: dict, strict: bool = True) -> None:
-        needed = self.bundle.weights()
-        missing = sorted(set(needed) - set(weights))
-        if strict and missing:
-            raise LoaderError(f"no value for weight(s) {', '.join(missing[:3])}")
-        self.weights.update({n: v for n, v in as_float32(weights).items() if n in needed})
+        """As Session.bind_weights: every weight checked before any is bound, then cast to
+        the bundle's dtype (the values the GPU would hold) and widened to float32."""
+        specs = self.bundle.weights()
+        names = check_weights(weights, specs, strict, self.weights)
+        self.weights.update(as_float32({n: weight_array(n, weights[n], specs[n]) for n in names}))
 
     def write(self, name: str, value) -> None:
         b = self.bundle.buffer(name)
@@ -67,7 +68,8 @@ class InterpRunner:
         try:
             with self.context:
                 self.outputs = run_tasks(self.module, self.weights, self.state, self.inputs,
-                                         steps=steps or self.steps_per_launch, seed=self.seed, queues=True)
+                                         steps=steps or self.steps_per_launch, seed=self.seed, queues=True,
+                                         on_task=self.on_task)
         except TaskInterpreterError as e:
             raise LoaderError(f"task interpreter: {e}") from None
 

@@ -1,16 +1,29 @@
-"""The `mpk` command: `mpk <subcommand> ...`; subcommands live in mpk/commands/."""
+"""The `mpk` command: `mpk <subcommand> ...`; subcommands live in mpk/commands/.
+
+Failures caused by the input end as one line, `mpk <cmd>: error: ...`, exit
+code 1 (mpk.errors says which ones); any other exception is a bug in mpk: its
+traceback, a line asking for a report, exit code 70. MPK_DEBUG=1 shows the
+traceback of input errors too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
 
 from mpk import commands
+from mpk.errors import InputError, describe, is_input_error
+
+EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 1, 70, 130   # 70: EX_SOFTWARE (sysexits.h)
+PROGRESS_DELAY_S = 2.0   # runs shorter than this draw no progress bar
 
 
-class UserError(Exception):
+class UserError(InputError):
     """A problem with the user's input: printed as one line, exit code 1, no traceback."""
 
 
@@ -31,11 +44,58 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except UserError as e:
-        print(f"mpk {args.command}: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if not is_input_error(e):
+            traceback.print_exc()
+            print(f"mpk {args.command}: internal error: this is a bug in mpk; please report it with the "
+                  f"command line and the traceback above", file=sys.stderr)
+            return EXIT_BUG
+        if os.environ.get("MPK_DEBUG"):
+            traceback.print_exc()
+        print(f"mpk {args.command}: error: {describe(e)}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def failure(message: str, diagnostics=()) -> UserError:
+    """One error: the message, then MLIR's diagnostics (with their source lines and carets)
+    indented under it."""
+    lines = [line for d in diagnostics for line in str(d).splitlines()]
+    return UserError(message + "".join(f"\n  {line}" for line in lines))
+
+
+def resolve_backend(choice: str) -> str:
+    """--backend auto|gpu|interp -> gpu or interp: auto takes the GPU when the CUDA driver sees one;
+    gpu without one is an error that points to interp."""
+    if choice == "interp":
+        return choice
+    from mpk.runtime.loader import gpu_count
+    if gpu_count():
+        return "gpu"
+    if choice == "gpu":
+        raise UserError("--backend gpu: no CUDA GPU here (no NVIDIA driver, or no device); "
+                        "--backend interp runs on the CPU task interpreter")
+    return "interp"
+
+
+@contextlib.contextmanager
+def interp_progress(runner, total_tasks: int, quiet: bool):
+    """A progress bar on stderr over the task interpreter's task runs (a real-size model takes
+    minutes): drawn after PROGRESS_DELAY_S, on a terminal or into a log (there every 30 s)."""
+    from tqdm import tqdm
+    bar = tqdm(total=total_tasks, file=sys.stderr, disable=quiet, delay=PROGRESS_DELAY_S, leave=False,
+               mininterval=0.2 if sys.stderr.isatty() else 30, desc="interp",
+               bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {n}/{total} tasks [{elapsed}<{remaining}]")
+    runners = [r for r in (runner, runner.prefill) if r is not None]   # the prefill program's too
+    for r in runners:
+        r.on_task = bar.update
+    try:
+        yield bar
+    finally:
+        for r in runners:
+            r.on_task = None
+        bar.close()
 
 
 if __name__ == "__main__":  # `python -m mpk` is the way (mpk/__main__.py); run as a script,

@@ -96,7 +96,8 @@ def format_diag(d: Diag, display_name: str, source_lines: list[str] | None = Non
     name = display_name if d.file in ("-", "", None) else d.file
     text = f"{name}:{d.line}:{d.col}: {d.severity}: {d.message}"
     if source_lines and (d.file in ("-", "", None) or d.file == display_name) and 0 < d.line <= len(source_lines):
-        src = source_lines[d.line - 1].rstrip("\n")
+        # Bytes that are not UTF-8 (decoded with errors="surrogateescape") print as U+FFFD.
+        src = source_lines[d.line - 1].rstrip("\n").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         text += f"\n{src}\n{' ' * max(d.col - 1, 0)}^"
     return text
 

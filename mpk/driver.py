@@ -71,6 +71,7 @@ class Options:
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK   # mpk-prefill{chunk}; 0: no prefill program
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
+    report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 
     def prefill(self) -> "Options":
         """The options of the prefill program: one step a launch, a chunk no longer than the cache."""
@@ -85,8 +86,8 @@ TASK_STAGES = (
     ("tasks", ["mpk-sample", "mpk-fuse-residual",
                "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention}}}",
                "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
-    ("events", ["mpk-build-events"]),
-    ("scheduled", ["mpk-schedule", "mpk-plan-memory"]),
+    ("events", ["mpk-build-events{{report={report}}}"]),
+    ("scheduled", ["mpk-schedule{{report={report}}}", "mpk-plan-memory{{report={report}}}"]),
 )
 PREFILL_PASS = "mpk-prefill{{chunk={prefill_chunk} all-logits={prefill_all_logits}}}"
 STAGES = ("graph",) + tuple(name for name, _ in TASK_STAGES) + ("gpu", "ptx", "cubin", "bundle")
@@ -266,21 +267,11 @@ def import_graph(source, kind: str, options: Options, stage=None):
     """
     stage = stage or (lambda _name: TIMELESS())
     if kind == "mlir":
-        from mpk.diagnostics import Collector, format_diag
         from mpk.dialects.verify import verify
-        text = Path(source).read_text()
-        context = dialects.context()
-        collector = Collector(context)
-        module = None
-        with context, collector.catching():
-            module = ir.Module.parse(text)
-            verify(module)
-        collector.detach()
-        if collector.has_errors:
-            lines = text.splitlines()
-            raise CompileError("graph", f"{source} is not valid mpk graph IR",
-                               [format_diag(d, str(source), lines) for d in collector.diags
-                                if not d.message.startswith("see current operation")]) from None
+        from mpk.errors import checked_parse, read_text
+        module, diagnostics = checked_parse(read_text(Path(source)), str(source), dialects.context(), verify)
+        if module is None:
+            raise CompileError("graph", f"{source} is not valid mpk graph IR", diagnostics)
         return module, None
     from mpk import frontend, models
     try:
@@ -288,6 +279,8 @@ def import_graph(source, kind: str, options: Options, stage=None):
                   models.preset(source) if kind == "model" else models.from_hf_config(source))
     except models.ConfigError as e:
         raise CompileError("graph", str(e)) from None
+    models.check_lowerable(config, options.dtype, prefill=options.prefill_chunk > 0, threads=options.threads,
+                           source=None if isinstance(source, models.ModelConfig) else str(source))
     try:
         module = frontend.import_model(config, batch=options.batch, max_seq=options.max_seq,
                                         dtype=options.dtype, progress=stage)

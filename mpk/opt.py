@@ -3,13 +3,16 @@
     mpk-opt input.mlir --pass-pipeline='builtin.module(mpk-verify,canonicalize)' -o out.mlir
 
 Exit code 0 on success, 1 with `file:line:col: error: ...` diagnostics on
-malformed input or a failing pass, 2 on bad command-line usage. Imports no
-torch: a pass that needs it imports it when it runs.
+malformed input or a failing pass, 2 on bad command-line usage. A bug (an
+exception out of a pass) is one `internal error` line, exit code 1; with
+MPK_DEBUG=1 its traceback. Imports no torch: a pass that needs it imports it
+when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -110,7 +113,7 @@ def process_chunk(source: str, display_name: str, args) -> tuple[bool, str | Non
     module = None
     with ctx, ir.Location.unknown():
         with collector.catching():
-            module = ir.Module.parse(source)
+            module = dialects.parse(source)
         if module is not None and not collector.has_errors and not args.no_verify:
             verify(module)
         if module is not None and not collector.has_errors and args.pass_pipeline:
@@ -148,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     display_name = "<stdin>" if args.input == "-" else args.input
     try:
-        text = sys.stdin.read() if args.input == "-" else open(args.input, encoding="utf-8").read()
+        data = sys.stdin.buffer.read() if args.input == "-" else open(args.input, "rb").read()
     except OSError as e:
         print(f"mpk-opt: error: cannot read '{args.input}': {e.strerror}", file=sys.stderr)
         return 1
+    # Bytes that are not UTF-8 survive decoding; parsing reports the first one, located.
+    text = data.decode("utf-8", errors="surrogateescape")
     chunks = split_chunks(text) if args.split_input_file else [text]
     ok, outputs = True, []
     for chunk in chunks:
@@ -159,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             chunk_ok, output = process_chunk(chunk, display_name, args)
         except SystemExit as e:
             return int(e.code or 1)
+        except Exception as e:
+            if os.environ.get("MPK_DEBUG"):
+                raise
+            print(f"{display_name}: internal error: {type(e).__name__}: {e} (a bug in mpk-opt or a pass; "
+                  "MPK_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return 1
         ok &= chunk_ok
         if output is not None:
             outputs.append(output)

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from mpk.errors import InputError
 from mpk.runtime import tables as layout
 from mpk.runtime.build import KERNEL_NAME
 from mpk.runtime.bundle import Bundle
@@ -249,7 +250,19 @@ class Session:
             self.close()
             raise
 
+    def __repr__(self) -> str:
+        return f"<loader.Session of {self.bundle!r} on {getattr(self, 'device_name', '?')}" + \
+            (", closed>" if self.closed else ">")
+
     # -- checks and setup
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "context", None) is None
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InputError("the session is closed: its GPU memory is freed (load the bundle again)")
 
     @property
     def stage_bytes(self) -> int:
@@ -358,7 +371,11 @@ class Session:
         return self.storage[b.get("weight_name") or b["name"]], b
 
     def write(self, name: str, value) -> None:
+        self._check_open()
         memory, b = self._storage(name)
+        if b["space"] == "weight":             # checked and cast to the bundle's dtype first
+            from mpk.runtime.weights import weight_array
+            value = weight_array(b["weight_name"], value, b)
         if getattr(value, "is_cuda", False):   # a torch tensor on this GPU: copied on the device
             if list(value.shape) != list(b["shape"]) or value.numel() * value.element_size() != b["nbytes"]:
                 raise LoaderError(f"'{name}': a {list(value.shape)} tensor of {value.dtype} given where "
@@ -370,22 +387,20 @@ class Session:
 
     def read(self, name: str, as_float: bool = True) -> np.ndarray:
         """A buffer's contents ([steps, ...] for per-step buffers); bf16 as float32 unless as_float=False."""
+        self._check_open()
         memory, b = self._storage(name)
         shape = ([self.steps_per_launch] if b.get("per_step") else []) + b["shape"]
         array = memory.download(NUMPY_DTYPES[b["dtype"]], shape)
         return from_bf16_bits(array) if b["dtype"] == "bf16" and as_float else array
 
     def bind_weights(self, weights: dict, strict: bool = True) -> None:
-        """Upload weights by name; with strict, every weight of the bundle must be given."""
-        needed = self.bundle.weights()
-        for name, value in weights.items():
-            if name in needed:
-                self.write(name, value)
-                self.bound_weights.add(name)
-        missing = sorted(set(needed) - self.bound_weights)
-        if strict and missing:
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise LoaderError(f"no value for weight(s) {', '.join(missing[:3])}{more}")
+        """Upload weights by name, each checked by name, shape and dtype before any is
+        uploaded (mpk.runtime.weights.check_weights: a WeightError); with strict, every
+        weight of the bundle must be given (now or by an earlier call)."""
+        from mpk.runtime.weights import check_weights
+        for name in check_weights(weights, self.bundle.weights(), strict, self.bound_weights):
+            self.write(name, weights[name])
+            self.bound_weights.add(name)
 
     # -- launching
 
@@ -406,6 +421,7 @@ class Session:
 
         With `timed`, returns the kernel's time in seconds between CUDA events
         recorded around the launch alone (no table upload, no host wait)."""
+        self._check_open()
         driver = _driver()
         steps = self.steps_per_launch if steps is None else steps
         if not 1 <= steps <= self.steps_per_launch:

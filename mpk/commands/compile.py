@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from mpk.cli import UserError
+from mpk.cli import UserError, failure
 
 DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported: it pulls in torch)
 
@@ -51,10 +51,13 @@ def add_arguments(parser) -> None:
                         help="logits the prefill program returns: of each sequence's last prompt token "
                              "(default), or of every prompt token (for checking against a reference)")
     parser.add_argument("--dump-dir", help="write the IR after every stage into this folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print nothing but errors (no progress bar, no pass statistics)")
 
 
 def _validate(args) -> None:
+    from mpk.api import check_arch
+    from mpk.runtime.bundle import check_output
     for name in ("batch", "max_seq", "num_sms", "threads", "steps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -64,8 +67,7 @@ def _validate(args) -> None:
         raise UserError(f"--prefill-chunk must be 0 or positive, got {args.prefill_chunk}")
     if args.stage_bytes < 0:
         raise UserError(f"--stage-bytes must be 0 or positive, got {args.stage_bytes}")
-    if not args.arch.startswith("sm_"):
-        raise UserError(f"--arch takes a name like sm_90, got {args.arch!r}")
+    check_arch(args.arch)
     if args.graph and not (Path(args.graph).is_file() or (Path(args.graph) / "config.json").is_file()):
         raise UserError(f"no such file: {args.graph}" if not Path(args.graph).is_dir()
                         else f"{args.graph} is a folder without config.json")
@@ -73,6 +75,7 @@ def _validate(args) -> None:
         path = Path(args.config)
         if not (path.is_file() or (path / "config.json").is_file()):
             raise UserError(f"no config.json at {args.config}")
+    check_output(args.output)      # before the compile, not after it
 
 
 class _Progress:
@@ -102,7 +105,7 @@ def run(args) -> int:
     options = driver.Options(batch=args.batch, dtype=args.dtype, max_seq=args.max_seq, arch=args.arch,
                              num_sms=args.num_sms, threads=args.threads, steps=args.steps,
                              stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk,
-                             prefill_all_logits=args.prefill_logits == "all")
+                             prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)
     folder = args.graph if args.graph and Path(args.graph).is_dir() else None
     kind, source = (("config", folder) if folder else ("mlir", args.graph) if args.graph else
                     ("model", args.model) if args.model else ("config", args.config))
@@ -115,11 +118,13 @@ def run(args) -> int:
         path = driver.compile_task_module(module, options, Path(args.output), model_config=config,
                                           dump=dump, stage=progress.stage,
                                           source=Path(folder) if folder else None)
-    except driver.CompileError as e:
+    except BaseException as e:     # no half-drawn bar above the error
         progress.bar.leave = False
         progress.bar.close()
-        details = "".join(f"\n  {line}" for line in e.diagnostics[:20])
-        raise UserError(f"{e}{details}") from None
+        if not isinstance(e, driver.CompileError):
+            raise
+        raise failure(str(e), e.diagnostics[:20]) from None
     progress.close()
-    print(f"wrote {path}")
+    if not args.quiet:
+        print(f"wrote {path}")
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpk.cli import UserError
+from mpk.cli import UserError, resolve_backend
 
 MODEL = "qwen3-demo"
 BUNDLE_ENV = "MPK_DEMO_BUNDLE"
@@ -69,7 +69,7 @@ def _demo(args, bundle) -> int:
     prompt = rng.integers(0, vocab, (batch, args.prompt_len))
     weights = random_weights(bundle.weights(), args.seed)
     try:
-        with api.load(bundle, weights, backend=args.backend) as session:
+        with api.load(bundle, weights, backend=resolve_backend(args.backend)) as session:
             where = (f"the GPU ({session.device})" if session.backend == "gpu"
                      else "the CPU task interpreter" + ("" if args.backend == "interp" else " (no GPU found)"))
             print(f"running on {where}")

@@ -18,16 +18,14 @@ generated; a line of timings follows on stderr. Decoding is greedy unless
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from mpk.cli import UserError
+from mpk.cli import UserError, failure, resolve_backend
 
 DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported: it pulls in torch)
 INTERP_SMS = 8          # the task interpreter's time grows with the task count: few, big tasks
@@ -123,18 +121,6 @@ def _config_dtype(hf: dict) -> str:
     return dtype if dtype in DTYPES else "bfloat16"
 
 
-def _resolve_backend(backend: str) -> str:
-    if backend == "interp":
-        return backend
-    from mpk.runtime.loader import gpu_count
-    if gpu_count():
-        return "gpu"
-    if backend == "gpu":
-        raise UserError("--backend gpu: no CUDA GPU here (no NVIDIA driver, or no device); "
-                        "--backend interp runs on the CPU")
-    return "interp"
-
-
 def _read_bundle(path: Path):
     from mpk.runtime import bundle as bundles
     try:
@@ -181,17 +167,14 @@ def _compile_folder(folder: Path, args, backend: str, max_seq: int, force: bool 
               file=sys.stderr, flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    passes = io.StringIO()                         # the passes' statistics: not for this command
     try:
-        with contextlib.redirect_stderr(passes):
-            mpk.compile(folder, max_seq=max_seq, dtype=dtype, num_sms=num_sms, arch=arch, path=scratch)
+        mpk.compile(folder, max_seq=max_seq, dtype=dtype, num_sms=num_sms, arch=arch, path=scratch)
         _record_source(scratch, folder, key)
         if path.exists():
             shutil.rmtree(path)
         os.replace(scratch, path)
     except driver.CompileError as e:
-        details = "".join(f"\n  {line}" for line in e.diagnostics[:20])
-        raise UserError(f"cannot compile {folder}: {e}{details}") from None
+        raise failure(f"cannot compile {folder}: {e}", e.diagnostics[:20]) from None
     except ValueError as e:
         raise UserError(f"cannot compile {folder}: {e}") from None
     finally:
@@ -293,7 +276,7 @@ def run(args) -> int:
     import mpk
     from mpk.runtime.loader import LoaderError
 
-    backend = _resolve_backend(args.backend)
+    backend = resolve_backend(args.backend)
     if is_bundle:
         _check_match(bundle, folder)
         try:

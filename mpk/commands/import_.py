@@ -43,8 +43,8 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpk.cli import UserError
-    from mpk.models import PRESETS, ConfigError, from_hf_config, preset
+    from mpk.cli import UserError, failure
+    from mpk.models import PRESETS, ConfigError, check_lowerable, from_hf_config, preset
 
     if args.list_models:
         for name, config in PRESETS.items():
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         config = preset(args.model) if args.model else from_hf_config(args.config)
+        check_lowerable(config, args.dtype, source=args.config or args.model)
     except ConfigError as e:
         raise UserError(str(e)) from None
 
@@ -66,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             module = frontend.import_model(config, args.batch, args.max_seq, args.dtype, progress=progress)
             text = str(module)
-    except frontend.FrontendError as e:
-        print(e, file=sys.stderr)
-        return 1
+    except frontend.FrontendError as e:     # as `mpk compile` says it (driver.import_graph)
+        raise failure(f"cannot convert {args.model or args.config} to mpk graph IR", [e]) from None
     if args.output == "-":
         sys.stdout.write(text)
     else:

@@ -10,10 +10,13 @@ Weights: random from --seed (default 0), or --weights, a folder of
 tokens, and prints a per-step table (mpk.check): relative logit error under
 --tolerance and the same greedy token wherever the margin is clear, else exit
 code 1. On the GPU the run is followed by --repeat timed launches (ms/step).
+Without --backend it runs on the GPU when the CUDA driver sees one, else on
+the CPU task interpreter (a progress bar on stderr when that takes a while).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -30,8 +33,9 @@ def add_arguments(parser) -> None:
     source.add_argument("--seed", type=int, default=0, help="random weights from this seed (default 0)")
     parser.add_argument("--prompt-ids", type=int, nargs="+", default=[1], help="prompt token ids (default: 1)")
     parser.add_argument("--steps", type=int, default=8, help="tokens to generate (default 8)")
-    parser.add_argument("--backend", choices=("gpu", "interp"), default="gpu",
-                        help="gpu: the persistent kernel; interp: the CPU task interpreter")
+    parser.add_argument("--backend", choices=("auto", "gpu", "interp"), default="auto",
+                        help="gpu: the persistent kernel; interp: the CPU task interpreter; "
+                             "auto (default): gpu when the CUDA driver sees one")
     parser.add_argument("--check", action="store_true", help="compare logits with the PyTorch model")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help=f"largest relative logit error ||ours - ref|| / ||ref|| per step that --check "
@@ -43,52 +47,69 @@ def add_arguments(parser) -> None:
                              "file name, also write a Perfetto/Chrome trace there (ui.perfetto.dev)")
     parser.add_argument("--repeat", type=int, default=5,
                         help="timed launches after the run, which warms up (gpu; default 5, 0: none)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar for the interpreter, no note on the backend chosen")
 
 
 def run(args) -> int:
-    from mpk.backends import open_backend
+    from mpk import api
+    from mpk.cli import interp_progress, resolve_backend
     from mpk.runtime import bundle as bundles
-    from mpk.runtime.loader import LoaderError, generate
-    from mpk.runtime.weights import load_safetensors, random_weights
+    from mpk.runtime.loader import LoaderError
 
     if args.steps < 1 or args.repeat < 0:
         raise UserError(f"--steps must be positive and --repeat not negative, got {args.steps}, {args.repeat}")
-    if args.profile and args.backend != "gpu":
+    backend = resolve_backend(args.backend)
+    if args.profile and backend != "gpu":
         raise UserError("--profile reads the persistent kernel's timers: it needs --backend gpu")
+    bundle = bundles.read(args.bundle)
+    if args.backend == "auto" and backend == "interp" and not args.quiet:
+        print("mpk run: no CUDA GPU here: running on the CPU task interpreter (--backend interp)", file=sys.stderr)
+    options = {"timeout_s": args.timeout, "profile": bool(args.profile)} if backend == "gpu" else {}
     try:
-        bundle = bundles.read(args.bundle)
-        specs = bundle.weights()
-        weights = load_safetensors(args.weights, specs) if args.weights else random_weights(specs, args.seed)
-        options = {"timeout_s": args.timeout, "profile": bool(args.profile)} if args.backend == "gpu" else {}
-        with open_backend(bundle, args.backend, **options) as backend:
-            backend.bind_weights(weights)
-            start = time.perf_counter()
-            result = generate(backend, args.prompt_ids, args.steps)
-            elapsed = time.perf_counter() - start
+        weights = api.resolve_weights(bundle, args.weights if args.weights else args.seed)
+        with api.load(bundle, weights, backend=backend, **options) as session:
+            progress = (interp_progress(session.runner, _task_runs(bundle, len(args.prompt_ids), args.steps),
+                                        args.quiet) if backend == "interp" else contextlib.nullcontext())
+            with progress:
+                start = time.perf_counter()
+                out = session.generate(args.prompt_ids, args.steps)     # the prompt for every sequence
+                elapsed = time.perf_counter() - start
             if args.profile:
-                _profile(backend, args.profile)
-            per_step = (_time_launches(backend, args.prompt_ids, args.steps, args.repeat)
-                        if args.backend == "gpu" and args.repeat > 0 else None)
-    except (bundles.BundleError, LoaderError) as e:
+                _profile(session.runner, args.profile)
+            per_step = (_time_launches(session.runner, args.prompt_ids, args.steps, args.repeat)
+                        if backend == "gpu" and args.repeat > 0 else None)
+    except LoaderError as e:
         raise UserError(str(e)) from None
 
-    tokens = result["tokens"]
-    for row in range(tokens.shape[1]):
-        print(f"tokens[{row}]: {' '.join(str(int(t)) for t in tokens[:, row])}")
-    where = getattr(backend, "device_name", "CPU")
-    launches = -(-args.steps // backend.steps_per_launch)
+    for row, tokens in enumerate(out.tokens):
+        print(f"tokens[{row}]: {' '.join(str(int(t)) for t in tokens)}")
+    launches = -(-args.steps // session.steps_per_launch)
     prompt = len(args.prompt_ids)
     prompt_how = (f"prompt of {prompt} in {-(-prompt // bundle.prefill_chunk)} prefill launch(es)"
-                  if bundle.prefill is not None else f"+{prompt - 1} prompt tokens, one launch each")
-    print(f"{args.backend} ({where}): {args.steps} steps in {launches} launch(es) of at most "
-          f"{backend.steps_per_launch} ({prompt_how}) in {elapsed * 1e3:.1f} ms, host round trips included")
+                  if bundle.prefill is not None and prompt > 1 else f"+{prompt - 1} prompt tokens, one launch each")
+    print(f"{backend} ({session.device}): {args.steps} steps in {launches} launch(es) of at most "
+          f"{session.steps_per_launch} ({prompt_how}) in {elapsed * 1e3:.1f} ms, host round trips included")
     if per_step is not None:
-        n = min(args.steps, backend.steps_per_launch)
+        n = min(args.steps, session.steps_per_launch)
         print(f"kernel: {per_step * 1e3:.3f} ms/step (CUDA events around one launch of {n} steps from "
               f"position {len(args.prompt_ids) - 1}, median of {args.repeat}, after the run above as warm-up)")
     if args.check:
+        result = {"tokens": out.tokens.T, "logits": out.logits, "prompt_logits": out.prompt_logits}
         return _check(bundle, weights, args.prompt_ids, result, args.tolerance)
     return 0
+
+
+def _task_runs(bundle, prompt_len: int, steps: int) -> int:
+    """The task runs of `generate` for one prompt of `prompt_len` tokens and `steps` new tokens
+    (mpk.runtime.loader.generate's launches: prefill chunks then decode steps, or one decode
+    step per position), for the interpreter's progress bar."""
+    from mpk.runtime.loader import chunk_starts
+    decode = bundle.kernel["num_tasks"]
+    if bundle.prefill is not None and prompt_len > 1:
+        chunks = len(chunk_starts(prompt_len, bundle.prefill_chunk, bundle.plan["max_seq"]))
+        return chunks * bundle.prefill.kernel["num_tasks"] + (steps - 1) * decode
+    return (prompt_len - 1 + steps) * decode
 
 
 def _time_launches(session, prompt_ids, steps: int, repeat: int) -> float:
@@ -115,7 +136,7 @@ def _profile(session, trace_path) -> None:
 
 def _check(bundle, weights, prompt_ids, result, tolerance: float) -> int:
     """Teacher-forced float64 PyTorch run on the same weights; a per-step table (mpk.check)."""
-    if "logits" not in result:
+    if result["logits"] is None:
         raise UserError("--check needs a per-step 'logits' io buffer in the bundle")
     if not bundle.plan.get("model"):
         raise UserError("--check needs the model config; this bundle was compiled from a graph file")

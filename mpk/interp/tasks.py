@@ -356,6 +356,7 @@ class _Interpreter:
             gi = int(np.searchsorted(self.first, task, side="right") - 1)
             self.run_task(gi, task - self.first[gi], step)
             self.done[gi][task - self.first[gi]] = step
+            self.on_task()
             if trigger_of[gi] is None:
                 return []
             event, indices = trigger_of[gi]
@@ -404,12 +405,13 @@ class _Interpreter:
 
 def run_tasks(module, weights: Mapping[str, np.ndarray], state: MutableMapping[str, np.ndarray],
               inputs: Mapping[str, np.ndarray], steps: int = 1, seed: int = 0,
-              queues: bool = False) -> dict[str, np.ndarray]:
+              queues: bool = False, on_task=None) -> dict[str, np.ndarray]:
     """Run `steps` decode steps of a task module; returns every `io` buffer.
 
     `inputs` gives the io buffers the host writes (`tokens`, `positions`);
     `state` (KV caches by name) is updated in place. Per-step io buffers
     (`next_tokens`, `logits`) come back with a leading [steps] dimension.
+    `on_task()` is called after each task run (progress).
     """
     graph = TaskGraph.from_module(module)
     if not graph.events:
@@ -417,5 +419,6 @@ def run_tasks(module, weights: Mapping[str, np.ndarray], state: MutableMapping[s
     if queues and graph.schedule is None:
         raise TaskInterpreterError("the module has no 'mpk.schedule': run 'mpk-schedule' first")
     interp = _Interpreter(graph, weights, state, inputs, steps, seed)
+    interp.on_task = on_task or (lambda: None)
     interp.run(graph.schedule if queues else None)
     return {b.name: interp.memory.own[b.name][0].copy() for b in graph.buffers.values() if b.space == "io"}

@@ -34,7 +34,7 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> D
         with safe_open(file, framework="pt") as f:
             for name in f.keys():
                 if name in expected:
-                    state[name] = f.get_tensor(name).to(dtype)
+                    state[name] = _checked(f.get_tensor(name), name, expected[name], folder).to(dtype)
                 elif name.endswith("rotary_emb.inv_freq"):
                     continue  # older checkpoints store it; we derive it from the config
                 elif not (config.tie_word_embeddings and name == "lm_head.weight"):
@@ -43,13 +43,21 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> D
     if missing:
         raise ConfigError(f"{folder}: missing tensors: {', '.join(missing[:5])}"
                           + (" ..." if len(missing) > 5 else ""))
-    for name, t in state.items():
-        if tuple(t.shape) != expected[name]:
-            raise ConfigError(f"{folder}: {name} has shape {tuple(t.shape)}, expected {expected[name]}")
     model.load_state_dict(state, assign=True)
     # The derived buffer is recomputed on the CPU, not read from the checkpoint.
     model.inv_freq = torch.tensor(rope_inv_freq(config), dtype=torch.float32)
     return model
+
+
+def _checked(tensor: torch.Tensor, name: str, shape: tuple[int, ...], folder: Path) -> torch.Tensor:
+    """A checkpoint tensor of the shape the config gives and of floating-point values: an integer
+    tensor is a quantized weight or another tensor, never cast (as mpk.runtime.weights.check_weight)."""
+    if tuple(tensor.shape) != shape:
+        raise ConfigError(f"{folder}: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+    if not tensor.dtype.is_floating_point:
+        raise ConfigError(f"{folder}: {name} holds {str(tensor.dtype).removeprefix('torch.')} values, "
+                          "expected floating point (integer weights are not converted)")
+    return tensor
 
 
 def save_checkpoint(model: Decoder, folder: str | Path) -> Path:
