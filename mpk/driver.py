@@ -49,11 +49,17 @@ TIMELESS = contextlib.nullcontext
 
 
 class CompileError(RuntimeError):
-    """A stage failed; `diagnostics` holds MLIR's messages when it was a pass."""
+    """A stage failed; `diagnostics` holds MLIR's messages when it was a pass.
+    `headline` is the one line; str() adds the first diagnostics, indented, so
+    an API caller sees why as the CLI does."""
+
+    SHOWN = 20
 
     def __init__(self, stage: str, message: str, diagnostics: list[str] = ()):
-        super().__init__(f"{stage}: {message}")
         self.stage, self.diagnostics = stage, list(diagnostics)
+        self.headline = f"{stage}: {message}"
+        lines = [line for d in self.diagnostics[:self.SHOWN] for line in str(d).splitlines()]
+        super().__init__(self.headline + "".join(f"\n  {line}" for line in lines))
 
 
 @dataclasses.dataclass

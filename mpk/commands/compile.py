@@ -123,7 +123,7 @@ def run(args) -> int:
         progress.bar.close()
         if not isinstance(e, driver.CompileError):
             raise
-        raise failure(str(e), e.diagnostics[:20]) from None
+        raise failure(e.headline, e.diagnostics[:e.SHOWN]) from None
     progress.close()
     if not args.quiet:
         print(f"wrote {path}")

@@ -174,7 +174,7 @@ def _compile_folder(folder: Path, args, backend: str, max_seq: int, force: bool 
             shutil.rmtree(path)
         os.replace(scratch, path)
     except driver.CompileError as e:
-        raise failure(f"cannot compile {folder}: {e}", e.diagnostics[:20]) from None
+        raise failure(f"cannot compile {folder}: {e.headline}", e.diagnostics[:e.SHOWN]) from None
     except ValueError as e:
         raise UserError(f"cannot compile {folder}: {e}") from None
     finally:

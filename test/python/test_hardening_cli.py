@@ -232,3 +232,15 @@ def test_interpreter_progress_counts_every_task(compiled, monkeypatch):
     with cli.interp_progress(session.runner, total, quiet=True):
         session.runner.on_task()
     assert sys.stderr.getvalue() == ""
+
+
+def test_compile_error_says_why(tmp_path):
+    """A CompileError's message carries the located diagnostics (an API caller sees why, as
+    the CLI prints it); its headline is the one line the CLI starts with."""
+    from mpk import driver
+    bad = tmp_path / "bad.mlir"
+    bad.write_text('func.func @f() {\n  %0 = "mpk.nope"() : () -> i32\n  return\n}\n')
+    with pytest.raises(driver.CompileError) as info:
+        driver.import_graph(bad, "mlir", driver.Options())
+    assert info.value.headline.startswith("graph: ") and "\n" not in info.value.headline
+    assert f"{bad}:2:" in str(info.value)
