@@ -27,6 +27,13 @@ def as_float32(weights: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_task_ir(module) -> None:
+    """A bundle's tasks.mlir is verified, scheduled task IR (an edited one might not be)."""
+    from mpk.dialects.verify import verify
+    if verify(module) and not {"mpk.tasks", "mpk.schedule"} <= {op.operation.name for op in module.body.operations}:
+        module.operation.location.emit_error("expected scheduled task IR: mpk.tasks groups and an mpk.schedule")
+
+
 class InterpRunner:
     """The task interpreter behind the Session interface (one launch = one run_tasks call).
 
@@ -41,7 +48,7 @@ class InterpRunner:
         if not path.is_file():
             raise LoaderError(f"{bundle.path} has no {bundles.TASK_IR} for the interpreter")
         self.context = dialects.context()
-        self.module = parse_mlir(path, self.context)
+        self.module = parse_mlir(path, self.context, _check_task_ir)
         self.on_task = None          # called after each task run (progress)
         self.weights: dict[str, np.ndarray] = shared.weights if shared else {}
         self.state = shared.state if shared else {

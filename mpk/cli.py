@@ -80,13 +80,15 @@ def resolve_backend(choice: str) -> str:
 
 
 @contextlib.contextmanager
-def interp_progress(runner, total_tasks: int, quiet: bool):
+def interp_progress(runner, total_tasks: int | None, quiet: bool):
     """A progress bar on stderr over the task interpreter's task runs (a real-size model takes
-    minutes): drawn after PROGRESS_DELAY_S, on a terminal or into a log (there every 30 s)."""
+    minutes): drawn after PROGRESS_DELAY_S, on a terminal or into a log (there every 30 s);
+    a count and rate when the total is not known."""
     from tqdm import tqdm
     bar = tqdm(total=total_tasks, file=sys.stderr, disable=quiet, delay=PROGRESS_DELAY_S, leave=False,
                mininterval=0.2 if sys.stderr.isatty() else 30, desc="interp",
-               bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {n}/{total} tasks [{elapsed}<{remaining}]")
+               bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {n}/{total} tasks [{elapsed}<{remaining}]"
+               if total_tasks else "{desc}: {n} tasks [{elapsed}, {rate_fmt}]")
     runners = [r for r in (runner, runner.prefill) if r is not None]   # the prefill program's too
     for r in runners:
         r.on_task = bar.update

@@ -48,12 +48,13 @@ def read_text(path: Path) -> str:
         raise InputError(f"{path}:{line}: not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x})") from None
 
 
-def parse_mlir(path: Path, context):
-    """Parse an MLIR file in `context`; malformed IR is an InputError with MLIR's
-    diagnostics at `file:line:col`, the source line and a caret under it."""
-    module, diagnostics = checked_parse(read_text(path), str(path), context)
+def parse_mlir(path: Path, context, check=None):
+    """Parse an MLIR file in `context`; malformed IR (or IR that fails `check(module)`,
+    which reports at its ops' locations) is an InputError with MLIR's diagnostics at
+    `file:line:col`, the source line and a caret under it."""
+    module, diagnostics = checked_parse(read_text(path), str(path), context, check)
     if module is None:
-        raise InputError(f"{path} is not valid MLIR:\n" + "\n".join(diagnostics))
+        raise InputError(f"{path}: invalid IR:\n" + "\n".join(diagnostics))
     return module
 
 

@@ -18,6 +18,7 @@ generated; a line of timings follows on stderr. Decoding is greedy unless
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mpk.cli import UserError, failure, resolve_backend
+from mpk.cli import UserError, failure, interp_progress, resolve_backend
 
 DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported: it pulls in torch)
 INTERP_SMS = 8          # the task interpreter's time grows with the task count: few, big tasks
@@ -302,15 +303,22 @@ def run(args) -> int:
             kwargs["sampling"] = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                       min_p=args.min_p, seed=args.seed)
 
-        def write(piece: str) -> None:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        # On the interpreter a prompt can take minutes before the first text: a task count
+        # on stderr until then (the text takes the terminal over).
+        progress = (interp_progress(session.runner, None, args.quiet) if session.backend == "interp"
+                    else contextlib.nullcontext())
+        with progress as bar:
+            def write(piece: str) -> None:
+                if bar is not None:
+                    bar.close()
+                sys.stdout.write(piece)
+                sys.stdout.flush()
 
-        try:
-            out = texts.generate_text(session, tokenizer, prompt, args.max_new_tokens, chat=args.chat,
-                                      system=args.system, on_text=write, **kwargs)
-        except (LoaderError, ValueError) as e:
-            raise UserError(str(e)) from None
+            try:
+                out = texts.generate_text(session, tokenizer, prompt, args.max_new_tokens, chat=args.chat,
+                                          system=args.system, on_text=write, **kwargs)
+            except (LoaderError, ValueError) as e:
+                raise UserError(str(e)) from None
     write("\n")
     if not args.quiet:
         print(stats_line(out, session), file=sys.stderr, flush=True)

@@ -244,3 +244,15 @@ def test_compile_error_says_why(tmp_path):
         driver.import_graph(bad, "mlir", driver.Options())
     assert info.value.headline.startswith("graph: ") and "\n" not in info.value.headline
     assert f"{bad}:2:" in str(info.value)
+
+
+def test_run_refuses_tasks_mlir_that_is_not_task_ir(tmp_path, capsys):
+    """An edited tasks.mlir that parses but holds no scheduled task IR: one located line, exit 1."""
+    from mpk.cli import main
+    out = tmp_path / "b"
+    assert main(["compile", "--model", "qwen3-tiny", "--max-seq", "32", "-o", str(out), "--quiet"]) == 0
+    (out / "tasks.mlir").write_text("module {\n}\n")
+    capsys.readouterr()
+    assert main(["run", str(out), "--backend", "interp", "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'tasks.mlir'}:1:1: error: expected scheduled task IR" in err and "Traceback" not in err
