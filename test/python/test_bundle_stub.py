@@ -67,7 +67,7 @@ def mpk(*args):
 @pytest.mark.parametrize("args, message", [
     (["run", "/nonexistent.mpk"], "is not an mpk bundle"),
     (["run", "STUB", "--steps", "0"], "--steps must be positive"),
-    (["run", "STUB", "--backend", "interp"], "no buffer named 'tokens'"),
+    (["run", "STUB", "--backend", "interp"], "unknown task kind 'produce'"),   # the interpreter verifies tasks.mlir
     (["compile", "--model", "no-such-model", "-o", "x.mpk"], "unknown model 'no-such-model'"),
     (["compile", "/nonexistent.mlir", "-o", "x.mpk"], "no such file"),
     (["compile", "--model", "qwen3-tiny", "--threads", "100", "-o", "x.mpk"], "multiple of 32"),
