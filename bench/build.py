@@ -2,8 +2,10 @@
 
     python -m bench.build                      # every model x batch of bench/decode.py
     python -m bench.build --models qwen3-0.6b --batches 1
+    python -m bench.build --hop-only           # only the hop microbenchmark's cubin (no MLIR)
 
-One bundle per (model, batch), bf16, into .bundles/bench/<model>-b<batch>/.
+One bundle per (model, batch), bf16, into .bundles/bench/<model>-b<batch>/,
+and bench.hop's cubin next to them (.bundles/bench/hop.cubin).
 Its KV cache holds MAX_SEQ rows, enough for the largest context plus one
 launch of steps: `bench.decode` picks the context at run time through the
 positions, since attention reads only rows 0..pos.
@@ -30,12 +32,14 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 
 
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132,
-          stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0) -> Path:
+          stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
+          merge_in_attention: bool = True) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
-                             rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk)
+                             rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
+                             merge_in_attention=merge_in_attention)
     if stage_bytes is not None:
         options.stage_bytes = stage_bytes
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
@@ -53,18 +57,27 @@ def main(argv=None) -> int:
                         "stages, for an A/B comparison); default: the compiler's")
     parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",
                         help="keep rope_append a group of its own (mpk-partition{rope-in-attention=false})")
+    parser.add_argument("--no-merge-in-attention", dest="merge_in_attention", action="store_false",
+                        help="merge a split attention in a combine group of its own "
+                             "(mpk-partition{merge-in-attention=false})")
     parser.add_argument("--prefill", action="store_true",
                         help=f"bench.prefill's bundles: a prefill kernel of --prefill-chunk rows per sequence, "
                              f"into {PREFILL_ROOT}/ unless --root says otherwise (decode's bundles have none)")
     parser.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK)
+    parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
     if args.prefill and args.root == ROOT:
         args.root = PREFILL_ROOT
+    if not args.prefill:      # bench.decode's bundles come with bench.hop's cubin
+        from bench import hop
+        print(f"{hop.build(args.root / 'hop.cubin')}: the hop microbenchmark", flush=True)
+    if args.hop_only:
+        return 0
     for model in args.models:
         for batch in args.batches:
             start = time.perf_counter()
             path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
-                         args.prefill_chunk if args.prefill else 0)
+                         args.prefill_chunk if args.prefill else 0, args.merge_in_attention)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -20,10 +20,14 @@ every (model, batch, context) it
    torch.compile (inductor) captured in a CUDA graph: CUDA events around each
    step, median. PyTorch's decode attends a static cache with a mask, so its
    cache holds exactly the ctx rows the step reads;
-4. derives the bytes a step must read (every weight matrix incl. the LM head,
+4. derives the bytes a step must read from the bundle's plan
+   (mpk.runtime.bandwidth.step_bytes: every weight matrix incl. the LM head,
    one embedding row per sequence, norm weights, K and V rows 0..ctx-1 of
    every layer) and the floor: those bytes over the read bandwidth measured
-   in the same run (torch.sum over a 4 GiB bf16 tensor).
+   in the same run (torch.sum over a 4 GiB bf16 tensor);
+5. and the limit: the floor plus the per-stage overhead that bench.hop
+   measures in the same run times the step's dependent stages (the bundle's
+   plan: mpk-stats' count), `stage_limit_ms`. `--no-hop` skips it.
 
 Writes <out>/<card>.json (every number; nothing is edited by hand) and
 prints a table; `python -m bench.plot <json>` draws the chart.
@@ -111,18 +115,24 @@ def random_bf16_model(make, seed: int):
     return model.eval()
 
 
-def step_bytes(config, batch: int, ctx: int) -> dict[str, int]:
-    """What one decode step must read from memory, in bytes (bf16)."""
-    from mpk.models import weight_shapes
-    shapes = weight_shapes(config)
-    weights = 0
-    for name, shape in shapes.items():
-        n = math.prod(shape)
-        if name == "model.embed_tokens.weight" and not config.tie_word_embeddings:
-            n = batch * shape[1]                 # an untied table is only gathered: one row per sequence
-        weights += 2 * n
-    kv = 2 * config.num_layers * batch * ctx * config.num_kv_heads * config.head_dim * 2
-    return {"weights": weights, "kv": kv, "total": weights + kv}
+def stage_limit_ms(floor_ms: float, stage_overhead_us: float, dependent_stages: int) -> float:
+    """The limit of a step: the floor, plus what each of the step's dependent
+    stages (groups that run one after another) costs beyond streaming its bytes,
+    as bench.hop measures it on the same GPU."""
+    return floor_ms + stage_overhead_us * dependent_stages / 1e3
+
+
+def measure_hop(bandwidth: float) -> dict | None:
+    """bench.hop's probe (flag latency, per-stage overhead), or None where it is missing."""
+    try:
+        from bench import hop
+    except ImportError as e:
+        print(f"no limit column: bench.hop cannot be imported ({e})", flush=True)
+        return None
+    result = hop.measure(bandwidth=bandwidth)
+    print(f"hop probe: one-way flag latency {result['flag_one_way_ns']:.0f} ns, per-stage overhead "
+          f"{result['stage_overhead_us']:.2f} us", flush=True)
+    return result
 
 
 # -------------------------------------------------------------------- mpk
@@ -219,7 +229,9 @@ def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
 
 def profile_summary(mpk: MpkRun) -> dict:
     """Per kind: tasks, SM time, mean task time (mpk.runtime.trace.summarize); per
-    worker: time between tasks (waiting on events, dispatch), from the in-kernel
+    worker: time between one task's end and the next one's start (waiting on
+    events, dispatch; trace.previous_end); the event hop of the tasks that
+    waited (trace.event_hops: last trigger to start), from the in-kernel
     profiler of the last launch."""
     from mpk.runtime import trace
     mpk.session.profile = mpk.profile_buffer
@@ -236,20 +248,16 @@ def profile_summary(mpk: MpkRun) -> dict:
                       "mean_task_us": k.mean_us} for k in summary.kinds}
     busy_total = sum(k.total_us for k in summary.kinds)
     step_us = float(np.median(summary.step_us))
-    tables = mpk.bundle.tables
-    offsets, queue = tables["queue_offsets"], tables["queue_tasks"]
-    gaps = []
-    for s in range(times.shape[0]):
-        for w in range(len(offsets) - 1):
-            q = queue[offsets[w]:offsets[w + 1]]
-            if q.size > 1:
-                gaps.append(times[s, q[1:], 0] - times[s, q[:-1], 1])
-    gaps = np.concatenate(gaps) / 1e3 if gaps else np.zeros(1)
-    workers = len(offsets) - 1
-    return {"step_us": step_us, "workers": workers, "tasks": int(times.shape[1]),
+    previous = trace.previous_end(mpk.bundle.tables, times)
+    gaps = (times[..., 0] - previous)[previous >= 0] / 1e3
+    gaps = gaps if gaps.size else np.zeros(1)
+    hops = trace.event_hops(mpk.bundle.plan, mpk.bundle.tables, times) / 1e3
+    workers, tasks = summary.num_workers, int(times.shape[1])
+    return {"step_us": step_us, "workers": workers, "tasks": tasks, "tasks_per_sm": tasks / workers,
             "busy_fraction": busy_total / (workers * step_us),
             "gap_us_median": float(np.median(gaps)), "gap_us_mean": float(gaps.mean()),
-            "kinds": kinds}
+            "hops": int(hops.size), "hop_us_median": float(np.median(hops)) if hops.size else None,
+            "hop_us_p90": float(np.percentile(hops, 90)) if hops.size else None, "kinds": kinds}
 
 
 # --------------------------------------------------------------- baselines
@@ -294,8 +302,9 @@ def card_name() -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-").lower()
 
 
-def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
+def run_config(model_name, batch, contexts, args, bandwidth, compile_left, stage_overhead_us=None):
     from mpk.models import preset
+    from mpk.runtime.bandwidth import step_bytes
     config = preset(model_name)
     path = bundle_path(model_name, batch, args.bundles)
     if not path.is_dir():
@@ -303,6 +312,10 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
         return []
     model = torch_model(config, args.seed)
     mpk = MpkRun(path, model, profile=args.profile)
+    stages = mpk.bundle.plan.get("dependent_stages", {}).get("per_step")
+    if stages is None and stage_overhead_us is not None:
+        print(f"no limit for {model_name} batch {batch}: its bundle does not count its dependent stages "
+              "(rebuild it: python -m bench.build)", flush=True)
     rows = []
     try:
         rng = np.random.default_rng([args.seed, batch])
@@ -337,11 +350,14 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
             start = time.perf_counter()
             base = baselines(model, t, ctx - 1, budget)
             compile_left[0] -= time.perf_counter() - start
-            nbytes = step_bytes(config, batch, ctx)
-            floor = nbytes["total"] / bandwidth
+            nbytes = step_bytes(mpk.bundle.plan, ctx - 1)          # the step at ctx appends row ctx-1
+            floor_ms = nbytes.total / bandwidth * 1e3
+            limit_ms = (stage_limit_ms(floor_ms, stage_overhead_us, stages)
+                        if stages is not None and stage_overhead_us is not None else None)
             row = {"model": model_name, "batch": batch, "ctx": ctx, "steps_per_launch": mpk.steps,
-                   "tasks": int(mpk.bundle.kernel["num_tasks"]), "bytes": nbytes, "floor_ms": floor * 1e3,
-                   "check": checked, "systems": {}}
+                   "tasks": int(mpk.bundle.kernel["num_tasks"]), "bytes": nbytes.as_dict(), "floor_ms": floor_ms,
+                   "dependent_stages": stages, "limit_ms": limit_ms, "read_bandwidth_bytes_per_s": bandwidth,
+                   "stage_overhead_us": stage_overhead_us, "check": checked, "systems": {}}
             if failure:
                 row["check_failed"] = failure
             for system, samples in (("mpk", mpk_s), ("eager", base.get("eager")),
@@ -351,7 +367,9 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
                     ms = float(np.median(samples)) * 1e3
                     row["systems"][system] = {"ms": ms, "ms_p10": float(np.percentile(samples, 10)) * 1e3,
                                               "ms_p90": float(np.percentile(samples, 90)) * 1e3,
-                                              "ratio_to_floor": ms / (floor * 1e3)}
+                                              "ratio_to_floor": ms / floor_ms}
+                    if limit_ms is not None:
+                        row["systems"][system]["ratio_to_limit"] = ms / limit_ms
             for key in ("compile_s", "compile_error"):
                 if key in base:
                     row[key] = base[key]
@@ -362,9 +380,11 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
             rows.append(row)
             print(_line(row), flush=True)
             if profile:
-                print("    profile: step %.1f us, busy %.0f%%, gap between tasks median %.2f us; per kind "
-                      "(SM us / tasks / mean us): %s" % (
-                          profile["step_us"], 100 * profile["busy_fraction"], profile["gap_us_median"],
+                hop = profile["hop_us_median"]
+                print("    profile: step %.1f us, busy %.0f%%, %.1f tasks per SM, gap between tasks median %.2f us, "
+                      "event hop median %s; per kind (SM us / tasks / mean us): %s" % (
+                          profile["step_us"], 100 * profile["busy_fraction"], profile["tasks_per_sm"],
+                          profile["gap_us_median"], "-" if hop is None else f"{hop:.2f} us",
                           ", ".join(f"{k} {v['sm_us']:.0f}/{v['tasks']}/{v['mean_task_us']:.2f}"
                                     for k, v in sorted(profile["kinds"].items(), key=lambda kv: -kv[1]["sm_us"]))),
                       flush=True)
@@ -378,7 +398,9 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left):
 def _line(row) -> str:
     s = row["systems"]
     cell = lambda k: f"{s[k]['ms']:7.3f} ({s[k]['ratio_to_floor']:.2f}x)" if k in s else f"{'-':>15}"
-    return (f"{row['model']:<12} b{row['batch']:<2} ctx {row['ctx']:<5} floor {row['floor_ms']:6.3f} ms | mpk "
+    limit = (f" limit {row['limit_ms']:6.3f} ms ({row['dependent_stages']} stages; mpk "
+             f"{s['mpk']['ratio_to_limit']:.2f}x)" if row.get("limit_ms") else "")
+    return (f"{row['model']:<12} b{row['batch']:<2} ctx {row['ctx']:<5} floor {row['floor_ms']:6.3f} ms{limit} | mpk "
             f"{cell('mpk')} | eager {cell('eager')} | graph {cell('cuda_graph')} | compile+graph "
             f"{cell('compiled_graph')} | err {row['check'].get('mpk_rel_err', float('nan')):.1e} (torch bf16 "
             f"{row['check'].get('torch_bf16_rel_err', float('nan')):.1e})")
@@ -402,6 +424,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tag", default="", help="suffix of the result file name")
     parser.add_argument("--keep-going", action="store_true",
                         help="record a failed logit check and go on timing (exit status 1 at the end)")
+    parser.add_argument("--append", action="store_true",
+                        help="add to the result file's rows instead of starting it anew (a run split over "
+                             "several calls; every row keeps its own run's bandwidth and stage overhead)")
+    parser.add_argument("--no-hop", dest="hop", action="store_false",
+                        help="skip bench.hop's probe, and with it the limit (floor + stage overhead x stages)")
     args = parser.parse_args(argv)
 
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = True
@@ -409,17 +436,25 @@ def main(argv=None) -> int:
     bandwidth = read_bandwidth()
     print(f"{torch.cuda.get_device_name()}: read bandwidth (torch.sum, 4 GiB bf16) {bandwidth / 1e12:.3f} TB/s",
           flush=True)
+    hop = measure_hop(bandwidth) if args.hop else None
+    stage_overhead_us = hop["stage_overhead_us"] if hop else None
     compile_left = [args.compile_budget]
-    result = {"card": torch.cuda.get_device_name(), "read_bandwidth_bytes_per_s": bandwidth,
+    result = {"card": torch.cuda.get_device_name(), "read_bandwidth_bytes_per_s": bandwidth, "hop": hop,
               "torch": torch.__version__, "python": platform.python_version(),
               "tolerance": TOLERANCE, "bf16_slack": BF16_SLACK, "profile": args.profile,
               "compile_contexts": args.compile_contexts, "compile_budget_s": args.compile_budget,
               "results": []}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{card}{'-' + args.tag if args.tag else ''}.json"
+    if args.append and path.exists():
+        earlier = json.loads(path.read_text())
+        result["earlier_runs"] = earlier.pop("earlier_runs", []) + [
+            {k: earlier.get(k) for k in ("read_bandwidth_bytes_per_s", "hop", "compile_budget_s")}]
+        result["results"] = earlier["results"]
     for model_name in args.models:
         for batch in args.batches:
-            result["results"] += run_config(model_name, batch, args.contexts, args, bandwidth, compile_left)
+            result["results"] += run_config(model_name, batch, args.contexts, args, bandwidth, compile_left,
+                                            stage_overhead_us)
             path.write_text(json.dumps(result, indent=1))     # after every configuration: a cut run keeps them
     path.write_text(json.dumps(result, indent=1))
     rows = result["results"]
@@ -432,19 +467,26 @@ def main(argv=None) -> int:
 
 
 def table(result) -> str:
-    """The short table: ms/step and ratio to the floor per system, mpk's speedups."""
+    """The short table: ms/step and ratio to the floor per system, the limit and
+    mpk's ratio to it, mpk's speedups."""
+    hop = result.get("hop")
     lines = [f"{result['card']}, read bandwidth {result['read_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s; "
-             "ms/step (ratio to floor)",
-             f"{'model':<12} {'b':>2} {'ctx':>5} {'floor':>6} {'mpk':>14} {'eager':>14} {'graph':>14} "
-             f"{'compile+graph':>14}  speedup vs compile+graph, mpk b8/b1 step"]
+             "ms/step (ratio to floor)"
+             + (f"; limit = floor + {hop['stage_overhead_us']:.2f} us stage overhead x dependent stages"
+                if hop else ""),
+             f"{'model':<12} {'b':>2} {'ctx':>5} {'floor':>6} {'limit':>6} {'mpk':>14} {'/limit':>6} {'eager':>14} "
+             f"{'graph':>14} {'compile+graph':>14}  speedup vs compile+graph, mpk b8/b1 step"]
     mpk_ms = {(r["model"], r["batch"], r["ctx"]): r["systems"]["mpk"]["ms"] for r in result["results"]}
     for r in result["results"]:
         s = r["systems"]
         one = mpk_ms.get((r["model"], 1, r["ctx"])) if r["batch"] != 1 else None
         cell = lambda k: f"{s[k]['ms']:6.3f} ({s[k]['ratio_to_floor']:4.2f})" if k in s else f"{'-':>14}"
         sp = r["mpk_speedup"].get("compiled_graph")
-        lines.append(f"{r['model']:<12} {r['batch']:>2} {r['ctx']:>5} {r['floor_ms']:6.3f} {cell('mpk'):>14} "
-                     f"{cell('eager'):>14} {cell('cuda_graph'):>14} {cell('compiled_graph'):>14}  "
+        limit, to_limit = ((f"{r['limit_ms']:.3f}", f"{s['mpk']['ratio_to_limit']:.2f}") if r.get("limit_ms")
+                           else ("-", "-"))
+        lines.append(f"{r['model']:<12} {r['batch']:>2} {r['ctx']:>5} {r['floor_ms']:6.3f} {limit:>6} "
+                     f"{cell('mpk'):>14} {to_limit:>6} {cell('eager'):>14} {cell('cuda_graph'):>14} "
+                     f"{cell('compiled_graph'):>14}  "
                      + (f"{sp:.2f}x" if sp else "-") + (f", {s['mpk']['ms'] / one:.2f}" if one else ""))
     return "\n".join(lines)
 

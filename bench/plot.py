@@ -4,7 +4,9 @@
 
 One panel per (batch, context): for every model, each system's time per
 step as a multiple of the same run's floor (bytes a step must read over the
-measured read bandwidth); 1.0 is the floor. Numbers come from the JSON only.
+measured read bandwidth); 1.0 is the floor. Where the run measured it, a
+dashed line over each model marks its limit (floor + per-stage overhead x
+dependent stages). Numbers come from the JSON only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def plot(result: dict, out: Path) -> None:
             if key == "mpk":
                 for x, y in zip(xs, ys):
                     ax.text(x, y, f"{y:.2f}", ha="center", va="bottom", fontsize=7)
+        limits = [(i, row["limit_ms"] / row["floor_ms"]) for i, model in enumerate(models)
+                  for row in rows if (row["model"], row["batch"], row["ctx"]) == (model, batch, ctx)
+                  and row.get("limit_ms")]
+        for n, (i, y) in enumerate(limits):
+            ax.hlines(y, i - 0.4, i + 0.4, colors="black", linestyles="dashed", linewidth=1,
+                      label="limit: floor + stage overhead x stages" if n == 0 else None)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)

@@ -10,12 +10,17 @@ stays fast.
 from __future__ import annotations
 
 import dataclasses
+import graphlib
+import re
+from collections import defaultdict
 from typing import Callable
 
 import numpy as np
 from mlir import ir
 
-SPACES = ("workspace", "weight", "state", "io")
+SPACES = ("workspace", "weight", "state", "io", "counters")
+# A decoder layer's groups carry its index: `model.layers.3.mlp.down_proj`, `layers.3.attention`.
+LAYER_NAME = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
 def compile_affine_expr(expr: ir.AffineExpr) -> Callable[[np.ndarray], np.ndarray]:
@@ -107,6 +112,26 @@ class TaskGroup:
         return [(int(c) * t, min((int(c) + 1) * t, d)) for c, t, d in zip(coords, self.tile, domain)]
 
 
+@dataclasses.dataclass(frozen=True)
+class DependentStages:
+    """The longest chain of task groups in which each waits, through a non-primed
+    event, on the one before: stages that run one after another however many SMs
+    there are, each paying an event hop. Primed events (`step`) order a step
+    after the previous one and are left out; in a launch of many steps that hop
+    joins the chain's last group to the next step's first, so a step pays
+    `per_step` hops in all."""
+    per_step: int        # groups on the chain
+    in_layers: int       # of them, groups of a decoder layer (LAYER_NAME)
+    layers: int          # decoder layers named in the module; 0: none
+
+    @property
+    def per_layer(self) -> float | None:
+        return self.in_layers / self.layers if self.layers else None
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "per_layer": self.per_layer}
+
+
 @dataclasses.dataclass
 class TaskGraph:
     kernel: ir.Operation | None
@@ -124,6 +149,24 @@ class TaskGraph:
         if group.domain is not None:
             return group.domain
         return self.buffers[group.outputs[0]].shape
+
+    def dependent_stages(self) -> DependentStages:
+        """The longest chain of groups linked by non-primed events (mpk-stats prints
+        it, the bundle's plan records it for bench/decode.py's limit)."""
+        triggerers = defaultdict(list)
+        for g in self.groups:
+            if g.trigger is not None and not self.events[g.trigger.event].primed:
+                triggerers[g.trigger.event].append(g.name)
+        producers = {g.name: triggerers[g.wait.event] if g.wait is not None else [] for g in self.groups}
+        in_layer = {g.name: LAYER_NAME.search(g.name) is not None for g in self.groups}
+        # Per group, the longest chain ending at it: (groups, groups in layers); ties go to more in layers.
+        chain: dict[str, tuple[int, int]] = {}
+        for name in graphlib.TopologicalSorter(producers).static_order():
+            groups, in_layers = max((chain[p] for p in producers[name]), default=(0, 0))
+            chain[name] = (groups + 1, in_layers + in_layer[name])
+        per_step, in_layers = max(chain.values(), default=(0, 0))
+        layers = {m.group(1) for g in self.groups if (m := LAYER_NAME.search(g.name))}
+        return DependentStages(per_step, in_layers, len(layers))
 
     def kernel_attr(self, name: str, default=None):
         if self.kernel is None or name not in self.kernel.attributes:

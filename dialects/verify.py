@@ -27,7 +27,7 @@ from . import taskir
 
 FLOATS = ("bf16", "f16", "f32")
 INTS = ("i32", "i64")
-KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial",
+KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial", "attention_split",
          "attention_combine", "attention_prefill", "kv_append", "rope_append", "silu_mul", "add",
          "allreduce", "argmax", "sample", "gate_up")
 # Element types of the dense arrays the Python bindings have a class for.
@@ -579,16 +579,20 @@ def _task_rope_append(c, op, kind, ins, outs, attrs):
 
 
 def _task_attention_partial(c, op, kind, ins, outs, attrs):
-    rope = "inv_freq" in attrs
+    """attention_partial, and attention_split: the same plus the merged output and
+    the arrival counters (task_kinds.AttentionSplit)."""
+    rope, merged = "inv_freq" in attrs, 2 * (kind == "attention_split")
+    roles = " (the partials" + (", the caches" if rope else "") + (", the output, the arrival counters"
+                                                                   if merged else "") + ")"
     if rope:
-        if not _arity(c, op, kind, ins, outs, 6 + 2 * ("eps" in attrs), 3,
+        if not _arity(c, op, kind, ins, outs, 6 + 2 * ("eps" in attrs), 3 + merged,
                       " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps])"):
             return
         (q, _, _, kc, vc, pos), head_dim = ins[:6], _rope_inputs(c, op, ins, attrs)
         if head_dim is not None:
-            c.check(outs[1:] == [kc, vc], op, "the outputs after the partials must be the two caches")
+            c.check(outs[1:3] == [kc, vc], op, "the outputs after the partials must be the two caches")
     else:
-        if not _arity(c, op, kind, ins, outs, 4, 1, " (q, k_cache, v_cache, positions)"):
+        if not _arity(c, op, kind, ins, outs, 4, 1 + merged, " (q, k_cache, v_cache, positions)" + roles):
             return
         q, kc, vc, pos = ins
         head_dim = _heads(c, op, q, kc, vc, pos, attrs)
@@ -598,6 +602,14 @@ def _task_attention_partial(c, op, kind, ins, outs, attrs):
         return
     c.check(q.shape[0] == kc.shape[0], op, f"q rows ({q.shape[0]}) must be one per sequence ({kc.shape[0]})")
     _partials(c, op, outs[0], q.shape[0], splits, q.shape[1] // head_dim, head_dim)
+    if merged:
+        out, arrivals = outs[-2:]
+        c.check(out.rank == 2 and out.shape == q.shape and _elt(out) in FLOATS, op,
+                f"the output must be a float tensor<{q.shape[0]}x{q.shape[1]}> (q's shape), got {out}")
+        c.check(arrivals.rank == 2 and arrivals.shape == [q.shape[0], kc.shape[2] // head_dim]
+                and _elt(arrivals) == "i32", op,
+                f"the arrival counters must be tensor<{q.shape[0]}x{kc.shape[2] // head_dim}xi32> "
+                f"(one per sequence and KV head), got {arrivals}")
 
 
 def _task_attention_combine(c, op, kind, ins, outs, attrs):
@@ -645,6 +657,7 @@ _TASK_RULES = {
     "add": _as_graph_op(_elementwise, 2), "allreduce": _as_graph_op(_elementwise, 1),
     "linear": _task_linear, "gate_up": _task_gate_up, "attention": _task_attention,
     "attention_prefill": _task_attention, "attention_partial": _task_attention_partial,
+    "attention_split": _task_attention_partial,
     "attention_combine": _task_attention_combine, "rope_append": _task_rope_append,
     "kv_append": _task_kv_append, "argmax": _task_tokens, "sample": _task_tokens,
 }

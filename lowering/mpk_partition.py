@@ -9,8 +9,10 @@ them per-tile events instead of a barrier.
 
 Some ops become something else than one group. A decode `mpk.attention`
 that would leave SMs idle (one task per sequence and KV head) becomes
-split-KV: `attention_partial` tasks over P splits of the cache rows and
-`attention_combine` tasks that merge them (`mpk.splits` overrides P). A
+split-KV: tasks over P splits of the cache rows, the last of which to
+finish per KV head group merges them (`attention_split`; with
+`merge-in-attention=false` an `attention_partial` and an `attention_combine`
+group), and `mpk.splits` overrides P. A
 layer norm or a silu_mul whose every user is a linear reading it as x
 becomes no group at all: those linears compute their x themselves while they
 stage it in shared memory (one event hop less each). A fused norm's linears
@@ -148,6 +150,7 @@ class MpkPartition(ModulePass):
     arch: str = "sm_90"
     min_split_rows: int = task_kinds.MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
+    merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -406,10 +409,11 @@ class MpkPartition(ModulePass):
 
     def _split_attention(self, op, info: OpInfo, name: str, inputs: list[str], output: str,
                          attrs: dict, rope: RopeAppendMatch | None) -> None:
-        """Split-KV decode attention as two groups: `attention_partial` tasks, one per
-        (sequence, KV split, KV head group), write f32 partial results that
-        `attention_combine` tasks merge per query head into the op's output.
-        With `rope`, the partial tasks also do the attention's rope_append."""
+        """Split-KV decode attention: tasks, one per (sequence, KV split, KV head
+        group), write f32 partial results, which `attention_combine` tasks merge per
+        query head into the op's output, or (`merge-in-attention`) the last split of
+        each KV group merges itself: one `attention_split` group. With `rope`, the
+        split tasks also do the attention's rope_append."""
         splits = self._splits(op, info)
         (batch, width), head_dim = info.output, info.params["head_dim"]
         heads = width // head_dim
@@ -426,14 +430,23 @@ class MpkPartition(ModulePass):
             attrs.update(rope.params)
             info = OpInfo(info.kind, [_shape(v.type) for v in values], [_elt_bytes(v.type) for v in values],
                           info.output, info.output_bytes, info.domain, info.params)
-        part = OpInfo("attention_partial", info.inputs, info.input_bytes, partial_shape, 4, partial_shape,
+        kind = "attention_split" if self.merge_in_attention else "attention_partial"
+        if self.merge_in_attention:
+            kv_heads = _shape(op.operands[1].type)[-1] // head_dim
+            arrivals = self._buffer(name + ".arrivals", ir.RankedTensorType.get(
+                [batch, kv_heads], ir.IntegerType.get_signless(32)), "counters")
+            part_outputs = [*part_outputs, output, arrivals]
+        part = OpInfo(kind, info.inputs, info.input_bytes, partial_shape, 4, partial_shape,
                       {n: python_value(a) for n, a in attrs.items()})
-        combine = OpInfo("attention_combine", [partial_shape], [4], info.output, info.output_bytes,
-                         info.output, {"head_dim": head_dim})
         with op.location:
             tile = task_kinds.choose_tile(part, self.target)
-            mpk.tasks(self._unique(name + ".partial"), part.kind, task_kinds.grid_for(partial_shape, tile),
-                      tile, part_inputs, part_outputs, params=ir.DictAttr.get(attrs))
+            mpk.tasks(name if self.merge_in_attention else self._unique(name + ".partial"), part.kind,
+                      task_kinds.grid_for(partial_shape, tile), tile, part_inputs, part_outputs,
+                      params=ir.DictAttr.get(attrs))
+            if self.merge_in_attention:
+                return
+            combine = OpInfo("attention_combine", [partial_shape], [4], info.output, info.output_bytes,
+                             info.output, {"head_dim": head_dim})
             tile = task_kinds.choose_tile(combine, self.target)
             mpk.tasks(name, combine.kind, task_kinds.grid_for(info.output, tile), tile, [partials], [output],
                       params=ir.DictAttr.get({"head_dim": attrs["head_dim"]}))

@@ -1,6 +1,7 @@
 """mpk-stats: a summary of a task module on stderr, and optionally its graph in DOT.
 
-Prints tasks and groups, events (ops, counters, primed), queue lengths,
+Prints tasks and groups, events (ops, counters, primed), the dependent
+stages per step and per layer (`TaskGraph.dependent_stages`), queue lengths,
 critical path and predicted step time (from `mpk.schedule`) and the peak
 workspace (from `mpk.kernel`), for whatever stage the module is at. With
 `dot=FILE` (`-` for stderr) it writes the group-level task graph: one node
@@ -62,6 +63,9 @@ class MpkStats(ModulePass):
             barriers = sum(e.size == 1 and not e.primed for e in graph.events.values())
             print(f"mpk-stats: {len(graph.events)} events, {counters} counters, {barriers} of one counter, "
                   f"{sum(e.primed for e in graph.events.values())} primed", file=out)
+            stages = graph.dependent_stages()
+            per_layer = f", {stages.per_layer:.1f} per layer over {stages.layers} layers" if stages.layers else ""
+            print(f"mpk-stats: {stages.per_step} dependent stages per step{per_layer}", file=out)
         if graph.schedule is not None:
             lengths = np.array([q.size for q in graph.schedule])
             attrs = graph.schedule_op.attributes

@@ -426,6 +426,31 @@ class AttentionPartial(Attention):
         return 4 * volume(out) * cache[1] // op.output[1]
 
 
+class AttentionSplit(AttentionPartial):
+    """An `attention_partial` whose last split merges: after writing its partial, a
+    task counts itself in `arrivals[b, kv]`; the one that completes the count merges
+    the P partials of its KV group into the attention output (as `attention_combine`
+    would) and resets the counter. One event hop and one task group per layer less
+    than partial + combine, and no task waits for a merge it could do itself.
+
+    Outputs: the partials, [the two caches: with `inv_freq`], the attention output
+    `[B, Hq * D]`, the arrival counters `[B, Hkv]` i32 (space `counters`). Every split
+    declares the output columns of its group's heads: whichever finishes last writes
+    them, so a reader waits for all P."""
+    name = "attention_split"
+
+    def output_writes(self, op, out, shapes):
+        writes = super().output_writes(op, out, shapes[:-2])
+        lo, hi = out
+        width, head_dim = partial_width(op.params["head_dim"]), op.params["head_dim"]
+        heads = (lo[:, 2] // width, -(-hi[:, 2] // width))
+        ratio = (op.inputs[0][1] // head_dim) // (op.inputs[1][-1] // head_dim)   # query heads per KV head
+        rows = (lo[:, 0], hi[:, 0])
+        merged = _cols(heads[0] * head_dim, heads[1] * head_dim, rows, shapes[-2])
+        arrivals = _cols(heads[0] // ratio, heads[1] // ratio, rows, shapes[-1])
+        return writes + [merged, arrivals]
+
+
 class AttentionCombine(Kind):
     """Merges the P partial results of whole query heads into the attention output."""
     name = "attention_combine"
@@ -635,7 +660,7 @@ class Sample(Argmax):
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Embedding(), RMSNorm(), Linear(), Rope(), Attention(), AttentionPartial(), AttentionCombine(),
+    Embedding(), RMSNorm(), Linear(), Rope(), Attention(), AttentionPartial(), AttentionSplit(), AttentionCombine(),
     AttentionPrefill(), KVAppend(), RopeAppend(), SiluMul(), Add(), AllReduce(), Argmax(), Sample(), GateUp())}
 
 

@@ -75,6 +75,7 @@ class Options:
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
+    merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK   # mpk-prefill{chunk}; 0: no prefill program
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
@@ -90,7 +91,8 @@ class Options:
 # a prefill program runs mpk-prefill right after mpk-sample.
 TASK_STAGES = (
     ("tasks", ["mpk-sample", "mpk-fuse-residual",
-               "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention}}}",
+               "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention} "
+               "merge-in-attention={merge_in_attention}}}",
                "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
     ("events", ["mpk-build-events{{report={report}}}"]),
     ("scheduled", ["mpk-schedule{{report={report}}}", "mpk-plan-memory{{report={report}}}"]),
@@ -238,6 +240,7 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
         plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config,
                 "batch": options.batch, "max_seq": options.max_seq, "programs": programs or {},
                 "buffers": tables.buffers, "events": tables.events, "groups": tables.groups,
+                "dependent_stages": graph.dependent_stages().as_dict(),   # bench/decode.py's limit
                 "weights": [{"name": b["weight_name"], "shape": b["shape"], "dtype": b["dtype"]}
                             for b in tables.buffers if b["space"] == "weight"]}
         return bundle.write(out, plan=plan, tables=tables.tables, cubin=cubin, ptx=task_ptx,

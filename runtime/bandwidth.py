@@ -1,14 +1,16 @@
 """The memory-bandwidth floor of a decode step (DESIGN.md, "Performance method").
 
 At small batch a decode step is bound by the bytes it must read, so the
-fastest it can be is `step_bytes / bandwidth`. `step_bytes` counts them from
-a bundle's plan; the bandwidths are measured on the machine that runs it:
-the GPU's with a device-to-device copy, the host's (for the CPU task
-interpreter) with a one-core numpy read stream.
+fastest it can be is `step_bytes(...).total / bandwidth`. `step_bytes` counts
+them from a bundle's plan (the one count: `mpk demo` and bench/decode.py use
+it); the bandwidths are measured on the machine that runs it: the GPU's with
+a device-to-device copy, the host's (for the CPU task interpreter) with a
+one-core numpy read stream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -16,30 +18,56 @@ import numpy as np
 from mpk.runtime import loader
 
 
-def step_bytes(plan: dict, position: float) -> int:
-    """Bytes one decode step reads at KV position `position` (the row it appends).
+@dataclasses.dataclass(frozen=True)
+class StepBytes:
+    """What one decode step must read from memory, in bytes."""
+    weights: int
+    kv: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv
+
+    def as_dict(self) -> dict[str, int]:
+        return {"weights": self.weights, "kv": self.kv, "total": self.total}
+
+
+def is_kv_cache(buffer: dict, reader_kinds: set[str]) -> bool:
+    """A KV cache is a state buffer [batch, max_seq, width] that an attention kind reads.
+    By kind family, not name: the attention of a plan may be `attention`, one split
+    over SMs, or one with rope_append fused in, each of which takes the caches."""
+    return (buffer["space"] == "state" and len(buffer["shape"]) == 3
+            and any(kind.startswith("attention") for kind in reader_kinds))
+
+
+def step_bytes(plan: dict, position: float) -> StepBytes:
+    """Bytes one decode step reads at KV position `position` (the row it appends;
+    a step at context ctx has position ctx - 1), from a bundle's plan.
 
     Every weight once (an embedding table that only the gather reads: one row
-    per sequence), and of each KV cache the rows 0..position of every sequence.
+    per sequence), of each KV cache the rows 0..position of every sequence, and
+    any other state that a task reads (none today) whole, with the weights.
     """
     buffers = {b["name"]: b for b in plan["buffers"]}
     readers: dict[str, set[str]] = {}
     for g in plan["groups"]:
         for name in g["inputs"]:
             readers.setdefault(name, set()).add(g["kind"])
-    total, seen = 0, set()
+    weights, kv, seen = 0, 0, set()
     for name, kinds in readers.items():
         b = buffers[name]
         key = b.get("weight_name") or name
         if b["space"] not in ("weight", "state") or key in seen:
             continue
         seen.add(key)
-        if b["space"] == "weight":
-            gather_only = kinds == {"embedding"}
-            total += plan["batch"] * b["nbytes"] // b["shape"][0] if gather_only else b["nbytes"]
-        elif "attention" in kinds:                       # a KV cache [B, max_seq, width]
-            total += round(b["nbytes"] * min(position + 1, b["shape"][1]) / b["shape"][1])
-    return int(total)
+        if is_kv_cache(b, kinds):
+            rows = b["shape"][1]
+            kv += round(b["nbytes"] * min(position + 1, rows) / rows)
+        elif kinds == {"embedding"}:                 # gathered: one row per sequence
+            weights += plan["batch"] * b["nbytes"] // b["shape"][0]
+        else:
+            weights += b["nbytes"]
+    return StepBytes(int(weights), int(kv))
 
 
 def host_read_bandwidth(nbytes: int = 128 << 20, repeats: int = 5) -> float:

@@ -66,21 +66,29 @@ def runtime_source() -> dict[str, str]:
 
 def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) -> bytes:
     """The runtime as LTO-IR for `arch`."""
-    from cuda.bindings import nvrtc
-
     sources = runtime_source()
     headers = {n: s for n, s in sources.items() if n.endswith(".h")}
+    return compile_ltoir(sources["mpk_runtime.cu"], "mpk_runtime.cu", arch, headers, defines)
+
+
+def compile_ltoir(source: str, name: str, arch: str = "sm_90", headers: dict[str, str] | None = None,
+                  defines: dict[str, str] | None = None) -> bytes:
+    """CUDA C++ `source` (file `name`; `headers` by the names it includes them by) as
+    LTO-IR for `arch`, for `link`. No CUDA headers: NVRTC's builtins and inline PTX only."""
+    from cuda.bindings import nvrtc
+
+    headers = headers or {}
     options = [f"-arch={feature_arch(arch)}", "-dlto", "-rdc=true", "-std=c++17", "-default-device"]
     options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
 
     err, program = nvrtc.nvrtcCreateProgram(
-        sources["mpk_runtime.cu"].encode(), b"mpk_runtime.cu", len(headers),
+        source.encode(), name.encode(), len(headers),
         [s.encode() for s in headers.values()], [n.encode() for n in headers])
     _check_nvrtc(err, "nvrtcCreateProgram")
     try:
         (err,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
         if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-            raise BuildError(f"NVRTC failed to compile the runtime ({' '.join(options)}):\n"
+            raise BuildError(f"NVRTC failed to compile {name} ({' '.join(options)}):\n"
                              f"{_nvrtc_log(program)}")
         err, size = nvrtc.nvrtcGetLTOIRSize(program)
         _check_nvrtc(err, "nvrtcGetLTOIRSize")
@@ -93,8 +101,10 @@ def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) 
 
 
 def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_90",
-         max_registers: int = DEFAULT_MAX_REGISTERS, extra_options: tuple[str, ...] = ()) -> bytes:
-    """One cubin from the runtime's LTO-IR and the (name, PTX text) of the task code."""
+         max_registers: int = DEFAULT_MAX_REGISTERS, extra_options: tuple[str, ...] = (),
+         ltoir_name: str = "mpk_runtime.ltoir") -> bytes:
+    """One cubin from the runtime's LTO-IR (or another `compile_ltoir` output, named
+    `ltoir_name` in errors) and the (name, PTX text) of the task code."""
     from cuda.bindings import nvjitlink
 
     options = [f"-arch={feature_arch(arch)}", "-lto", "-O3", f"-maxrregcount={max_registers}", *extra_options]
@@ -106,7 +116,7 @@ def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_
             except nvjitlink.nvJitLinkError as e:
                 raise BuildError(f"nvJitLink refused {name}: {e}\n{_link_log(handle)}") from None
 
-        add(nvjitlink.InputType.LTOIR, runtime_ltoir, "mpk_runtime.ltoir")
+        add(nvjitlink.InputType.LTOIR, runtime_ltoir, ltoir_name)
         for name, ptx in task_ptx:
             add(nvjitlink.InputType.PTX, ptx.encode() + b"\0", name)
         try:

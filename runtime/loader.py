@@ -449,6 +449,11 @@ class Session:
         self.launched_steps = steps
         error = MpkError.from_buffer_copy(self.d_error.download(np.uint8, ctypes.sizeof(MpkError)).tobytes())
         if error.code != MPK_OK:
+            # Tasks that stopped midway leave their counters mid-count: zero them for the next launch.
+            for b in self.plan["buffers"]:
+                if b["space"] == "counters":
+                    memory = self.storage[b["name"]]
+                    _check(driver.cuMemsetD8(memory.ptr, 0, memory.nbytes), f"cuMemsetD8({b['name']})")
             raise RuntimeTimeout(self.describe_error(error))
         if timed:
             return _check(driver.cuEventElapsedTime(begin, end), "cuEventElapsedTime") / 1e3

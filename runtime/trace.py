@@ -12,7 +12,9 @@ worker) that is enough to draw the launch as the workers saw it:
 The trace is the JSON trace-event format (ui.perfetto.dev, chrome://tracing):
 one track per worker CTA (one per SM), one complete event per task run,
 named `group[index]` with its kind, group, task index and step as args, and
-a `steps` track with one slice per decode step. Pure numpy and json.
+a `steps` track with one slice per decode step. `event_hops` measures what
+a dependent stage costs in the kernel: the time from an event's last trigger
+to the start of a task that waited for it. Pure numpy and json.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from mpk.runtime import tables as layout
 
 NS_PER_US = 1e3
 
@@ -146,6 +150,52 @@ def summarize(plan: dict, tables: dict, records: np.ndarray) -> Summary:
     ranked = sorted(zip(groups, per_group), key=lambda gu: -gu[1])
     return Summary(len(records), launch_us, step_us, tasks.num_workers, sorted(rows, key=lambda k: -k.total_us),
                    [(g["name"], g["num_tasks"], float(us)) for g, us in ranked])
+
+
+def previous_end(tables: dict, records: np.ndarray) -> np.ndarray:
+    """[steps, tasks] ns: the end of the task each task's worker ran just before it
+    (the last of its queue in the previous step for the first; -1 for a worker's
+    first task of the launch, whose CTA start is not recorded)."""
+    records = np.asarray(records, np.int64)
+    offsets, queued = np.asarray(tables["queue_offsets"]), np.asarray(tables["queue_tasks"])
+    steps = records.shape[0]
+    # A worker runs its queue once a step.
+    previous = np.full(records.shape[:2], -1, np.int64)
+    for w in range(len(offsets) - 1):
+        queue = queued[offsets[w]:offsets[w + 1]]
+        if queue.size:
+            ends = records[:, queue, 1].reshape(-1)        # step-major, as the worker ran them
+            previous[:, queue] = np.concatenate([[-1], ends[:-1]]).reshape(steps, queue.size)
+    return previous
+
+
+def event_hops(plan: dict, tables: dict, records: np.ndarray) -> np.ndarray:
+    """ns from the end of the last task that triggers a task's wait counter to the
+    task's start, for every (step, task) that was waiting: it has a wait counter,
+    and its worker's previous task ended before that counter's last trigger did.
+    The last trigger of a counter comes from the same step, or for a primed
+    counter (its launch value covers the step before: the `step` event) from the
+    previous one. A hop is what one dependent stage costs beyond its work: the
+    release of the counter, its propagation, the waiter's poll and dispatch
+    (the profiler's end is taken before the release, its start after the wait)."""
+    tasks = Tasks.of(plan, tables)
+    records = _check(records, tasks)
+    task_table = np.asarray(tables["tasks"])
+    wait = task_table[:, layout.task_field("wait_slot")]
+    trigger = task_table[:, layout.task_field("trigger_slot")]
+    primed = np.asarray(tables["event_initial"]) > 0
+    steps = records.shape[0]
+    # [steps, counters]: end of the counter's last trigger in that step (-1: none) ...
+    last = np.full((steps, len(primed)), -1, np.int64)
+    triggering = np.flatnonzero(trigger >= 0)
+    np.maximum.at(last.T, trigger[triggering], records[:, triggering, 1].T)
+    # ... which a primed counter's waiters wait for one step later.
+    last[:, primed] = np.concatenate([np.full((1, int(primed.sum())), -1), last[:-1, primed]])
+    waiting = np.flatnonzero(wait >= 0)
+    ready = last[:, wait[waiting]]                                 # [steps, waiting tasks]
+    before = previous_end(tables, records)[:, waiting]
+    waited = (ready >= 0) & (before >= 0) & (before < ready)
+    return (records[:, waiting, 0] - ready)[waited]
 
 
 def format_summary(s: Summary, top_groups: int = 8) -> str:

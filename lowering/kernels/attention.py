@@ -1,4 +1,4 @@
-"""Decode attention of one query row against KV-cache rows 0..pos[b], in three kinds.
+"""Decode attention of one query row against KV-cache rows 0..pos[b], in four kinds.
 
 `attention`: a task is one batch row and `g` KV heads with their G = Hq/Hkv
 query heads (grouped-query: the K and V rows are read once for all G heads),
@@ -10,6 +10,9 @@ run time, `mpk.interp.ops.split_rows`, so every split has work at any
 length); it writes the unnormalized output, the max and the sum of its rows
 per query head, and a combine task merges the P splits of its heads. At
 batch 1 this turns the 8 tasks of a Qwen3 layer into 8 * P, filling the SMs.
+`attention_split` is the partial task plus the merge, done by whichever
+split of a KV group arrives last (an acquire-release count per sequence and
+KV head): no combine group, one event hop per layer less.
 
 A task does flash-decoding inside the CTA (`attend`):
 
@@ -48,7 +51,7 @@ import math
 from mlir.dialects import arith
 
 from . import kind, require
-from .emit import byte_width, f32, ptr, widest_vector
+from .emit import byte_width, f32, i32, ptr, widest_vector
 from .rope_append import rope_group
 
 UNROLL = 2
@@ -370,27 +373,56 @@ def attention_partial(e, g, task, buffers):
     attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish)
 
 
+@kind("attention_split")
+def attention_split(e, g, task, buffers):
+    """An attention_partial whose last split merges (task_kinds.AttentionSplit)."""
+    partials, out, arrivals = buffers[-5 if "inv_freq" in g.params else -3], buffers[-2], buffers[-1]
+    attention_partial(e, g, task, buffers[:-2])
+    D = int(g.param("head_dim"))
+    (_, splits, _), heads = partials.shape, out.shape[1] // D
+    G, width, vec = heads // arrivals.shape[1], partials.shape[2] // heads, widest_vector(D, element_bytes=4)
+    b, _, kv = e.unravel(task, g.grid)
+    e.barrier()                              # every thread's partial stores, before thread 0 arrives
+    last = e.shared(i32(), [1])
+
+    def arrive():
+        is_last = e.eq(e.fetch_add_acq_rel(arrivals, 1, b, kv), splits - 1)
+        e.if_(is_last, lambda: arrivals.store(e.int(0), b, kv))   # ready for the next step
+        last.store(arith.extui(i32(), is_last), 0)
+    e.if_(e.eq(e.tid, 0), arrive)
+    e.barrier()
+
+    def merge():
+        first = e.mul(kv, G * D)
+        e.strided(e.tid, G * D // vec, e.threads,
+                  lambda i: _merge(e, partials, out, D, width, splits, b, e.add(first, e.mul(i, vec)), vec))
+    e.if_(e.eq(last.load(0), 1), merge)
+
+
 @kind("attention_combine")
 def attention_combine(e, g, task, buffers):
     partials, out = buffers
     D = int(g.param("head_dim"))
     (B, splits, _), width = partials.shape, partials.shape[2] // (out.shape[1] // D)
     vec = widest_vector(D, element_bytes=4)   # 16-byte loads of the fp32 partials
+    e.for_each_vector(task, g.grid, g.tile, out.shape, vec,
+                      lambda b, col: _merge(e, partials, out, D, width, splits, b, col, vec))
 
-    def combine(b, col):
-        # The splits are few (P <= SMs / KV heads): unrolled, every load in flight at once.
-        h, c = e.div(col, D), e.rem(col, D)
-        rows = [partials.row(b, p) for p in range(splits)]
-        base = e.mul(h, width)
-        ms = [r.load(e.add(base, D)) for r in rows]
-        ls = [r.load(e.add(base, D + 1)) for r in rows]
-        accs = [r.load(e.add(base, c), n=vec) for r in rows]
-        top = ms[0]
-        for m in ms[1:]:
-            top = e.maxf(top, m)
-        den, num = e.f32(0.0), e.f32(0.0, vec)
-        for m, l, acc in zip(ms, ls, accs):
-            a = e.exp2(arith.subf(m, top))
-            den, num = e.fma(l, a, den), e.fma(acc, e.splat(a, vec), num)
-        out.store(e.to(out.element, arith.divf(num, e.splat(den, vec))), b, col)
-    e.for_each_vector(task, g.grid, g.tile, out.shape, vec, combine)
+
+def _merge(e, partials, out, D, width, splits, b, col, vec):
+    """out[b, col..col+vec] from the P partial rows of its query head (dialects/README.md)."""
+    # The splits are few (P <= SMs / KV heads): unrolled, every load in flight at once.
+    h, c = e.div(col, D), e.rem(col, D)
+    rows = [partials.row(b, p) for p in range(splits)]
+    base = e.mul(h, width)
+    ms = [r.load(e.add(base, D)) for r in rows]
+    ls = [r.load(e.add(base, D + 1)) for r in rows]
+    accs = [r.load(e.add(base, c), n=vec) for r in rows]
+    top = ms[0]
+    for m in ms[1:]:
+        top = e.maxf(top, m)
+    den, num = e.f32(0.0), e.f32(0.0, vec)
+    for m, l, acc in zip(ms, ls, accs):
+        a = e.exp2(arith.subf(m, top))
+        den, num = e.fma(l, a, den), e.fma(acc, e.splat(a, vec), num)
+    out.store(e.to(out.element, arith.divf(num, e.splat(den, vec))), b, col)

@@ -390,6 +390,14 @@ class Emitter:
         op = llvm.AtomicBinOp.fadd if value.type == f32() else llvm.AtomicBinOp.add
         llvm.AtomicRMWOp(op, view.address(*index), value, llvm.AtomicOrdering.monotonic)
 
+    def fetch_add_acq_rel(self, view: View, value: int, *index) -> ir.Value:
+        """view[index] += value at GPU scope, acquire-release; returns the old value.
+        An arrival: what this CTA wrote before it (after a barrier) is visible to the
+        CTA that arrives later, and what earlier arrivals wrote is visible after it."""
+        address = llvm.PtrToIntOp(ir.IntegerType.get_signless(64), view.address(*index)).result
+        return llvm.InlineAsmOp(i32(), [address, self.int(value)], "atom.acq_rel.gpu.add.u32 $0, [$1], $2;",
+                                "=r,l,r", has_side_effects=True).result
+
     # --------------------------------------------------------- control flow
     def loop(self, lo, hi, step, init: Values,
              body: Callable[[ir.Value, Values], Values | None]) -> Values:

@@ -154,7 +154,7 @@ def _speed(session, bundle, out, prompt_len: int) -> None:
         how = f"wall time of the {steps} decode steps above"
         bytes_per_s = bandwidth.host_read_bandwidth()
         memory = "host memory, one-core numpy read stream"
-    nbytes = bandwidth.step_bytes(bundle.plan, position)
+    nbytes = bandwidth.step_bytes(bundle.plan, position).total
     floor = nbytes / bytes_per_s
     print(f"speed: {seconds * 1e3:.3f} ms/step ({how})")
     print(f"floor: {nbytes / 1e6:.2f} MB read per step / {bytes_per_s / 1e9:.1f} GB/s ({memory}) = "

@@ -25,7 +25,7 @@ import numpy as np
 
 from mpk.dialects.taskir import TaskGraph, element_bytes
 from mpk.interp import ops
-from mpk.lowering.task_kinds import ROW_COUNTS, group_boxes, linear_roles
+from mpk.lowering.task_kinds import ROW_COUNTS, group_boxes, linear_roles, partial_width
 
 UNWRITTEN = -2      # slot version before any write; -1: written before the launch (host, prefill)
 
@@ -216,9 +216,10 @@ class _Interpreter:
         out_lo, out_hi = self.boxes[gi][0][0][t], self.boxes[gi][0][1][t]
         reads = [_box(lo[t], hi[t]) for lo, hi in self.boxes[gi][2]]
         rows = slice(int(out_lo[0]), int(out_hi[0]))
-        kind = g.kind
+        kind = "attention_partial" if g.kind == "attention_split" else g.kind   # + the merge, below
         if kind == "attention_partial" and "inv_freq" in g.params:
-            return self._rope_attention_partial(gi, t, step, reads, rows, int(out_lo[1]), _box(out_lo, out_hi))
+            self._rope_attention_partial(gi, t, step, reads, rows, int(out_lo[1]), _box(out_lo, out_hi))
+            return self._arrive(gi, t, step, _box(out_lo, out_hi)) if g.kind == "attention_split" else None
         reads_cache_rows = kind in ("attention", "attention_partial", "attention_prefill")
         if reads_cache_rows:                         # exact rows: 0..pos[r] of the tile's KV heads
             positions = self._read(gi, t, step, 3, reads[3])
@@ -301,6 +302,33 @@ class _Interpreter:
             raise TaskInterpreterError(f"no interpreter for task kind '{kind}'")
         values = self._write(gi, t, step, g.outputs[0], out_box)
         values[out_box] = result
+        if g.kind == "attention_split":
+            self._arrive(gi, t, step, out_box)
+
+    def _arrive(self, gi, t, step, out_box) -> None:
+        """An attention_split task counts itself in `arrivals`; the last of its KV group
+        merges the group's P partial rows, which must all be this step's, into the
+        output (task_kinds.AttentionSplit), and resets the count."""
+        g, p = self.groups[gi], self.groups[gi].params
+        head_dim, splits = p["head_dim"], p["splits"]
+        rows, cols = out_box[0], out_box[2]
+        width = partial_width(head_dim)
+        heads = slice(cols.start // width, cols.stop // width)
+        kv = heads.start // (heads.stop - heads.start)
+        arrivals = self.memory.views(g.outputs[-1], step)[0]
+        arrivals[rows, kv] += 1
+        if (arrivals[rows, kv] < splits).all():
+            return
+        arrivals[rows, kv] = 0
+        values, versions, _ = self.memory.views(g.outputs[0], step)
+        early = np.argwhere((versions[rows, :, cols] != step).any(axis=-1))
+        if early.size:
+            raise TaskInterpreterError(
+                f"task {self._task_name(gi, t, step)} merges before split {int(early[0][1])} of its KV group "
+                f"wrote its partial row in step {step}")
+        region = (rows, slice(heads.start * head_dim, heads.stop * head_dim))
+        self._write(gi, t, step, g.outputs[-2], region)[region] = ops.attention_combine(values[rows, :, cols],
+                                                                                         head_dim)
 
     def _rope_attention_partial(self, gi, t, step, reads, rows, split, out_box) -> None:
         """An attention_partial with its rope_append fused in (task_kinds.AttentionPartial):

@@ -108,3 +108,17 @@
 "mpk.buffer"() {sym_name = "next_tokens", type = tensor<2xi32>, space = "io"} : () -> ()
 // expected-error@+1 {{invalid tile [2]: 'argmax' tasks need tile size 1 in dim 0, got 2}}
 "mpk.tasks"() {sym_name = "t", kind = "argmax", grid = array<i64: 1>, tile = array<i64: 2>, inputs = [@logits], outputs = [@next_tokens], params = {}} : () -> ()
+
+// -----
+
+// An attention_split's arrival counters: one i32 per sequence and KV head.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "pos", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "q", type = tensor<1x256xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "kc", type = tensor<1x64x128xbf16>, space = "state", name = "kc"} : () -> ()
+"mpk.buffer"() {sym_name = "vc", type = tensor<1x64x128xbf16>, space = "state", name = "vc"} : () -> ()
+"mpk.buffer"() {sym_name = "parts", type = tensor<1x2x272xf32>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "o", type = tensor<1x256xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "arrivals", type = tensor<1x2xf32>, space = "counters"} : () -> ()
+// expected-error@+1 {{the arrival counters must be tensor<1x2xi32> (one per sequence and KV head), got tensor<1x2xf32>}}
+"mpk.tasks"() {sym_name = "attn", kind = "attention_split", grid = array<i64: 1, 2, 2>, tile = array<i64: 1, 1, 136>, inputs = [@q, @kc, @vc, @pos], outputs = [@parts, @o, @arrivals], params = {head_dim = 64 : i64, scale = 0.125 : f32, splits = 2 : i64}} : () -> ()

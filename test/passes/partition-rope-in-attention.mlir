@@ -1,6 +1,8 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' | filecheck %s
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{rope-in-attention=false},mpk-verify)' \
 // RUN:   | filecheck %s --check-prefix=APART
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{merge-in-attention=false},mpk-verify)' \
+// RUN:   | filecheck %s --check-prefix=COMBINE
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-verify)' \
 // RUN:   | mpk-opt | filecheck %s --check-prefix=EVENTS
 // RUN: not mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{rope-in-attention=maybe})' 2>&1 \
@@ -8,24 +10,29 @@
 
 // BADOPT: mpk-opt: error: option 'rope-in-attention' of 'mpk-partition' expects bool, got 'maybe'
 
-// A split attention (mpk.splits) takes its rope_append into its partial tasks
-// (`rope-in-attention`, the default): no rope_append group; the partials read
+// A split attention (mpk.splits) takes its rope_append into its tasks
+// (`rope-in-attention`, the default): no rope_append group; the tasks read
 // q, k and v before norm and rope, the caches and the norm weights, and write
-// the caches too. One event hop less per layer.
+// the caches too. One event hop less per layer. The last split of each KV head
+// merges the partial rows into the output (`merge-in-attention`, the default):
+// no attention_combine group, another hop less.
 
 // CHECK-NOT: kind = "rope_append"
-// CHECK: "mpk.tasks"() {grid = array<i64: 2, 4, 2>, inputs = [@wq.out, @wk.out, @wv.out, @layers.0.k_cache, @layers.0.v_cache, @positions, @q_norm.weight, @k_norm.weight], kind = "attention_partial", outputs = [@layers.0.attention.partials, @layers.0.k_cache, @layers.0.v_cache], params = {eps = 9.99999997E-7 : f32, head_dim = 64 : i64, inv_freq = array<f32: {{.*}}>, scale = 1.250000e-01 : f32, splits = 4 : i64}
-// CHECK-NEXT: "mpk.tasks"() {{.*}}inputs = [@layers.0.attention.partials], kind = "attention_combine"
+// CHECK: "mpk.tasks"() {grid = array<i64: 2, 4, 2>, inputs = [@wq.out, @wk.out, @wv.out, @layers.0.k_cache, @layers.0.v_cache, @positions, @q_norm.weight, @k_norm.weight], kind = "attention_split", outputs = [@layers.0.attention.partials, @layers.0.k_cache, @layers.0.v_cache, @layers.0.attention.out, @layers.0.attention.arrivals], params = {eps = 9.99999997E-7 : f32, head_dim = 64 : i64, inv_freq = array<f32: {{.*}}>, scale = 1.250000e-01 : f32, splits = 4 : i64}
+// CHECK-NOT: kind = "attention_combine"
 
 // APART: kind = "rope_append"
-// APART: inputs = [@layers.0.rope_append.out, @layers.0.k_cache, @layers.0.v_cache, @positions], kind = "attention_partial", outputs = [@layers.0.attention.partials]
+// APART: inputs = [@layers.0.rope_append.out, @layers.0.k_cache, @layers.0.v_cache, @positions], kind = "attention_split", outputs = [@layers.0.attention.partials, @layers.0.attention.out, @layers.0.attention.arrivals]
+
+// COMBINE: kind = "attention_partial", outputs = [@layers.0.attention.partials, @layers.0.k_cache, @layers.0.v_cache]
+// COMBINE-NEXT: "mpk.tasks"() {{.*}}inputs = [@layers.0.attention.partials], kind = "attention_combine"
 
 // The partials wait on the q, k and v projections directly.
-// EVENTS: "mpk.event"() {size = 2 : i64, sym_name = "ready.layers.0.attention.partial", triggers = 32 : i64}
-// EVENTS: sym_name = "wq", {{.*}}trigger = [@ready.layers.0.attention.partial
-// EVENTS: sym_name = "wk", {{.*}}trigger = [@ready.layers.0.attention.partial
-// EVENTS: sym_name = "wv", {{.*}}trigger = [@ready.layers.0.attention.partial
-// EVENTS: kind = "attention_partial"{{.*}}wait = [@ready.layers.0.attention.partial
+// EVENTS: "mpk.event"() {size = 2 : i64, sym_name = "ready.layers.0.attention", triggers = 32 : i64}
+// EVENTS: sym_name = "wq", {{.*}}trigger = [@ready.layers.0.attention
+// EVENTS: sym_name = "wk", {{.*}}trigger = [@ready.layers.0.attention
+// EVENTS: sym_name = "wv", {{.*}}trigger = [@ready.layers.0.attention
+// EVENTS: kind = "attention_split"{{.*}}wait = [@ready.layers.0.attention
 func.func @decode_step(%x: tensor<2x256xbf16>, %pos: tensor<2xi32>) -> tensor<2x256xbf16> {
   %wq = "mpk.weight"() {name = "wq.weight"} : () -> tensor<256x256xbf16>
   %wk = "mpk.weight"() {name = "wk.weight"} : () -> tensor<128x256xbf16>

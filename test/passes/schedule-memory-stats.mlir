@@ -4,7 +4,8 @@
 // Four SMs: four queues (the silu_mul's `mpk.tile` keeps it a group). The down projection's output reuses the bytes of
 // the gate output (every task touching it precedes every down task); the
 // silu_mul output cannot (silu_mul reads gate and up while writing it), nor
-// the embedding output (the last add still reads it).
+// the embedding output (the last add still reads it). The longest chain, embedding -> gate
+// (or up) -> silu_mul -> down -> add, is 5 dependent stages; the primed `step` event is not one.
 
 // CHECK: "mpk.kernel"() {{.*}}num_sms = 4 : i64, sym_name = "decode_step", workspace_bytes = [[WS:[0-9]+]] : i64}
 // CHECK-DAG: "mpk.buffer"() {offset = 0 : i64, space = "workspace", sym_name = "embed.out"
@@ -18,6 +19,7 @@
 // REPORT: mpk-stats: 33 tasks in 6 groups
 // REPORT: mpk-stats: tasks by kind: add 4, embedding 1, linear 20, silu_mul 8
 // REPORT: mpk-stats: 5 events, 15 counters, 2 of one counter, 1 primed
+// REPORT: mpk-stats: 5 dependent stages per step{{$}}
 // REPORT: mpk-stats: 4 queues
 // REPORT: mpk-stats: workspace 1792 bytes
 // REPORT: digraph tasks {

@@ -170,6 +170,22 @@ def cases() -> list[Case]:
              [("partials", (1, 5, 32 * 68), "f32", "workspace"), ("kc", (1, 400, 512), bf, "state"),
               ("vc", (1, 400, 512), bf, "state")],
              {"head_dim": 64, "scale": 64 ** -0.5, "splits": 5, "inv_freq": _theta_freqs(64)}),
+        # The last split of each KV group merges (attention_split): the partials, the
+        # merged output and the arrival counters (zero before, zero again after).
+        Case("attention_split", "attention_split", (B, 4, 8), (1, 1, 2 * 132),
+             [("q", (B, 2048), bf, "workspace"), ("kc", (B, 512, 1024), bf, "state"),
+              ("vc", (B, 512, 1024), bf, "state"), ("pos", (B,), i32, "io")],
+             [("partials", (B, 4, 16 * 132), "f32", "workspace"), ("o", (B, 2048), bf, "workspace"),
+              ("arrivals", (B, 8), i32, "counters")],
+             {"head_dim": 128, "scale": 128 ** -0.5, "splits": 4}),
+        Case("attention_split_rope_g4_d64", "attention_split", (1, 5, 8), (1, 1, 4 * 68),
+             [("q", (1, 2048), bf, "workspace"), ("k", (1, 512), bf, "workspace"),
+              ("v", (1, 512), bf, "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("pos", (1,), i32, "io")],
+             [("partials", (1, 5, 32 * 68), "f32", "workspace"), ("kc", (1, 400, 512), bf, "state"),
+              ("vc", (1, 400, 512), bf, "state"), ("o", (1, 2048), bf, "workspace"),
+              ("arrivals", (1, 8), i32, "counters")],
+             {"head_dim": 64, "scale": 64 ** -0.5, "splits": 5, "inv_freq": _theta_freqs(64)}),
         # The other paths (`mma`, `mma_rows`): by default G = 4 takes the tensor cores
         # (blocks of 8 rows), G = 2 the CUDA cores.
         Case("attention_partial_mma", "attention_partial", (B, 4, 8), (1, 1, 2 * 132),

@@ -182,6 +182,13 @@ def ref_attention_partial(p, q, *rest):
     return [out.view(B, P, -1)]
 
 
+def ref_attention_split(p, q, *rest):
+    """The partials (and caches), their merge, and the arrival counters back at zero."""
+    partials, *caches = ref_attention_partial(p, q, *rest)
+    kv_heads = (rest[0] if "inv_freq" not in p else rest[2]).shape[2] // p["head_dim"]
+    return [partials, *caches, *ref_attention_combine(p, partials), torch.zeros(q.shape[0], kv_heads)]
+
+
 def ref_attention_combine(p, partials):
     D = p["head_dim"]
     B, P = partials.shape[:2]
@@ -255,6 +262,8 @@ def _fresh(group, gen):
             t = torch.tensor(setup["sampling"], dtype=dt).expand(shape).contiguous()
         elif name == "sample_seeds":
             t = torch.arange(shape[0], dtype=dt) * 7919 + torch.randint(0, 2**20, (1,), generator=gen).to(dt)
+        elif space == "counters":  # zero before a step, as the runtime keeps them
+            t = torch.zeros(shape, dtype=dt)
         elif name not in inputs:  # poisoned: every element must be written
             t = torch.full(shape, -1 if not dt.is_floating_point else float("nan"), dtype=dt)
         elif name == "partials":  # as attention_partial writes them: a positive sum per head
@@ -316,6 +325,9 @@ def test_kind(kinds, name):
     refs = REFERENCES[group["kind"]](group["params"], *inputs)
     for out, ref in zip(group["outputs"], refs):
         got = value(data, out[0])
+        if spaces[out[0]] == "counters":
+            assert torch.equal(got.cpu().long(), ref.long()), (out[0], got)
+            continue
         assert not got.float().isnan().any(), "some outputs were not written"
         err = _relative_error(got, ref)
         print(f"{name:18s} relative error {err:.2e}")

@@ -1,6 +1,7 @@
 """The profile trace writer (mpk.runtime.trace) on synthetic profile records:
 valid trace-event JSON, one track per worker holding exactly that worker's
-tasks, non-negative durations, and the per-kind summary's arithmetic."""
+tasks, non-negative durations, the per-kind summary's arithmetic, and the
+event hops of the tasks that waited."""
 
 from __future__ import annotations
 
@@ -81,6 +82,26 @@ def test_summary_per_kind():
     assert 0 < s.busy <= 1
     text = trace.format_summary(s)
     assert "linear" in text and "rmsnorm" in text and "(waiting)" in text and "model.norm" in text
+
+
+def test_event_hops():
+    """Two workers, two steps: a and b (worker 0: a, c; worker 1: b) trigger counter 0,
+    which c waits on; c triggers the primed counter 1 (`step`), which a and b wait
+    on from the next step on. Times in ns, chosen so the answer is known."""
+    from mpk.runtime import tables as layout
+    plan = {"groups": [{"name": "ab", "kind": "linear", "first_task": 0, "num_tasks": 2},
+                       {"name": "c", "kind": "linear", "first_task": 2, "num_tasks": 1}]}
+    tasks = np.zeros((3, len(layout.TASK_FIELDS)), np.int32)
+    tasks[:, layout.task_field("wait_slot")] = [1, 1, 0]
+    tasks[:, layout.task_field("trigger_slot")] = [0, 0, 1]
+    tables = {"tasks": tasks, "queue_offsets": np.array([0, 2, 3]), "queue_tasks": np.array([0, 2, 1]),
+              "event_initial": np.array([0, 1], np.uint32)}
+    records = np.array([[[100, 200], [100, 300], [350, 400]],       # step 0: c waited for b (300) until 350
+                        [[430, 500], [470, 600], [620, 700]]])      # step 1: a did not wait (its worker ran
+    #                                           c until 400, c's trigger), b did (since 300), c did (for b's 600)
+    np.testing.assert_array_equal(trace.previous_end(tables, records),
+                                  [[-1, -1, 200], [400, 300, 500]])
+    np.testing.assert_array_equal(trace.event_hops(plan, tables, records), [50, 70, 20])
 
 
 def test_records_that_do_not_fit_the_plan():
