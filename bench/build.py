@@ -33,13 +33,13 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132,
           stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
-          merge_in_attention: bool = True) -> Path:
+          merge_in_attention: bool = True, gate_up_in_decode: bool = True) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
                              rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
-                             merge_in_attention=merge_in_attention)
+                             merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode)
     if stage_bytes is not None:
         options.stage_bytes = stage_bytes
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
@@ -60,6 +60,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-merge-in-attention", dest="merge_in_attention", action="store_false",
                         help="merge a split attention in a combine group of its own "
                              "(mpk-partition{merge-in-attention=false})")
+    parser.add_argument("--no-gate-up-in-decode", dest="gate_up_in_decode", action="store_false",
+                        help="keep an MLP's gate, up and silu_mul apart at decode rows "
+                             "(mpk-partition{gate-up-in-decode=false})")
     parser.add_argument("--prefill", action="store_true",
                         help=f"bench.prefill's bundles: a prefill kernel of --prefill-chunk rows per sequence, "
                              f"into {PREFILL_ROOT}/ unless --root says otherwise (decode's bundles have none)")
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
         for batch in args.batches:
             start = time.perf_counter()
             path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
-                         args.prefill_chunk if args.prefill else 0, args.merge_in_attention)
+                         args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
+                         args.gate_up_in_decode)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

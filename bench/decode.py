@@ -469,11 +469,12 @@ def main(argv=None) -> int:
 def table(result) -> str:
     """The short table: ms/step and ratio to the floor per system, the limit and
     mpk's ratio to it, mpk's speedups."""
-    hop = result.get("hop")
-    lines = [f"{result['card']}, read bandwidth {result['read_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s; "
-             "ms/step (ratio to floor)"
-             + (f"; limit = floor + {hop['stage_overhead_us']:.2f} us stage overhead x dependent stages"
-                if hop else ""),
+    runs = result.get("earlier_runs", []) + [result]   # a run split over calls: each row has its own
+    bandwidths = "/".join(f"{r['read_bandwidth_bytes_per_s'] / 1e12:.2f}" for r in runs)
+    overheads = "/".join(f"{r['hop']['stage_overhead_us']:.2f}" for r in runs if r.get("hop"))
+    lines = [f"{result['card']}, read bandwidth {bandwidths} TB/s; ms/step (ratio to floor)"
+             + (f"; limit = floor + {overheads} us stage overhead x dependent stages" if overheads else "")
+             + ("" if len(runs) == 1 else f" ({len(runs)} runs, in row order)"),
              f"{'model':<12} {'b':>2} {'ctx':>5} {'floor':>6} {'limit':>6} {'mpk':>14} {'/limit':>6} {'eager':>14} "
              f"{'graph':>14} {'compile+graph':>14}  speedup vs compile+graph, mpk b8/b1 step"]
     mpk_ms = {(r["model"], r["batch"], r["ctx"]): r["systems"]["mpk"]["ms"] for r in result["results"]}

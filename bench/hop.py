@@ -44,7 +44,8 @@ STAGES, ROUNDS, REPEATS = 400, 2000, 5
 def build(path: Path = DEFAULT_CUBIN, arch: str = "sm_90") -> Path:
     """hop_probe.cu as a cubin at `path`, compiled here (NVRTC, nvJitLink), like the runtime."""
     from mpk.runtime import build as runtime_build
-    ltoir = runtime_build.compile_ltoir(SOURCE.read_text(), SOURCE.name, arch)
+    headers = {name: text for name, text in runtime_build.runtime_source().items() if name == "mpk_sync.h"}
+    ltoir = runtime_build.compile_ltoir(SOURCE.read_text(), SOURCE.name, arch, headers)
     cubin = runtime_build.link(ltoir, [], arch, ltoir_name="hop_probe.ltoir")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

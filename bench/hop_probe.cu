@@ -11,9 +11,12 @@
 //                        mbarrier completion) long before, as the runtime's weight
 //                        stages do: weights depend on no event.
 //
-// Self-contained (NVRTC, no CUDA headers), like runtime/mpk_runtime.cu. Every
-// spin gives up after kTimeoutNs and sets *failed, so a grid that is not all
-// resident ends in an error on the host, never a hang.
+// No CUDA headers (NVRTC), like runtime/mpk_runtime.cu, whose signalling
+// primitives it uses (runtime/mpk_sync.h). Every spin gives up after
+// kTimeoutNs and sets *failed, so a grid that is not all resident ends in an
+// error on the host, never a hang.
+
+#include "mpk_sync.h"
 
 namespace {
 
@@ -26,36 +29,8 @@ struct alignas(16) Words4 {
   unsigned int x, y, z, w;
 };
 
-__device__ __forceinline__ unsigned long long global_time_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
-__device__ __forceinline__ unsigned int sm_id() {
-  unsigned int id;
-  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
-  return id;
-}
-
-__device__ __forceinline__ unsigned int load_acquire(const unsigned int* p) {
-  unsigned int v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
 __device__ __forceinline__ void store_release(unsigned int* p, unsigned int v) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-
-__device__ __forceinline__ void add_release(unsigned int* p, unsigned int v) {
-  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-
-__device__ __forceinline__ unsigned int shared_address(const void* p) {
-  unsigned int a;
-  asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  return a;
 }
 
 // Streamed once: no L1 allocation (the slices never come back).

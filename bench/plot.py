@@ -1,6 +1,6 @@
 """Draw a bench/decode.py result file as a PNG (needs matplotlib: pip install -e '.[bench]').
 
-    python -m bench.plot bench/results/nvidia-h100-80gb-hbm3.json     # writes ....png beside it
+    python -m bench.plot bench/results/nvidia-h200.json     # writes ....png beside it
 
 One panel per (batch, context): for every model, each system's time per
 step as a multiple of the same run's floor (bytes a step must read over the
@@ -53,8 +53,10 @@ def plot(result: dict, out: Path) -> None:
         ax.set_title(f"batch {batch}, context {ctx}", fontsize=10)
     axes[0][0].set_ylabel("time per decode step / floor (log scale)")
     axes[0][-1].legend(fontsize=7, loc="upper right")
-    bw = result["read_bandwidth_bytes_per_s"] / 1e12
-    fig.suptitle(f"Decode step on {result['card']} (floor: bytes to read / {bw:.2f} TB/s measured in the run)",
+    runs = result.get("earlier_runs", []) + [result]     # a run split over calls: each row has its own
+    bw = "/".join(f"{r['read_bandwidth_bytes_per_s'] / 1e12:.2f}" for r in runs)
+    fig.suptitle(f"Decode step on {result['card']} (floor: bytes to read / {bw} TB/s measured in the "
+                 f"{'run' if len(runs) == 1 else f'{len(runs)} runs, by row'})",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=130)

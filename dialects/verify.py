@@ -512,24 +512,34 @@ def _task_linear(c, op, kind, ins, outs, attrs):
     if c.errors != errors:
         return
     if "norm" in role:
-        c.check(role["norm"].rank == 1 and role["norm"].shape[0] == x.shape[1] and _elt(role["norm"]) == _elt(x),
-                op, f"the fused norm weight must be tensor<{x.shape[1]}x{_elt(x)}>, got {role['norm']}")
-        _positive(c, op, attrs, "norm_eps", ir.FloatAttr)
+        _fused_norm(c, op, role["norm"], x, attrs)
     if "up" in role:
         _same_type(c, op, "up and x", role["up"], x)
     if task_kinds.ROW_COUNTS in role:
         _row_counts(c, op, role[task_kinds.ROW_COUNTS], x.shape[0])
 
 
+def _fused_norm(c: _Checker, op, w, x, attrs) -> None:
+    """The weight and `norm_eps` of a layer norm a linear (or gate_up) applies to its x."""
+    c.check(w.rank == 1 and w.shape[0] == x.shape[1] and _elt(w) == _elt(x),
+            op, f"the fused norm weight must be tensor<{x.shape[1]}x{_elt(x)}>, got {w}")
+    _positive(c, op, attrs, "norm_eps", ir.FloatAttr)
+
+
 def _task_gate_up(c, op, kind, ins, outs, attrs):
-    counts = task_kinds.ROW_COUNTS in attrs
-    if not _arity(c, op, kind, ins, outs, 3 + counts, 1, " (x, w_gate, w_up[, row_counts])"):
+    counts, norm = task_kinds.ROW_COUNTS in attrs, "norm_eps" in attrs
+    if not _arity(c, op, kind, ins, outs, 3 + counts + norm, 1,
+                  " (x, w_gate, w_up[, norm weight: norm_eps][, row_counts])"):
         return
     errors = c.errors
     _linear(c, op, [ins[0], ins[1], outs[0]], attrs)
     _same_type(c, op, "w_gate and w_up", ins[1], ins[2])
-    if counts and c.errors == errors:
-        _row_counts(c, op, ins[3], ins[0].shape[0])
+    if c.errors != errors:
+        return
+    if norm:
+        _fused_norm(c, op, ins[3], ins[0], attrs)
+    if counts:
+        _row_counts(c, op, ins[-1], ins[0].shape[0])
 
 
 def _task_attention(c, op, kind, ins, outs, attrs):

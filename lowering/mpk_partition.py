@@ -26,7 +26,9 @@ tasks do the rope_append themselves (`rope-in-attention`, on by default),
 each rotating its query heads and the one holding row positions[b]
 appending k and v (dialects/README.md). In a prefill step (GEMM rows) an
 MLP's gate and up linears and their silu_mul become one `gate_up` group:
-each GEMM tile computes both products and their SiLU product.
+each GEMM tile computes both products and their SiLU product; at decode rows
+too (`gate-up-in-decode`, on by default), where a task is the linear's
+matrix-vector tile over both weights.
 
 Values become buffers: function arguments and results are `io` (the token
 ids feeding the embedding are `tokens`, the positions `positions`; a returned
@@ -122,14 +124,15 @@ class GateUpMatch:
     fused: tuple                   # the results of the two linears
 
     @staticmethod
-    def of(silu: ir.Operation) -> "GateUpMatch | None":
+    def of(silu: ir.Operation, decode: bool) -> "GateUpMatch | None":
+        """`decode`: also at decode rows (the matrix-vector tile over both weights)."""
         gate, up = (_only_use(v, "mpk.linear") for v in silu.operands)
         if gate is None or up is None or len(gate.operands) != 2 or len(up.operands) != 2:
             return None
         if gate.operands[0] != up.operands[0] or any(TILE_ATTR in op.attributes for op in (gate, up)):
             return None
-        # Tiles of 128 rows: both weights' columns for all of them in each warpgroup (kernels/gemm.py).
-        if task_kinds.gemm_tile_rows(_shape(gate.operands[0].type)[0]) != 128:
+        # GEMM tiles of 128 rows: both weights' columns for all of them in each warpgroup (kernels/gemm.py).
+        if task_kinds.gemm_tile_rows(_shape(gate.operands[0].type)[0]) not in ((128, None) if decode else (128,)):
             return None
         return GateUpMatch(gate.operands[0], gate.operands[1], up.operands[1], (gate.results[0], up.results[0]))
 
@@ -151,6 +154,7 @@ class MpkPartition(ModulePass):
     min_split_rows: int = task_kinds.MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
     merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group
+    gate_up_in_decode: bool = True   # an MLP's gate, up and silu_mul as one `gate_up` group at decode rows too
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -184,7 +188,7 @@ class MpkPartition(ModulePass):
             if match is not None:
                 self.rope_append[op.results[0]] = match
         self.gate_up = {op.results[0]: m for op in ops if op.name == "mpk.silu_mul"
-                        for m in [GateUpMatch.of(op)] if m is not None}
+                        for m in [GateUpMatch.of(op, self.gate_up_in_decode)] if m is not None}
         fused = {v for m in list(self.rope_append.values()) + list(self.gate_up.values()) for v in m.fused}
         ret = ops[-1]
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
@@ -305,21 +309,27 @@ class MpkPartition(ModulePass):
         return inputs + [counts]
 
     def _gate_up(self, silu: ir.Operation, m: GateUpMatch) -> None:
-        """One `gate_up` group computing the silu_mul of the two GEMMs (GateUpMatch)."""
-        operands = [m.x, m.w_gate, m.w_up]
+        """One `gate_up` group computing the silu_mul of the two products (GateUpMatch);
+        a layer norm that only linears read (x) is computed by its tasks, as a linear's."""
+        operands, params = [m.x, m.w_gate, m.w_up], {}
+        fused = self.fused_x.get(m.x)
+        if fused is not None and fused[1] == "norm_eps":
+            (x, weight), _, eps = fused
+            operands, params = [x, m.w_gate, m.w_up, weight], {"norm_eps": eps}
         for v in operands:
             if v not in self.buffer_of:
                 self.fail(silu, "operand is not produced by an mpk op or a function argument")
         inputs = [self.buffer_of[v] for v in operands]
-        name = self._unique(inputs[1].removesuffix(".weight").removesuffix("gate_proj").rstrip(".") + ".gate_up")
+        prefix = inputs[1].removesuffix(".weight").removesuffix("gate_proj").rstrip(".")
+        name = self._unique(f"{prefix}.gate_up" if prefix else "gate_up")
         result = silu.results[0]
         out = self._buffer(name + ".out", result.type, "workspace")
         self.buffer_of[result] = out
         info = OpInfo("gate_up", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
-                      _shape(result.type), _elt_bytes(result.type), _shape(result.type), {})
+                      _shape(result.type), _elt_bytes(result.type), _shape(result.type),
+                      {n: python_value(a) for n, a in params.items()})
         tile = task_kinds.choose_tile(info, self.target)
         self.group_tile[out] = (tile, info.domain)
-        params = {}
         inputs = self._row_counts("gate_up", inputs, params, tile, info.domain[0])
         with silu.location:
             mpk.tasks(name, "gate_up", task_kinds.grid_for(info.domain, tile), tile, inputs, [out],

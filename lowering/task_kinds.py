@@ -251,17 +251,20 @@ class Linear(Kind):
 
 class GateUp(Linear):
     """silu(x @ w_gate^T) * (x @ w_up^T), an MLP's two projections and their product
-    in one GEMM tile (prefill rows only): inputs x [R, K], w_gate and w_up [N, K]."""
+    in one task: inputs x [R, K], w_gate and w_up [N, K], then (decode rows) the
+    weight of a fused layer norm (`norm_eps`) or (prefill) `row_counts`. Over many
+    rows a task is a GEMM tile, else the linear's matrix-vector tile."""
     name = "gate_up"
 
     def fixed_tile(self, op):
-        return (128, None)              # both weights' columns in each warpgroup (kernels/gemm.py)
+        # GEMM: both weights' columns in each warpgroup (kernels/gemm.py)
+        return (128, None) if gemm_tile_rows(op.domain[0]) else super().fixed_tile(op)
 
     def tile_unit(self, op):
-        return (128, 64)
+        return (128, 64) if gemm_tile_rows(op.domain[0]) else super().tile_unit(op)
 
     def max_tile(self, op):
-        return (None, GATE_UP_MAX_COLS)
+        return (None, GATE_UP_MAX_COLS) if gemm_tile_rows(op.domain[0]) else super().max_tile(op)
 
     def reads(self, op, out):
         n = out[0].shape[0]

@@ -76,6 +76,7 @@ class Options:
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
+    gate_up_in_decode: bool = True         # mpk-partition{gate-up-in-decode} (bench/NOTES.md round 8)
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK   # mpk-prefill{chunk}; 0: no prefill program
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
@@ -92,7 +93,7 @@ class Options:
 TASK_STAGES = (
     ("tasks", ["mpk-sample", "mpk-fuse-residual",
                "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention} "
-               "merge-in-attention={merge_in_attention}}}",
+               "merge-in-attention={merge_in_attention} gate-up-in-decode={gate_up_in_decode}}}",
                "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
     ("events", ["mpk-build-events{{report={report}}}"]),
     ("scheduled", ["mpk-schedule{{report={report}}}", "mpk-plan-memory{{report={report}}}"]),

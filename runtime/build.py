@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 
 RUNTIME_DIR = Path(__file__).resolve().parent
-RUNTIME_SOURCES = ("mpk_runtime.h", "mpk_runtime.cu")
+RUNTIME_SOURCES = ("mpk_runtime.h", "mpk_sync.h", "mpk_runtime.cu")
 KERNEL_NAME = "mpk_persistent_kernel"
 DISPATCH_NAME = "mpk_dispatch"
 

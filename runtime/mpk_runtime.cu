@@ -21,31 +21,9 @@
 // before it run and while it waits for its inputs; thread 0 waits for them.
 
 #include "mpk_runtime.h"
+#include "mpk_sync.h"
 
 namespace {
-
-__device__ __forceinline__ unsigned long long global_time_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
-__device__ __forceinline__ unsigned int sm_id() {
-  unsigned int id;
-  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
-  return id;
-}
-
-// Acquire: the producer's writes before its release-add are visible after.
-__device__ __forceinline__ unsigned int load_acquire(const unsigned int* p) {
-  unsigned int v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void add_release(unsigned int* p, unsigned int v) {
-  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
 
 // Starts an asynchronous copy of a task's weights from memory into L2 (sm_90
 // bulk prefetch: one instruction, no registers, no completion to wait for).
@@ -59,12 +37,6 @@ __device__ __forceinline__ void prefetch_l2(const MpkLaunch& launch, int task_id
 
 __device__ __forceinline__ int load_volatile(const int* p) {
   return *static_cast<const volatile int*>(p);
-}
-
-__device__ __forceinline__ unsigned int shared_address(const void* p) {
-  unsigned int a;
-  asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  return a;
 }
 
 // Records why this worker gives up (the first worker to fail wins).

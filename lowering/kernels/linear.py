@@ -62,64 +62,78 @@ def linear(e, g, task, buffers):
     role = dict(zip(linear_roles(g.params, len(buffers) - 1), buffers))
     x, w, y, residual = role["x"], role["w"], buffers[-1], role.get("residual")
     norm = (role["norm"], float(g.param("norm_eps"))) if "norm" in role else None
-    fused = norm or role.get("up")
-    (B, K), N = x.shape, w.shape[0]
-    if gemm_tile_rows(B) is not None:       # many rows (prefill): a GEMM tile on the matrix units
-        require(not fused and not g.param(STAGED, False), "a GEMM tile fuses no norm, silu_mul or stage")
+    if gemm_tile_rows(x.shape[0]) is not None:   # many rows (prefill): a GEMM tile on the matrix units
+        require(not (norm or "up" in role) and not g.param(STAGED, False),
+                "a GEMM tile fuses no norm, silu_mul or stage")
         return gemm.gemm(e, g, task, x, [w], y, residual, row_counts=role.get(ROW_COUNTS))
-    require(g.tile[0] == B, f"linear tiles take all {B} rows, not {g.tile[0]}")
-    unroll = int(g.param("unroll", UNROLL))
-    vec = widest_vector(K, element_bytes=byte_width(w.element))
-    tn, chunks = g.tile[1], K // vec
+    matrix_vector(e, g, task, x, [w], y, residual, norm, role.get("up"))
 
+
+def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, combine=None):
+    """y[b, n] = combine(x[b, :] . w[n, :] for w in weights) (+ residual[b, n]) for the
+    rows n of the task's tile, all B rows of x at once (module docstring);
+    `combine` defaults to the one product. Every weight shares the x staging, the
+    loop and the reductions: gate_up's decode tasks are this with two."""
+    combine = combine or (lambda v: v[0])
+    (B, K), N = x.shape, weights[0].shape[0]
+    require(g.tile[0] == B, f"linear tiles take all {B} rows, not {g.tile[0]}")
+    require(len(weights) == 1 or not g.param(STAGED, False), "a staged tile holds one weight's rows")
+    fused = norm or up
+    tn = g.tile[1]
     n0 = e.mul(task, tn)  # the grid is [1, N / tn]: task = column tile
     rows = e.tile_extent(n0, tn, N)
-    weight_row = _weight_rows(e, g, w, n0)
-    if 2 <= B <= 8 and K % 32 == 0 and str(x.element) == str(w.element) == "bf16":
-        return _tensor_core(e, g, x, weight_row, y, residual, norm, role.get("up"), n0, rows)
+    weight_rows = [_weight_rows(e, g, w, n0) for w in weights]
+    if 2 <= B <= 8 and K % 32 == 0 and str(x.element) == "bf16" and \
+            all(str(w.element) == "bf16" for w in weights):
+        return _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine)
+    W = len(weights)
+    unroll = max(1, int(g.param("unroll", UNROLL)) // W)   # loads in flight per lane, over all weights
+    vec = widest_vector(K, element_bytes=byte_width(weights[0].element))
+    chunks = K // vec
     staged = B * K * byte_width(x.element)
     if staged + 4 * B * e.warps <= e.smem_bytes:
-        xs = _stage(e, x, 0, norm, role.get("up"))
+        xs = _stage(e, x, 0, norm, up)
     else:
         require(not fused, f"a fused norm or silu_mul needs x ({staged} bytes) in shared memory")
         xs = x
     zero = e.f32(0.0, vec)
 
-    def accumulate(acc, wv, col):
-        """acc[b] += w chunk * x[b] chunk, for every batch row b."""
-        wf = e.to_f32(wv)
-        return [e.fma(wf, e.to_f32(xs.load(b, col, n=vec)), acc[b]) for b in range(B)]
+    def accumulate(acc, wvs, col):
+        """acc[j * B + b] += w_j chunk * x[b] chunk, for every weight j and batch row b."""
+        wf = [e.to_f32(wv) for wv in wvs]
+        xv = [e.to_f32(xs.load(b, col, n=vec)) for b in range(B)]
+        return [e.fma(w, xb, acc[j * B + b]) for j, w in enumerate(wf) for b, xb in enumerate(xv)]
 
     def row(r):
         n = e.add(n0, r)
-        wr = weight_row(r)
+        wrs = [weight_row(r) for weight_row in weight_rows]
 
         def step(c0, acc):
             cols = [e.mul(e.add(e.add(c0, 32 * u), e.lane), vec) for u in range(unroll)]
-            loads = [wr.load(c, n=vec) for c in cols]  # all in flight before the math
-            for wv, c in zip(loads, cols):
-                acc = accumulate(acc, wv, c)
+            loads = [[wr.load(c, n=vec) for wr in wrs] for c in cols]  # all in flight before the math
+            for wvs, c in zip(loads, cols):
+                acc = accumulate(acc, wvs, c)
             return acc
 
         per_step = 32 * unroll
         full = chunks // per_step * per_step
-        acc = e.loop(0, full, per_step, [zero] * B, step)
+        acc = e.loop(0, full, per_step, [zero] * (W * B), step)
         # The tail, fewer than `unroll` chunks per lane: past the row's end a
         # chunk index is clamped (a valid load) and its weights zeroed.
         for u in range((chunks - full + 31) // 32):
             c = e.add(full + 32 * u, e.lane)
             ragged = chunks - full - 32 * u < 32
             col = e.mul(e.min(c, chunks - 1) if ragged else c, vec)
-            wv = wr.load(col, n=vec)
+            wvs = [wr.load(col, n=vec) for wr in wrs]
             if ragged:
-                wv = e.select(e.lt(c, chunks), wv, e.to(w.element, zero))
-            acc = accumulate(acc, wv, col)
+                wvs = [e.select(e.lt(c, chunks), wv, e.to(w.element, zero)) for wv, w in zip(wvs, weights)]
+            acc = accumulate(acc, wvs, col)
 
         sums = e.warp_reduce([e.hsum(a) for a in acc], e.sum)
 
         def write():
             for b in range(B):
-                s = sums[b]
+                s = combine([sums[j * B + b] for j in range(W)])
                 if residual is not None:
                     s = arith.addf(s, e.to_f32(residual.load(b, n)))
                 y.store(e.to(y.element, s), b, n)
@@ -187,16 +201,16 @@ def _stage(e, x, byte_offset: int, norm=None, up=None):
     return xs
 
 
-def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
+def _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine):
     """The tile on the tensor cores (module docstring): units of 16 weight rows by
-    one K slice, spread over the warps."""
-    (B, K), tn = x.shape, g.tile[1]
-    runs = next(u for u in (MMA_RUNS, 2, 1) if K // 32 % u == 0)
+    one K slice, spread over the warps; with several weights, one accumulator each."""
+    (B, K), tn, W = x.shape, g.tile[1], len(weight_rows)
+    runs = next(u for u in (max(MMA_RUNS // W, 1), 2, 1) if K // 32 % u == 0)
     kstep = 32 * runs                        # k per step: 4 lanes of `runs` 16-byte runs
     steps = K // kstep
     blocks = -(-tn // 16)
     slices = max(1, min(e.warps // blocks, steps))
-    scratch = slices * blocks * 32 * 4 * 4 if slices > 1 else 0   # [slice, block, lane, 4] fp32
+    scratch = slices * blocks * 32 * 4 * W * 4 if slices > 1 else 0   # [slice, block, lane, 4 W] fp32
     staged = B * K * 2
     if scratch + staged + 16 + 4 * B * e.warps <= e.smem_bytes:
         xs = _stage(e, x, scratch, norm, up)
@@ -204,7 +218,7 @@ def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
         require(norm is None and up is None,
                 f"a fused norm or silu_mul needs x ({staged} bytes) in shared memory")
         xs = x
-    sums = e.shared(f32(), [slices, blocks, 32, 4]) if scratch else None
+    sums = e.shared(f32(), [slices, blocks, 32, 4 * W]) if scratch else None
     quad, t = e.div(e.lane, 4), e.rem(e.lane, 4)   # mma "groupID" and "thread in group"
     xr = xs.row(e.min(quad, B - 1))                # the batch row this lane feeds
     last = e.sub(rows, 1)
@@ -212,20 +226,23 @@ def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
     def unit(u):
         block, part = e.rem(u, blocks), e.div(u, blocks)
         lo = e.add(e.mul(block, 16), quad)
-        w_lo, w_hi = (weight_row(e.min(r, last)) for r in (lo, e.add(lo, 8)))
+        w_rows = [[weight_row(e.min(r, last)) for r in (lo, e.add(lo, 8))] for weight_row in weight_rows]
 
         def step(s, acc):
             k = [e.add(e.mul(s, kstep), e.add(e.mul(t, 8 * runs), 8 * r)) for r in range(runs)]
-            a_lo = [e.words(w_lo, c) for c in k]   # all weight loads in flight first
-            a_hi = [e.words(w_hi, c) for c in k]
+            a = [[[e.words(w_row, c) for c in k] for w_row in pair] for pair in w_rows]  # weight loads first
             b = [e.words(xr, c) for c in k]
-            for lo_w, hi_w, x_w in zip(a_lo, a_hi, b):
-                acc = e.mma_bf16(acc, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]], x_w[:2])
-                acc = e.mma_bf16(acc, [lo_w[2], hi_w[2], lo_w[3], hi_w[3]], x_w[2:])
-            return acc
-        acc = e.loop(part, steps, slices, [e.f32(0.0)] * 4, step)
+            out = []
+            for j, (a_lo, a_hi) in enumerate(a):
+                acc_j = acc[4 * j:4 * j + 4]
+                for lo_w, hi_w, x_w in zip(a_lo, a_hi, b):
+                    acc_j = e.mma_bf16(acc_j, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]], x_w[:2])
+                    acc_j = e.mma_bf16(acc_j, [lo_w[2], hi_w[2], lo_w[3], hi_w[3]], x_w[2:])
+                out += acc_j
+            return out
+        acc = e.loop(part, steps, slices, [e.f32(0.0)] * (4 * W), step)
         if sums is None:
-            _store(e, y, residual, B, n0, rows, block, quad, t, acc)
+            _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine)
         else:
             for k, a in enumerate(acc):
                 sums.store(a, part, block, e.lane, k)
@@ -236,21 +253,24 @@ def _tensor_core(e, g, x, weight_row, y, residual, norm, up, n0, rows):
 
         def reduce():
             block = e.div(e.tid, 32)
-            acc = [e.f32(0.0)] * 4
+            acc = [e.f32(0.0)] * (4 * W)
             for part in range(slices):
                 acc = [arith.addf(a, sums.load(part, block, e.lane, k)) for k, a in enumerate(acc)]
-            _store(e, y, residual, B, n0, rows, block, quad, t, acc)
+            _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine)
         e.if_(e.lt(e.tid, blocks * 32), reduce)
 
 
-def _store(e, y, residual, B, n0, rows, block, quad, t, acc):
-    """Accumulator k of a lane is row 16 * block + quad (+ 8 for k >= 2), batch row 2t + k % 2."""
-    for k, a in enumerate(acc):
+def _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine):
+    """Accumulator k of a lane (of each weight's 4) is row 16 * block + quad (+ 8 for
+    k >= 2), batch row 2t + k % 2."""
+    W = len(acc) // 4
+    for k in range(4):
         r = e.add(e.mul(block, 16), e.add(quad, 8 * (k // 2)))
         b = e.add(e.mul(t, 2), k % 2)
 
-        def write(a=a, r=r, b=b):
+        def write(k=k, r=r, b=b):
             n = e.add(n0, r)
-            s = a if residual is None else arith.addf(a, e.to_f32(residual.load(b, n)))
+            s = combine([acc[4 * j + k] for j in range(W)])
+            s = s if residual is None else arith.addf(s, e.to_f32(residual.load(b, n)))
             y.store(e.to(y.element, s), b, n)
         e.if_(arith.andi(e.lt(r, rows), e.lt(b, B)), write)

@@ -277,8 +277,10 @@ class _Interpreter:
             if "up" in role:
                 xs = ops.silu_mul(xs, role["up"])
             result = ops.linear(xs, role["w"], role.get("residual"))
-        elif kind == "gate_up":                      # x, w_gate, w_up
+        elif kind == "gate_up":                      # x, w_gate, w_up, [norm weight]
             xs = x[0][reads[0]]
+            if "norm_eps" in p:
+                xs = ops.rmsnorm(xs, x[3][reads[3]], p["norm_eps"])
             result = ops.silu_mul(ops.linear(xs, x[1][reads[1]]), ops.linear(xs, x[2][reads[2]]))
         elif kind == "rope":
             result = ops.rope(x[0][reads[0]], x[1][reads[1]], np.asarray(p["inv_freq"], np.float32))

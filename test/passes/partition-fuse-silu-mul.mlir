@@ -1,6 +1,15 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-fuse-residual,mpk-partition,mpk-verify)' | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-fuse-residual,mpk-partition{gate-up-in-decode=false},mpk-verify)' \
+// RUN:   | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-fuse-residual,mpk-partition,mpk-verify)' \
+// RUN:   | filecheck %s --check-prefix=GATEUP
 
-// A silu_mul read only by a linear (down_proj) becomes part of it: the linear
+// By default (`gate-up-in-decode`) the gate and up linears and their silu_mul
+// are one gate_up group, which down_proj reads as x.
+// GATEUP-NOT: kind = "silu_mul"
+// GATEUP: "mpk.tasks"() {grid = array<i64: 1, 128>, inputs = [@input0, @gate_proj.weight, @up_proj.weight], kind = "gate_up", outputs = [@gate_up.out], params = {}, sym_name = "gate_up", tile = array<i64: 1, 24>}
+// GATEUP: "mpk.tasks"() {{{.*}}inputs = [@gate_up.out, @down_proj.weight, @input0], kind = "linear"
+
+// Without it, a silu_mul read only by a linear (down_proj) becomes part of it: the linear
 // reads the gate as x, up as its last input (after the fused residual) and
 // has `silu_gate`; no silu_mul group is left (partition-fuse-silu-mul-large:
 // with a larger x it stays).

@@ -102,6 +102,21 @@ def cases() -> list[Case]:
              [("x", (8, 2048), bf, "workspace"), ("w", (2048, 2048), bf, "weight"),
               ("nw", (2048,), bf, "weight")],
              [("y", (8, 2048), bf, "workspace")], {"norm_eps": 1e-6}),
+        # An MLP's gate and up and their silu_mul at decode rows (gate_up): both weights'
+        # rows per task, x staged (and normalized) once; CUDA cores at batch 1, tensor
+        # cores at 2..8, a ragged last tile.
+        Case("gate_up_b1_norm", "gate_up", (1, 24), (1, 128),
+             [("x", (1, 1024), bf, "workspace"), ("wg", (3072, 1024), bf, "weight"),
+              ("wu", (3072, 1024), bf, "weight"), ("nw", (1024,), bf, "weight")],
+             [("y", (1, 3072), bf, "workspace")], {"norm_eps": 1e-6}),
+        Case("gate_up_b8_mma_norm", "gate_up", (1, 32), (8, 64),
+             [("x", (8, 2048), bf, "workspace"), ("wg", (2048, 2048), bf, "weight"),
+              ("wu", (2048, 2048), bf, "weight"), ("nw", (2048,), bf, "weight")],
+             [("y", (8, 2048), bf, "workspace")], {"norm_eps": 1e-6}),
+        Case("gate_up_b3_ragged", "gate_up", (1, 16), (3, 64),
+             [("x", (3, 512), bf, "workspace"), ("wg", (1000, 512), bf, "weight"),
+              ("wu", (1000, 512), bf, "weight")],
+             [("y", (3, 1000), bf, "workspace")]),
         # A silu_mul fused into the linear (down_proj): x = silu(gate) * up, staged by every task.
         Case("linear_silu_gate", "linear", (1, 16), (1, 64),
              [("gate", (1, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),

@@ -121,8 +121,9 @@ def ref_linear(p, x, w, *rest):
     return [y if r is None else y + r.float()]
 
 
-def ref_gate_up(p, x, wg, wu):
-    return ref_silu_mul(p, ref_linear(p, x, wg)[0], ref_linear(p, x, wu)[0])
+def ref_gate_up(p, x, wg, wu, *norm):
+    """silu(x @ wg^T) * (x @ wu^T), x normalized first with `norm_eps` (decode rows)."""
+    return ref_silu_mul(p, ref_linear(p, x, wg, *norm)[0], ref_linear(p, x, wu, *norm)[0])
 
 
 def ref_rope(p, x, pos):

@@ -29,7 +29,7 @@ def test_kind_lowers_to_ptx(ctx, case):
     body = _function(ptx, f"mpk_{case.kind}_0")
     dispatch = _function(ptx, "mpk_dispatch")
     assert f"mpk_{case.kind}_0" in dispatch and "call" in dispatch
-    if case.name.startswith(("gemm", "gate_up")):
+    if case.name.startswith(("gemm", "gate_up")) and case.program != "decode":
         # Weight and activation tiles arrive by TMA and feed wgmma from shared memory.
         assert "cp.async.bulk.tensor.2d" in body and "wgmma.mma_async" in body
     elif not case.name.endswith("_odd"):   # narrow shapes

@@ -16,7 +16,7 @@ from mpk.models import preset, random_model
 
 BATCH, MAX_SEQ, STEPS = 2, 16, 4
 PIPELINE = "builtin.module({fuse}mpk-partition{{min-split-rows={rows} rope-in-attention={rope} " \
-           "merge-in-attention={merge}}}," \
+           "merge-in-attention={merge} gate-up-in-decode={gate_up}}}," \
            "mpk-build-events{{report=false}}," \
            "mpk-schedule{{report=false}},mpk-plan-memory{{report=false}},mpk-verify)"
 
@@ -37,23 +37,26 @@ def _pytorch_steps(model, caches, tokens, positions):
 
 
 @pytest.mark.parametrize("name", ["qwen3-tiny", "llama3-tiny"])
-@pytest.mark.parametrize("split_rows,fuse,rope,merge",
-                         [(MAX_SEQ, False, True, True), (4, True, True, True), (4, True, True, False),
-                          (4, True, False, True)],
-                         ids=["one-pass-attention", "split-kv,fused-residual,rope-in-attention,merged",
-                              "split-kv,rope-in-attention,combine-group", "split-kv,rope_append,merged"])
-def test_scheduled_tasks_match_pytorch(name, split_rows, fuse, rope, merge):
+@pytest.mark.parametrize("split_rows,fuse,rope,merge,gate_up",
+                         [(MAX_SEQ, False, True, True, True), (4, True, True, True, True),
+                          (4, True, True, False, False), (4, True, False, True, False)],
+                         ids=["one-pass-attention", "split-kv,fused-residual,rope-in-attention,merged,gate_up",
+                              "split-kv,rope-in-attention,combine-group,silu_mul",
+                              "split-kv,rope_append,merged,silu_mul"])
+def test_scheduled_tasks_match_pytorch(name, split_rows, fuse, rope, merge, gate_up):
     config = preset(name)
     model = random_model(config, seed=7)
     module = import_model(config, BATCH, MAX_SEQ)
     pipeline.run(module, PIPELINE.format(rows=split_rows, fuse="mpk-fuse-residual," if fuse else "",
-                                         rope=str(rope).lower(), merge=str(merge).lower()))
+                                         rope=str(rope).lower(), merge=str(merge).lower(),
+                                         gate_up=str(gate_up).lower()))
     kinds = {op.operation.attributes["kind"].value for op in module.body.operations
              if op.operation.name == "mpk.tasks"}
     split = split_rows < MAX_SEQ
     assert ("attention_split" in kinds) == (split and merge), kinds         # the last split merges
     assert ("attention_partial" in kinds) == ("attention_combine" in kinds) == (split and not merge), kinds
     assert ("rope_append" in kinds) == (not split or not rope), kinds   # split: fused into the partials
+    assert ("gate_up" in kinds) == gate_up and not (gate_up and "silu_mul" in kinds), kinds
     assert ("add" in kinds) != fuse, kinds
     rng = np.random.default_rng(11)
     kv_dim = config.num_kv_heads * config.head_dim
