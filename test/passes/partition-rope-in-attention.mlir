@@ -28,7 +28,7 @@
 // COMBINE-NEXT: "mpk.tasks"() {{.*}}inputs = [@layers.0.attention.partials], kind = "attention_combine"
 
 // The partials wait on the q, k and v projections directly.
-// EVENTS: "mpk.event"() {size = 2 : i64, sym_name = "ready.layers.0.attention", triggers = 32 : i64}
+// EVENTS: "mpk.event"() {size = 2 : i64, sym_name = "ready.layers.0.attention", triggers = 16 : i64}
 // EVENTS: sym_name = "wq", {{.*}}trigger = [@ready.layers.0.attention
 // EVENTS: sym_name = "wk", {{.*}}trigger = [@ready.layers.0.attention
 // EVENTS: sym_name = "wv", {{.*}}trigger = [@ready.layers.0.attention
