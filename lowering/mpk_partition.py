@@ -4,9 +4,10 @@ Every graph op of the decode function becomes one task group whose grid and
 tile the cost model of `task_kinds` picks (bytes and flops per task, waves
 over the SMs); an `mpk.tile = array<i64: ...>` attribute on the graph op
 overrides it. Decode linears that read the same x (q, k and v) share the SMs
-by their weight bytes, so that together they make one wave (`_share`). Cheap per-element ops take their producer's tile (or the
-smallest tile that is a multiple of it) so that `mpk-build-events` can give
-them per-tile events instead of a barrier.
+by their weight bytes, so that together they make one wave (`_share`).
+Cheap per-element ops take their producer's tile (or the smallest tile that
+is a multiple of it) so that `mpk-build-events` can give them per-tile
+events instead of a barrier.
 
 Some ops become something else than one group. A decode `mpk.attention`
 that would leave SMs idle (one task per sequence and KV head) becomes
