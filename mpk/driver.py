@@ -238,8 +238,12 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
                   "steps": int(graph.kernel_attr("steps", options.steps)),
                   "max_registers": options.max_registers,
                   "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}
+        batch, max_seq = cache_sizes(module) or (options.batch, options.max_seq)    # the IR is the truth
+        if (batch, max_seq) != (options.batch, options.max_seq):
+            raise CompileError("bundle", f"the module's KV caches hold batch {batch} x {max_seq} rows, but "
+                                         f"the options ask for batch {options.batch} x max_seq {options.max_seq}")
         plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config,
-                "batch": options.batch, "max_seq": options.max_seq, "programs": programs or {},
+                "batch": batch, "max_seq": max_seq, "programs": programs or {},
                 "buffers": tables.buffers, "events": tables.events, "groups": tables.groups,
                 "dependent_stages": graph.dependent_stages().as_dict(),   # bench/decode.py's limit
                 "weights": [{"name": b["weight_name"], "shape": b["shape"], "dtype": b["dtype"]}
@@ -266,6 +270,22 @@ def _set_kernel_attr(module: ir.Module, name: str, value: int) -> None:
         if op.operation.name == "mpk.kernel" and name not in op.operation.attributes:
             with module.context:
                 op.operation.attributes[name] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+
+
+def cache_sizes(module: ir.Module) -> tuple[int, int] | None:
+    """(batch, max_seq) as a module's KV caches hold them ([B, S, width] states, of
+    graph or task IR), or None for a module without caches."""
+    shapes = []
+
+    def visit(op):
+        if op.name == "mpk.state":
+            shapes.append(tuple(ir.RankedTensorType(op.results[0].type).shape))
+        elif op.name == "mpk.buffer" and ir.StringAttr(op.attributes["space"]).value == "state":
+            shapes.append(tuple(ir.RankedTensorType(ir.TypeAttr(op.attributes["type"]).value).shape))
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+    caches = {shape[:2] for shape in shapes if len(shape) == 3}
+    return caches.pop() if len(caches) == 1 else None
 
 
 def import_graph(source, kind: str, options: Options, stage=None):

@@ -14,6 +14,7 @@ task IR -> PTX, then NVRTC + nvJitLink link the runtime into kernel.cubin.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from mpk.cli import UserError, failure
@@ -30,11 +31,12 @@ def add_arguments(parser) -> None:
     source.add_argument("--model", help="a model preset (e.g. qwen3-tiny, qwen3-0.6b, llama3.2-1b)")
     source.add_argument("--config", help="a Hugging Face config.json (or the folder holding it)")
     parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
-    parser.add_argument("--batch", type=int, default=1, help="sequences decoded together (default 1)")
+    parser.add_argument("--batch", type=int, help="sequences decoded together (default 1; a graph file: its own)")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16",
                         help="element type of weights, activations and KV caches (default bfloat16); "
                              "a graph file keeps its own")
-    parser.add_argument("--max-seq", type=int, default=4096, help="KV cache length (default 4096)")
+    parser.add_argument("--max-seq", type=int,
+                        help="KV cache length (default 4096; a graph file: its caches' own)")
     parser.add_argument("--arch", default="sm_90", help="GPU architecture (default sm_90)")
     parser.add_argument("--num-sms", type=int, default=132, help="SMs to schedule for (default 132, H100 SXM)")
     parser.add_argument("--threads", type=int, default=512, help="threads per worker CTA (default 512)")
@@ -59,7 +61,7 @@ def _validate(args) -> None:
     from mpk.api import check_arch
     from mpk.runtime.bundle import check_output
     for name in ("batch", "max_seq", "num_sms", "threads", "steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.threads % 32:
         raise UserError(f"--threads must be a multiple of 32, got {args.threads}")
@@ -99,11 +101,25 @@ class _Progress:
         self.bar.close()
 
 
+def _graph_sizes(module, options, args):
+    """A graph file's batch and cache length are its caches' own: the options take
+    them, and --batch / --max-seq may only repeat them."""
+    from mpk import driver
+    sizes = driver.cache_sizes(module)
+    if sizes is None:
+        return options
+    for flag, asked, held in (("--batch", args.batch, sizes[0]), ("--max-seq", args.max_seq, sizes[1])):
+        if asked is not None and asked != held:
+            raise UserError(f"{args.graph}: its KV caches are for {flag} {held}, not {asked} (a graph "
+                            f"file's sizes are fixed: leave {flag} out)")
+    return dataclasses.replace(options, batch=sizes[0], max_seq=sizes[1])
+
+
 def run(args) -> int:
     _validate(args)
     from mpk import driver
-    options = driver.Options(batch=args.batch, dtype=args.dtype, max_seq=args.max_seq, arch=args.arch,
-                             num_sms=args.num_sms, threads=args.threads, steps=args.steps,
+    options = driver.Options(batch=args.batch or 1, dtype=args.dtype, max_seq=args.max_seq or 4096,
+                             arch=args.arch, num_sms=args.num_sms, threads=args.threads, steps=args.steps,
                              stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk,
                              prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)
     folder = args.graph if args.graph and Path(args.graph).is_dir() else None
@@ -115,6 +131,8 @@ def run(args) -> int:
         with progress.stage("graph"):
             module, config = driver.import_graph(source, kind, options, stage=progress.stage)
             dump("graph", module)
+        if kind == "mlir":
+            options = _graph_sizes(module, options, args)
         path = driver.compile_task_module(module, options, Path(args.output), model_config=config,
                                           dump=dump, stage=progress.stage,
                                           source=Path(folder) if folder else None)
