@@ -17,6 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
+from mpk import defaults
+
 MODELS = ("qwen3-0.6b", "qwen3-1.7b", "qwen3-8b", "llama3.2-1b")
 BATCHES = (1, 8)
 CONTEXTS = (1024, 4096)
@@ -31,7 +33,7 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
     return root / f"{model}-b{batch}"
 
 
-def build(model: str, batch: int, root: Path = ROOT, num_sms: int = 132,
+def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM_SMS,
           stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
           merge_in_attention: bool = True, gate_up_in_decode: bool = True) -> Path:
     from mpk import driver, frontend, models
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     parser.add_argument("--root", type=Path, default=ROOT)
-    parser.add_argument("--num-sms", type=int, default=132)
+    parser.add_argument("--num-sms", type=int, default=defaults.NUM_SMS)
     parser.add_argument("--stage-bytes", type=int, help="mpk-stage-weights{max-bytes} (0: no weight "
                         "stages, for an A/B comparison); default: the compiler's")
     parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",

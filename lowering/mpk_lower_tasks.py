@@ -29,6 +29,7 @@ import math
 from mlir import ir, passmanager
 from mlir.dialects import arith, func, gpu, llvm, scf
 
+from mpk import defaults
 from mpk.dialects.taskir import TaskGraph
 from mpk.runtime.build import feature_arch
 
@@ -52,7 +53,7 @@ class LowerTasks(ModulePass):
     name = "mpk-lower-tasks"
     summary = "Lower each mpk.tasks group to a device function and build mpk_dispatch"
 
-    threads: int = 512
+    threads: int = defaults.THREADS
     smem_bytes: int = 96 * 1024
 
     def run(self, module: ir.Operation) -> None:

@@ -48,6 +48,7 @@ import re
 
 from mlir import ir
 
+from mpk import defaults
 from mpk import dialects as mpk
 from mpk.dialects.taskir import element_bytes, python_value
 from mpk.lowering import ModulePass, defining_op
@@ -155,8 +156,8 @@ def _elt_bytes(t: ir.Type) -> int:
 class MpkPartition(ModulePass):
     name = "mpk-partition"
     summary = "split every graph op into a grid of SM-sized tasks (cost-model tiles)"
-    num_sms: int = 132
-    arch: str = "sm_90"
+    num_sms: int = defaults.NUM_SMS
+    arch: str = defaults.ARCH
     min_split_rows: int = task_kinds.MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
     merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group

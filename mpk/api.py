@@ -31,6 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mpk import defaults
 from mpk.errors import InputError
 from mpk.runtime import bundle as bundles
 from mpk.runtime.bundle import Bundle
@@ -38,7 +39,7 @@ from mpk.runtime.bundle import Bundle
 BACKENDS = ("auto", "gpu", "interp")
 
 
-def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat16",
+def compile(model, *, batch: int = defaults.BATCH, max_seq: int = defaults.MAX_SEQ, dtype: str = defaults.DTYPE,
             steps_per_launch: int | None = None, num_sms: int | None = None, arch: str | None = None,
             path: str | Path | None = None, prefill_chunk: int | None = None,
             prefill_logits: str = "last") -> Bundle:
@@ -52,7 +53,7 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     without one. `path` is the bundle directory to write (default: a new
     temporary directory, removed when the returned Bundle is garbage-collected).
     `prefill_chunk`: prompt tokens per sequence in one launch of the prefill
-    kernel (default driver.DEFAULT_PREFILL_CHUNK, at most max_seq; 0: no prefill
+    kernel (default defaults.PREFILL_CHUNK, at most max_seq; 0: no prefill
     kernel); `prefill_logits`: "last" (each prompt's last token) or "all" (every
     prompt token's logits come back, as `Generation.prompt_logits`). A Hugging
     Face folder's tokenizer is copied into the bundle (`Session.generate_text`).
@@ -62,18 +63,18 @@ def compile(model, *, batch: int = 1, max_seq: int = 4096, dtype: str = "bfloat1
     from mpk import driver, frontend
 
     config = _model_config(model)
-    if dtype not in frontend.DTYPES:
-        raise InputError(f"dtype must be one of {', '.join(frontend.DTYPES)}, got {dtype!r}")
-    steps_per_launch = driver.DEFAULT_STEPS if steps_per_launch is None else steps_per_launch
+    if dtype not in defaults.DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(defaults.DTYPES)}, got {dtype!r}")
+    steps_per_launch = defaults.STEPS if steps_per_launch is None else steps_per_launch
     for name, value in (("batch", batch), ("max_seq", max_seq), ("steps_per_launch", steps_per_launch),
                         ("num_sms", 1 if num_sms is None else num_sms)):
         if not _is_int(value) or value < 1:
             raise InputError(f"{name} must be a positive int, got {value!r}")
     if num_sms is None or arch is None:
-        gpu = _local_gpu() or {"num_sms": driver.Options.num_sms, "arch": driver.Options.arch}
+        gpu = _local_gpu() or {"num_sms": defaults.NUM_SMS, "arch": defaults.ARCH}
         num_sms, arch = num_sms or gpu["num_sms"], arch or gpu["arch"]
     check_arch(arch)
-    prefill_chunk = driver.DEFAULT_PREFILL_CHUNK if prefill_chunk is None else prefill_chunk
+    prefill_chunk = defaults.PREFILL_CHUNK if prefill_chunk is None else prefill_chunk
     if not _is_int(prefill_chunk) or prefill_chunk < 0:
         raise InputError(f"prefill_chunk must be 0 (none) or a positive int, got {prefill_chunk!r}")
     if prefill_logits not in ("last", "all"):

@@ -33,12 +33,9 @@ from typing import Callable
 
 from mlir import ir
 
-from mpk import dialects, lowering, pipeline
+from mpk import defaults, dialects, lowering, pipeline
 from mpk.runtime import build, bundle
 
-DEFAULT_THREADS = 512
-DEFAULT_STEPS = 16
-DEFAULT_PREFILL_CHUNK = 256      # prompt rows per sequence and prefill launch
 PREFILL_SMEM_BYTES = 200 * 1024  # a GEMM tile's shared-memory ring (kernels/gemm.py)
 # The prefill program's CTAs: 2 warpgroups of 255 registers a thread, each a 64 x 256
 # wgmma accumulator (12% faster GEMM tiles than 4 warpgroups of 64 x 128 at 128
@@ -64,20 +61,20 @@ class CompileError(RuntimeError):
 
 @dataclasses.dataclass
 class Options:
-    batch: int = 1
-    dtype: str = "bfloat16"                # weights, activations, KV caches (mpk.frontend.DTYPES)
-    max_seq: int = 4096
-    arch: str = "sm_90"
-    num_sms: int = 132
-    threads: int = DEFAULT_THREADS
+    batch: int = defaults.BATCH
+    dtype: str = defaults.DTYPE            # weights, activations, KV caches (defaults.DTYPES)
+    max_seq: int = defaults.MAX_SEQ
+    arch: str = defaults.ARCH
+    num_sms: int = defaults.NUM_SMS
+    threads: int = defaults.THREADS
     smem_bytes: int | None = None          # None: mpk-lower-tasks' default
-    steps: int = DEFAULT_STEPS             # decode steps per launch (per-step io buffers hold this many)
+    steps: int = defaults.STEPS            # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
     gate_up_in_decode: bool = True         # mpk-partition{gate-up-in-decode} (bench/NOTES.md round 8)
-    prefill_chunk: int = DEFAULT_PREFILL_CHUNK   # mpk-prefill{chunk}; 0: no prefill program
+    prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 

@@ -17,9 +17,8 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
+from mpk import defaults
 from mpk.cli import UserError, failure
-
-DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported: it pulls in torch)
 
 
 def add_arguments(parser) -> None:
@@ -31,22 +30,27 @@ def add_arguments(parser) -> None:
     source.add_argument("--model", help="a model preset (e.g. qwen3-tiny, qwen3-0.6b, llama3.2-1b)")
     source.add_argument("--config", help="a Hugging Face config.json (or the folder holding it)")
     parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
-    parser.add_argument("--batch", type=int, help="sequences decoded together (default 1; a graph file: its own)")
-    parser.add_argument("--dtype", choices=DTYPES, default="bfloat16",
-                        help="element type of weights, activations and KV caches (default bfloat16); "
+    parser.add_argument("--batch", type=int,
+                        help=f"sequences decoded together (default {defaults.BATCH}; a graph file: its own)")
+    parser.add_argument("--dtype", choices=defaults.DTYPES, default=defaults.DTYPE,
+                        help=f"element type of weights, activations and KV caches (default {defaults.DTYPE}); "
                              "a graph file keeps its own")
     parser.add_argument("--max-seq", type=int,
-                        help="KV cache length (default 4096; a graph file: its caches' own)")
-    parser.add_argument("--arch", default="sm_90", help="GPU architecture (default sm_90)")
-    parser.add_argument("--num-sms", type=int, default=132, help="SMs to schedule for (default 132, H100 SXM)")
-    parser.add_argument("--threads", type=int, default=512, help="threads per worker CTA (default 512)")
-    parser.add_argument("--steps", type=int, default=16, help="decode steps per launch (default 16)")
+                        help=f"KV cache length (default {defaults.MAX_SEQ}; a graph file: its caches' own)")
+    parser.add_argument("--arch", default=defaults.ARCH, help=f"GPU architecture (default {defaults.ARCH})")
+    parser.add_argument("--num-sms", type=int, default=defaults.NUM_SMS,
+                        help=f"SMs to schedule for (default {defaults.NUM_SMS}, an H100 SXM or H200)")
+    parser.add_argument("--threads", type=int, default=defaults.THREADS,
+                        help=f"threads per worker CTA (default {defaults.THREADS})")
+    parser.add_argument("--steps", type=int, default=defaults.STEPS,
+                        help=f"decode steps per launch (default {defaults.STEPS})")
     parser.add_argument("--stage-bytes", type=int, default=0,
                         help="copy linear weight tiles of up to this many bytes into shared memory "
                              "ahead of their tasks (mpk-stage-weights; default 0: off, it measured "
                              "slower, bench/NOTES.md round 4; at most 57344 beside the task cache)")
-    parser.add_argument("--prefill-chunk", type=int, default=256,
-                        help="prompt tokens per sequence in one prefill launch (mpk-prefill; default 256, "
+    parser.add_argument("--prefill-chunk", type=int, default=defaults.PREFILL_CHUNK,
+                        help="prompt tokens per sequence in one prefill launch (mpk-prefill; default "
+                             f"{defaults.PREFILL_CHUNK}, "
                              "at most --max-seq); 0: no prefill program, prompts go through the decode "
                              "kernel one token per launch")
     parser.add_argument("--prefill-logits", choices=("last", "all"), default="last",
@@ -118,7 +122,8 @@ def _graph_sizes(module, options, args):
 def run(args) -> int:
     _validate(args)
     from mpk import driver
-    options = driver.Options(batch=args.batch or 1, dtype=args.dtype, max_seq=args.max_seq or 4096,
+    options = driver.Options(batch=args.batch or defaults.BATCH, dtype=args.dtype,
+                             max_seq=args.max_seq or defaults.MAX_SEQ,
                              arch=args.arch, num_sms=args.num_sms, threads=args.threads, steps=args.steps,
                              stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk,
                              prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)

@@ -26,11 +26,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from mpk import defaults
 from mpk.cli import UserError, failure, interp_progress, resolve_backend
 
-DTYPES = ("bfloat16", "float16", "float32")  # mpk.frontend.DTYPES (not imported: it pulls in torch)
 INTERP_SMS = 8          # the task interpreter's time grows with the task count: few, big tasks
-DEFAULT_MAX_SEQ = 4096
 
 
 def add_arguments(parser) -> None:
@@ -58,8 +57,8 @@ def add_arguments(parser) -> None:
                              "default: a cache directory")
     parser.add_argument("--max-seq", type=int,
                         help=f"KV cache length of the compiled bundle (default: the model's "
-                             f"max_position_embeddings, at most {DEFAULT_MAX_SEQ})")
-    parser.add_argument("--dtype", choices=("auto",) + DTYPES, default="auto",
+                             f"max_position_embeddings, at most {defaults.MAX_SEQ})")
+    parser.add_argument("--dtype", choices=("auto",) + defaults.DTYPES, default="auto",
                         help="element type to compile for (default auto: the folder's config.json dtype, "
                              "else bfloat16)")
     parser.add_argument("--quiet", action="store_true", help="print the generated text only")
@@ -119,7 +118,7 @@ def _read_config(folder: Path) -> tuple[bytes, dict]:
 
 def _config_dtype(hf: dict) -> str:
     dtype = hf.get("dtype") or hf.get("torch_dtype")
-    return dtype if dtype in DTYPES else "bfloat16"
+    return dtype if dtype in defaults.DTYPES else defaults.DTYPE
 
 
 def _read_bundle(path: Path):
@@ -131,9 +130,9 @@ def _read_bundle(path: Path):
 
 
 def _max_seq(args, folder: Path) -> int:
-    """--max-seq, else the model's context length up to DEFAULT_MAX_SEQ."""
+    """--max-seq, else the model's context length up to defaults.MAX_SEQ."""
     _, hf = _read_config(folder)
-    return args.max_seq or min(DEFAULT_MAX_SEQ, int(hf.get("max_position_embeddings") or DEFAULT_MAX_SEQ))
+    return args.max_seq or min(defaults.MAX_SEQ, int(hf.get("max_position_embeddings") or defaults.MAX_SEQ))
 
 
 def _compile_folder(folder: Path, args, backend: str, max_seq: int, force: bool = False) -> tuple[Path, bool]:

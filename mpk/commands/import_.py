@@ -17,6 +17,8 @@ import contextlib
 import sys
 import time
 
+from mpk import defaults
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -24,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config", metavar="CONFIG_JSON",
                         help="a Hugging Face config.json (or the folder holding it)")
     source.add_argument("--list-models", action="store_true", help="print the presets and exit")
-    parser.add_argument("--batch", type=_positive, default=1, metavar="B", help="sequences per step (default 1)")
-    parser.add_argument("--max-seq", type=_positive, default=4096, metavar="S",
-                        help="KV cache length (default 4096)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+    parser.add_argument("--batch", type=_positive, default=defaults.BATCH, metavar="B",
+                        help=f"sequences per step (default {defaults.BATCH})")
+    parser.add_argument("--max-seq", type=_positive, default=defaults.MAX_SEQ, metavar="S",
+                        help=f"KV cache length (default {defaults.MAX_SEQ})")
+    parser.add_argument("--dtype", choices=defaults.DTYPES, default="float32",
                         help="weights, activations and KV caches (default float32)")
     parser.add_argument("-o", "--output", metavar="FILE", default="-", help="output file (default stdout)")
     parser.add_argument("--emit", choices=("mpk", "torch"), default="mpk",

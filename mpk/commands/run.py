@@ -146,6 +146,6 @@ def _check(bundle, weights, prompt_ids, result, tolerance: float) -> int:
         raise UserError("--check needs PyTorch") from None
     from mpk.check import check_run
     report = check_run(bundle.plan["model"], weights, np.asarray(prompt_ids), result,
-                       int(bundle.plan.get("max_seq", 4096)), tolerance)
+                       int(bundle.plan["max_seq"]), tolerance)
     print(report.table())
     return 0 if report.ok else 1

@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from mpk.defaults import DTYPES   # element types of weights, activations and KV caches (re-exported)
 from mpk.models import ModelConfig, rope_inv_freq
 
 # The decode step's function name in IR (dialects/README.md).
@@ -30,8 +31,6 @@ FUNC_NAME = "decode_step"
 # their names; torch-to-mpk turns them into mpk.weight / mpk.state. They live in
 # the torch namespace because the real mpk ops verify builtin tensor types.
 WEIGHT_OP, STATE_OP = "torch.mpk.weight", "torch.mpk.state"
-# Element types of weights, activations and KV caches.
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def state_name(fqn: str) -> str:

@@ -268,13 +268,13 @@ def check_lowerable(config: ModelConfig, dtype: str, *, prefill: bool = False, t
     (attention_prefill.py); the other kernels take any size. What also depends on
     the partition's choices is left to the lowering. `source`, the config's file
     or preset name, starts the message."""
-    from mpk.driver import DEFAULT_THREADS
+    from mpk import defaults
     from mpk.lowering.mpk_lower_tasks import LowerTasks
 
     if dtype not in _DTYPE_BYTES:
         raise ConfigError(f"dtype must be one of {', '.join(_DTYPE_BYTES)}, got {dtype!r}")
     D, G = config.head_dim, config.num_heads // config.num_kv_heads
-    warps, smem = (threads or DEFAULT_THREADS) // 32, LowerTasks.smem_bytes
+    warps, smem = (threads or defaults.THREADS) // 32, LowerTasks.smem_bytes
     element_bytes = _DTYPE_BYTES[dtype]
     vec = 16 // element_bytes                       # elements in one 16-byte load
     # Shared memory of a KV group's G heads: the warps' partial results (attention._merge_warps),
