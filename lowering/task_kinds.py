@@ -46,7 +46,7 @@ class Target:
         return self.task_overhead_s + np.maximum(np.asarray(nbytes) / self.sm_bytes_per_s, compute)
 
 
-# H100 SXM: 3.35 TB/s peak HBM3, ~3.0 TB/s streamed (STACK.md); 132 SMs at 1.98 GHz;
+# H100 SXM: 3.35 TB/s peak HBM3, ~3.0 TB/s streamed (bench/NOTES.md); 132 SMs at 1.98 GHz;
 # wgmma at about 80% of its 989 TFLOP/s dense bf16 peak.
 ARCHS = {"sm_90": dict(hbm_bytes_per_s=3.0e12, flops_per_sm=128 * 2 * 1.98e9,
                        mma_flops_per_sm=0.8 * 989e12 / 132, task_overhead_s=1.5e-6)}

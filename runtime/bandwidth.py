@@ -1,4 +1,4 @@
-"""The memory-bandwidth floor of a decode step (DESIGN.md, "Performance method").
+"""The memory-bandwidth floor of a decode step (bench/README.md: the floor).
 
 At small batch a decode step is bound by the bytes it must read, so the
 fastest it can be is `step_bytes(...).total / bandwidth`. `step_bytes` counts
@@ -84,7 +84,7 @@ def host_read_bandwidth(nbytes: int = 128 << 20, repeats: int = 5) -> float:
 def device_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
     """Bytes/s the current CUDA context's GPU moves in a device-to-device copy
     (bytes read + bytes written, best of `repeats`, timed with CUDA events);
-    on an H100 this is within 1% of a read-only stream (STACK.md)."""
+    on an H100 this was within 1% of a read-only stream (`torch.sum`)."""
     driver = loader._driver()
     source = loader.DeviceBuffer(nbytes, "bandwidth source")
     target = loader.DeviceBuffer(nbytes, "bandwidth target")

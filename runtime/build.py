@@ -7,7 +7,7 @@
 Needs no GPU. The toolkit's libraries come from the `nvidia-cuda-nvrtc` and
 `nvidia-nvjitlink` wheels (cuda-python loads them). A cubin linked here loads
 on any driver of the same CUDA major version; NVRTC's own PTX and LTO-IR are
-tied to its minor version, so they never leave this machine (STACK.md).
+tied to its minor version, so they never leave this machine.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ RUNTIME_SOURCES = ("mpk_runtime.h", "mpk_sync.h", "mpk_runtime.cu")
 KERNEL_NAME = "mpk_persistent_kernel"
 DISPATCH_NAME = "mpk_dispatch"
 
-# As verified on the H100 (STACK.md): the generated code is a callee, not
+# As measured on an H100: the generated code is a callee, not
 # inlined, so without a cap it schedules loads late; 96 or 64 spill.
 DEFAULT_MAX_REGISTERS = 128
 
