@@ -36,7 +36,6 @@ prints a table; `python -m bench.plot <json>` draws the chart.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import platform
@@ -122,13 +121,9 @@ def stage_limit_ms(floor_ms: float, stage_overhead_us: float, dependent_stages: 
     return floor_ms + stage_overhead_us * dependent_stages / 1e3
 
 
-def measure_hop(bandwidth: float) -> dict | None:
-    """bench.hop's probe (flag latency, per-stage overhead), or None where it is missing."""
-    try:
-        from bench import hop
-    except ImportError as e:
-        print(f"no limit column: bench.hop cannot be imported ({e})", flush=True)
-        return None
+def measure_hop(bandwidth: float) -> dict:
+    """bench.hop's probe (flag latency, per-stage overhead), measured in this process."""
+    from bench import hop
     result = hop.measure(bandwidth=bandwidth)
     print(f"hop probe: one-way flag latency {result['flag_one_way_ns']:.0f} ns, per-stage overhead "
           f"{result['stage_overhead_us']:.2f} us", flush=True)

@@ -555,7 +555,6 @@ class MpkBuildEvents(ModulePass):
     # ----------------------------------------------------------------- emit
 
     def _emit(self, module: ir.Operation, events) -> None:
-        body = module.regions[0].blocks[0]
         first_tasks = self.groups[0].op
         waited = {gi for e in events for gi in e["waiters"]}
         triggered = {gi for e in events for gi in e["triggerers"]}

@@ -60,7 +60,7 @@ def compile(model, *, batch: int = defaults.BATCH, max_seq: int = defaults.MAX_S
     Raises ValueError (mpk.errors.InputError) for bad arguments, before compiling
     anything, and mpk.driver.CompileError when a stage fails.
     """
-    from mpk import driver, frontend
+    from mpk import driver
 
     config = _model_config(model)
     if dtype not in defaults.DTYPES:

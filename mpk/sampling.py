@@ -56,8 +56,6 @@ and a threshold, agree to within its rounding.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = ["PARAMS", "lowbias32", "uniforms", "thresholds", "probabilities", "sample", "pack_params"]

@@ -403,7 +403,7 @@ def attention_split(e, g, task, buffers):
 def attention_combine(e, g, task, buffers):
     partials, out = buffers
     D = int(g.param("head_dim"))
-    (B, splits, _), width = partials.shape, partials.shape[2] // (out.shape[1] // D)
+    (_, splits, _), width = partials.shape, partials.shape[2] // (out.shape[1] // D)
     vec = widest_vector(D, element_bytes=4)   # 16-byte loads of the fp32 partials
     e.for_each_vector(task, g.grid, g.tile, out.shape, vec,
                       lambda b, col: _merge(e, partials, out, D, width, splits, b, col, vec))

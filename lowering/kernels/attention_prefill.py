@@ -32,7 +32,7 @@ from mlir import ir
 from mlir.dialects import arith, llvm, nvvm
 
 from . import kind, require
-from .emit import byte_width, f32, i32, ptr
+from .emit import i32
 
 ROOMY_THREADS = 256           # at most this many threads a CTA: 255 registers a thread
 NEG = -1.0e30

@@ -28,8 +28,6 @@ after about a second instead of hanging.
 
 from __future__ import annotations
 
-import math
-
 from mlir import ir
 from mlir.dialects import arith, llvm, nvvm
 

@@ -122,3 +122,27 @@
 "mpk.buffer"() {sym_name = "arrivals", type = tensor<1x2xf32>, space = "counters"} : () -> ()
 // expected-error@+1 {{the arrival counters must be tensor<1x2xi32> (one per sequence and KV head), got tensor<1x2xf32>}}
 "mpk.tasks"() {sym_name = "attn", kind = "attention_split", grid = array<i64: 1, 2, 2>, tile = array<i64: 1, 1, 136>, inputs = [@q, @kc, @vc, @pos], outputs = [@parts, @o, @arrivals], params = {head_dim = 64 : i64, scale = 0.125 : f32, splits = 2 : i64}} : () -> ()
+
+// -----
+
+// A gate_up at decode rows with its layer norm fused (norm_eps): the norm weight is x's width.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "wg", type = tensor<128x64xbf16>, space = "weight", name = "wg"} : () -> ()
+"mpk.buffer"() {sym_name = "wu", type = tensor<128x64xbf16>, space = "weight", name = "wu"} : () -> ()
+"mpk.buffer"() {sym_name = "nw", type = tensor<32xbf16>, space = "weight", name = "nw"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x128xbf16>, space = "workspace"} : () -> ()
+// expected-error@+1 {{the fused norm weight must be tensor<64xbf16>, got tensor<32xbf16>}}
+"mpk.tasks"() {sym_name = "mlp.gate_up", kind = "gate_up", grid = array<i64: 1, 16>, tile = array<i64: 1, 8>, inputs = [@x, @wg, @wu, @nw], outputs = [@y], params = {norm_eps = 1.0e-06 : f32}} : () -> ()
+
+// -----
+
+// ... and a gate_up with one input too many for its params.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "wg", type = tensor<128x64xbf16>, space = "weight", name = "wg"} : () -> ()
+"mpk.buffer"() {sym_name = "wu", type = tensor<128x64xbf16>, space = "weight", name = "wu"} : () -> ()
+"mpk.buffer"() {sym_name = "nw", type = tensor<64xbf16>, space = "weight", name = "nw"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x128xbf16>, space = "workspace"} : () -> ()
+// expected-error@+1 {{'gate_up' groups take 3 inputs (x, w_gate, w_up[, norm weight: norm_eps][, row_counts]) and 1 outputs, got 4 and 1}}
+"mpk.tasks"() {sym_name = "mlp.gate_up", kind = "gate_up", grid = array<i64: 1, 16>, tile = array<i64: 1, 8>, inputs = [@x, @wg, @wu, @nw], outputs = [@y], params = {}} : () -> ()
