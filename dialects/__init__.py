@@ -17,15 +17,27 @@ from mlir.dialects import irdl
 
 IRDL_PATH = Path(__file__).with_name("mpk.irdl.mlir")
 
+# The ops of mpk.irdl.mlir (each graph op is the task kind of its name: lowering/kinds).
 GRAPH_OPS = ("weight", "state", "embedding", "rmsnorm", "linear", "rope", "attention",
              "kv_append", "silu_mul", "add", "allreduce", "argmax", "sample")
 TASK_OPS = ("kernel", "buffer", "event", "tasks", "schedule")
 
 
+
+def irdl_source() -> str:
+    """The dialect's IRDL: mpk.irdl.mlir, plus the graph op of every registered task
+    kind that brings its own (lowering/kinds: `graph_op_irdl`)."""
+    from mpk.lowering import kinds
+    text = IRDL_PATH.read_text()
+    extra = "\n".join(k.graph_op_irdl for k in kinds.registry().values() if k.graph_op_irdl)
+    end = text.rindex("}")                  # the end of `irdl.dialect @mpk { ... }`
+    return text[:end] + extra + "\n" + text[end:]
+
+
 def load(ctx: ir.Context) -> None:
     """Load the mpk dialect into `ctx` (once per context)."""
     with ctx:
-        irdl.load_dialects(ir.Module.parse(IRDL_PATH.read_text()))
+        irdl.load_dialects(ir.Module.parse(irdl_source()))
 
 
 def context() -> ir.Context:

@@ -21,20 +21,17 @@ from collections import defaultdict
 import numpy as np
 from mlir import ir
 
-from mpk.lowering import task_kinds
+from mpk.lowering import kinds, tiling
 
-from . import taskir
+from . import TASK_OPS, taskir
 
 FLOATS = ("bf16", "f16", "f32")
 INTS = ("i32", "i64")
-KINDS = ("embedding", "rmsnorm", "linear", "rope", "attention", "attention_partial", "attention_split",
-         "attention_combine", "attention_prefill", "kv_append", "rope_append", "silu_mul", "add",
-         "allreduce", "argmax", "sample", "gate_up")
 # Element types of the dense arrays the Python bindings have a class for.
 DENSE_ARRAY_ELEMENTS = "i1, i8, i16, i32, i64, f32 or f64"
 
 
-class _Checker:
+class Checker:
     def __init__(self):
         self.errors = 0
 
@@ -56,19 +53,23 @@ def verify(module: ir.Module | ir.Operation) -> bool:
     op = module.operation if isinstance(module, ir.Module) else module
     if not readable(op):
         return False
-    checker = _Checker()
+    checker = Checker()
     task_ops = []
     for child in _walk(op):
         name = child.name
         if not name.startswith("mpk."):
             continue
         short = name[4:]
-        if short in _GRAPH_RULES:
-            types = _operands(checker, child)
-            if types is not None:
-                _GRAPH_RULES[short](checker, child, types, child.attributes)
-        else:
+        if short in TASK_OPS:
             task_ops.append(child)
+            continue
+        types = _operands(checker, child)
+        if types is None:
+            continue
+        if short in ("weight", "state"):
+            _named(checker, child, types, child.attributes)
+        elif short in kinds.registry():    # a graph op is the task kind of its name
+            kinds.get(short).graph_check(checker, child, types, child.attributes)
     if task_ops:
         _verify_tasks(checker, op, task_ops)
     return checker.ok
@@ -137,11 +138,11 @@ def _tensor(v: ir.Value):
     return ir.RankedTensorType(t) if isinstance(t, ir.RankedTensorType) else None
 
 
-def _elt(t) -> str:
+def elt(t) -> str:
     return str(t.element_type)
 
 
-def _operands(c: _Checker, op: ir.Operation):
+def _operands(c: Checker, op: ir.Operation):
     """Ranked tensor types of all operands and results, or None after an error."""
     types = []
     for v in list(op.operands) + list(op.results):
@@ -153,7 +154,7 @@ def _operands(c: _Checker, op: ir.Operation):
     return types
 
 
-def _positive(c: _Checker, op, attrs, name: str, cls):
+def positive(c: Checker, op, attrs, name: str, cls):
     """The value of the attribute `name`, an IntegerAttr or FloatAttr (`cls`) > 0; None after an error."""
     a = attrs[name] if name in attrs else None
     if not c.check(isinstance(a, cls), op,
@@ -163,7 +164,7 @@ def _positive(c: _Checker, op, attrs, name: str, cls):
     return value if c.check(value > 0, op, f"'{name}' must be positive") else None
 
 
-def _inv_freq(c: _Checker, op, attrs) -> int | None:
+def inv_freq(c: Checker, op, attrs) -> int | None:
     """len(inv_freq), or None after an error."""
     a = attrs["inv_freq"] if "inv_freq" in attrs else None
     if not c.check(isinstance(a, ir.DenseF32ArrayAttr) and len(a) > 0, op,
@@ -172,152 +173,60 @@ def _inv_freq(c: _Checker, op, attrs) -> int | None:
     return len(a)
 
 
-def _named(c: _Checker, op, types, attrs):
+def _named(c: Checker, op, types, attrs):
     (result,) = types
     c.check(ir.StringAttr(attrs["name"]).value != "", op, "'name' must not be empty")
-    c.check(_elt(result) in FLOATS, op, f"result element type must be one of {', '.join(FLOATS)}, got {_elt(result)}")
+    c.check(elt(result) in FLOATS, op, f"result element type must be one of {', '.join(FLOATS)}, got {elt(result)}")
 
 
-def _same_type(c: _Checker, op: ir.Operation, what: str, a, b) -> bool:
+def same_type(c: Checker, op: ir.Operation, what: str, a, b) -> bool:
     return c.check(a == b, op, f"{what} must have the same type ({a} vs {b})")
 
 
-def _float2d(c: _Checker, op, t, what: str) -> bool:
+def float2d(c: Checker, op, t, what: str) -> bool:
     return (c.check(t.rank == 2, op, f"{what} must be 2-D [batch, features], got {t}")
-            and c.check(_elt(t) in FLOATS, op, f"{what} must have a float element type, got {_elt(t)}"))
+            and c.check(elt(t) in FLOATS, op, f"{what} must have a float element type, got {elt(t)}"))
 
 
-def _ints(c: _Checker, op, t, length: int, what: str) -> bool:
-    return c.check(t.rank == 1 and _elt(t) in INTS and t.shape[0] == length, op,
+def ints(c: Checker, op, t, length: int, what: str) -> bool:
+    return c.check(t.rank == 1 and elt(t) in INTS and t.shape[0] == length, op,
                    f"{what} must be a 1-D i32/i64 tensor of length {length}, got {t}")
 
 
-def _positions(c: _Checker, op, t, batch: int) -> bool:
-    return c.check(t.rank == 1 and _elt(t) in INTS and t.shape[0] == batch, op,
+def positions(c: Checker, op, t, batch: int) -> bool:
+    return c.check(t.rank == 1 and elt(t) in INTS and t.shape[0] == batch, op,
                    f"positions must be a 1-D i32/i64 tensor of length {batch} (one per row), got {t}")
 
 
-def _embedding(c: _Checker, op, types, attrs):
-    ids, table, result = types
-    if not (c.check(ids.rank == 1 and _elt(ids) in INTS, op, f"ids must be a 1-D i32/i64 tensor, got {ids}")
-            and c.check(table.rank == 2 and _elt(table) in FLOATS, op,
-                        f"table must be a 2-D float tensor [vocab, hidden], got {table}")):
-        return
-    expected = f"tensor<{ids.shape[0]}x{table.shape[1]}x{_elt(table)}>"
-    c.check(str(result) == expected, op, f"result must be {expected}, got {result}")
-
-
-def _rmsnorm(c: _Checker, op, types, attrs):
-    x, w, result = types
-    if not (_float2d(c, op, x, "x") and c.check(w.rank == 1, op, f"weight must be 1-D, got {w}")):
-        return
-    c.check(x.shape[1] % w.shape[0] == 0, op,
-            f"the last dimension of x ({x.shape[1]}) must be a multiple of the weight size ({w.shape[0]})")
-    c.check(_elt(w) == _elt(x), op, f"weight element type {_elt(w)} differs from x's {_elt(x)}")
-    _same_type(c, op, "result and x", result, x)
-    _positive(c, op, attrs, "eps", ir.FloatAttr)
-
-
-def _linear(c: _Checker, op, types, attrs):
-    x, w, *rest = types
-    result = rest[-1]
-    if not (_float2d(c, op, x, "x") and c.check(w.rank == 2, op, f"weight must be 2-D [out, in], got {w}")):
-        return
-    c.check(w.shape[1] == x.shape[1], op,
-            f"weight has {w.shape[1]} input features but x has {x.shape[1]}")
-    c.check(_elt(w) == _elt(x), op, f"weight element type {_elt(w)} differs from x's {_elt(x)}")
-    expected = f"tensor<{x.shape[0]}x{w.shape[0]}x{_elt(x)}>"
-    c.check(str(result) == expected, op, f"result must be {expected}, got {result}")
-    if len(rest) == 2:
-        _same_type(c, op, "residual and result", rest[0], result)
-
-
-def _rope(c: _Checker, op, types, attrs):
-    x, pos, result = types
-    half = _inv_freq(c, op, attrs)
-    if half is None or not _float2d(c, op, x, "x"):
-        return
-    c.check(x.shape[1] % (2 * half) == 0, op,
-            f"x width {x.shape[1]} is not a multiple of the head dim {2 * half} (2 * len(inv_freq))")
-    _positions(c, op, pos, x.shape[0])
-    _same_type(c, op, "result and x", result, x)
-
-
-def _heads(c: _Checker, op, q, kc, vc, pos, attrs) -> int | None:
+def heads(c: Checker, op, q, kc, vc, pos, attrs) -> int | None:
     """head_dim when q, the caches and the positions fit an attention's, else None after errors."""
     errors = c.errors
-    if not (_float2d(c, op, q, "q")
+    if not (float2d(c, op, q, "q")
             and c.check(kc.rank == 3, op, f"k_cache must be 3-D [batch, seq, kv_heads * head_dim], got {kc}")
-            and _same_type(c, op, "k_cache and v_cache", kc, vc)):
+            and same_type(c, op, "k_cache and v_cache", kc, vc)):
         return None
-    head_dim = _positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+    head_dim = positive(c, op, attrs, "head_dim", ir.IntegerAttr)
     if head_dim is None:
         return None
     c.check(q.shape[0] % kc.shape[0] == 0, op,
             f"q rows ({q.shape[0]}) must be a multiple of the cache batch ({kc.shape[0]}): "
             f"every sequence has the same number of query rows")
-    c.check(_elt(kc) == _elt(q), op, f"cache element type {_elt(kc)} differs from q's {_elt(q)}")
+    c.check(elt(kc) == elt(q), op, f"cache element type {elt(kc)} differs from q's {elt(q)}")
     if c.check(q.shape[1] % head_dim == 0 and kc.shape[2] % head_dim == 0, op,
                f"head_dim {head_dim} must divide the q width {q.shape[1]} and the cache width {kc.shape[2]}"):
         hq, hkv = q.shape[1] // head_dim, kc.shape[2] // head_dim
         c.check(hq % hkv == 0, op, f"kv heads ({hkv}) must divide query heads ({hq})")
-    _positions(c, op, pos, q.shape[0])
+    positions(c, op, pos, q.shape[0])
     return head_dim if c.errors == errors else None
 
 
-def _attention(c: _Checker, op, types, attrs):
-    q, kc, vc, pos, result = types
-    _heads(c, op, q, kc, vc, pos, attrs)
-    _positive(c, op, attrs, "scale", ir.FloatAttr)
-    if q.rank == 2:                  # else the error about q says it
-        _same_type(c, op, "result and q", result, q)
-
-
-def _kv_append(c: _Checker, op, types, attrs):
-    cache, new, pos, result = types
-    if not (c.check(cache.rank == 3, op, f"cache must be 3-D [batch, seq, width], got {cache}")
-            and c.check(new.rank == 2, op, f"new must be 2-D [batch, width], got {new}")):
-        return
-    rows = new.shape[0]
-    c.check(new.shape[1] == cache.shape[2] and rows % cache.shape[0] == 0
-            and _elt(new) == _elt(cache), op,
-            f"new must be tensor<Rx{cache.shape[2]}x{_elt(cache)}>, R a multiple of the cache batch "
-            f"{cache.shape[0]}, to append to {cache}, got {new}")
-    _positions(c, op, pos, rows)
-    _same_type(c, op, "result and cache", result, cache)
-
-
-def _elementwise(c: _Checker, op, types, attrs):
+def elementwise(c: Checker, op, types, attrs):
     for t in types[1:]:
-        if not _same_type(c, op, "operands and result", types[0], t):
+        if not same_type(c, op, "operands and result", types[0], t):
             return
-    _float2d(c, op, types[0], "operand")
+    float2d(c, op, types[0], "operand")
 
 
-def _argmax(c: _Checker, op, types, attrs):
-    logits, result = types
-    if _float2d(c, op, logits, "logits"):
-        _ints(c, op, result, logits.shape[0], "result")
-
-
-def _sample(c: _Checker, op, types, attrs):
-    logits, pos, params, seeds, result = types
-    if not _float2d(c, op, logits, "logits"):
-        return
-    batch = logits.shape[0]
-    _positions(c, op, pos, batch)
-    c.check(params.rank == 2 and _elt(params) == "f32" and params.shape == [batch, 4], op,
-            f"params must be tensor<{batch}x4xf32> (temperature, top_k, top_p, min_p per row), got {params}")
-    _ints(c, op, seeds, batch, "seeds")
-    _ints(c, op, result, batch, "result")
-
-
-_GRAPH_RULES = {
-    "weight": _named, "state": _named, "embedding": _embedding, "rmsnorm": _rmsnorm,
-    "linear": _linear, "rope": _rope, "attention": _attention, "kv_append": _kv_append,
-    "silu_mul": _elementwise, "add": _elementwise, "allreduce": _elementwise, "argmax": _argmax,
-    "sample": _sample,
-}
 
 
 # -------------------------------------------------------------- task level
@@ -326,17 +235,13 @@ _GRAPH_RULES = {
 # models (Qwen3-8B: ~30k tasks, a prefill chunk ~10x that; an H100 has 132 SMs).
 MAX_TASKS = 1 << 22
 MAX_SMS = 1 << 16
-# Kinds whose lowering assumes a tile of task_kinds' units without checking it (a task of
-# argmax or sample is one row, of attention_combine whole heads); the other lowerings
-# report a tile they cannot take, and take any other.
-TILES_UNCHECKED = ("argmax", "sample", "attention_combine")
 
 
-def _attr_is(c: _Checker, op, name: str, cls, what: str) -> bool:
+def _attr_is(c: Checker, op, name: str, cls, what: str) -> bool:
     return c.check(isinstance(op.attributes[name], cls), op, f"'{name}' must be {what}")
 
 
-def _verify_tasks(c: _Checker, module_op: ir.Operation, ops: list[ir.Operation]) -> None:
+def _verify_tasks(c: Checker, module_op: ir.Operation, ops: list[ir.Operation]) -> None:
     # Per-op attribute forms first: the TaskGraph view below relies on them.
     kernels = []
     for op in ops:
@@ -350,7 +255,7 @@ def _verify_tasks(c: _Checker, module_op: ir.Operation, ops: list[ir.Operation])
             t = ir.TypeAttr(a["type"]).value
             space = ir.StringAttr(a["space"]).value
             if c.check(isinstance(t, ir.RankedTensorType), op, f"'type' must be a ranked tensor type, got {t}"):
-                c.check(all(d > 0 for d in t.shape) and _elt(t) in taskir.ELEMENT_BYTES, op,
+                c.check(all(d > 0 for d in t.shape) and elt(t) in taskir.ELEMENT_BYTES, op,
                         f"'type' must have static positive sizes and one of the element types "
                         f"{', '.join(taskir.ELEMENT_BYTES)}, got {t}")
             c.check(space in taskir.SPACES, op, f"unknown space '{space}' (expected one of {', '.join(taskir.SPACES)})")
@@ -390,7 +295,7 @@ def _verify_tasks(c: _Checker, module_op: ir.Operation, ops: list[ir.Operation])
             _task_group_kind(c, graph, g)
 
 
-def _task_group_form(c: _Checker, op) -> None:
+def _task_group_form(c: Checker, op) -> None:
     a = op.attributes
     if not (_attr_is(c, op, "grid", ir.DenseI64ArrayAttr, "an array<i64: ...>")
             and _attr_is(c, op, "tile", ir.DenseI64ArrayAttr, "an array<i64: ...>")):
@@ -416,10 +321,10 @@ def _task_group_form(c: _Checker, op) -> None:
             except ValueError as e:
                 c.error(op, f"'{key}' {e}")
     kind = ir.StringAttr(a["kind"]).value
-    c.check(kind in KINDS, op, f"unknown task kind '{kind}' (known: {', '.join(KINDS)})")
+    c.check(kind in kinds.registry(), op, f"unknown task kind '{kind}' (known: {', '.join(kinds.registry())})")
 
 
-def _task_group_semantics(c: _Checker, graph: taskir.TaskGraph, g: taskir.TaskGroup) -> None:
+def _task_group_semantics(c: Checker, graph: taskir.TaskGraph, g: taskir.TaskGroup) -> None:
     op = g.op
     for b in g.inputs + g.outputs:
         c.check(b in graph.buffers, op, f"'{b}' does not name an 'mpk.buffer'")
@@ -453,27 +358,28 @@ def _task_group_semantics(c: _Checker, graph: taskir.TaskGraph, g: taskir.TaskGr
                 f"is out of range for '@{ref.event}' of size {size}")
 
 
-def _task_group_kind(c: _Checker, graph: taskir.TaskGraph, g: taskir.TaskGroup) -> None:
+def _task_group_kind(c: Checker, graph: taskir.TaskGraph, g: taskir.TaskGroup) -> None:
     """The group's buffers and params as its kind's lowering reads them, and its domain."""
     ins, outs = ([ir.RankedTensorType(ir.TypeAttr(graph.buffers[b].op.attributes["type"]).value) for b in names]
                  for names in (g.inputs, g.outputs))
     params = g.op.attributes["params"] if "params" in g.op.attributes else ir.DictAttr.get({})
     errors = c.errors
-    _TASK_RULES[g.kind](c, g.op, g.kind, ins, outs, params)
+    kind = kinds.get(g.kind)
+    kind.check(c, g.op, ins, outs, params)
     if c.errors != errors:
         return
-    natural = ins[1].shape if g.kind == "kv_append" else outs[0].shape
-    if c.check(list(graph.domain(g)) == natural, g.op,
-               f"the domain {list(graph.domain(g))} must be {natural}, the shape of "
-               f"{'new' if g.kind == 'kv_append' else 'the first output'}") and g.kind in TILES_UNCHECKED:
-        why = task_kinds.valid_tile(task_kinds.op_info(graph, g), g.tile)
+    natural, what = kind.natural_domain(ins, outs)
+    if c.check(list(graph.domain(g)) == list(natural), g.op,
+               f"the domain {list(graph.domain(g))} must be {list(natural)}, the shape of {what}") \
+            and not kind.lowering_checks_tile:
+        why = tiling.valid_tile(tiling.op_info(graph, g), g.tile)
         c.check(why is None, g.op, f"invalid tile {list(g.tile)}: {why}")
 
 
-# Task groups: (inputs, outputs) as mpk-partition builds them (dialects/README.md,
-# "Task kinds and their tiles"). A rule takes the buffer types and the group's params.
+# Helpers of the kinds' rules (lowering/kinds: `graph_check` and `check`), which take
+# the buffer or operand types and the attributes or params.
 
-def _arity(c: _Checker, op, kind: str, ins, outs, inputs: int | tuple, outputs: int | tuple = 1,
+def arity(c: Checker, op, kind: str, ins, outs, inputs: int | tuple, outputs: int | tuple = 1,
            roles: str = "") -> bool:
     """`inputs`/`outputs`: the number of buffers the kind takes, or (fewest, most)."""
     (lo_in, hi_in), (lo_out, hi_out) = ((n, n) if isinstance(n, int) else n for n in (inputs, outputs))
@@ -486,194 +392,46 @@ def _count(lo: int, hi: int) -> str:
     return str(lo) if lo == hi else f"{lo} to {hi}" if hi < 1 << 20 else f"{lo} or more"
 
 
-def _as_graph_op(rule, inputs: int):
-    """A kind whose group reads the graph op's operands and writes its result."""
-    def check(c, op, kind, ins, outs, attrs):
-        if _arity(c, op, kind, ins, outs, inputs):
-            rule(c, op, ins + outs, attrs)
-    return check
-
-
-def _row_counts(c: _Checker, op, counts, rows: int) -> None:
-    c.check(counts.rank == 1 and _elt(counts) in INTS and rows % counts.shape[0] == 0, op,
+def row_counts(c: Checker, op, counts, rows: int) -> None:
+    c.check(counts.rank == 1 and elt(counts) in INTS and rows % counts.shape[0] == 0, op,
             f"row_counts must be a 1-D i32/i64 tensor with one entry per sequence of the {rows} rows, got {counts}")
 
 
-def _task_linear(c, op, kind, ins, outs, attrs):
-    roles = task_kinds.linear_roles(attrs, len(ins))
-    fused = len([r for r in roles if r not in ("x", "w", "residual")])
-    if not _arity(c, op, kind, ins, outs, (2 + fused, 3 + fused), 1,
-                  " (x, w, [residual], then the fused norm weight, up, row_counts of its params)"):
-        return
-    role = dict(zip(roles, ins))
-    x = role["x"]
-    errors = c.errors
-    _linear(c, op, [x, role["w"]] + [role[r] for r in ("residual",) if r in role] + outs, attrs)
-    if c.errors != errors:
-        return
-    if "norm" in role:
-        _fused_norm(c, op, role["norm"], x, attrs)
-    if "up" in role:
-        _same_type(c, op, "up and x", role["up"], x)
-    if task_kinds.ROW_COUNTS in role:
-        _row_counts(c, op, role[task_kinds.ROW_COUNTS], x.shape[0])
-
-
-def _fused_norm(c: _Checker, op, w, x, attrs) -> None:
+def fused_norm(c: Checker, op, w, x, attrs) -> None:
     """The weight and `norm_eps` of a layer norm a linear (or gate_up) applies to its x."""
-    c.check(w.rank == 1 and w.shape[0] == x.shape[1] and _elt(w) == _elt(x),
-            op, f"the fused norm weight must be tensor<{x.shape[1]}x{_elt(x)}>, got {w}")
-    _positive(c, op, attrs, "norm_eps", ir.FloatAttr)
+    c.check(w.rank == 1 and w.shape[0] == x.shape[1] and elt(w) == elt(x),
+            op, f"the fused norm weight must be tensor<{x.shape[1]}x{elt(x)}>, got {w}")
+    positive(c, op, attrs, "norm_eps", ir.FloatAttr)
 
 
-def _task_gate_up(c, op, kind, ins, outs, attrs):
-    counts, norm = task_kinds.ROW_COUNTS in attrs, "norm_eps" in attrs
-    if not _arity(c, op, kind, ins, outs, 3 + counts + norm, 1,
-                  " (x, w_gate, w_up[, norm weight: norm_eps][, row_counts])"):
-        return
-    errors = c.errors
-    _linear(c, op, [ins[0], ins[1], outs[0]], attrs)
-    _same_type(c, op, "w_gate and w_up", ins[1], ins[2])
-    if c.errors != errors:
-        return
-    if norm:
-        _fused_norm(c, op, ins[3], ins[0], attrs)
-    if counts:
-        _row_counts(c, op, ins[-1], ins[0].shape[0])
-
-
-def _task_attention(c, op, kind, ins, outs, attrs):
-    counts = kind == "attention_prefill" and task_kinds.ROW_COUNTS in attrs
-    if not _arity(c, op, kind, ins, outs, 4 + counts, 1, " (q, k_cache, v_cache, positions)"):
-        return
-    errors = c.errors
-    q, kc = ins[0], ins[1]
-    _attention(c, op, ins[:4] + outs, attrs)
-    if c.errors != errors:
-        return
-    if kind == "attention":
-        c.check(q.shape[0] == kc.shape[0], op, f"q rows ({q.shape[0]}) must be one per sequence of the cache "
-                                               f"({kc.shape[0]}): several rows per sequence are 'attention_prefill'")
-    elif counts:
-        _row_counts(c, op, ins[4], q.shape[0])
-
-
-def _rope_inputs(c: _Checker, op, ins, attrs) -> int | None:
+def rope_inputs(c: Checker, op, ins, attrs) -> int | None:
     """head_dim when q, k, v, the caches, positions and the norm weights (with `eps`)
     fit a rope_append's inputs, else None after errors."""
     q, k, v, kc, vc, pos, *norms = ins
     errors = c.errors
-    head_dim = _heads(c, op, q, kc, vc, pos, attrs)
-    if head_dim is None or _inv_freq(c, op, attrs) is None:
+    head_dim = heads(c, op, q, kc, vc, pos, attrs)
+    if head_dim is None or inv_freq(c, op, attrs) is None:
         return None
-    c.check(k.rank == 2 and k.shape == [q.shape[0], kc.shape[2]] and _elt(k) == _elt(q) and v == k, op,
-            f"k and v must be tensor<{q.shape[0]}x{kc.shape[2]}x{_elt(q)}> (q's rows, a cache row), got {k} and {v}")
+    c.check(k.rank == 2 and k.shape == [q.shape[0], kc.shape[2]] and elt(k) == elt(q) and v == k, op,
+            f"k and v must be tensor<{q.shape[0]}x{kc.shape[2]}x{elt(q)}> (q's rows, a cache row), got {k} and {v}")
     for w in norms:
-        c.check(w.rank == 1 and w.shape[0] == head_dim and _elt(w) == _elt(q), op,
-                f"the norm weights must be tensor<{head_dim}x{_elt(q)}>, got {w}")
+        c.check(w.rank == 1 and w.shape[0] == head_dim and elt(w) == elt(q), op,
+                f"the norm weights must be tensor<{head_dim}x{elt(q)}>, got {w}")
     if norms:
-        _positive(c, op, attrs, "eps", ir.FloatAttr)
+        positive(c, op, attrs, "eps", ir.FloatAttr)
     return head_dim if c.errors == errors else None
 
 
-def _task_rope_append(c, op, kind, ins, outs, attrs):
-    norms, counts = 2 * ("eps" in attrs), task_kinds.ROW_COUNTS in attrs
-    if not _arity(c, op, kind, ins, outs, 6 + norms + counts, 3,
-                  " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps][, row_counts])"):
-        return
-    if _rope_inputs(c, op, ins[:6 + norms], attrs) is None:
-        return
-    c.check(outs == [ins[0], ins[3], ins[4]], op, "the outputs must be the roped q (q's type) and the two caches")
-    if counts:
-        _row_counts(c, op, ins[-1], ins[0].shape[0])
-
-
-def _task_attention_partial(c, op, kind, ins, outs, attrs):
-    """attention_partial, and attention_split: the same plus the merged output and
-    the arrival counters (task_kinds.AttentionSplit)."""
-    rope, merged = "inv_freq" in attrs, 2 * (kind == "attention_split")
-    roles = " (the partials" + (", the caches" if rope else "") + (", the output, the arrival counters"
-                                                                   if merged else "") + ")"
-    if rope:
-        if not _arity(c, op, kind, ins, outs, 6 + 2 * ("eps" in attrs), 3 + merged,
-                      " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps])"):
-            return
-        (q, _, _, kc, vc, pos), head_dim = ins[:6], _rope_inputs(c, op, ins, attrs)
-        if head_dim is not None:
-            c.check(outs[1:3] == [kc, vc], op, "the outputs after the partials must be the two caches")
-    else:
-        if not _arity(c, op, kind, ins, outs, 4, 1 + merged, " (q, k_cache, v_cache, positions)" + roles):
-            return
-        q, kc, vc, pos = ins
-        head_dim = _heads(c, op, q, kc, vc, pos, attrs)
-    _positive(c, op, attrs, "scale", ir.FloatAttr)
-    splits = _positive(c, op, attrs, "splits", ir.IntegerAttr)
-    if head_dim is None or splits is None:
-        return
-    c.check(q.shape[0] == kc.shape[0], op, f"q rows ({q.shape[0]}) must be one per sequence ({kc.shape[0]})")
-    _partials(c, op, outs[0], q.shape[0], splits, q.shape[1] // head_dim, head_dim)
-    if merged:
-        out, arrivals = outs[-2:]
-        c.check(out.rank == 2 and out.shape == q.shape and _elt(out) in FLOATS, op,
-                f"the output must be a float tensor<{q.shape[0]}x{q.shape[1]}> (q's shape), got {out}")
-        c.check(arrivals.rank == 2 and arrivals.shape == [q.shape[0], kc.shape[2] // head_dim]
-                and _elt(arrivals) == "i32", op,
-                f"the arrival counters must be tensor<{q.shape[0]}x{kc.shape[2] // head_dim}xi32> "
-                f"(one per sequence and KV head), got {arrivals}")
-
-
-def _task_attention_combine(c, op, kind, ins, outs, attrs):
-    if not _arity(c, op, kind, ins, outs, 1, 1, " (the partials)"):
-        return
-    (partials,), (out,) = ins, outs
-    head_dim = _positive(c, op, attrs, "head_dim", ir.IntegerAttr)
-    if head_dim is None or not _float2d(c, op, out, "the output"):
-        return
-    if c.check(out.shape[1] % head_dim == 0, op, f"head_dim {head_dim} must divide the output width {out.shape[1]}"):
-        _partials(c, op, partials, out.shape[0], None, out.shape[1] // head_dim, head_dim)
-
-
-def _partials(c: _Checker, op, t, rows: int, splits: int | None, heads: int, head_dim: int) -> None:
+def partials(c: Checker, op, t, rows: int, splits: int | None, heads: int, head_dim: int) -> None:
     """[rows, splits, heads * W] f32: per query head W >= head_dim + 2 floats (sums, max,
-    sum of exponentials, padding: task_kinds.partial_width)."""
-    c.check(t.rank == 3 and t.shape[0] == rows and t.shape[1] == (splits or t.shape[1]) and _elt(t) == "f32"
+    sum of exponentials, padding: kinds/attention_partial.py: partial_width)."""
+    c.check(t.rank == 3 and t.shape[0] == rows and t.shape[1] == (splits or t.shape[1]) and elt(t) == "f32"
             and t.shape[2] % heads == 0 and t.shape[2] // heads >= head_dim + 2, op,
             f"the partials must be tensor<{rows}x{splits or 'P'}x{heads}*Wxf32> ({heads} query heads of "
             f"W >= {head_dim + 2} floats), got {t}")
 
 
-def _task_kv_append(c, op, kind, ins, outs, attrs):
-    if _arity(c, op, kind, ins, outs, 3, 1, " (cache, new, positions)"):
-        _kv_append(c, op, ins + outs, attrs)
-        if "head_dim" in attrs:         # mpk-partition's hint: the tile unit
-            _positive(c, op, attrs, "head_dim", ir.IntegerAttr)
-
-
-def _task_tokens(c, op, kind, ins, outs, attrs):
-    """argmax and sample: logits [, ...] -> next tokens, then (optionally) tokens and positions."""
-    inputs, rule = ((4, 4), _sample) if kind == "sample" else ((1, 2), _argmax)
-    if not _arity(c, op, kind, ins, outs, inputs, (1, 1 << 20)):
-        return
-    errors = c.errors
-    rule(c, op, ins[:inputs[0]] + outs[:1], attrs)
-    if c.errors == errors:
-        for t in ins[inputs[0]:] + outs[1:]:
-            _ints(c, op, t, ins[0].shape[0], "tokens and positions")
-
-
-_TASK_RULES = {
-    "embedding": _as_graph_op(_embedding, 2), "rmsnorm": _as_graph_op(_rmsnorm, 2),
-    "rope": _as_graph_op(_rope, 2), "silu_mul": _as_graph_op(_elementwise, 2),
-    "add": _as_graph_op(_elementwise, 2), "allreduce": _as_graph_op(_elementwise, 1),
-    "linear": _task_linear, "gate_up": _task_gate_up, "attention": _task_attention,
-    "attention_prefill": _task_attention, "attention_partial": _task_attention_partial,
-    "attention_split": _task_attention_partial,
-    "attention_combine": _task_attention_combine, "rope_append": _task_rope_append,
-    "kv_append": _task_kv_append, "argmax": _task_tokens, "sample": _task_tokens,
-}
-
-
-def _trigger_counts(c: _Checker, graph: taskir.TaskGraph) -> None:
+def _trigger_counts(c: Checker, graph: taskir.TaskGraph) -> None:
     counts = {name: np.zeros(e.size, dtype=np.int64) for name, e in graph.events.items()}
     for g in graph.groups:
         if g.trigger is not None:
@@ -686,7 +444,7 @@ def _trigger_counts(c: _Checker, graph: taskir.TaskGraph) -> None:
                           f"but declares triggers = {e.triggers}")
 
 
-def _acyclic(c: _Checker, graph: taskir.TaskGraph) -> None:
+def _acyclic(c: Checker, graph: taskir.TaskGraph) -> None:
     producers = defaultdict(list)
     for g in graph.groups:
         if g.trigger is not None and not graph.events[g.trigger.event].primed:
@@ -712,7 +470,7 @@ def _acyclic(c: _Checker, graph: taskir.TaskGraph) -> None:
             return
 
 
-def _schedule(c: _Checker, graph: taskir.TaskGraph) -> None:
+def _schedule(c: Checker, graph: taskir.TaskGraph) -> None:
     op = graph.schedule_op
     num_sms = graph.kernel_attr("num_sms", 0)
     c.check(len(graph.schedule) <= num_sms, op,

@@ -2,7 +2,7 @@
 
 1. Dependencies. For every buffer a group reads, its producer is the last
    group before it that writes the buffer. Task c depends on task p exactly
-   when the box c reads overlaps the box p writes (`task_kinds`), so matching
+   when the box c reads overlaps the box p writes (lowering/kinds), so matching
    partitions give per-tile dependencies and only a consumer that reads a
    whole input (a linear's x, a row norm) depends on every producer task.
    This is finer than MPK's gcd rule, which collapses to a barrier as soon as
@@ -45,7 +45,7 @@ from mlir import ir
 from mpk import dialects as mpk
 from mpk.dialects.taskir import TaskGraph
 from mpk.lowering import ModulePass
-from mpk.lowering.task_kinds import group_boxes
+from mpk.lowering.tiling import group_boxes
 
 STEP_EVENT = "step"
 

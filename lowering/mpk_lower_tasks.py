@@ -1,9 +1,12 @@
 """mpk-lower-tasks: task groups to device functions in `gpu.module @mpk_tasks`.
 
-For every `mpk.tasks` op the lowering of its kind (lowering/kernels/<kind>.py)
-builds one device function specialized on the group's static shapes, tile and
-params; groups that differ only in their buffers' names (layer 0's q_proj and
-layer 5's) share it. Each group gets the function's id as its `fn` attribute,
+Every task kind with a device lowering contributes one rewrite pattern
+(`LowerTasks.patterns`), applied by upstream's walk driver (`mlir.rewrite`;
+the greedy driver would also fold the device code as it is built): the
+pattern of a group's kind calls the kind's `emit` (lowering/kinds/<kind>.py)
+to build one device function specialized on the group's static shapes, tile
+and params; groups that differ only in their buffers' names (layer 0's
+q_proj and layer 5's) share it. Each group gets the function's id as its `fn` attribute,
 and `mpk_dispatch` maps an id to its function:
 
     extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
@@ -24,9 +27,10 @@ The threads per CTA and the shared-memory budget are recorded on `mpk.kernel`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
-from mlir import ir, passmanager
+from mlir import ir, passmanager, rewrite
 from mlir.dialects import arith, func, gpu, llvm, scf
 
 from mpk import defaults
@@ -34,7 +38,8 @@ from mpk.dialects.taskir import TaskGraph
 from mpk.runtime.build import feature_arch
 
 from . import ModulePass, PassFailure
-from .kernels import Buffer, Group, Unsupported, lowerings, tensor_maps
+from . import kinds
+from .kernels import Buffer, Group, Unsupported
 from .kernels.emit import Emitter, View, byte_width, i32, ptr
 
 GPU_MODULE = "mpk_tasks"
@@ -71,35 +76,15 @@ class LowerTasks(ModulePass):
             gpu_module.bodyRegion.blocks.append()
         block = gpu_module.bodyRegion.blocks[0]
 
-        emitters = lowerings()
         graph = TaskGraph.from_module(module)
-        functions: dict[tuple, tuple[int, str, Group]] = {}  # key -> (fn, symbol, group)
+        self._groups = {tg.name: tg for tg in graph.groups}
+        self._graph, self._block, self._functions = graph, block, {}
+        self._refused: set[str] = set()
+        rewrite.walk_and_apply_patterns(module, self.patterns().freeze())
         for tg in graph.groups:
-            op = tg.op
-            group = self._group(tg, graph)
-            if group is None:
-                continue
-            if group.kind not in emitters:
-                self.error(op, f"no task lowering for kind '{group.kind}'")
-                continue
-            key = group.key()
-            try:
-                maps = tensor_maps(group, self.threads)
-            except Unsupported as e:
-                self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
-                continue
-            if key not in functions:
-                symbol = f"mpk_{group.kind}_{len(functions)}"
-                try:
-                    self._function(block, symbol, group, emitters[group.kind], len(maps))
-                except Unsupported as e:
-                    self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
-                    continue
-                functions[key] = (len(functions), symbol, group, len(maps))
-            op.attributes["fn"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
-                                                     functions[key][0])
-            if maps:   # the runtime encodes these TMA descriptors (mpk-materialize's tensor_maps)
-                op.attributes["tensor_maps"] = ir.ArrayAttr.get([m.attribute() for m in maps])
+            if "fn" not in tg.op.attributes and tg.name not in self._refused:
+                self.error(tg.op, f"no task lowering for kind '{tg.kind}'")
+        functions = self._functions
         if self.failed:
             raise PassFailure()
 
@@ -108,6 +93,45 @@ class LowerTasks(ModulePass):
         i64 = ir.IntegerType.get_signless(64)
         kernels[0].attributes["threads"] = ir.IntegerAttr.get(i64, self.threads)
         kernels[0].attributes["smem_bytes"] = ir.IntegerAttr.get(i64, self.smem_bytes)
+
+    # --------------------------------------------------------------- patterns
+    def patterns(self) -> rewrite.RewritePatternSet:
+        """One pattern per task kind that has a device lowering (its `emit`), each
+        lowering the `mpk.tasks` groups of that kind. A subclass may add, drop or
+        reorder patterns here."""
+        patterns = rewrite.RewritePatternSet()
+        for kind in kinds.registry().values():
+            if kind.emit is not None:
+                patterns.add("mpk.tasks", functools.partial(self.lower_group, kind))
+        return patterns
+
+    def lower_group(self, kind: kinds.TaskKind, op, rewriter) -> bool | None:
+        """The pattern of `kind`: a device function for the group `op` (shared with
+        every equal group), its id as the group's `fn`, its TMA descriptors as
+        `tensor_maps`. Returns True (no match) for other kinds and lowered groups."""
+        op = op.operation
+        if ir.StringAttr(op.attributes["kind"]).value != kind.name or "fn" in op.attributes:
+            return True
+        tg = self._groups[ir.StringAttr(op.attributes["sym_name"]).value]
+        group = self._group(tg, self._graph)
+        if group is None:
+            self._refused.add(tg.name)
+            return True
+        key = group.key()
+        try:
+            maps = kind.tensor_maps(group, self.threads)
+            if key not in self._functions:
+                symbol = f"mpk_{group.kind}_{len(self._functions)}"
+                self._function(self._block, symbol, group, kind.emit, len(maps))
+                self._functions[key] = (len(self._functions), symbol, group, len(maps))
+        except Unsupported as e:
+            self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
+            self._refused.add(tg.name)
+            return True
+        op.attributes["fn"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), self._functions[key][0])
+        if maps:   # the runtime encodes these TMA descriptors (mpk-materialize's tensor_maps)
+            op.attributes["tensor_maps"] = ir.ArrayAttr.get([m.attribute() for m in maps])
+        return None
 
     # ------------------------------------------------------------------ views
     def _group(self, tg, graph: TaskGraph) -> Group | None:

@@ -22,7 +22,8 @@ from mlir import ir
 
 from mpk.dialects.taskir import TaskGraph, element_bytes, python_value
 from mpk.lowering import ModulePass
-from mpk.lowering import task_kinds
+from mpk.lowering import kinds, tiling
+from mpk.lowering.kinds.linear import gemm_tile_rows
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED
 from mpk.runtime import tables as layout
 
@@ -161,12 +162,12 @@ def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
     shared-memory stage, and that range must be the rows of the tile's `w`."""
     out = np.zeros((g.num_tasks, len(layout.PREFETCH_FIELDS)), np.int64)
     out[:, 0] = -1
-    if g.kind not in task_kinds.KINDS:    # a hand-written stub kind: nothing known about its reads
+    if g.kind not in kinds.registry():    # a hand-written stub kind: nothing known about its reads
         return out.astype(np.int32)
-    info = task_kinds.op_info(graph, g)
-    if g.kind == "linear" and task_kinds.gemm_tile_rows(info.domain[0]) is not None:
+    info = tiling.op_info(graph, g)
+    if g.kind == "linear" and gemm_tile_rows(info.domain[0]) is not None:
         return out.astype(np.int32)       # a GEMM tile's copies stream its weights in themselves
-    reads = task_kinds.KINDS[g.kind].reads(info, task_kinds.tile_boxes(info.domain, g.grid, g.tile))
+    reads = kinds.get(g.kind).reads(info, tiling.tile_boxes(info.domain, g.grid, g.tile))
     for i, ((lo, hi), name) in enumerate(zip(reads, g.inputs)):
         b = graph.buffers[name]
         if b.space != "weight":

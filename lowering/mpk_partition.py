@@ -1,7 +1,7 @@
 """mpk-partition: graph ops -> `mpk.tasks` groups over `mpk.buffer`s.
 
 Every graph op of the decode function becomes one task group whose grid and
-tile the cost model of `task_kinds` picks (bytes and flops per task, waves
+tile the cost model of `tiling` picks (bytes and flops per task, waves
 over the SMs); an `mpk.tile = array<i64: ...>` attribute on the graph op
 overrides it. Decode linears that read the same x (q, k and v) share the SMs
 by their weight bytes, so that together they make one wave (`_share`).
@@ -52,13 +52,14 @@ from mpk import defaults
 from mpk import dialects as mpk
 from mpk.dialects.taskir import element_bytes, python_value
 from mpk.lowering import ModulePass, defining_op
-from mpk.lowering import task_kinds
-from mpk.lowering.task_kinds import KINDS, OpInfo
+from mpk.lowering import kinds, tiling
+from mpk.lowering.kinds import ROW_COUNTS, OpInfo
+from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
+from mpk.lowering.kinds.attention_partial import partial_width
+from mpk.lowering.kinds.linear import gemm_tile_rows
 
 TILE_ATTR = "mpk.tile"
 SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
-# The operand whose producer's tile an elementwise op follows.
-MAIN_INPUT = {"kv_append": 1}
 # A layer norm or silu_mul feeding only linears is computed by each linear
 # task on the x it stages in shared memory (`norm_eps`, `silu_gate`), when
 # B x K of x is at most this many bytes. A fused silu_mul stages two inputs
@@ -71,8 +72,6 @@ FUSED_X_MAX_BYTES = {"mpk.rmsnorm": 64 * 1024, "mpk.silu_mul": 8 * 1024}
 # tensor-core block): the tiles of linears that share the SMs (`_share`) take whole
 # rounds. (Llama 3.2 1B's k and v in 24-row tiles measured 3.7% slower a step.)
 SHARED_TILE_ROWS = 16
-# Operands that carry positions, per kind.
-POSITION_OPERAND = {"rope": 1, "attention": 3, "kv_append": 2, "sample": 1}
 
 
 def _only_use(value: ir.Value, name: str) -> ir.Operation | None:
@@ -139,7 +138,7 @@ class GateUpMatch:
         if gate.operands[0] != up.operands[0] or any(TILE_ATTR in op.attributes for op in (gate, up)):
             return None
         # GEMM tiles of 128 rows: both weights' columns for all of them in each warpgroup (kernels/gemm.py).
-        if task_kinds.gemm_tile_rows(_shape(gate.operands[0].type)[0]) not in ((128, None) if decode else (128,)):
+        if gemm_tile_rows(_shape(gate.operands[0].type)[0]) not in ((128, None) if decode else (128,)):
             return None
         return GateUpMatch(gate.operands[0], gate.operands[1], up.operands[1], (gate.results[0], up.results[0]))
 
@@ -158,14 +157,14 @@ class MpkPartition(ModulePass):
     summary = "split every graph op into a grid of SM-sized tasks (cost-model tiles)"
     num_sms: int = defaults.NUM_SMS
     arch: str = defaults.ARCH
-    min_split_rows: int = task_kinds.MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
+    min_split_rows: int = MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
     merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group
     gate_up_in_decode: bool = True   # an MLP's gate, up and silu_mul as one `gate_up` group at decode rows too
 
     def run(self, module: ir.Operation) -> None:
         try:
-            self.target = task_kinds.target(self.arch, self.num_sms)
+            self.target = tiling.target(self.arch, self.num_sms)
         except KeyError as e:
             self.fail(module, str(e.args[0]))
         if self.num_sms <= 0:
@@ -214,7 +213,7 @@ class MpkPartition(ModulePass):
                 self.fused_x[op.results[0]] = (list(op.operands), "norm_eps", op.attributes["eps"])
             elif kind == "silu_mul" and self._fuses_into_linears(op):
                 self.fused_x[op.results[0]] = (list(op.operands), "silu_gate", ir.UnitAttr.get())
-            elif kind in KINDS:
+            elif kind in kinds.registry():
                 self._group(op, kind, returned)
             else:
                 self.fail(op, f"'{op.name}' has no task kind: mpk-partition takes mpk graph ops only")
@@ -226,8 +225,9 @@ class MpkPartition(ModulePass):
             kind = op.name.removeprefix("mpk.")
             if kind == "embedding":
                 role.setdefault(op.operands[0], "tokens")
-            if kind in POSITION_OPERAND:
-                role.setdefault(op.operands[POSITION_OPERAND[kind]], "positions")
+            position = kinds.get(kind).position_operand if kind in kinds.registry() else None
+            if position is not None:
+                role.setdefault(op.operands[position], "positions")
         for i, (arg, name) in enumerate(zip(block.arguments, mpk.io_names(func))):
             self.buffer_of[arg] = self._buffer(name or role.get(arg, f"input{i}"), arg.type, "io")
 
@@ -262,7 +262,7 @@ class MpkPartition(ModulePass):
                 if owner.name in ("mpk.weight", "mpk.state"):
                     name = python_value(owner.attributes["name"]).removesuffix(".weight")
                     return name + (".append" if kind == "kv_append" else "")
-        producer = self.buffer_of.get(op.operands[MAIN_INPUT.get(kind, 0)], "")
+        producer = self.buffer_of.get(op.operands[kinds.get(kind).main_input], "")
         return f"{producer.removesuffix('.out')}.{kind}" if producer else kind
 
     def _fuses_into_linears(self, op: ir.Operation) -> bool:
@@ -272,7 +272,7 @@ class MpkPartition(ModulePass):
         (batch, width) = _shape(op.operands[0].type)
         if TILE_ATTR in op.attributes or (op.name == "mpk.rmsnorm" and _shape(op.operands[1].type)[0] != width):
             return False
-        if task_kinds.gemm_tile_rows(batch) is not None:
+        if gemm_tile_rows(batch) is not None:
             return False
         users = list(op.results[0].uses)
         return (batch * width * _elt_bytes(op.operands[0].type) <= FUSED_X_MAX_BYTES[op.name] and bool(users)
@@ -292,25 +292,25 @@ class MpkPartition(ModulePass):
         info = OpInfo("rope_append", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
                       _shape(q.type), _elt_bytes(q.type), _shape(q.type),
                       {n: python_value(a) for n, a in m.params.items()})
-        tile = task_kinds.choose_tile(info, self.target)
+        tile = tiling.choose_tile(info, self.target)
         self.group_tile[q_out] = (tile, info.domain)
         params = dict(m.params)
         inputs = self._row_counts("rope_append", inputs, params, tile, info.domain[0])
         with attention.location:
-            mpk.tasks(name, "rope_append", task_kinds.grid_for(info.domain, tile), tile, inputs,
+            mpk.tasks(name, "rope_append", tiling.grid_for(info.domain, tile), tile, inputs,
                       [q_out, inputs[3], inputs[4]], params=ir.DictAttr.get(params))
 
     def _row_counts(self, kind: str, inputs: list[str], params: dict, tile, rows: int) -> list[str]:
         """A prefill step's GEMM, rope_append and attention tiles skip the padding rows
-        of a chunk: they read `row_counts` (task_kinds.ROW_COUNTS) when the step has it
+        of a chunk: they read `row_counts` (kinds.ROW_COUNTS) when the step has it
         and a tile's rows never span two sequences."""
-        counts = task_kinds.ROW_COUNTS
+        counts = ROW_COUNTS
         if counts not in self.names or kind not in ("linear", "gate_up", "rope_append", "attention_prefill"):
             return inputs
         per_seq = rows // self.shape_of[counts][0]
         whole_tiles = kind != "rope_append"               # rope_append skips row by row
         if rows % self.shape_of[counts][0] or (whole_tiles and per_seq % tile[0]) or \
-                (kind == "linear" and task_kinds.gemm_tile_rows(rows) is None):
+                (kind == "linear" and gemm_tile_rows(rows) is None):
             return inputs
         params[counts] = ir.UnitAttr.get()
         return inputs + [counts]
@@ -335,11 +335,11 @@ class MpkPartition(ModulePass):
         info = OpInfo("gate_up", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
                       _shape(result.type), _elt_bytes(result.type), _shape(result.type),
                       {n: python_value(a) for n, a in params.items()})
-        tile = task_kinds.choose_tile(info, self.target)
+        tile = tiling.choose_tile(info, self.target)
         self.group_tile[out] = (tile, info.domain)
         inputs = self._row_counts("gate_up", inputs, params, tile, info.domain[0])
         with silu.location:
-            mpk.tasks(name, "gate_up", task_kinds.grid_for(info.domain, tile), tile, inputs, [out],
+            mpk.tasks(name, "gate_up", tiling.grid_for(info.domain, tile), tile, inputs, [out],
                       params=ir.DictAttr.get(params))
 
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
@@ -395,7 +395,7 @@ class MpkPartition(ModulePass):
                 info.params["head_dim"] = python_value(readers[0].attributes["head_dim"])
         try:
             tile = self._tile(op, info, operands)
-        except ValueError as e:              # no tile of the kind fits the op (task_kinds.prefill_rows)
+        except ValueError as e:              # no tile of the kind fits the op (kinds/attention_prefill.py: prefill_rows)
             self.fail(op, str(e))
         self.group_tile[outputs[0]] = (tile, domain)
         if kind == "attention" and self._splits(op, info) > 1:      # decode only
@@ -403,7 +403,7 @@ class MpkPartition(ModulePass):
             return
         inputs = self._row_counts(kind, inputs, attrs, tile, domain[0])
         with op.location:
-            mpk.tasks(name, kind, task_kinds.grid_for(domain, tile), tile, inputs, outputs,
+            mpk.tasks(name, kind, tiling.grid_for(domain, tile), tile, inputs, outputs,
                       params=ir.DictAttr.get(attrs), **extra)
 
     def _splits(self, op: ir.Operation, info: OpInfo) -> int:
@@ -414,7 +414,7 @@ class MpkPartition(ModulePass):
             return splits
         if TILE_ATTR in op.attributes:
             return 1                          # a chosen tile asks for the one-group attention
-        return KINDS["attention"].splits(info, self.target, self.min_split_rows)
+        return kinds.get("attention").splits(info, self.target, self.min_split_rows)
 
     def _info(self, op: ir.Operation, kind: str) -> OpInfo:
         """The op's OpInfo as it stands in the graph (no fused operands)."""
@@ -435,7 +435,7 @@ class MpkPartition(ModulePass):
         (batch, width), head_dim = info.output, info.params["head_dim"]
         heads = width // head_dim
         f32 = ir.F32Type.get()
-        partial_shape = (batch, splits, heads * task_kinds.partial_width(head_dim))
+        partial_shape = (batch, splits, heads * partial_width(head_dim))
         partials = self._buffer(name + ".partials", ir.RankedTensorType.get(list(partial_shape), f32),
                                 "workspace")
         attrs = dict(attrs, splits=ir.IntegerAttr.get(ir.IntegerType.get_signless(64), splits))
@@ -456,16 +456,16 @@ class MpkPartition(ModulePass):
         part = OpInfo(kind, info.inputs, info.input_bytes, partial_shape, 4, partial_shape,
                       {n: python_value(a) for n, a in attrs.items()})
         with op.location:
-            tile = task_kinds.choose_tile(part, self.target)
+            tile = tiling.choose_tile(part, self.target)
             mpk.tasks(name if self.merge_in_attention else self._unique(name + ".partial"), part.kind,
-                      task_kinds.grid_for(partial_shape, tile), tile, part_inputs, part_outputs,
+                      tiling.grid_for(partial_shape, tile), tile, part_inputs, part_outputs,
                       params=ir.DictAttr.get(attrs))
             if self.merge_in_attention:
                 return
             combine = OpInfo("attention_combine", [partial_shape], [4], info.output, info.output_bytes,
                              info.output, {"head_dim": head_dim})
-            tile = task_kinds.choose_tile(combine, self.target)
-            mpk.tasks(name, combine.kind, task_kinds.grid_for(info.output, tile), tile, [partials], [output],
+            tile = tiling.choose_tile(combine, self.target)
+            mpk.tasks(name, combine.kind, tiling.grid_for(info.output, tile), tile, [partials], [output],
                       params=ir.DictAttr.get({"head_dim": attrs["head_dim"]}))
 
     def _tile(self, op: ir.Operation, info: OpInfo, operands) -> tuple[int, ...]:
@@ -474,30 +474,30 @@ class MpkPartition(ModulePass):
             if not isinstance(attr, ir.DenseI64ArrayAttr):
                 self.fail(op, f"'{TILE_ATTR}' must be an array<i64: ...>")
             tile = tuple(ir.DenseI64ArrayAttr(attr))
-            why = task_kinds.valid_tile(info, tile)
+            why = tiling.valid_tile(info, tile)
             if why:
                 self.fail(op, f"invalid '{TILE_ATTR}' {list(tile)}: {why}")
             return tile
-        kind = KINDS[info.kind]
+        kind = kinds.get(info.kind)
         if kind.elementwise(info):
-            producer = self.group_tile.get(self.buffer_of[operands[MAIN_INPUT.get(info.kind, 0)]])
+            producer = self.group_tile.get(self.buffer_of[operands[kinds.get(info.kind).main_input]])
             if producer and producer[1] == info.domain:
                 tile = tuple(min(math.lcm(t, u), d) if f is None else f for t, u, d, f in
                              zip(producer[0], kind.tile_unit(info), info.domain, kind.fixed_tile(info)))
-                if task_kinds.valid_tile(info, tile) is None:
+                if tiling.valid_tile(info, tile) is None:
                     return tile
         target = self._share(op, info)
-        tile = task_kinds.choose_tile(info, target)
+        tile = tiling.choose_tile(info, target)
         if target is not self.target:      # whole rounds of 16 rows (one a warp; one tensor-core block)
             tile = (tile[0], min(-(-tile[1] // SHARED_TILE_ROWS) * SHARED_TILE_ROWS, info.domain[1]))
         return tile
 
-    def _share(self, op: ir.Operation, info: OpInfo) -> task_kinds.Target:
+    def _share(self, op: ir.Operation, info: OpInfo) -> tiling.Target:
         """The SMs a decode linear's tile is chosen for: linears that read the same x
         (q, k and v) run side by side, so each gets the share of the SMs that its
         weight is of theirs (at its SM's share of the bandwidth) and together they
         fill one wave, instead of each filling one of its own."""
-        if info.kind != "linear" or task_kinds.gemm_tile_rows(info.domain[0]) is not None:
+        if info.kind != "linear" or gemm_tile_rows(info.domain[0]) is not None:
             return self.target
         siblings = [u.owner for u in op.operands[0].uses
                     if u.owner.name == "mpk.linear" and u.operand_number == 0 and TILE_ATTR not in u.owner.attributes]

@@ -1,6 +1,6 @@
 """mpk-schedule: per-SM task queues from one global topological order.
 
-List scheduling on the cost model of `task_kinds`: a simulated clock runs
+List scheduling on the cost model of `tiling`: a simulated clock runs
 `num_sms` workers; whenever one is free it takes, among the tasks whose
 event is complete, the one with the longest remaining path to the end of the
 step (upward rank). The order in which tasks start is a topological order
@@ -23,10 +23,10 @@ from mlir import ir
 from mpk import dialects as mpk
 from mpk.dialects.taskir import TaskGraph
 from mpk.lowering import ModulePass
-from mpk.lowering import task_kinds
+from mpk.lowering import tiling
 
 
-def task_graph_arrays(graph: TaskGraph, target: task_kinds.Target):
+def task_graph_arrays(graph: TaskGraph, target: tiling.Target):
     """Per task: duration (s), waited counter and triggered counter (global ids, -1: none).
 
     Primed events are left out: they order steps, not tasks of one step.
@@ -40,8 +40,8 @@ def task_graph_arrays(graph: TaskGraph, target: task_kinds.Target):
     wait, trigger = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
     for g in graph.groups:
         tasks = slice(g.first_task, g.first_task + g.num_tasks)
-        info = task_kinds.op_info(graph, g)
-        duration[tasks] = task_kinds.task_cost(info, task_kinds.tile_boxes(info.domain, g.grid, g.tile), target)
+        info = tiling.op_info(graph, g)
+        duration[tasks] = tiling.task_cost(info, tiling.tile_boxes(info.domain, g.grid, g.tile), target)
         for ref, out in ((g.wait, wait), (g.trigger, trigger)):
             if ref is not None and not graph.events[ref.event].primed:
                 out[tasks] = base[ref.event] + ref.indices(g.grid_indices())
@@ -107,7 +107,7 @@ class MpkSchedule(ModulePass):
             self.fail(graph.schedule_op, "the module is already scheduled")
         num_sms, arch = graph.kernel_attr("num_sms"), graph.kernel_attr("arch")
         try:
-            target = task_kinds.target(arch, num_sms)
+            target = tiling.target(arch, num_sms)
         except KeyError as e:
             self.fail(graph.kernel, str(e.args[0]))
         duration, wait, trigger, counters = task_graph_arrays(graph, target)

@@ -11,7 +11,8 @@ that ([B, H, D], [B, H, 1, D], ...). A torch value is *mapped* to an mpk value
 when both hold the same elements in the same row-major order with the batch
 first, so order-preserving layout ops (view, unsqueeze, a transpose that only
 moves size-1 dims, ...) need no conversion at all. Each pattern is anchored
-on one torch op (the last op of the subgraph it matches), looks at producers
+on one torch op (the last op of the subgraph it matches; a rewrite pattern for
+upstream's walk driver, `mlir.rewrite`), looks at producers
 to match the rest, builds one mpk op and records which torch ops it
 *absorbed*. Every torch op must end up converted, absorbed or neutral
 (constants, lists, layout); any other is reported as unsupported at its
@@ -22,11 +23,12 @@ end all torch ops are erased and the function takes builtin tensor types.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from typing import Callable
 
-from mlir import ir
+from mlir import ir, rewrite
 
 from mpk import dialects as mpk
 from mpk.lowering import ModulePass, PassFailure
@@ -192,15 +194,7 @@ class _FunctionConversion:
         returns = [op for op in ops if op.name == "func.return"]
         if not returns:
             self.pass_.fail(self.func, "the function does not end with a 'func.return'")
-        for op in ops:
-            if op.name == "func.return":
-                continue
-            if op.name in _CONSTANT_OPS:
-                self.accounted.add(op)
-            elif op.name in _LAYOUT_OPS and self._map_layout(op):
-                self.accounted.add(op)
-            else:
-                self._convert(op)
+        rewrite.walk_and_apply_patterns(self.func, self.patterns().freeze())
 
         # Any other op left would keep a torch value alive when the torch ops are erased.
         self._report_unconverted([op for op in ops if op not in self.accounted and op.name != "func.return"])
@@ -243,27 +237,47 @@ class _FunctionConversion:
                                  "it with its operands and users")
         raise PassFailure("unconverted torch ops")
 
-    def _convert(self, op: ir.Operation) -> None:
-        for method in _PATTERNS.get(op.name, ()):
-            self.absorbed = []  # committed only if the whole pattern matches
-            try:
-                with ir.InsertionPoint(op), op.location:
-                    result = getattr(self, method)(op)
-            except (_NoMatch, *_MALFORMED):
-                continue
-            if math.prod(_shape(op.results[0])) != math.prod(_shape(result)):
-                # A broadcasting torch op is not the mpk op of the same name: erase and move on.
-                _owner(result).erase()
-                continue
-            self.mapped[op.results[0]] = result
-            self.accounted.update(self.absorbed)
-            self.accounted.add(op)
-            return
-        # Left for a consumer's pattern to absorb, or reported as unsupported.
+    def patterns(self) -> rewrite.RewritePatternSet:
+        """One rewrite pattern per torch op (`@pattern` below), for upstream's walk
+        driver, which visits the ops in order; constants are neutral, and a layout
+        op that keeps row-major order maps its result to its input's mpk value."""
+        patterns = rewrite.RewritePatternSet()
+        for name in _CONSTANT_OPS:
+            patterns.add(name, lambda op, rewriter: self.accounted.add(op.operation))
+        for name in _LAYOUT_OPS:   # tried before a converting pattern of the same op (_to_copy)
+            patterns.add(name, lambda op, rewriter: not self._map_layout(op.operation), benefit=2)
+        for name, methods in _PATTERNS.items():
+            for method in methods:
+                patterns.add(name, functools.partial(self._convert, getattr(self, method)))
+        return patterns
+
+    def _convert(self, pattern, op, rewriter) -> bool:
+        """Apply one pattern anchored on `op`; True (no match) if it does not apply. An op
+        no pattern matches is left for a consumer's pattern to absorb, or reported."""
+        op = op.operation
+        if op in self.accounted:
+            return True
+        self.absorbed = []  # committed only if the whole pattern matches
+        try:
+            with ir.InsertionPoint(op), op.location:
+                result = pattern(op)
+        except (_NoMatch, *_MALFORMED):
+            return True
+        if math.prod(_shape(op.results[0])) != math.prod(_shape(result)):
+            # A broadcasting torch op is not the mpk op of the same name: erase and move on.
+            rewriter.erase_op(_owner(result))
+            return True
+        self.mapped[op.results[0]] = result
+        self.accounted.update(self.absorbed)
+        self.accounted.add(op)
+        return None
 
     def _map_layout(self, op: ir.Operation) -> bool:
         try:
-            return self._layout_source(op)
+            if self._layout_source(op):
+                self.accounted.add(op)
+                return True
+            return False
         except (_NoMatch, *_MALFORMED):
             return False
 

@@ -103,7 +103,7 @@ def _is_int(value) -> bool:
 def check_arch(arch: str) -> None:
     """A GPU architecture mpk has kernels and a cost model for (else the compile would fail
     only after importing the model)."""
-    from mpk.lowering.task_kinds import ARCHS
+    from mpk.lowering.tiling import ARCHS
     if arch not in ARCHS:
         raise InputError(f"unknown GPU architecture {arch!r} (mpk compiles for {', '.join(ARCHS)})")
 

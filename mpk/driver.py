@@ -12,7 +12,8 @@ writes what it produced:
     ptx        the gpu.module through NVVM to PTX text
     cubin      the runtime (NVRTC, LTO-IR) linked with the PTX (nvJitLink)
 
-Passes are found by pipeline name through the pass framework; the bundle is
+Each stage's passes are built from the typed `Options` (`task_stages`), the
+same pass objects `mpk-opt` makes from their pipeline names; the bundle is
 written by mpk.runtime.bundle from `mpk-materialize`'s tables.
 
 A bundle holds two programs compiled from the same graph IR: the decode step
@@ -32,8 +33,10 @@ from pathlib import Path
 from typing import Callable
 
 from mlir import ir
+from mlir.passmanager import PassManager
 
-from mpk import defaults, dialects, lowering, pipeline
+from mpk import defaults, dialects
+from mpk.lowering import ModulePass
 from mpk.runtime import build, bundle
 
 PREFILL_SMEM_BYTES = 200 * 1024  # a GEMM tile's shared-memory ring (kernels/gemm.py)
@@ -85,18 +88,33 @@ class Options:
                                    threads=PREFILL_THREADS, max_registers=PREFILL_MAX_REGISTERS)
 
 
-# The task-level stages: (name, pipeline elements). Options are filled in per compile;
-# a prefill program runs mpk-prefill right after mpk-sample.
-TASK_STAGES = (
-    ("tasks", ["mpk-sample", "mpk-fuse-residual",
-               "mpk-partition{{num-sms={num_sms} arch={arch} rope-in-attention={rope_in_attention} "
-               "merge-in-attention={merge_in_attention} gate-up-in-decode={gate_up_in_decode}}}",
-               "mpk-stage-weights{{max-bytes={stage_bytes}}}"]),
-    ("events", ["mpk-build-events{{report={report}}}"]),
-    ("scheduled", ["mpk-schedule{{report={report}}}", "mpk-plan-memory{{report={report}}}"]),
-)
-PREFILL_PASS = "mpk-prefill{{chunk={prefill_chunk} all-logits={prefill_all_logits}}}"
-STAGES = ("graph",) + tuple(name for name, _ in TASK_STAGES) + ("gpu", "ptx", "cubin", "bundle")
+# The task-level stages, by name; a prefill program runs mpk-prefill right after mpk-sample.
+STAGES = ("graph", "tasks", "events", "scheduled", "gpu", "ptx", "cubin", "bundle")
+
+
+def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list[ModulePass]]]:
+    """The passes of each task-level stage, configured from `options` (typed values, no
+    pipeline text in between; `mpk-opt` runs the same passes by their pipeline names)."""
+    from mpk.lowering.mpk_build_events import MpkBuildEvents
+    from mpk.lowering.mpk_fuse_residual import MpkFuseResidual
+    from mpk.lowering.mpk_partition import MpkPartition
+    from mpk.lowering.mpk_plan_memory import MpkPlanMemory
+    from mpk.lowering.mpk_prefill import MpkPrefill
+    from mpk.lowering.mpk_sample import MpkSample
+    from mpk.lowering.mpk_schedule import MpkSchedule
+    from mpk.lowering.mpk_stage_weights import MpkStageWeights
+
+    prefill_pass = [MpkPrefill(chunk=options.prefill_chunk, all_logits=options.prefill_all_logits)] if prefill else []
+    return [
+        ("tasks", [MpkSample(), *prefill_pass, MpkFuseResidual(),
+                   MpkPartition(num_sms=options.num_sms, arch=options.arch,
+                                rope_in_attention=options.rope_in_attention,
+                                merge_in_attention=options.merge_in_attention,
+                                gate_up_in_decode=options.gate_up_in_decode),
+                   MpkStageWeights(max_bytes=options.stage_bytes)]),
+        ("events", [MpkBuildEvents(report=options.report)]),
+        ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),
+    ]
 
 
 def stages(options: Options) -> tuple[str, ...]:
@@ -126,19 +144,17 @@ class Dumper:
             path.write_text(str(content))
 
 
-def run_passes(module: ir.Module, stage: str, elements: list[str]) -> None:
-    """Run mpk passes by pipeline name; failures become CompileError with MLIR's diagnostics."""
-    for element in elements:
-        name = element.split("{")[0]
-        if lowering.lookup(name) is None:
-            raise CompileError(stage, f"pass '{name}' is not available in this mpk")
+def run_passes(module: ir.Module, stage: str, passes: list[ModulePass]) -> None:
+    """Run mpk passes; failures become CompileError with MLIR's diagnostics."""
+    elements = [p.pipeline_element() for p in passes]     # for messages: what mpk-opt would run
     from mpk.diagnostics import Collector
     collector = Collector(module.context)
     try:
         with module.context, collector.catching():
-            pipeline.run(module, "builtin.module(" + ",".join(elements) + ")")
-    except pipeline.PipelineError as e:
-        raise CompileError(stage, str(e)) from None
+            pm = PassManager("builtin.module", context=module.context)
+            for p in passes:
+                pm.add(p, name=p.name)
+            pm.run(module.operation)
     except Exception as e:  # a bug in a pass: say where, keep the traceback for MPK_DEBUG=1
         if os.environ.get("MPK_DEBUG"):
             raise
@@ -175,7 +191,7 @@ def compile_task_module(module: ir.Module, options: Options, out: Path, *, model
             prefill_module = ir.Module.parse(graph_ir, context=module.context)
             _compile_program(prefill_module, options.prefill(), out / PREFILL_DIR, model_config,
                              dump.program(PREFILL_DIR), lambda _name: TIMELESS(), None,
-                             extra_passes=[PREFILL_PASS])
+                             prefill=True)
     if source is not None:
         bundle.record_source(path, source)
     return path
@@ -183,26 +199,23 @@ def compile_task_module(module: ir.Module, options: Options, out: Path, *, model
 
 def _compile_program(module: ir.Module, options: Options, out: Path, model_config, dump: Dumper, stage,
                      task_ptx: str | None, programs: dict | None = None,
-                     extra_passes: list[str] = ()) -> Path:
+                     prefill: bool = False) -> Path:
     """One program (a persistent kernel and its tables) into the bundle folder `out`."""
     from mpk.dialects.taskir import TaskGraph
     from mpk.lowering.mpk_materialize import MaterializeError, materialize
 
-    values = dataclasses.asdict(options)
     if task_ptx is None:
-        for name, elements in TASK_STAGES:
-            if name == "tasks":
-                elements = elements[:1] + list(extra_passes) + elements[1:]
+        for name, passes in task_stages(options, prefill=prefill):
             with stage(name):
-                run_passes(module, name, [e.format(**values) for e in elements])
+                run_passes(module, name, passes)
                 _set_kernel_attr(module, "steps", options.steps)
                 dump(name, module)
     task_ir = str(module)   # scheduled task IR, before the gpu.module joins it
     if task_ptx is None:
         with stage("gpu"):
-            lower = [f"mpk-lower-tasks{{threads={options.threads}"
-                     + (f" smem-bytes={options.smem_bytes}" if options.smem_bytes is not None else "") + "}"]
-            run_passes(module, "gpu", lower)
+            from mpk.lowering.mpk_lower_tasks import LowerTasks
+            sizes = {"smem_bytes": options.smem_bytes} if options.smem_bytes is not None else {}
+            run_passes(module, "gpu", [LowerTasks(threads=options.threads, **sizes)])
             dump("gpu", module)
         with stage("ptx"):
             from mpk.lowering.mpk_lower_tasks import lower_to_ptx

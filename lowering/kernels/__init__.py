@@ -1,4 +1,5 @@
-"""Task-kind lowerings: one module per kind, each registering one `emit`.
+"""Device code of the task kinds: the kind's `emit` (lowering/kinds/<kind>.py) calls
+its module here.
 
 `emit(e, g, task, buffers)` builds the body of the device function that runs
 task number `task` (an i32, row-major in `g.grid`) of every group equal to
@@ -8,7 +9,7 @@ that cannot handle a group raises `Unsupported`, which `mpk-lower-tasks`
 reports at the group's location.
 
 A kind whose tasks copy tiles with the Hopper tensor-memory accelerator
-registers `tensor_maps(g)`: the TMA descriptors (`TensorMap`: which buffer,
+defines `tensor_maps(g, threads)`: the TMA descriptors (`TensorMap`: which buffer,
 which box) its tasks need. `mpk-lower-tasks` records them on the group, the
 runtime encodes each for its buffer's address at load time (cuTensorMapEncodeTiled),
 and the task function gets their addresses as `e.tensor_maps`.
@@ -17,9 +18,6 @@ and the task function gets their addresses as `e.tensor_maps`.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
-from typing import Callable
 
 from mlir import ir
 
@@ -100,29 +98,3 @@ class TensorMap:
 
     def attribute(self) -> ir.Attribute:
         return ir.DenseI64ArrayAttr.get([self.buffer, *self.box])
-
-
-Emit = Callable[[Emitter, Group, ir.Value, list[View]], None]
-KINDS: dict[str, Emit] = {}
-TENSOR_MAPS: dict[str, Callable[[Group, int], list[TensorMap]]] = {}
-
-
-def kind(name: str, tensor_maps: Callable[[Group, int], list[TensorMap]] | None = None) -> Callable[[Emit], Emit]:
-    """Register the decorated function as the lowering of task kind `name`."""
-    def register(emit: Emit) -> Emit:
-        KINDS[name] = emit
-        if tensor_maps is not None:
-            TENSOR_MAPS[name] = tensor_maps
-        return emit
-    return register
-
-
-def tensor_maps(g: Group, threads: int) -> list[TensorMap]:
-    """The TMA descriptors a group's tasks need, at `threads` per CTA."""
-    return TENSOR_MAPS[g.kind](g, threads) if g.kind in TENSOR_MAPS else []
-
-
-def lowerings() -> dict[str, Emit]:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-    return KINDS

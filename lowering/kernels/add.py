@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from . import kind
 from .emit import byte_width, widest_vector
 
 
-@kind("add")
 def add(e, g, task, buffers):
     a, b, y = buffers
     vec = widest_vector(g.tile[1], g.domain[1], element_bytes=byte_width(y.element))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from . import kind, require
+from . import require
 from .emit import byte_width, widest_vector
 
 
@@ -26,7 +26,6 @@ def better_pair(e, a, b):
     return [e.select(take, vb, va), e.select(take, ib, ia)]
 
 
-@kind("argmax")
 def argmax(e, g, task, buffers):
     require(len(g.inputs) in (1, 2), "argmax reads logits and, optionally, positions")
     logits, positions, outputs = buffers[0], None, []

@@ -50,7 +50,7 @@ import math
 
 from mlir.dialects import arith
 
-from . import kind, require
+from . import require
 from .emit import byte_width, f32, i32, ptr, widest_vector
 from .rope_append import rope_group
 
@@ -310,7 +310,6 @@ def _attend_mma(e, g, q_heads, kc, vc, b, kv, begin, end, finish) -> None:
     _merge_warps(e, G, D, vec, publish, finish)
 
 
-@kind("attention")
 def attention(e, g, task, buffers):
     q, kc, vc, positions, out = buffers
     D, G, vec = _heads(g, q, kc)
@@ -328,7 +327,6 @@ def attention(e, g, task, buffers):
         attend(e, g, q.at(b, e.mul(kv, G * D), shape=[G * D]), kc, vc, b, kv, 0, length, finish)
 
 
-@kind("attention_partial")
 def attention_partial(e, g, task, buffers):
     rope = "inv_freq" in g.params   # QK-norm, rope and the KV append fused in (mpk-partition)
     if rope:
@@ -373,9 +371,8 @@ def attention_partial(e, g, task, buffers):
     attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish)
 
 
-@kind("attention_split")
 def attention_split(e, g, task, buffers):
-    """An attention_partial whose last split merges (task_kinds.AttentionSplit)."""
+    """An attention_partial whose last split merges (kinds/attention_split.py)."""
     partials, out, arrivals = buffers[-5 if "inv_freq" in g.params else -3], buffers[-2], buffers[-1]
     attention_partial(e, g, task, buffers[:-2])
     D = int(g.param("head_dim"))
@@ -399,7 +396,6 @@ def attention_split(e, g, task, buffers):
     e.if_(e.eq(last.load(0), 1), merge)
 
 
-@kind("attention_combine")
 def attention_combine(e, g, task, buffers):
     partials, out = buffers
     D = int(g.param("head_dim"))

@@ -1,7 +1,7 @@
 """`attention_prefill`: causal attention of a chunk of prompt rows on the tensor cores.
 
 A task is `tq` consecutive query rows of one sequence and one KV head with
-its G query heads (task_kinds.AttentionPrefill). The matrix rows are the
+its G query heads (kinds/attention_prefill.py). The matrix rows are the
 (row, head) pairs, M = tq * G of them (row m: query row m // G, head m % G,
 so the G heads of a row are one contiguous [G * D] run of q), 16 per warp:
 
@@ -31,16 +31,15 @@ import math
 from mlir import ir
 from mlir.dialects import arith, llvm, nvvm
 
-from . import kind, require
+from . import require
 from .emit import i32
 
 ROOMY_THREADS = 256           # at most this many threads a CTA: 255 registers a thread
 NEG = -1.0e30
 
 
-@kind("attention_prefill")
 def attention_prefill(e, g, task, buffers):
-    q, kc, vc, positions, *counts, out = buffers      # counts: [row_counts] (task_kinds.ROW_COUNTS)
+    q, kc, vc, positions, *counts, out = buffers      # counts: [row_counts] (kinds.ROW_COUNTS)
     if counts:   # a tile of padding rows (their outputs are never read) does nothing
         tq, per_seq = g.tile[0], q.shape[0] // counts[0].shape[0]
         r0 = e.mul(e.unravel(task, g.grid)[0], tq)

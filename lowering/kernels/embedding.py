@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from . import kind
 from .emit import byte_width, widest_vector
 
 
-@kind("embedding")
 def embedding(e, g, task, buffers):
     ids, table, out = buffers
     vec = widest_vector(g.tile[1], g.domain[1], element_bytes=byte_width(out.element))

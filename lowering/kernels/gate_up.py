@@ -14,16 +14,11 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from mpk.lowering.task_kinds import gemm_tile_rows
+from mpk.lowering.kinds.linear import gemm_tile_rows
 
-from . import gemm, kind, linear
-
-
-def _tensor_maps(g, threads):
-    return gemm.tensor_maps(g, threads, weights=2)
+from . import gemm, linear
 
 
-@kind("gate_up", tensor_maps=_tensor_maps)
 def gate_up(e, g, task, buffers):
     x, w_gate, w_up, *rest, y = buffers     # rest: [norm weight: norm_eps] or [row_counts] (prefill)
     product = lambda v: arith.mulf(e.silu(v[0]), v[1])

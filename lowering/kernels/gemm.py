@@ -1,6 +1,6 @@
 """A linear's GEMM tile on the Hopper matrix units: y[tm x tn] = x[tm rows] @ w[tn rows]^T (+ residual).
 
-The prefill path of `linear` (task_kinds.gemm_tile_rows: from 64 rows). Both
+The prefill path of `linear` (kinds/linear.py: gemm_tile_rows: from 64 rows). Both
 operands are K-major (x [R, K] and w [N, K] row-major), bf16, fp32 accumulation.
 
 * Tiles of K = 64 (one 128-byte row per tile row) go through a ring of
@@ -31,7 +31,7 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import arith, llvm, nvvm
 
-from mpk.lowering.task_kinds import gemm_tile_rows
+from mpk.lowering.kinds.linear import gemm_tile_rows
 
 from . import TensorMap, require
 from .emit import f32, i32, ptr

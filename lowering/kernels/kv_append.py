@@ -7,11 +7,10 @@ buffer is the cache (the same memory as the cache input: the update is in place)
 
 from __future__ import annotations
 
-from . import kind, require
+from . import require
 from .emit import byte_width, widest_vector
 
 
-@kind("kv_append")
 def kv_append(e, g, task, buffers):
     _, new, positions, cache = buffers
     require(len(cache.shape) == 3 and cache.shape[2] == new.shape[1] and new.shape[0] % cache.shape[0] == 0,

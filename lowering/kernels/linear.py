@@ -47,16 +47,16 @@ from __future__ import annotations
 from mlir.dialects import arith
 
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED, row_pitch
-from mpk.lowering.task_kinds import ROW_COUNTS, gemm_tile_rows, linear_roles
+from mpk.lowering.kinds import ROW_COUNTS
+from mpk.lowering.kinds.linear import gemm_tile_rows, linear_roles
 
-from . import gemm, kind, require
+from . import gemm, require
 from .emit import View, byte_width, f32, widest_vector
 
 UNROLL = 8  # 16-byte weight loads in flight per lane
 MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-core path
 
 
-@kind("linear", tensor_maps=gemm.tensor_maps)
 def linear(e, g, task, buffers):
     # Buffers: x, w, [residual], [norm weight: norm_eps], [up: silu_gate], y.
     role = dict(zip(linear_roles(g.params, len(buffers) - 1), buffers))

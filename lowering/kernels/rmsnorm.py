@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from . import kind, require
+from . import require
 from .emit import byte_width, widest_vector
 
 WARP_CHUNKS = 4
 
 
-@kind("rmsnorm")
 def rmsnorm(e, g, task, buffers):
     x, w, y = buffers
     (B, N), D = x.shape, w.shape[0]

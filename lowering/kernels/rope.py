@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from . import kind, require
+from . import require
 from .emit import byte_width, widest_vector
 
 
-@kind("rope")
 def rope(e, g, task, buffers):
     x, positions, y = buffers
     freqs = [float(f) for f in g.param("inv_freq")]

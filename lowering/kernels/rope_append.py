@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from mpk.lowering.task_kinds import ROW_COUNTS
+from mpk.lowering.kinds import ROW_COUNTS
 
-from . import kind, require
+from . import require
 from .emit import byte_width, widest_vector
 
 
-@kind("rope_append")
 def rope_append(e, g, task, buffers):
     q, k, v, k_cache, _, positions, *norms, q_out, _, v_cache = buffers
     counts = norms.pop() if ROW_COUNTS in g.params else None   # prompt rows per sequence (prefill)

@@ -30,7 +30,7 @@ import math
 from mlir import ir
 from mlir.dialects import arith
 
-from . import kind, require
+from . import require
 from .argmax import better_pair
 from .emit import byte_width, f32, i32, widest_vector
 
@@ -38,7 +38,6 @@ LOG2E = 1 / math.log(2)
 BINS = 256
 
 
-@kind("sample")
 def sample(e, g, task, buffers):
     require(len(g.inputs) == 4, "sample reads logits, positions, params and seeds")
     logits, positions, params, seeds = buffers[:4]

@@ -1,4 +1,4 @@
-"""Execute mpk graph IR on the CPU, op by op, with the reference semantics of `ops`.
+"""Execute mpk graph IR on the CPU, op by op, with the reference semantics of each kind (lowering/kinds).
 
 `run_graph(module, weights, *inputs, state=state)` runs the decode step
 function: `mpk.weight "name"` reads `weights[name]`, `mpk.state "name"` reads
@@ -16,7 +16,7 @@ from mlir import ir
 
 from mpk.dialects.taskir import python_value
 
-from . import ops
+from mpk.lowering import kinds
 
 
 def _numpy(x) -> np.ndarray:
@@ -64,16 +64,18 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 state_of[op.result] = name
             values[op.result] = result
             continue
-        if kind not in ops.OPS or op.name == kind:
+        reference = kinds.registry()[kind].reference if kind in kinds.registry() else None
+        if reference is None or op.name == kind:
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
         attrs = {name: python_value(op.attributes[name]) for name in op.attributes}
-        if kind in ("argmax", "sample"):
-            index_type = ir.IntegerType(ir.RankedTensorType(op.result.type).element_type)
-            attrs["index_dtype"] = np.dtype(f"int{index_type.width}")
-        result = ops.OPS[kind](*args, **attrs)
-        if kind == "kv_append" and op.operands[0] in state_of:
-            name = state_of[op.operands[0]]
+        element = ir.RankedTensorType(op.result.type).element_type
+        if isinstance(element, ir.IntegerType):        # token ids: the result's integer type
+            attrs["index_dtype"] = np.dtype(f"int{ir.IntegerType(element).width}")
+        result = reference(*args, **attrs)
+        updated = kinds.get(kind).in_place
+        if updated is not None and op.operands[updated] in state_of:   # the state takes the new value
+            name = state_of[op.operands[updated]]
             state[name] = result
             state_of[op.result] = name
         values[op.result] = result

@@ -225,11 +225,3 @@ def sample(logits: np.ndarray, positions: np.ndarray, params: np.ndarray, seeds:
     filtered distribution (mpk.sampling has the specification)."""
     from mpk import sampling
     return sampling.sample(np.asarray(logits, np.float32), params, seeds, positions).astype(index_dtype)
-
-
-# Graph op name (without "mpk.") -> reference function.
-OPS = {name: fn for name, fn in [
-    ("weight", weight), ("state", state), ("embedding", embedding), ("rmsnorm", rmsnorm),
-    ("linear", linear), ("rope", rope), ("attention", attention), ("kv_append", kv_append),
-    ("silu_mul", silu_mul), ("add", add), ("allreduce", allreduce), ("argmax", argmax),
-    ("sample", sample)]}

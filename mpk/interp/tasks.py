@@ -24,8 +24,8 @@ from typing import Mapping, MutableMapping
 import numpy as np
 
 from mpk.dialects.taskir import TaskGraph, element_bytes
-from mpk.interp import ops
-from mpk.lowering.task_kinds import ROW_COUNTS, group_boxes, linear_roles, partial_width
+from mpk.lowering import kinds
+from mpk.lowering.tiling import group_boxes
 
 UNWRITTEN = -2      # slot version before any write; -1: written before the launch (host, prefill)
 
@@ -66,14 +66,6 @@ class _Memory:
         return (values[b.offset:end:size].reshape(b.shape),
                 versions[b.offset:end].reshape(tuple(b.shape) + (size,)),
                 pending[b.offset:end].reshape(tuple(b.shape) + (size,)))
-
-
-def _rope_heads(params, q, k, norms, positions) -> tuple[np.ndarray, np.ndarray]:
-    """q and k tiles after the QK-norm (if `norms`) and rope of a rope_append."""
-    if norms:
-        q, k = (ops.rmsnorm(x, w, params["eps"]) for x, w in zip((q, k), norms))
-    inv_freq = np.asarray(params["inv_freq"], np.float32)
-    return ops.rope(q, positions, inv_freq), ops.rope(k, positions, inv_freq)
 
 
 def _box(lo, hi) -> tuple[slice, ...]:
@@ -212,152 +204,8 @@ class _Interpreter:
     # ------------------------------------------------------------- execution
 
     def run_task(self, gi: int, t: int, step: int) -> None:
-        g = self.groups[gi]
-        out_lo, out_hi = self.boxes[gi][0][0][t], self.boxes[gi][0][1][t]
-        reads = [_box(lo[t], hi[t]) for lo, hi in self.boxes[gi][2]]
-        rows = slice(int(out_lo[0]), int(out_hi[0]))
-        kind = "attention_partial" if g.kind == "attention_split" else g.kind   # + the merge, below
-        if kind == "attention_partial" and "inv_freq" in g.params:
-            self._rope_attention_partial(gi, t, step, reads, rows, int(out_lo[1]), _box(out_lo, out_hi))
-            return self._arrive(gi, t, step, _box(out_lo, out_hi)) if g.kind == "attention_split" else None
-        reads_cache_rows = kind in ("attention", "attention_partial", "attention_prefill")
-        if reads_cache_rows:                         # exact rows: 0..pos[r] of the tile's KV heads
-            positions = self._read(gi, t, step, 3, reads[3])
-            for c in (1, 2):
-                region = reads[c]
-                _, versions, _ = self.memory.views(g.inputs[c], step)
-                per_seq = ops.rows_per_sequence(len(positions), versions)
-                for r in range(rows.start, rows.stop):
-                    p, b = int(positions[r]), r // per_seq
-                    seen = versions[(b, slice(0, p + 1)) + region[2:]]
-                    if (seen == UNWRITTEN).any() or (seen[p] != step).any():
-                        raise TaskInterpreterError(
-                            f"task {self._task_name(gi, t, step)} reads '@{g.inputs[c]}' row {p} of sequence "
-                            f"{b} before this step's kv_append wrote it, and no event orders them")
-        x = [self._read(gi, t, step, ii, reads[ii]) if not (reads_cache_rows and ii == 3) else None
-             for ii in range(len(g.inputs))]
-        p = g.params
-        out_box = _box(out_lo, out_hi)
-        if kind == "kv_append":
-            cache, new, positions = x
-            per_seq = ops.rows_per_sequence(len(positions), cache)
-            for r in range(rows.start, rows.stop):
-                row = (r // per_seq, int(positions[r]), out_box[1])
-                self._write(gi, t, step, g.outputs[0], row)
-                self.memory.own[g.outputs[0]][0][row] = new[r, out_box[1]]
-            return
-        if kind == "rope_append":                   # q, k, v, k_cache, v_cache, positions, [norm weights]
-            q, k, v, k_cache, _, positions, *norms = x[:len(x) - (ROW_COUNTS in p)]
-            heads = [*_rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[rows]), v[reads[2]]]
-            values = self._write(gi, t, step, g.outputs[0], out_box)
-            values[out_box] = heads[0]
-            cols = reads[1][1]
-            per_seq = ops.rows_per_sequence(len(positions), k_cache)
-            for r in range(rows.start, rows.stop):
-                for name, new in zip(g.outputs[1:], heads[1:]):
-                    row = (r // per_seq, int(positions[r]), cols)
-                    self._write(gi, t, step, name, row)[row] = new[r - rows.start]
-            return
-        if kind in ("argmax", "sample"):
-            args = [x[i][reads[i]] for i in range(len(x))]
-            result = ops.argmax(args[0]) if kind == "argmax" else ops.sample(*args)
-            for name in g.outputs:
-                values = self._write(gi, t, step, name, out_box)
-                values[out_box] = values[out_box] + 1 if name == "positions" else result
-            return
-        if kind == "embedding":
-            result = ops.embedding(x[0][reads[0]], x[1][reads[1]])
-        elif kind == "rmsnorm":
-            result = ops.rmsnorm(x[0][reads[0]], x[1], p["eps"])
-        elif kind == "linear":                       # x, w, [residual], [norm weight], [up]
-            role = {r: v[box] for r, v, box in zip(linear_roles(p, len(x)), x, reads)}
-            xs = role["x"]
-            if "norm" in role:
-                xs = ops.rmsnorm(xs, role["norm"], p["norm_eps"])
-            if "up" in role:
-                xs = ops.silu_mul(xs, role["up"])
-            result = ops.linear(xs, role["w"], role.get("residual"))
-        elif kind == "gate_up":                      # x, w_gate, w_up, [norm weight]
-            xs = x[0][reads[0]]
-            if "norm_eps" in p:
-                xs = ops.rmsnorm(xs, x[3][reads[3]], p["norm_eps"])
-            result = ops.silu_mul(ops.linear(xs, x[1][reads[1]]), ops.linear(xs, x[2][reads[2]]))
-        elif kind == "rope":
-            result = ops.rope(x[0][reads[0]], x[1][reads[1]], np.asarray(p["inv_freq"], np.float32))
-        elif kind in ("attention", "attention_prefill"):
-            positions = self.memory.views(g.inputs[3], step)[0]
-            result = ops.attention(x[0][reads[0]], x[1][reads[1]], x[2][reads[2]], positions[rows],
-                                   p["head_dim"], p["scale"])
-        elif kind == "attention_partial":
-            positions = self.memory.views(g.inputs[3], step)[0]
-            split = int(out_lo[1])
-            result = ops.attention_partial(x[0][reads[0]], x[1][reads[1]], x[2][reads[2]], positions[rows],
-                                           p["head_dim"], p["scale"], split, p["splits"])
-            result = result.reshape(out_hi[0] - out_lo[0], 1, -1)
-        elif kind == "attention_combine":
-            result = ops.attention_combine(x[0][reads[0]], p["head_dim"])
-        elif kind in ("silu_mul", "add"):
-            result = getattr(ops, kind)(x[0][reads[0]], x[1][reads[1]])
-        elif kind == "allreduce":
-            result = ops.allreduce(x[0][reads[0]])
-        else:
-            raise TaskInterpreterError(f"no interpreter for task kind '{kind}'")
-        values = self._write(gi, t, step, g.outputs[0], out_box)
-        values[out_box] = result
-        if g.kind == "attention_split":
-            self._arrive(gi, t, step, out_box)
-
-    def _arrive(self, gi, t, step, out_box) -> None:
-        """An attention_split task counts itself in `arrivals`; the last of its KV group
-        merges the group's P partial rows, which must all be this step's, into the
-        output (task_kinds.AttentionSplit), and resets the count."""
-        g, p = self.groups[gi], self.groups[gi].params
-        head_dim, splits = p["head_dim"], p["splits"]
-        rows, cols = out_box[0], out_box[2]
-        width = partial_width(head_dim)
-        heads = slice(cols.start // width, cols.stop // width)
-        kv = heads.start // (heads.stop - heads.start)
-        arrivals = self.memory.views(g.outputs[-1], step)[0]
-        arrivals[rows, kv] += 1
-        if (arrivals[rows, kv] < splits).all():
-            return
-        arrivals[rows, kv] = 0
-        values, versions, _ = self.memory.views(g.outputs[0], step)
-        early = np.argwhere((versions[rows, :, cols] != step).any(axis=-1))
-        if early.size:
-            raise TaskInterpreterError(
-                f"task {self._task_name(gi, t, step)} merges before split {int(early[0][1])} of its KV group "
-                f"wrote its partial row in step {step}")
-        region = (rows, slice(heads.start * head_dim, heads.stop * head_dim))
-        self._write(gi, t, step, g.outputs[-2], region)[region] = ops.attention_combine(values[rows, :, cols],
-                                                                                         head_dim)
-
-    def _rope_attention_partial(self, gi, t, step, reads, rows, split, out_box) -> None:
-        """An attention_partial with its rope_append fused in (task_kinds.AttentionPartial):
-        the task of the split holding row positions[b] appends that row first; every
-        task reads exactly its split's rows, which must be written by then."""
-        g, p = self.groups[gi], self.groups[gi].params
-        q, k, v, _, _, positions, *norms = [self._read(gi, t, step, ii, reads[ii]) for ii in range(len(g.inputs))]
-        q_rot, k_rot = _rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[rows])
-        cols = reads[3][2]
-        caches = []
-        for c, new in ((3, k_rot), (4, v[reads[2]])):
-            values, versions, _ = self.memory.views(g.inputs[c], step)
-            for b in range(rows.start, rows.stop):
-                pos = int(positions[b])
-                lo, hi = ops.split_rows(pos + 1, split, p["splits"])
-                if lo <= pos < hi:
-                    row = (b, pos, cols)
-                    self._write(gi, t, step, g.outputs[c - 2], row)[row] = new[b - rows.start]
-                if (versions[b, lo:hi, cols] == UNWRITTEN).any():
-                    raise TaskInterpreterError(
-                        f"task {self._task_name(gi, t, step)} reads '@{g.inputs[c]}' rows {lo}..{hi - 1} of "
-                        f"sequence {b} before they are written, and no event orders them")
-            caches.append(values[reads[c]])
-        result = ops.attention_partial(q_rot, *caches, positions[rows], p["head_dim"], p["scale"],
-                                       split, p["splits"])
-        values = self._write(gi, t, step, g.outputs[0], out_box)
-        values[out_box] = result.reshape(rows.stop - rows.start, 1, -1)
+        kind = kinds.get(self.groups[gi].kind)
+        kind.run_task(Task(self, gi, t, step))
 
     def run(self, queues: list[np.ndarray] | None) -> None:
         graph = self.graph
@@ -431,6 +279,57 @@ class _Interpreter:
             w = can[int(self.rng.integers(len(can)))]
             execute(int(queues[w][heads[w] % len(queues[w])]), heads[w] // len(queues[w]))
             heads[w] += 1
+
+
+class Task:
+    """One task run, as a kind's `run_task` sees it (lowering/kinds/__init__.py): its
+    tiles, checked reads and writes, and errors that name it."""
+
+    def __init__(self, interp: _Interpreter, gi: int, t: int, step: int):
+        self.interp, self.gi, self.t, self.step = interp, gi, t, step
+        self.group = interp.groups[gi]
+        self.params = self.group.params
+        boxes = interp.boxes[gi]
+        self.out_lo, self.out_hi = boxes[0][0][t], boxes[0][1][t]
+        self.out_box = _box(self.out_lo, self.out_hi)
+        self.reads = [_box(lo[t], hi[t]) for lo, hi in boxes[2]]     # the read box of every input
+        self.rows = slice(int(self.out_lo[0]), int(self.out_hi[0]))
+
+    @property
+    def name(self) -> str:
+        return self.interp._task_name(self.gi, self.t, self.step)
+
+    def error(self, message: str) -> TaskInterpreterError:
+        return TaskInterpreterError(f"task {self.name} {message}")
+
+    def read(self, ii: int) -> np.ndarray:
+        """All values of input `ii`, after checking that its read box holds this step's."""
+        return self.interp._read(self.gi, self.t, self.step, ii, self.reads[ii])
+
+    def tiles(self, count: int | None = None) -> list[np.ndarray]:
+        """The read box of each of the first `count` (default: all) inputs."""
+        return [self.read(ii)[self.reads[ii]] for ii in range(count or len(self.group.inputs))]
+
+    def values(self, name: str) -> np.ndarray:
+        """A buffer's values as this step sees them, unchecked."""
+        return self.interp.memory.views(name, self.step)[0]
+
+    def versions(self, name: str) -> np.ndarray:
+        """The step that last wrote each slot of a buffer (UNWRITTEN: none)."""
+        return self.interp.memory.views(name, self.step)[1]
+
+    def write(self, name: str, region) -> np.ndarray:
+        """A buffer's values, after checking and recording a write of `region` of it."""
+        return self.interp._write(self.gi, self.t, self.step, name, region)
+
+    def write_output(self, result: np.ndarray, output: int = 0) -> None:
+        self.write(self.group.outputs[output], self.out_box)[self.out_box] = result
+
+    def check_written(self, name: str, region, what: str) -> None:
+        """Error unless every slot of `region` of input buffer `name` was written."""
+        if (self.versions(name)[region] == UNWRITTEN).any():
+            raise self.error(f"reads '@{name}' {what} before they are written, and no event orders them")
+
 
 
 def run_tasks(module, weights: Mapping[str, np.ndarray], state: MutableMapping[str, np.ndarray],

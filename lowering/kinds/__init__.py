@@ -1,0 +1,244 @@
+"""Task kinds: one file per kind, each one `TaskKind` subclass that is the kind.
+
+A kind's class says everything the compiler, the interpreters and the
+lowering need to know about it (README.md, "Adding a task kind"):
+
+- `name`, and the graph op it comes from when that op has the same name
+  (`graph_check`, `graph_op_irdl` for a graph op the dialect does not define);
+- its tiles, the boxes a task reads and writes, and its cost (`tile_unit`,
+  `fixed_tile`, `reads`, `output_writes`, `traffic`, `flops`, ...): half-open
+  `[lo, hi)` per dimension, int64 arrays of shape [tasks, rank] for all tasks
+  of a group at once, so partition, events and schedule stay vectorized;
+- the buffers and params its groups take (`check`, run by `mpk-verify`);
+- its reference semantics (`reference`, the numpy function both interpreters
+  run; `run_task` for a task that does more than map input tiles to its tile);
+- its device lowering (`emit`, `tensor_maps`).
+
+Defining a subclass with a `name` registers it; `registry()` imports every
+module of this package once and returns the kinds by name. Every registry of
+the compiler (verifier rules, partition dispatch, interpreters, lowering)
+reads this one. Reads are conservative where they depend on data (an
+embedding task reads all table rows, attention all cache rows); the task
+interpreter checks the exact rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+
+# One box per task: (lo, hi), each int64 [tasks, rank].
+Boxes = tuple[np.ndarray, np.ndarray]
+
+# A prefill step's io input `row_counts` [B]: the prompt rows of each sequence in the
+# chunk (the rest is padding). Groups with this unit param take it as their last input
+# and skip the tiles of padding rows (their outputs there are never read).
+ROW_COUNTS = "row_counts"
+
+# Kind modules outside this package to load with it (module names or .py paths,
+# os.pathsep-separated): how `mpk-opt` and `mpk` see a kind defined elsewhere.
+ENV = "MPK_KINDS"
+_KINDS: dict[str, "TaskKind"] = {}
+_LOADED = False
+
+
+@dataclasses.dataclass
+class OpInfo:
+    """What a kind needs to know about one operator."""
+    kind: str
+    inputs: list[tuple[int, ...]]     # input buffer shapes, graph operand order
+    input_bytes: list[int]            # element size of each input
+    output: tuple[int, ...]           # shape of the (first) output buffer
+    output_bytes: int
+    domain: tuple[int, ...]           # the grid's index space
+    params: dict
+
+
+def volume(box: Boxes) -> np.ndarray:
+    lo, hi = box
+    return np.prod(np.maximum(hi - lo, 0), axis=1)
+
+
+def full(n: int, shape) -> Boxes:
+    """The whole of a buffer of `shape`, for each of `n` tasks."""
+    return np.zeros((n, len(shape)), np.int64), np.tile(np.asarray(shape, np.int64), (n, 1))
+
+
+def nothing(n: int, rank: int) -> Boxes:
+    """An empty box for each of `n` tasks: an input the task does not read."""
+    return np.zeros((n, rank), np.int64), np.zeros((n, rank), np.int64)
+
+
+def copy(box: Boxes) -> Boxes:
+    return box[0].copy(), box[1].copy()
+
+
+def sequences(lo_rows, hi_rows, rows: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sequences [lo, hi) holding rows [lo_rows, hi_rows) of an op with `rows`
+    rows over `batch` sequences (row r is sequence r // (rows / batch))."""
+    per = max(rows // max(batch, 1), 1)
+    return lo_rows // per, -(-hi_rows // per)
+
+
+def cols(lo, hi, rows: Boxes | None, shape) -> Boxes:
+    """The box [rows of `rows` or all, columns lo..hi] of a 2-D (or 3-D: rows are the
+    first dim, columns the last) operand."""
+    n = lo.shape[0]
+    blo, bhi = full(n, shape)
+    if rows is not None:
+        blo[:, 0], bhi[:, 0] = rows[0], rows[1]
+    blo[:, -1], bhi[:, -1] = lo, hi
+    return blo, bhi
+
+
+def zeros(out: Boxes) -> np.ndarray:
+    return np.zeros(out[0].shape[0], np.int64)
+
+
+class TaskKind:
+    """Defaults fit an elementwise op on [B, N] activations with one output."""
+    name: ClassVar[str] = ""
+    # The numpy semantics of the graph op (graph interpreter) and of a task's tile
+    # (task interpreter): reference(*inputs, **params) -> output.
+    reference: ClassVar[Callable | None] = None
+    # IRDL of the graph op `mpk.<name>` when the dialect (dialects/mpk.irdl.mlir) lacks it.
+    graph_op_irdl: ClassVar[str] = ""
+    # The operand whose producer's tile an elementwise op follows.
+    main_input: ClassVar[int] = 0
+    # The graph operand that carries positions (partition names its io buffer so).
+    position_operand: ClassVar[int | None] = None
+    # Operands of the graph op, which the default `check` expects a group to take.
+    operands: ClassVar[int] = 2
+    # Params the default `run_task` passes to `reference` (by name).
+    reference_params: ClassVar[tuple[str, ...]] = ()
+    # The graph op's operand it updates in place (a state buffer's new value), if any.
+    in_place: ClassVar[int | None] = None
+    # Whether the lowering checks the tile itself (else the verifier checks it is a valid one).
+    lowering_checks_tile: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            _KINDS[cls.name] = cls()
+
+    # -------------------------------------------------------------- tiles
+    def tile_unit(self, op: OpInfo) -> tuple[int, ...]:
+        """Granularity of a tile per domain dim; a tile is a multiple of it or the whole dim."""
+        return (1, 8)
+
+    def fixed_tile(self, op: OpInfo) -> tuple[int | None, ...]:
+        """Per domain dim, a tile size the kind requires (None: the cost model picks)."""
+        return (op.domain[0], None)
+
+    def max_tile(self, op: OpInfo) -> tuple[int | None, ...]:
+        """Per domain dim, the largest tile the kind's lowering takes (None: any)."""
+        return (None,) * len(op.domain)
+
+    def elementwise(self, op: OpInfo) -> bool:
+        """Cheap per-element ops take their producer's tile, so events stay per tile."""
+        return True
+
+    # -------------------------------------------------------------- boxes
+    def reads(self, op: OpInfo, out: Boxes) -> list[Boxes]:
+        return [copy(out) for _ in op.inputs]
+
+    def writes(self, op: OpInfo, out: Boxes) -> Boxes:
+        return out
+
+    def output_writes(self, op: OpInfo, out: Boxes, shapes: list) -> list[Boxes]:
+        """The box of every output buffer (`shapes`) a task writes: `writes` for the
+        first; further outputs (argmax's tokens and positions) the same rows as its
+        tile where their shape is the domain, else all of them."""
+        n = out[0].shape[0]
+        return [self.writes(op, out)] + [out if tuple(shape) == tuple(op.domain) else full(n, shape)
+                                         for shape in shapes[1:]]
+
+    def traffic(self, op: OpInfo, out: Boxes) -> list[Boxes]:
+        """The boxes a task really loads (for its cost); `reads` when they are not data-dependent."""
+        return self.reads(op, out)
+
+    # --------------------------------------------------------------- cost
+    def flops(self, op: OpInfo, out: Boxes) -> np.ndarray:
+        return 2 * volume(out)
+
+    def mma_flops(self, op: OpInfo, out: Boxes) -> np.ndarray:
+        """Flops a task runs on the matrix units (priced at their rate, not the CUDA cores')."""
+        return zeros(out)
+
+    # ------------------------------------------------------------- verify
+    def graph_check(self, c, op, types: list, attrs) -> None:
+        """The graph op `mpk.<name>`: its operand then result types (`types`) and its
+        attributes; `c` collects errors (dialects/verify.py has the rules' helpers).
+        Default: an elementwise op, operands and result of one float [B, N] type."""
+        from mpk.dialects import verify
+        verify.elementwise(c, op, types, attrs)
+
+    def check(self, c, op, ins: list, outs: list, attrs) -> None:
+        """A task group's input and output buffer types and its params, as `mpk-partition`
+        builds them. Default: the graph op's operands then its one result."""
+        from mpk.dialects import verify
+        if verify.arity(c, op, self.name, ins, outs, self.operands):
+            self.graph_check(c, op, ins + outs, attrs)
+
+    def natural_domain(self, ins: list, outs: list) -> tuple[list[int], str]:
+        """The index space of the group's grid, and what it is the shape of."""
+        return list(outs[0].shape), "the first output"
+
+    # -------------------------------------------------------- interpreters
+    def run_task(self, task) -> None:
+        """Run one task in the task interpreter (`mpk.interp.tasks.Task`): by default the
+        reference on the input tiles, written to the output tile."""
+        task.write_output(self.reference(*task.tiles(), **{p: task.params[p] for p in self.reference_params}))
+
+    # ------------------------------------------------------------ lowering
+    # The device lowering: emit(e, g, task, views) builds the body of the device function
+    # running task `task` of group `g` (lowering/kernels/__init__.py says what the arguments
+    # are); None: the kind has none.
+    emit: ClassVar[Callable | None] = None
+
+    def tensor_maps(self, g, threads: int) -> list:
+        """The TMA descriptors (kernels.TensorMap) the group's tasks need."""
+        return []
+
+
+def registry() -> dict[str, TaskKind]:
+    """Every task kind by name: the modules of this package, those named in the
+    environment variable MPK_KINDS, and any other `TaskKind` subclass once its
+    module is imported (a test fixture, a researcher's notebook)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        for module in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
+            load_module(module)
+    return _KINDS
+
+
+def load_module(module: str) -> None:
+    """Import a kind's module: a dotted name, or the path of a .py file."""
+    if not module.endswith(".py"):
+        importlib.import_module(module)
+        return
+    path = Path(module)
+    spec = importlib.util.spec_from_file_location(f"mpk_kind_{path.stem}", path)
+    if spec is None or not path.is_file():
+        raise ImportError(f"{ENV}: no kind file {module}")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded
+    spec.loader.exec_module(loaded)
+
+
+def get(name: str) -> TaskKind:
+    kinds = registry()
+    if name not in kinds:
+        raise KeyError(f"unknown task kind '{name}' (known: {', '.join(kinds)})")
+    return kinds[name]

@@ -1,0 +1,68 @@
+"""gate_up: `silu(x @ w_gate^T) * (x @ w_up^T)`, an MLP's two projections and their
+product in one task (mpk-partition builds it from linear, linear, silu_mul).
+
+Inputs x [R, K], w_gate and w_up [N, K], then (decode rows) the weight of a
+fused layer norm (`norm_eps`) or (prefill) `row_counts`. Over many rows a
+task is a GEMM tile, else the linear's matrix-vector tile.
+"""
+
+from __future__ import annotations
+
+from mpk.dialects import verify as v
+from mpk.interp import ops
+
+from . import ROW_COUNTS, full
+from .linear import Linear, gemm_boxes, gemm_tile_rows
+
+# Two accumulators of 64 x N a warpgroup: N = 128 at most (the prefill program's 255 registers).
+GATE_UP_MAX_COLS = 128
+
+
+class GateUp(Linear):
+    name = "gate_up"
+
+    def fixed_tile(self, op):
+        # GEMM: both weights' columns in each warpgroup (kernels/gemm.py)
+        return (128, None) if gemm_tile_rows(op.domain[0]) else super().fixed_tile(op)
+
+    def tile_unit(self, op):
+        return (128, 64) if gemm_tile_rows(op.domain[0]) else super().tile_unit(op)
+
+    def max_tile(self, op):
+        return (None, GATE_UP_MAX_COLS) if gemm_tile_rows(op.domain[0]) else super().max_tile(op)
+
+    def reads(self, op, out):
+        x, w = gemm_boxes(op, out)
+        return [x, w, (w[0].copy(), w[1].copy())] + [full(out[0].shape[0], shape) for shape in op.inputs[3:]]
+
+    def flops(self, op, out):
+        return 2 * super().flops(op, out)       # two weights
+
+    def check(self, c, op, ins, outs, attrs):
+        counts, norm = ROW_COUNTS in attrs, "norm_eps" in attrs
+        if not v.arity(c, op, self.name, ins, outs, 3 + counts + norm, 1,
+                       " (x, w_gate, w_up[, norm weight: norm_eps][, row_counts])"):
+            return
+        errors = c.errors
+        Linear.graph_check(self, c, op, [ins[0], ins[1], outs[0]], attrs)
+        v.same_type(c, op, "w_gate and w_up", ins[1], ins[2])
+        if c.errors != errors:
+            return
+        if norm:
+            v.fused_norm(c, op, ins[3], ins[0], attrs)
+        if counts:
+            v.row_counts(c, op, ins[-1], ins[0].shape[0])
+
+    def run_task(self, task):
+        x, w_gate, w_up, *rest = task.tiles()
+        if "norm_eps" in task.params:
+            x = ops.rmsnorm(x, rest[0], task.params["norm_eps"])
+        task.write_output(ops.silu_mul(ops.linear(x, w_gate), ops.linear(x, w_up)))
+
+    def emit(self, e, g, task, views):
+        from mpk.lowering.kernels import gate_up
+        gate_up.gate_up(e, g, task, views)
+
+    def tensor_maps(self, g, threads):
+        from mpk.lowering.kernels import gemm
+        return gemm.tensor_maps(g, threads, weights=2)

@@ -1,0 +1,134 @@
+"""linear: `x @ w^T (+ residual)`, a tile of output columns (weight rows).
+
+Inputs x [R, K], w [N, K], then the residual [R, N] (if any), then what
+mpk-partition fused in, each named by a param: the weight of a layer norm x
+goes through first (`norm_eps`), `up` of a silu_mul whose gate x is
+(`silu_gate`), a prefill chunk's `row_counts`. Over many rows a task is a
+GEMM tile on the matrix units, else a matrix-vector tile over all rows.
+"""
+
+from __future__ import annotations
+
+from mpk.dialects import verify as v
+from mpk.interp import ops
+
+from . import ROW_COUNTS, TaskKind, cols, copy, full, volume, zeros
+
+# From this many rows a linear is a GEMM on the matrix units (wgmma: 64 rows per
+# warpgroup) in tiles of gemm_tile_rows(rows) rows x up to GEMM_MAX_COLS columns.
+GEMM_MIN_ROWS = 64
+GEMM_MAX_COLS = 256
+
+
+def gemm_tile_rows(rows: int) -> int | None:
+    """Rows of a linear's GEMM tile, or None for the matrix-vector path."""
+    if rows < GEMM_MIN_ROWS:
+        return None
+    return 128 if rows >= 128 else 64
+
+
+def gemm_boxes(op, out):
+    """The boxes of x (the tile's rows, all of K) and of w (the tile's columns as
+    rows of w, all of K) that an output box `out` of x @ w^T reads."""
+    lo, hi = out
+    x = full(lo.shape[0], op.inputs[0])
+    x[0][:, 0], x[1][:, 0] = lo[:, 0], hi[:, 0]
+    w = cols(lo[:, 1], hi[:, 1], None, op.inputs[1][::-1])
+    return x, (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
+
+
+def linear_roles(params: dict, count: int) -> list[str]:
+    """What each of a linear's `count` inputs is: x, w, then the residual (if
+    any), the weight of a fused layer norm (`norm_eps`: x is normalized first),
+    `up` of a fused silu_mul (`silu_gate`: x is its gate, the linear's input
+    is silu(x) * up), a prefill chunk's `row_counts`."""
+    fused = [role for role, param in (("norm", "norm_eps"), ("up", "silu_gate"), (ROW_COUNTS, ROW_COUNTS))
+             if param in params]
+    return ["x", "w"] + ["residual"] * (count - 2 - len(fused)) + fused
+
+
+def has_residual(op) -> bool:
+    return "residual" in linear_roles(op.params, len(op.inputs))
+
+
+class Linear(TaskKind):
+    name = "linear"
+    reference = staticmethod(ops.linear)
+
+    def elementwise(self, op):
+        return False
+
+    def tile_unit(self, op):
+        tm = gemm_tile_rows(op.domain[0])
+        return (1, 8) if tm is None else (tm, 64)
+
+    def fixed_tile(self, op):
+        tm = gemm_tile_rows(op.domain[0])
+        return (op.domain[0] if tm is None else tm, None)
+
+    def max_tile(self, op):
+        return (None, None if gemm_tile_rows(op.domain[0]) is None else GEMM_MAX_COLS)
+
+    def mma_flops(self, op, out):
+        return self.flops(op, out) if gemm_tile_rows(op.domain[0]) else zeros(out)
+
+    def reads(self, op, out):
+        """x (the tile's rows), the weight rows of the tile, the residual tile (if any),
+        the whole norm weight, all of `up` (the rows of x), row_counts."""
+        x, w = gemm_boxes(op, out)
+        box = {"x": x, "w": w, "residual": copy(out), "up": copy(x)}
+        return [box[role] if role in box else full(out[0].shape[0], shape)
+                for role, shape in zip(linear_roles(op.params, len(op.inputs)), op.inputs)]
+
+    def flops(self, op, out):
+        return 2 * volume(out) * op.inputs[0][1]
+
+    def graph_check(self, c, op, types, attrs):
+        x, w, *rest = types
+        result = rest[-1]
+        if not (v.float2d(c, op, x, "x") and c.check(w.rank == 2, op, f"weight must be 2-D [out, in], got {w}")):
+            return
+        c.check(w.shape[1] == x.shape[1], op,
+                f"weight has {w.shape[1]} input features but x has {x.shape[1]}")
+        c.check(v.elt(w) == v.elt(x), op, f"weight element type {v.elt(w)} differs from x's {v.elt(x)}")
+        expected = f"tensor<{x.shape[0]}x{w.shape[0]}x{v.elt(x)}>"
+        c.check(str(result) == expected, op, f"result must be {expected}, got {result}")
+        if len(rest) == 2:
+            v.same_type(c, op, "residual and result", rest[0], result)
+
+    def check(self, c, op, ins, outs, attrs):
+        roles = linear_roles(attrs, len(ins))
+        fused = len([r for r in roles if r not in ("x", "w", "residual")])
+        if not v.arity(c, op, self.name, ins, outs, (2 + fused, 3 + fused), 1,
+                       " (x, w, [residual], then the fused norm weight, up, row_counts of its params)"):
+            return
+        role = dict(zip(roles, ins))
+        x = role["x"]
+        errors = c.errors
+        self.graph_check(c, op, [x, role["w"]] + [role[r] for r in ("residual",) if r in role] + outs, attrs)
+        if c.errors != errors:
+            return
+        if "norm" in role:
+            v.fused_norm(c, op, role["norm"], x, attrs)
+        if "up" in role:
+            v.same_type(c, op, "up and x", role["up"], x)
+        if ROW_COUNTS in role:
+            v.row_counts(c, op, role[ROW_COUNTS], x.shape[0])
+
+    def run_task(self, task):
+        p = task.params
+        role = dict(zip(linear_roles(p, len(task.group.inputs)), task.tiles()))
+        x = role["x"]
+        if "norm" in role:
+            x = ops.rmsnorm(x, role["norm"], p["norm_eps"])
+        if "up" in role:
+            x = ops.silu_mul(x, role["up"])
+        task.write_output(ops.linear(x, role["w"], role.get("residual")))
+
+    def emit(self, e, g, task, views):
+        from mpk.lowering.kernels import linear
+        linear.linear(e, g, task, views)
+
+    def tensor_maps(self, g, threads):
+        from mpk.lowering.kernels import gemm
+        return gemm.tensor_maps(g, threads)
