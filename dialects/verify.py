@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 from mlir import ir
 
-from mpk.lowering import kinds, tiling
+from mpk.lowering import analyses, kinds, tiling
 
 from . import TASK_OPS, taskir
 
@@ -279,7 +279,7 @@ def _verify_tasks(c: Checker, module_op: ir.Operation, ops: list[ir.Operation]) 
         c.error(k, "a module holds at most one 'mpk.kernel'")
     if not c.ok:
         return
-    graph = taskir.TaskGraph.from_module(module_op)
+    graph = analyses.task_graph(module_op)
     if kernels == [] and graph.groups:
         c.error(graph.groups[0].op, "task groups need an 'mpk.kernel' header in their module")
     for g in graph.groups:

@@ -17,6 +17,8 @@ from typing import ClassVar
 
 from mlir import ir
 
+from . import analyses
+
 _REGISTRY: dict[str, type["ModulePass"]] = {}
 
 
@@ -28,6 +30,9 @@ class PassFailure(Exception):
 class ModulePass:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    # A pass that leaves the task graph as it was (reads it, or only adds what the
+    # analyses do not look at) keeps the cached analyses (lowering/analyses.py).
+    preserves_analyses: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -54,6 +59,9 @@ class ModulePass:
                 self.run(op)
         except PassFailure:
             self.failed = True
+        finally:
+            if not self.preserves_analyses:
+                analyses.invalidate(op)
         if self.failed:
             pass_.signal_pass_failure()
 

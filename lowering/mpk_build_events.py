@@ -44,7 +44,7 @@ from mlir import ir
 
 from mpk import dialects as mpk
 from mpk.dialects.taskir import TaskGraph
-from mpk.lowering import ModulePass
+from mpk.lowering import ModulePass, analyses
 from mpk.lowering.tiling import group_boxes
 
 STEP_EVENT = "step"
@@ -369,7 +369,7 @@ class MpkBuildEvents(ModulePass):
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
-        graph = TaskGraph.from_module(module)
+        graph = analyses.task_graph(module)
         if graph.events:
             self.fail(module, "the module already has events ('mpk-build-events' runs once)")
         if not graph.groups:

@@ -37,8 +37,7 @@ from mpk import defaults
 from mpk.dialects.taskir import TaskGraph
 from mpk.runtime.build import feature_arch
 
-from . import ModulePass, PassFailure
-from . import kinds
+from . import ModulePass, PassFailure, analyses, kinds
 from .kernels import Buffer, Group, Unsupported
 from .kernels.emit import Emitter, View, byte_width, i32, ptr
 
@@ -57,6 +56,7 @@ TO_PTX = ("builtin.module(nvvm-attach-target{{chip={chip} features=+ptx80 O=3}},
 class LowerTasks(ModulePass):
     name = "mpk-lower-tasks"
     summary = "Lower each mpk.tasks group to a device function and build mpk_dispatch"
+    preserves_analyses = True   # adds the gpu.module and `fn`, which the task graph view ignores
 
     threads: int = defaults.THREADS
     smem_bytes: int = 96 * 1024
@@ -76,7 +76,7 @@ class LowerTasks(ModulePass):
             gpu_module.bodyRegion.blocks.append()
         block = gpu_module.bodyRegion.blocks[0]
 
-        graph = TaskGraph.from_module(module)
+        graph = analyses.task_graph(module)
         self._groups = {tg.name: tg for tg in graph.groups}
         self._graph, self._block, self._functions = graph, block, {}
         self._refused: set[str] = set()

@@ -21,8 +21,7 @@ import numpy as np
 from mlir import ir
 
 from mpk.dialects.taskir import TaskGraph, element_bytes, python_value
-from mpk.lowering import ModulePass
-from mpk.lowering import kinds, tiling
+from mpk.lowering import ModulePass, analyses, kinds, tiling
 from mpk.lowering.kinds.linear import gemm_tile_rows
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED
 from mpk.runtime import tables as layout
@@ -192,12 +191,13 @@ def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
 class MpkMaterialize(ModulePass):
     name = "mpk-materialize"
     summary = "build the runtime's task, queue and event tables from scheduled task IR"
+    preserves_analyses = True
 
     output: str = ""   # write tables.npz here (nothing is written when empty)
 
     def run(self, module) -> None:
         try:
-            result = materialize(TaskGraph.from_module(module))
+            result = materialize(analyses.task_graph(module))
         except MaterializeError as e:
             self.fail(e.op if e.op is not None else module, str(e))
         if self.output:

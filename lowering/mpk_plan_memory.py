@@ -21,9 +21,7 @@ from collections import defaultdict
 
 from mlir import ir
 
-from mpk.dialects.taskir import TaskGraph
-from mpk.lowering import ModulePass
-from mpk.lowering.mpk_build_events import event_ancestry
+from mpk.lowering import ModulePass, analyses
 
 
 @dataclasses.dataclass
@@ -34,12 +32,12 @@ class MpkPlanMemory(ModulePass):
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
-        graph = TaskGraph.from_module(module)
+        graph = analyses.task_graph(module)
         if not graph.events:
             self.fail(module, "no events: run 'mpk-build-events' before 'mpk-plan-memory'")
         if self.alignment <= 0 or self.alignment & (self.alignment - 1):
             self.fail(module, f"alignment must be a power of two, got {self.alignment}")
-        before, _ = event_ancestry(graph)     # before[g]: groups all of whose tasks precede all of g's
+        before, _ = analyses.event_ancestry(module)     # before[g]: groups all of whose tasks precede all of g's
         writers, touchers = defaultdict(set), defaultdict(set)
         for gi, g in enumerate(graph.groups):
             for b in g.outputs:

@@ -22,8 +22,7 @@ from mlir import ir
 
 from mpk import dialects as mpk
 from mpk.dialects.taskir import TaskGraph
-from mpk.lowering import ModulePass
-from mpk.lowering import tiling
+from mpk.lowering import ModulePass, analyses, tiling
 
 
 def task_graph_arrays(graph: TaskGraph, target: tiling.Target):
@@ -100,7 +99,7 @@ class MpkSchedule(ModulePass):
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
-        graph = TaskGraph.from_module(module)
+        graph = analyses.task_graph(module)
         if not graph.events:
             self.fail(module, "no events: run 'mpk-build-events' before 'mpk-schedule'")
         if graph.schedule_op is not None:

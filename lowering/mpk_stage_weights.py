@@ -24,8 +24,8 @@ import dataclasses
 
 from mlir import ir
 
-from mpk.dialects.taskir import TaskGraph, element_bytes
-from mpk.lowering import ModulePass
+from mpk.dialects.taskir import element_bytes
+from mpk.lowering import ModulePass, analyses
 
 from mpk.runtime.tables import STAGE_ROW_PAD as ROW_PAD_BYTES  # MPK_STAGE_ROW_PAD in mpk_runtime.h
 PARAM = "staged_weights"
@@ -45,7 +45,7 @@ class MpkStageWeights(ModulePass):
     max_bytes: int = 56 * 1024
 
     def run(self, module: ir.Operation) -> None:
-        graph = TaskGraph.from_module(module)
+        graph = analyses.task_graph(module)
         if graph.kernel is None:
             self.fail(module, "mpk-stage-weights works on task IR: run 'mpk-partition' first")
         stage = 0

@@ -19,7 +19,7 @@ import numpy as np
 from mlir import ir
 
 from mpk.dialects.taskir import TaskGraph
-from mpk.lowering import ModulePass
+from mpk.lowering import ModulePass, analyses
 
 
 def to_dot(graph: TaskGraph) -> str:
@@ -46,10 +46,11 @@ def to_dot(graph: TaskGraph) -> str:
 class MpkStats(ModulePass):
     name = "mpk-stats"
     summary = "print tasks, events, queue lengths, critical path and workspace size; optionally DOT"
+    preserves_analyses = True
     dot: str = ""
 
     def run(self, module: ir.Operation) -> None:
-        graph = TaskGraph.from_module(module)
+        graph = analyses.task_graph(module)
         if graph.kernel is None:
             self.fail(module, "no 'mpk.kernel': mpk-stats reads task-level IR (run 'mpk-partition' first)")
         out = sys.stderr

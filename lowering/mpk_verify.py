@@ -12,6 +12,7 @@ from mpk.lowering import ModulePass
 class MpkVerify(ModulePass):
     name = "mpk-verify"
     summary = "check shapes, tiles, events and the event graph of mpk IR"
+    preserves_analyses = True
 
     def run(self, module) -> None:
         if not verify(module):

@@ -36,7 +36,7 @@ from mlir import ir
 from mlir.passmanager import PassManager
 
 from mpk import defaults, dialects
-from mpk.lowering import ModulePass
+from mpk.lowering import ModulePass, analyses
 from mpk.runtime import build, bundle
 
 PREFILL_SMEM_BYTES = 200 * 1024  # a GEMM tile's shared-memory ring (kernels/gemm.py)
@@ -154,7 +154,8 @@ def run_passes(module: ir.Module, stage: str, passes: list[ModulePass]) -> None:
             pm = PassManager("builtin.module", context=module.context)
             for p in passes:
                 pm.add(p, name=p.name)
-            pm.run(module.operation)
+            with analyses.session():
+                pm.run(module.operation)
     except Exception as e:  # a bug in a pass: say where, keep the traceback for MPK_DEBUG=1
         if os.environ.get("MPK_DEBUG"):
             raise

@@ -14,6 +14,7 @@ from mlir import ir
 from mlir.passmanager import PassManager
 
 from mpk import lowering
+from mpk.lowering import analyses
 
 
 class PipelineError(ValueError):
@@ -121,4 +122,5 @@ def _message(e: Exception) -> str:
 def run(module: ir.Module, pipeline: str) -> None:
     """Run `pipeline` on `module`; raises MLIRError with diagnostics on failure."""
     pm, _ = build(pipeline, module.context)
-    pm.run(module.operation)
+    with analyses.session():
+        pm.run(module.operation)

@@ -126,3 +126,18 @@ def test_qwen3_8b_schedules_within_a_minute(ctx, capfd):
     print(report, f"graph IR -> scheduled task IR: {seconds:.1f} s")
     assert seconds < 60
     assert "mpk-stats: workspace" in report
+
+
+def test_analyses_are_kept_until_a_pass_changes_the_module(ctx, monkeypatch):
+    module = _tiny_module(ctx)
+    built = []
+    original = TaskGraph.from_module.__func__
+    monkeypatch.setattr(TaskGraph, "from_module", classmethod(lambda cls, m: built.append(1) or original(cls, m)))
+    pipeline.run(module, "builtin.module(mpk-verify,mpk-stats,mpk-verify)")
+    assert len(built) == 1                  # read-only passes share one view
+    built.clear()
+    pipeline.run(module, "builtin.module(mpk-verify,mpk-plan-memory{report=false},mpk-verify)")
+    assert len(built) == 2                  # plan-memory rewrote the offsets: a new view after it
+    built.clear()
+    pipeline.run(module, "builtin.module(mpk-verify)")
+    assert len(built) == 1                  # nothing is kept between pipeline runs
