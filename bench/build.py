@@ -3,6 +3,7 @@
     python -m bench.build                      # every model x batch of bench/decode.py
     python -m bench.build --models qwen3-0.6b --batches 1
     python -m bench.build --hop-only           # only the hop microbenchmark's cubin (no MLIR)
+    python -m bench.build --root .bundles/spin --runtime-define MPK_WAIT_SPIN_NS=2000   # a runtime switch
 
 One bundle per (model, batch), bf16, into .bundles/bench/<model>-b<batch>/,
 and bench.hop's cubin next to them (.bundles/bench/hop.cubin).
@@ -14,6 +15,7 @@ positions, since attention reads only rows 0..pos.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -35,18 +37,27 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM_SMS,
           stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
-          merge_in_attention: bool = True, gate_up_in_decode: bool = True) -> Path:
+          merge_in_attention: bool = True, gate_up_in_decode: bool = True,
+          runtime_defines: dict[str, str] | None = None) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
                              rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
-                             merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode)
+                             merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
+                             runtime_defines=tuple(sorted((runtime_defines or {}).items())))
     if stage_bytes is not None:
-        options.stage_bytes = stage_bytes
+        options = dataclasses.replace(options, stage_bytes=stage_bytes)
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
     return driver.compile_task_module(module, options, bundle_path(model, batch, root),
                                       model_config=dataclasses.asdict(config))
+
+
+def parse_define(text: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not name.isidentifier():
+        parser.error(f"--runtime-define {text!r}: expected NAME=VALUE with a C identifier as NAME")
+    return name, value if equals else "1"
 
 
 def main(argv=None) -> int:
@@ -69,8 +80,13 @@ def main(argv=None) -> int:
                         help=f"bench.prefill's bundles: a prefill kernel of --prefill-chunk rows per sequence, "
                              f"into {PREFILL_ROOT}/ unless --root says otherwise (decode's bundles have none)")
     parser.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK)
+    parser.add_argument("--runtime-define", action="append", default=[], metavar="NAME=VALUE",
+                        help="compile the persistent runtime with -DNAME=VALUE (the switches at the top of "
+                             "runtime/mpk_runtime.cu), for an A/B build; repeatable; recorded in "
+                             "<root>/runtime-defines.json")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
+    defines = dict(parse_define(d, parser) for d in args.runtime_define)
     if args.prefill and args.root == ROOT:
         args.root = PREFILL_ROOT
     if not args.prefill:      # bench.decode's bundles come with bench.hop's cubin
@@ -78,12 +94,14 @@ def main(argv=None) -> int:
         print(f"{hop.build(args.root / 'hop.cubin')}: the hop microbenchmark", flush=True)
     if args.hop_only:
         return 0
+    args.root.mkdir(parents=True, exist_ok=True)
+    (args.root / "runtime-defines.json").write_text(json.dumps(defines, indent=1) + "\n")
     for model in args.models:
         for batch in args.batches:
             start = time.perf_counter()
             path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
-                         args.gate_up_in_decode)
+                         args.gate_up_in_decode, defines)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -62,8 +62,9 @@ class CompileError(RuntimeError):
         super().__init__(self.headline + "".join(f"\n  {line}" for line in lines))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Options:
+    """What a compile asks for: typed, frozen, passed to the passes as values (`task_stages`)."""
     batch: int = defaults.BATCH
     dtype: str = defaults.DTYPE            # weights, activations, KV caches (defaults.DTYPES)
     max_seq: int = defaults.MAX_SEQ
@@ -73,6 +74,7 @@ class Options:
     smem_bytes: int | None = None          # None: mpk-lower-tasks' default
     steps: int = defaults.STEPS            # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
+    runtime_defines: tuple[tuple[str, str], ...] = ()   # -DNAME=VALUE for the runtime (bench.build's A/B)
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
@@ -234,33 +236,45 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
 
     with stage("cubin"):
         try:
-            cubin = build.build_cubin([("tasks.ptx", task_ptx)], options.arch, options.max_registers)
+            cubin = build.build_cubin([("tasks.ptx", task_ptx)], options.arch, options.max_registers,
+                                      dict(options.runtime_defines))
         except build.BuildError as e:
             raise CompileError("cubin", str(e)) from None
         dump("cubin", cubin, "cubin")
 
     with stage("bundle"):
         kernel = {"name": graph.kernel_attr("sym_name"), "entry": build.KERNEL_NAME,
-                  "arch": graph.kernel_attr("arch", options.arch),
-                  "num_sms": int(graph.kernel_attr("num_sms", options.num_sms)),
-                  "threads": int(graph.kernel_attr("threads", options.threads)),
-                  "smem_bytes": int(graph.kernel_attr("smem_bytes", options.smem_bytes or 0)),
-                  "stage_bytes": int(graph.kernel_attr("stage_bytes", 0)),
-                  "steps": int(graph.kernel_attr("steps", options.steps)),
+                  **_from_ir(graph, options), "stage_bytes": int(graph.kernel_attr("stage_bytes", 0)),
                   "max_registers": options.max_registers,
                   "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}
         batch, max_seq = cache_sizes(module) or (options.batch, options.max_seq)    # the IR is the truth
         if (batch, max_seq) != (options.batch, options.max_seq):
             raise CompileError("bundle", f"the module's KV caches hold batch {batch} x {max_seq} rows, but "
                                          f"the options ask for batch {options.batch} x max_seq {options.max_seq}")
+        dtypes = sorted({b.dtype for b in graph.buffers.values() if b.space == "weight"})
         plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config,
-                "batch": batch, "max_seq": max_seq, "programs": programs or {},
+                "batch": batch, "max_seq": max_seq, "weight_dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
+                "programs": programs or {},
                 "buffers": tables.buffers, "events": tables.events, "groups": tables.groups,
                 "dependent_stages": graph.dependent_stages().as_dict(),   # bench/decode.py's limit
                 "weights": [{"name": b["weight_name"], "shape": b["shape"], "dtype": b["dtype"]}
                             for b in tables.buffers if b["space"] == "weight"]}
         return bundle.write(out, plan=plan, tables=tables.tables, cubin=cubin, ptx=task_ptx,
                             task_ir=task_ir, runtime_sources=build.runtime_source())
+
+
+def _from_ir(graph, options: Options) -> dict:
+    """The launch facts `mpk.kernel` records (the passes wrote them), each checked against
+    what `options` asked for; an option's value only where the IR has none (a stub)."""
+    asked = {"arch": options.arch, "num_sms": options.num_sms, "threads": options.threads,
+             "smem_bytes": options.smem_bytes, "steps": options.steps}
+    facts = {}
+    for name, want in asked.items():
+        value = graph.kernel_attr(name, None)
+        if value is not None and want is not None and value != want:
+            raise CompileError("bundle", f"mpk.kernel records {name} = {value}, but the options ask for {want}")
+        facts[name] = value if value is not None else (want or 0)
+    return facts
 
 
 def _weights_are_bf16(module: ir.Module) -> bool:

@@ -65,7 +65,8 @@ def runtime_source() -> dict[str, str]:
 
 
 def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) -> bytes:
-    """The runtime as LTO-IR for `arch`."""
+    """The runtime as LTO-IR for `arch`; `defines`: -DNAME=VALUE (the switches at the top
+    of mpk_runtime.cu, for an A/B build)."""
     sources = runtime_source()
     headers = {n: s for n, s in sources.items() if n.endswith(".h")}
     return compile_ltoir(sources["mpk_runtime.cu"], "mpk_runtime.cu", arch, headers, defines)
@@ -131,9 +132,9 @@ def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_
 
 
 def build_cubin(task_ptx: list[tuple[str, str]], arch: str = "sm_90",
-                max_registers: int = DEFAULT_MAX_REGISTERS) -> bytes:
-    """Runtime + task code, compiled and linked for `arch`."""
-    return link(compile_runtime(arch), task_ptx, arch, max_registers)
+                max_registers: int = DEFAULT_MAX_REGISTERS, defines: dict[str, str] | None = None) -> bytes:
+    """Runtime (compiled with `defines`) + task code, linked for `arch`."""
+    return link(compile_runtime(arch, defines), task_ptx, arch, max_registers)
 
 
 def _check_nvrtc(err, call: str) -> None:

@@ -13,6 +13,11 @@
 // thread 0 then reads its next task from there, and the only global access
 // before the next task starts is the poll of its event counter.
 //
+// Waiting is thread 0's alone: it polls its task's counter and does nothing
+// else meanwhile. Lane 0 of the last warp ("the side lane") uses the wait to
+// pull the task's weights into L2 when they are small enough to help
+// (MPK_WAIT_PREFETCH_MAX_BYTES; bench/NOTES.md rounds 1 and 9).
+//
 // Weight stages (mpk-stage-weights, off unless asked for): a staged task reads
 // its weight rows from one of two shared-memory stages. A copy warp fills
 // them in queue order with bulk copies (TMA), each completing on the stage's
@@ -23,14 +28,31 @@
 #include "mpk_runtime.h"
 #include "mpk_sync.h"
 
+// The largest weight range (bytes per task) the side lane prefetches into L2 while
+// its task waits; 0: none. On the H200 (bench/NOTES.md round 9) the prefetch helped
+// where a stage's tasks read 32-64 KB each (Qwen3-0.6B b1 is 3% slower without it) and
+// cost where they read 256 KB and more (Llama 3.2 1B's gate_up and down, every
+// Qwen3-8B linear: a stage's ranges outgrow L2 and compete with the producers' loads);
+// 128 KB was a wash. `python -m bench.build --runtime-define MPK_WAIT_PREFETCH_MAX_BYTES=N`
+// builds another bound for an A/B.
+#ifndef MPK_WAIT_PREFETCH_MAX_BYTES
+#define MPK_WAIT_PREFETCH_MAX_BYTES 65536
+#endif
+
 namespace {
 
-// Starts an asynchronous copy of a task's weights from memory into L2 (sm_90
-// bulk prefetch: one instruction, no registers, no completion to wait for).
-__device__ __forceinline__ void prefetch_l2(const MpkLaunch& launch, int task_id) {
-  if (launch.prefetch == nullptr) return;
+// The side lane, while thread 0 waits for `slot` to reach `expected`: starts an
+// asynchronous copy of the task's weights from memory into L2 (sm_90 bulk prefetch:
+// one instruction, no registers, no completion to wait for) if the counter is short
+// and the range small enough. The prefetch record is loaded beside the (relaxed) look
+// at the counter, so that a task whose event is complete costs one round trip here,
+// as it does thread 0.
+__device__ __forceinline__ void prefetch_l2_while_waiting(const MpkLaunch& launch, int task_id, int slot,
+                                                          unsigned int expected) {
+  if (MPK_WAIT_PREFETCH_MAX_BYTES <= 0 || launch.prefetch == nullptr) return;
   const MpkPrefetch p = launch.prefetch[task_id];
-  if (p.buffer < 0 || p.bytes <= 0) return;
+  if (load_relaxed(launch.event_counters + slot) >= expected) return;
+  if (p.buffer < 0 || p.bytes <= 0 || p.bytes > MPK_WAIT_PREFETCH_MAX_BYTES) return;
   const char* base = reinterpret_cast<const char*>(launch.buffer_ptrs[p.buffer]) + p.offset;
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base), "r"(p.bytes) : "memory");
 }
@@ -113,6 +135,8 @@ struct Stager {
 
 // Spins until the counter reaches `expected`. False if the launch was
 // aborted meanwhile, or the wait timed out (then the error is recorded).
+// A poll is an L2 round trip (~140 ns on an idle H200); __nanosleep(32) between
+// two adds ~60 ns (polling back to back for the first 2 us measured the same).
 __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
                                unsigned int expected, int step) {
   const unsigned int* counter = launch.event_counters + slot;
@@ -151,9 +175,15 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   char* stages = smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask));
   char* scratch = stages + (staging ? 2 * launch.stage_bytes : 0);  // the tasks' own shared memory
 
+  // The cached copy of a task holds its global id where `group` was (the kernel never
+  // reads the group): thread 0 then needs no global load for it while it waits.
   if (cache != nullptr)
-    for (int q = queue_begin + threadIdx.x; q < queue_end; q += blockDim.x)
-      cache[q - queue_begin] = launch.tasks[launch.queue_tasks[q]];
+    for (int q = queue_begin + threadIdx.x; q < queue_end; q += blockDim.x) {
+      MpkTask task = launch.tasks[launch.queue_tasks[q]];
+      task.group = launch.queue_tasks[q];
+      cache[q - queue_begin] = task;
+    }
+  const unsigned int side_lane = (blockDim.x / 32 - 1) * 32;   // lane 0 of the last warp (one warp: none)
 
   Stager stager{&launch, queue_begin, queue_end - queue_begin,
                 (long long)launch.steps * (queue_end - queue_begin), -1, 0u, 0u, stages, stage_full};
@@ -175,28 +205,26 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   for (int step = 0; step < launch.steps && !stopped; ++step) {
     for (int q = queue_begin; q < queue_end; ++q) {
       const MpkTask task = cache != nullptr ? cache[q - queue_begin] : launch.tasks[launch.queue_tasks[q]];
+      const int task_id = cache != nullptr ? task.group : launch.queue_tasks[q];
+      const bool is_staged = staging && task.staged;
+      const unsigned int expected = (unsigned int)task.wait_triggers * (unsigned int)(step + 1);
 
       if (threadIdx.x == 0) {
-        const bool is_staged = staging && task.staged;
         // Another worker gave up: stop too (checked once a step; a task's wait checks, too).
         bool ok = q != queue_begin || load_volatile(&launch.error->code) == MPK_OK;
-        if (ok && task.wait_slot >= 0) {
-          const unsigned int expected = (unsigned int)task.wait_triggers * (unsigned int)(step + 1);
-          // Inputs not ready yet: use the wait to bring the task's weights into L2.
-          if (load_acquire(launch.event_counters + task.wait_slot) < expected) {
-            if (!is_staged) prefetch_l2(launch, launch.queue_tasks[q]);
-            ok = wait_for_event(launch, launch.queue_tasks[q], task.wait_slot, expected, step);
-          }
-        }
+        if (ok && task.wait_slot >= 0) ok = wait_for_event(launch, task_id, task.wait_slot, expected, step);
         staged = nullptr;
         if (ok && is_staged) {
           ok = stager.arrived(stager.used, launch.timeout_ns);
           if (ok) staged = stager.stage(stager.used++);
-          else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, launch.queue_tasks[q], -1, step, stager.used, 0);
+          else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, task_id, -1, step, stager.used, 0);
         }
         proceed = ok;
         if (ok && launch.profile)
-          launch.profile[2 * ((long long)step * launch.num_tasks + launch.queue_tasks[q])] = global_time_ns();
+          launch.profile[2 * ((long long)step * launch.num_tasks + task_id)] = global_time_ns();
+      } else if (threadIdx.x == side_lane && task.wait_slot >= 0 && !is_staged) {
+        // Inputs not ready yet: use the wait to bring the task's weights into L2.
+        prefetch_l2_while_waiting(launch, task_id, task.wait_slot, expected);
       }
       __syncthreads();
       if (!proceed) {  // uniform across the CTA
@@ -210,7 +238,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
 
       if (threadIdx.x == 0) {
         if (launch.profile)
-          launch.profile[2 * ((long long)step * launch.num_tasks + launch.queue_tasks[q]) + 1] = global_time_ns();
+          launch.profile[2 * ((long long)step * launch.num_tasks + task_id) + 1] = global_time_ns();
         // The barrier above orders every thread's writes before this release (cumulative).
         if (task.trigger_slot >= 0) add_release(launch.event_counters + task.trigger_slot, 1u);
       }

@@ -15,7 +15,8 @@ extern "C" {
 typedef struct MpkTask {
   int fn;             // dispatch function id of the task's group
   int task;           // row-major index in the group's grid
-  int group;          // group id (module order), for diagnostics
+  int group;          // group id (module order), for diagnostics; the kernel's shared-memory
+                      // task cache holds the global task id here instead (mpk_runtime.cu)
   int buffers;        // offset of the group's buffer list in MpkLaunch::buffer_ptrs
   int wait_slot;      // event counter to wait on, or -1
   int wait_triggers;  // that event's triggers per step: wait for triggers * (step + 1)

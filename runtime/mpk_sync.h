@@ -22,6 +22,13 @@ static __device__ __forceinline__ unsigned int load_acquire(const unsigned int* 
   return v;
 }
 
+// Relaxed: a look at a counter that orders nothing (whether to prefetch while waiting).
+static __device__ __forceinline__ unsigned int load_relaxed(const unsigned int* p) {
+  unsigned int v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
 static __device__ __forceinline__ void add_release(unsigned int* p, unsigned int v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
