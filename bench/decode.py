@@ -11,9 +11,11 @@ every (model, batch, context) it
 1. checks mpk: one launch of `steps` decode steps from position ctx-1 (the
    step attends ctx cache rows; the rows before hold the same random keys and
    values in both systems), then the PyTorch model in fp32 (the same bf16
-   weights, upcast) teacher-forced on mpk's tokens; every step's logits must
-   agree (||mpk - ref|| / ||ref|| < TOLERANCE, or within BF16_SLACK of the
-   bf16 PyTorch model's own error: see `check`) or the run stops with an error;
+   weights, upcast) teacher-forced on mpk's tokens, judged by mpk.check as
+   `mpk run --check` is: every step's logits must agree (||mpk - ref|| /
+   ||ref|| < TOLERANCE, or within BF16_SLACK of the bf16 PyTorch model's own
+   error) and its tokens wherever the margin is clear, or the run stops with
+   an error (see `check`);
 2. times mpk: CUDA events around each launch of `steps` steps, after warm-up,
    median over launches, divided by `steps`;
 3. times PyTorch eager, the same forward captured in a CUDA graph, and
@@ -24,7 +26,8 @@ every (model, batch, context) it
    (mpk.runtime.bandwidth.step_bytes: every weight matrix incl. the LM head,
    one embedding row per sequence, norm weights, K and V rows 0..ctx-1 of
    every layer) and the floor: those bytes over the read bandwidth measured
-   in the same run (torch.sum over a 4 GiB bf16 tensor);
+   in the same run (mpk.runtime.bandwidth.device_bandwidth: torch.sum over a
+   4 GiB bf16 tensor);
 5. and the limit: the floor plus the per-stage overhead that bench.hop
    measures in the same run times the step's dependent stages (the bundle's
    plan: mpk-stats' count), `stage_limit_ms`. `--no-hop` skips it.
@@ -48,9 +51,10 @@ import numpy as np
 import torch
 
 from bench.build import BATCHES, CONTEXTS, MODELS, ROOT, bundle_path
+from mpk.check import TOLERANCE, compare
+from mpk.runtime.bandwidth import device_bandwidth
 
-TOLERANCE = 2e-2          # relative logit error (bf16 mpk against fp32 PyTorch) that always passes
-BF16_SLACK = 1.25         # ... or at most this times PyTorch-bf16's own error on the same step
+BF16_SLACK = 1.25         # a step passes under TOLERANCE, or at most this times PyTorch-bf16's own error
 WARMUP, REPEATS = 5, 30   # per timed system: un-timed runs, then timed runs (median)
 
 
@@ -74,15 +78,6 @@ def time_cuda(fn, warmup: int = WARMUP, repeats: int = REPEATS) -> list[float]:
         end.synchronize()
         times.append(begin.elapsed_time(end) / 1e3)
     return times
-
-
-def read_bandwidth(gib: int = 4) -> float:
-    """Bytes/s of a large read-only stream: torch.sum over `gib` GiB of bf16."""
-    x = torch.empty(gib * 2**30 // 2, dtype=torch.bfloat16, device="cuda").normal_()
-    seconds = float(np.median(time_cuda(lambda: x.sum(), warmup=3, repeats=20)))
-    del x
-    torch.cuda.empty_cache()
-    return gib * 2**30 / seconds
 
 
 # ------------------------------------------------------------------ models
@@ -190,13 +185,15 @@ def fill_caches(model, mpk: MpkRun, batch: int, ctx: int, seed: int) -> None:
 
 def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
     """One launch from position ctx-1 against the PyTorch model in fp32 (its bf16
-    weights and cache rows upcast exactly), teacher-forced on mpk's tokens.
+    weights and cache rows upcast exactly), teacher-forced on mpk's tokens, judged
+    by mpk.check.compare as `mpk run --check` is.
 
-    Per step: ||logits - ref|| / ||ref|| over the [B, V] logits (as mpk.check),
-    for mpk and for the PyTorch model itself in bf16. Random weights give deep
-    models a bf16 rounding error of a few percent even in PyTorch, so a step
-    passes when mpk's error is under TOLERANCE or no worse than BF16_SLACK
-    times PyTorch-bf16's on the same step; both errors are reported."""
+    Per step: ||logits - ref|| / ||ref|| over the [B, V] logits, for mpk and for
+    the PyTorch model itself in bf16. Random weights give deep models a bf16
+    rounding error of a few percent even in PyTorch, so a step passes when mpk's
+    error is under TOLERANCE or no worse than BF16_SLACK times PyTorch-bf16's on
+    the same step (mpk.check.logits_ok); both errors are reported. mpk's tokens
+    must be the reference's argmax wherever its margin is clear of the error."""
     mpk.launch(tokens, ctx - 1)
     logits = mpk.session.read("logits")                  # [steps, B, V] float32
     generated = mpk.session.read("next_tokens")          # [steps, B]
@@ -204,22 +201,23 @@ def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
     positions = [torch.full((tokens.shape[0],), ctx - 1 + s, device="cuda") for s in range(mpk.steps)]
     fed_t = [torch.from_numpy(f.astype(np.int64)).cuda() for f in fed]
     with torch.no_grad():
-        bf16 = [model(t, p)[1].double().cpu().numpy() for t, p in zip(fed_t, positions)]
+        bf16 = np.stack([model(t, p)[1].double().cpu().numpy() for t, p in zip(fed_t, positions)])
         model.float()
         try:
-            ref = [model(t, p)[1].double().cpu().numpy() for t, p in zip(fed_t, positions)]
+            ref = np.stack([model(t, p)[1].double().cpu().numpy() for t, p in zip(fed_t, positions)])
         finally:
             model.to(torch.bfloat16)      # exact: every weight was a bf16 value
-    rel = lambda x, r: float(np.linalg.norm(x - r) / max(np.linalg.norm(r), 1e-30))
-    mpk_err = [rel(logits[s], ref[s]) for s in range(mpk.steps)]
-    torch_err = [rel(bf16[s], ref[s]) for s in range(mpk.steps)]
-    for s, (m, t) in enumerate(zip(mpk_err, torch_err)):
-        if not np.isfinite(logits[s]).all() or m > max(TOLERANCE, BF16_SLACK * t):
-            raise CheckFailed(f"step {s} (position {ctx - 1 + s}): relative logit error {m:.3e} against "
-                              f"PyTorch fp32, above {TOLERANCE:g} and above {BF16_SLACK:g} x PyTorch-bf16's "
-                              f"{t:.3e}")
-    agree = float(np.mean([np.mean(logits[s].argmax(-1) == ref[s].argmax(-1)) for s in range(mpk.steps)]))
-    return {"mpk_rel_err": max(mpk_err), "torch_bf16_rel_err": max(torch_err), "argmax_agreement": agree}
+    report = compare(logits, ref, generated, prompt_len=1, tolerance=TOLERANCE, torch_same_dtype=bf16,
+                     first_position=ctx - 1, slack=BF16_SLACK)
+    for s, step in enumerate(report.steps):
+        if not step.verdict.startswith("ok"):
+            raise CheckFailed(f"step {s} (position {step.position}): {step.verdict}: relative logit error "
+                              f"{step.error:.3e} against PyTorch fp32 (passes under {TOLERANCE:g} or "
+                              f"{BF16_SLACK:g} x PyTorch-bf16's {step.torch_error:.3e}); tokens (mpk, ref) "
+                              f"{step.tokens}, margin {step.margin:.3e}, 2 max|err| {step.threshold:.3e}")
+    agree = float(np.mean(logits.argmax(-1) == ref.argmax(-1)))
+    return {"mpk_rel_err": report.worst, "torch_bf16_rel_err": max(s.torch_error for s in report.steps),
+            "argmax_agreement": agree}
 
 
 def profile_summary(mpk: MpkRun) -> dict:
@@ -428,7 +426,7 @@ def main(argv=None) -> int:
 
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = True
     card = card_name()
-    bandwidth = read_bandwidth()
+    bandwidth = device_bandwidth()
     print(f"{torch.cuda.get_device_name()}: read bandwidth (torch.sum, 4 GiB bf16) {bandwidth / 1e12:.3f} TB/s",
           flush=True)
     hop = measure_hop(bandwidth) if args.hop else None

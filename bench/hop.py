@@ -174,11 +174,10 @@ def measure(cubin: Path = DEFAULT_CUBIN, bandwidth: float | None = None, stages:
     """The flag latency and, per slice size and mode, the time of a dependent stage.
 
     `bandwidth` (bytes/s): the read bandwidth measured in the same run
-    (bench.decode's read_bandwidth); None measures the device-to-device copy
-    bandwidth (mpk.runtime.bandwidth). A row's fraction_of_bandwidth is the
-    stage's bytes (all SMs) / its time / bandwidth. stage_overhead_us, the
-    per-stage overhead: median over the prefetch rows of the stage's time
-    minus the time to stream its bytes at `bandwidth`."""
+    (bench.decode's); None measures it here (mpk.runtime.bandwidth.device_bandwidth,
+    with torch). A row's fraction_of_bandwidth is the stage's bytes (all SMs) / its
+    time / bandwidth. stage_overhead_us, the per-stage overhead: median over the
+    prefetch rows of the stage's time minus the time to stream its bytes at `bandwidth`."""
     with HopProbe(cubin) as probe:
         if bandwidth is None:
             from mpk.runtime.bandwidth import device_bandwidth

@@ -10,8 +10,9 @@ kernel of `chunk` rows per sequence) and builds the Hugging Face
 (bound to mpk device to device). For every (model, batch, prompt length) it
 
 1. checks mpk: the logits of each sequence's last prompt token against
-   transformers in float32 on the same (bf16) weights (relative error under
-   TOLERANCE, or at most BF16_SLACK times transformers-bf16's own error;
+   transformers in float32 on the same (bf16) weights (mpk.check's relative
+   error under its TOLERANCE, or at most BF16_SLACK times transformers-bf16's
+   own error: mpk.check.logits_ok;
    `--no-check-fp32`: against transformers-bf16, under TOLERANCE);
 2. times mpk: `generate(prompt, 1 token)` wall clock from the call to the
    first token on the host (every chunk's launch, the host's writes and
@@ -45,12 +46,13 @@ import torch
 
 from bench.build import bundle_path
 from bench.decode import card_name, random_bf16_model, time_cuda
+from mpk.check import TOLERANCE, logits_ok, relative_error
 
 MODELS = ("qwen3-8b", "llama3.2-1b")
 BATCHES = (1, 8)
 PROMPTS = (128, 1024, 4096)
 ROOT = Path(".bundles/prefill")
-TOLERANCE, BF16_SLACK = 2e-2, 1.5
+BF16_SLACK = 1.5          # mpk.check.logits_ok: under TOLERANCE, or at most this times transformers-bf16's error
 REPEATS = 5
 
 
@@ -165,16 +167,15 @@ def run_config(name: str, batch: int, args, rate: float, compile_left: list) -> 
             samples = [mpk.first_token(prompt) for _ in range(REPEATS + 1)][1:]
             out = samples[-1][3]
             # Checked on the first sequence (a float32 forward of all of them would not fit beside).
-            ours = torch.from_numpy(out["logits"][0][:1]).double()
+            ours = out["logits"][0][:1]
             with torch.no_grad():
-                bf16 = model(ids[:1], logits_to_keep=1).logits[:, -1].double().cpu()
+                bf16 = model(ids[:1], logits_to_keep=1).logits[:, -1].double().cpu().numpy()
                 if reference is None and args.check_fp32:     # the same bf16 weights, upcast
                     reference = copy.deepcopy(model).float()
-                ref = (reference(ids[:1], logits_to_keep=1).logits[:, -1].double().cpu() if reference is not None
-                       else bf16)
-            err = float((ours - ref).norm() / ref.norm())
-            torch_err = float((bf16 - ref).norm() / ref.norm())
-            ok = err < TOLERANCE or (reference is not None and err <= BF16_SLACK * torch_err)
+                ref = (reference(ids[:1], logits_to_keep=1).logits[:, -1].double().cpu().numpy()
+                       if reference is not None else bf16)
+            err, torch_err = relative_error(ours, ref), relative_error(bf16, ref)
+            ok = logits_ok(err, torch_err if reference is not None else None, TOLERANCE, BF16_SLACK)
 
             def forward(m):
                 with torch.no_grad():

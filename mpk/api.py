@@ -241,19 +241,16 @@ class Session:
         greedy by default: mpk.sampling). `on_tokens(tokens)` receives the
         new tokens ([B] or [n, B]) as they arrive.
         """
-        from mpk.runtime.loader import LoaderError, generate
+        from mpk.runtime.loader import LoaderError, check_length, generate, prompt_rows
 
         self._check_open()
-        prompt = self._prompt(prompt_ids)
+        prompt = prompt_rows(prompt_ids, self.batch, self.vocab_size)
         if not _is_int(max_new_tokens) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        longest = max(len(row) for row in prompt)
-        if longest + max_new_tokens > self.max_seq:
-            raise InputError(f"{longest} prompt + {max_new_tokens} new tokens exceed the bundle's "
-                             f"max_seq ({self.max_seq})")
+        check_length(max(len(row) for row in prompt), max_new_tokens, self.max_seq)
         eos = [eos_token_id] if isinstance(eos_token_id, int) else eos_token_id
-        if eos is not None and not (len(eos) > 0 and all(isinstance(i, int) and not isinstance(i, bool)
-                                                          and self._in_vocab(i) for i in eos)):
+        if eos is not None and not (len(eos) > 0 and all(_is_int(i) and (self.vocab_size is None or
+                                                                          0 <= i < self.vocab_size) for i in eos)):
             raise InputError(f"eos_token_id must be a token id in [0, {self.vocab_size}) or a list of them, "
                              f"got {eos_token_id!r}")
         start = time.perf_counter()
@@ -277,27 +274,6 @@ class Session:
         from mpk import text
         tokenizer = tokenizer or text.Tokenizer.for_bundle(self.bundle)
         return text.generate_text(self, tokenizer, prompt, max_new_tokens, chat=chat, on_text=on_text, **options)
-
-    def _in_vocab(self, ids) -> bool:
-        return self.vocab_size is None or bool(np.all((0 <= np.asarray(ids)) & (np.asarray(ids) < self.vocab_size)))
-
-    def _prompt(self, prompt_ids) -> list[np.ndarray]:
-        """One row of token ids per sequence (prompts may differ in length)."""
-        from mpk.runtime.loader import split_rows
-
-        if hasattr(prompt_ids, "detach"):
-            prompt_ids = prompt_ids.detach().cpu().numpy()
-        rows = split_rows(prompt_ids)
-        if len(rows) not in (1, self.batch):
-            raise InputError(f"prompt_ids has {len(rows)} rows; the bundle decodes {self.batch} "
-                             f"sequences (give {self.batch} rows, or one for all)")
-        for row in rows:
-            if row.ndim != 1 or row.size == 0 or not np.issubdtype(row.dtype, np.integer):
-                raise InputError(f"prompt_ids must be a non-empty row, or one row per sequence, of int "
-                                 f"token ids; got a row of shape {list(row.shape)} of {row.dtype}")
-            if not self._in_vocab(row):
-                raise InputError(f"prompt_ids must be token ids in [0, {self.vocab_size})")
-        return [row.astype(np.int64) for row in rows] * (self.batch // len(rows))
 
     def benchmark(self, launches: int = 5, position: int = 0) -> float:
         """Median seconds per decode step over `launches` launches of `steps_per_launch`

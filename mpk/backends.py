@@ -10,21 +10,10 @@ import numpy as np
 
 from mpk.errors import parse_mlir
 from mpk.runtime import bundle as bundles
-from mpk.runtime.loader import LoaderError, Session, as_device_array, from_bf16_bits
+from mpk.runtime.loader import LoaderError, Session, as_device_array, as_float32
 from mpk.runtime.weights import check_weights, weight_array
 
 BACKENDS = ("gpu", "interp")
-
-
-def as_float32(weights: dict) -> dict[str, np.ndarray]:
-    """Weights as the interpreter and PyTorch take them: float32 (bf16 bits widened)."""
-    out = {}
-    for name, value in weights.items():
-        if hasattr(value, "detach"):
-            value = value.detach().float().cpu().numpy()
-        array = np.asarray(value)
-        out[name] = from_bf16_bits(array) if array.dtype == np.uint16 else array.astype(np.float32)
-    return out
 
 
 def _check_task_ir(module) -> None:
@@ -64,7 +53,7 @@ class InterpRunner:
         the bundle's dtype (the values the GPU would hold) and widened to float32."""
         specs = self.bundle.weights()
         names = check_weights(weights, specs, strict, self.weights)
-        self.weights.update(as_float32({n: weight_array(n, weights[n], specs[n]) for n in names}))
+        self.weights.update({n: as_float32(weight_array(n, weights[n], specs[n])) for n in names})
 
     def write(self, name: str, value) -> None:
         b = self.bundle.buffer(name)

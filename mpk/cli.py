@@ -14,6 +14,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import time
 import traceback
 
 from mpk import commands
@@ -79,25 +80,72 @@ def resolve_backend(choice: str) -> str:
     return "interp"
 
 
+class Progress:
+    """The progress bar of the mpk commands: tqdm on stderr, none with `quiet` (nor, with
+    `terminal_only`, when stderr is no terminal).
+
+    Over named stages (`mpk compile`, `mpk import`): `with progress.stage(name):`
+    around each, the hook of mpk.driver and mpk.frontend.import_model; the bar
+    counts the names in `stages` (others only relabel it) and, with `timings`,
+    writes `name: 1.2 s` after each. Over counted work: `progress.update(n)`.
+    As a context manager it closes the bar, leaving none half-drawn above an error.
+    `tqdm_options` (bar_format, unit, delay, mininterval, ...) go to tqdm."""
+
+    def __init__(self, total: int | None = None, *, quiet: bool = False, stages: tuple[str, ...] = (),
+                 timings: bool = False, terminal_only: bool = False, leave: bool = False, done: str | None = None,
+                 **tqdm_options):
+        from tqdm import tqdm
+        self.known, self.timings, self.done = set(stages), timings and not quiet, done
+        self.bar = tqdm(total=len(stages) if total is None and stages else total, file=sys.stderr,
+                        disable=quiet or (terminal_only and not sys.stderr.isatty()), leave=leave, **tqdm_options)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        self.bar.set_description_str(name)
+        start = time.perf_counter()
+        yield
+        if name in self.known:
+            self.bar.update(1)
+        if self.timings:
+            self.bar.write(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    @property
+    def n(self) -> int:
+        return self.bar.n
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        if kind is not None:
+            self.bar.leave = False
+        elif self.done is not None:
+            self.bar.set_description_str(self.done)
+        self.bar.close()
+
+
 @contextlib.contextmanager
 def interp_progress(runner, total_tasks: int | None, quiet: bool):
-    """A progress bar on stderr over the task interpreter's task runs (a real-size model takes
-    minutes): drawn after PROGRESS_DELAY_S, on a terminal or into a log (there every 30 s);
-    a count and rate when the total is not known."""
-    from tqdm import tqdm
-    bar = tqdm(total=total_tasks, file=sys.stderr, disable=quiet, delay=PROGRESS_DELAY_S, leave=False,
-               mininterval=0.2 if sys.stderr.isatty() else 30, desc="interp",
-               bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {n}/{total} tasks [{elapsed}<{remaining}]"
-               if total_tasks else "{desc}: {n} tasks [{elapsed}, {rate_fmt}]")
-    runners = [r for r in (runner, runner.prefill) if r is not None]   # the prefill program's too
-    for r in runners:
-        r.on_task = bar.update
-    try:
-        yield bar
-    finally:
+    """A Progress over the task interpreter's task runs (a real-size model takes minutes):
+    drawn after PROGRESS_DELAY_S, on a terminal or into a log (there every 30 s); a count
+    and rate when the total is not known."""
+    with Progress(total_tasks, quiet=quiet, delay=PROGRESS_DELAY_S, mininterval=0.2 if sys.stderr.isatty() else 30,
+                  desc="interp", bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {n}/{total} tasks "
+                  "[{elapsed}<{remaining}]" if total_tasks else "{desc}: {n} tasks [{elapsed}, {rate_fmt}]") as bar:
+        runners = [r for r in (runner, runner.prefill) if r is not None]   # the prefill program's too
         for r in runners:
-            r.on_task = None
-        bar.close()
+            r.on_task = bar.update
+        try:
+            yield bar
+        finally:
+            for r in runners:
+                r.on_task = None
 
 
 if __name__ == "__main__":  # `python -m mpk` is the way (mpk/__main__.py); run as a script,

@@ -164,6 +164,13 @@ class Tokenizer:
             ids = [self.bos_token_id] + ids
         return ids
 
+    def encode_prompt(self, text: str, chat: bool = False, system: str | None = None) -> list[int]:
+        """`encode`, for a prompt to generate from: one that encodes to no tokens is a TokenizerError."""
+        ids = self.encode(text, chat=chat, system=system)
+        if not ids:
+            raise TokenizerError("the prompt is empty (it encodes to no tokens)")
+        return ids
+
     def render_chat(self, text: str, system: str | None = None) -> str:
         """The chat template applied to [system,] user `text`, add_generation_prompt=True."""
         messages = ([{"role": "system", "content": system}] if system is not None else [])
@@ -317,9 +324,7 @@ def generate_text(session, tokenizer: Tokenizer, prompt: str, max_new_tokens: in
     `session.generate` takes an `on_tokens` callback, else once at the end.
     `generate_kwargs` go to `session.generate` as they are (e.g. `sampling`).
     """
-    prompt_ids = tokenizer.encode(prompt, chat=chat, system=system)
-    if not prompt_ids:
-        raise ValueError("the prompt encodes to no tokens")
+    prompt_ids = tokenizer.encode_prompt(prompt, chat=chat, system=system)
     vocab = getattr(session, "vocab_size", None)
     eos = [i for i in tokenizer.eos_token_id_list if vocab is None or i < vocab]
     stop = set(eos)

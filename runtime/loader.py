@@ -15,6 +15,7 @@ import ctypes
 import re
 import time
 
+import ml_dtypes
 import numpy as np
 
 from mpk.errors import InputError
@@ -70,35 +71,43 @@ class MpkLaunch(ctypes.Structure):
 
 # -------------------------------------------------------------- dtypes
 
-NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i32": np.int32,
-                "i64": np.int64, "i8": np.int8, "bf16": np.uint16}  # bf16 travels as raw bits
+# numpy has no bfloat16: ml_dtypes' (the one JAX and TensorFlow use) is a numpy
+# dtype whose casts round to nearest even, and whose bytes are the device's.
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+# The one table: a bundle's element type (plan.json "dtype") -> its numpy dtype.
+NUMPY_DTYPES = {"bf16": BF16, "f16": np.dtype(np.float16), "f32": np.dtype(np.float32),
+                "f64": np.dtype(np.float64), "i8": np.dtype(np.int8), "i32": np.dtype(np.int32),
+                "i64": np.dtype(np.int64)}
 
 
-def to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """float -> bf16 bit patterns (round to nearest even)."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-    return (rounded >> 16).astype(np.uint16)
+def is_float(dtype) -> bool:
+    """A floating-point numpy dtype, bf16 included (ml_dtypes' types are not numpy's kind 'f')."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype == BF16
 
 
-def from_bf16_bits(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+def host_array(value) -> np.ndarray:
+    """`value` as a numpy array on the host: a torch tensor (on any device) is copied
+    there, bf16 as BF16 (torch's .numpy() has no bf16: its bytes are viewed as it)."""
+    if hasattr(value, "detach"):
+        import torch
+        tensor = value.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            return tensor.contiguous().view(torch.int16).numpy().view(BF16)
+        return tensor.numpy()
+    return np.asarray(value)
+
+
+def as_float32(value) -> np.ndarray:
+    """A float32 copy of `value` (an array, a torch tensor): bf16 and f16 widened exactly."""
+    return host_array(value).astype(np.float32)
 
 
 def as_device_array(value, dtype: str, shape) -> np.ndarray:
-    """A numpy array in the bundle's storage format for a buffer of `dtype`."""
-    if hasattr(value, "detach"):  # a torch tensor: bf16 has no numpy twin, go through its bits
-        import torch
-        t = value.detach().cpu().contiguous()
-        if dtype == "bf16":
-            value = t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-        else:
-            value = t.numpy()
-    array = np.asarray(value)
-    if dtype == "bf16" and array.dtype != np.uint16:
-        array = to_bf16_bits(array.astype(np.float32))
-    else:
-        array = array.astype(NUMPY_DTYPES[dtype], copy=False)
+    """A numpy array in the bundle's storage format for a buffer of `dtype` (floats cast
+    with rounding to nearest even), C-contiguous: its bytes are what the device holds."""
+    array = host_array(value).astype(NUMPY_DTYPES[dtype], copy=False)
     if list(array.shape) != list(shape):
         raise LoaderError(f"shape {list(array.shape)} given where the bundle needs {list(shape)}")
     return np.ascontiguousarray(array)
@@ -391,7 +400,7 @@ class Session:
         memory, b = self._storage(name)
         shape = ([self.steps_per_launch] if b.get("per_step") else []) + b["shape"]
         array = memory.download(NUMPY_DTYPES[b["dtype"]], shape)
-        return from_bf16_bits(array) if b["dtype"] == "bf16" and as_float else array
+        return as_float32(array) if b["dtype"] == "bf16" and as_float else array
 
     def bind_weights(self, weights: dict, strict: bool = True) -> None:
         """Upload weights by name, each checked by name, shape and dtype before any is
@@ -548,11 +557,15 @@ class Session:
 
 # ------------------------------------------------------------ decoding
 
-def split_rows(prompt_ids) -> list[np.ndarray]:
-    """The rows of a prompt, unchecked: of a [n] or [B, n] array, or of B sequences
-    of any lengths (anything else comes back as one row to be refused)."""
+class PromptError(LoaderError, ValueError):
+    """A prompt the bundle cannot take (rows, token ids, length); the message says why."""
+
+
+def _split_rows(prompt_ids) -> list[np.ndarray]:
+    """The rows of a prompt, unchecked: of a [n] or [B, n] array (or torch tensor), or of
+    B sequences of any lengths (anything else comes back as one row to be refused)."""
     try:
-        array = np.asarray(prompt_ids)
+        array = host_array(prompt_ids)
         ragged = array.dtype == object
     except ValueError:                                   # numpy refuses ragged nesting
         ragged = True
@@ -561,15 +574,28 @@ def split_rows(prompt_ids) -> list[np.ndarray]:
     return list(np.atleast_2d(array)) if array.ndim in (1, 2) and array.size else [array]
 
 
-def prompt_rows(prompt_ids, batch: int) -> list[np.ndarray]:
-    """One int64 array per sequence: `prompt_ids` is [n] or [1, n] (the same
-    prompt for every sequence), [batch, n], or `batch` sequences of any lengths."""
-    rows = split_rows(prompt_ids)
-    rows = rows * batch if len(rows) == 1 else rows
-    if len(rows) != batch or any(r.ndim != 1 or r.size < 1 or not np.issubdtype(r.dtype, np.integer)
-                                 for r in rows):
-        raise LoaderError(f"the prompt must be {batch} sequences of n >= 1 token ids (or one for all)")
-    return [r.astype(np.int64) for r in rows]
+def prompt_rows(prompt_ids, batch: int, vocab_size: int | None = None) -> list[np.ndarray]:
+    """The prompt checked, as one int64 row of token ids per sequence: `prompt_ids` is
+    [n] or [1, n] (the same prompt for every sequence), [batch, n], or `batch`
+    sequences of any lengths (lists, arrays, a torch tensor), of ids in
+    [0, vocab_size) where that is known. Anything else is a PromptError."""
+    rows = _split_rows(prompt_ids)
+    if len(rows) not in (1, batch):
+        raise PromptError(f"prompt_ids has {len(rows)} rows; the bundle decodes {batch} sequences "
+                          f"(give {batch} rows, or one for all)")
+    for row in rows:
+        if row.ndim != 1 or row.size == 0 or not np.issubdtype(row.dtype, np.integer):
+            raise PromptError(f"prompt_ids must be a non-empty row, or one row per sequence, of int token "
+                              f"ids; got a row of shape {list(row.shape)} of {row.dtype}")
+        if vocab_size is not None and not ((0 <= row) & (row < vocab_size)).all():
+            raise PromptError(f"prompt_ids must be token ids in [0, {vocab_size})")
+    return [row.astype(np.int64) for row in rows] * (batch // len(rows))
+
+
+def check_length(prompt_len: int, new_tokens: int, max_seq: int) -> None:
+    """A prompt of `prompt_len` tokens and `new_tokens` more fit the KV cache, or a PromptError."""
+    if prompt_len + new_tokens > max_seq:
+        raise PromptError(f"{prompt_len} prompt + {new_tokens} new tokens exceed the bundle's max_seq ({max_seq})")
 
 
 def sampling_arrays(batch: int, sampling: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -635,12 +661,11 @@ def generate(backend, prompt_ids, steps: int, eos_token_id=None, sampling: dict 
         bundle.buffer("positions")
     except ValueError as e:
         raise LoaderError(f"{e}: not a decoder bundle") from None
-    rows = prompt_rows(prompt_ids, batch)
+    rows = prompt_rows(prompt_ids, batch, (bundle.plan.get("model") or {}).get("vocab_size"))
     lengths = np.array([len(r) for r in rows])
     longest = int(lengths.max())
     max_seq = int(bundle.plan.get("max_seq", 1 << 30))
-    if longest + steps > max_seq:
-        raise LoaderError(f"{longest} prompt + {steps} new tokens exceed the KV cache ({max_seq})")
+    check_length(longest, steps, max_seq)
     names = {b["name"] for b in bundle.plan["buffers"]} | {b.get("weight_name") for b in bundle.plan["buffers"]}
     outputs = [n for n in ("next_tokens", "logits") if n in names and bundle.buffer(n).get("per_step")]
     if "next_tokens" not in outputs:

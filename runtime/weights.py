@@ -1,6 +1,7 @@
 """Weights for a bundle, by name, without torch: random from a seed, or read
-from a folder of `*.safetensors` files. Values are numpy arrays (float32 or
-raw bf16 bits as uint16, which `Session.bind_weights` uploads as they are).
+from a folder of `*.safetensors` files. Values are numpy arrays of the
+bundle's dtypes (bf16: ml_dtypes' bfloat16, loader.BF16), which
+`Session.bind_weights` uploads as they are.
 
 Every backend binds weights through `check_weights` and `weight_array`: each
 weight is checked by name, shape and dtype before anything is uploaded or run.
@@ -8,9 +9,6 @@ weight is checked by name, shape and dtype before anything is uploaded or run.
 
 from __future__ import annotations
 
-import json
-import math
-import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,13 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from mpk.runtime.loader import LoaderError, as_device_array, from_bf16_bits
-
-# safetensors dtype -> numpy storage dtype (BF16 as its bits); other dtypes are refused by name.
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16,
-                       "I8": np.int8, "U8": np.uint8, "I16": np.int16, "I32": np.int32, "I64": np.int64,
-                       "BOOL": np.bool_}
-_TORCH_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "bf16": "bfloat16"}
+from mpk.runtime.loader import NUMPY_DTYPES, LoaderError, as_device_array, is_float
 
 
 class WeightError(LoaderError, ValueError):
@@ -37,9 +29,9 @@ def check_weight(name: str, value, spec: dict) -> None:
     {"shape", "dtype"}): it needs the shape exactly (no reshaping: [64, 1] is not [64])
     and floating-point values.
 
-    Any float dtype is cast to the bundle's (float16/32/64, bfloat16; a uint16 numpy
-    array is bf16 bits, numpy has no bfloat16); integers are refused, not cast: an
-    integer tensor is a quantized weight or another tensor, mpk has no kernel for either."""
+    Any float dtype is cast to the bundle's (float16/32/64, bfloat16: torch's, or
+    ml_dtypes' in numpy); integers are refused, not cast: an integer tensor is a
+    quantized weight or another tensor, mpk has no kernel for either."""
     want, shape = spec["dtype"], list(spec["shape"])
     if hasattr(value, "detach"):                     # a torch tensor, wherever it lies
         got_shape, floating = list(value.shape), value.dtype.is_floating_point
@@ -49,32 +41,24 @@ def check_weight(name: str, value, spec: dict) -> None:
             array = np.asarray(value)
         except (TypeError, ValueError) as e:          # ragged lists, ...
             raise WeightError(f"{name}: not an array of numbers ({e})") from None
-        got_shape, floating = list(array.shape), array.dtype.kind == "f" or array.dtype == np.uint16
-        got = "uint16 (bf16 bits)" if array.dtype == np.uint16 else str(array.dtype)
+        got_shape, floating, got = list(array.shape), is_float(array.dtype), str(array.dtype)
     if not floating:
+        hint = " (bf16 bits? view them as ml_dtypes.bfloat16)" if got == "uint16" else ""
         raise WeightError(f"{name}: {got} values given where the bundle needs floating-point {want} {shape} "
-                          "(non-float tensors are not cast: mpk has no quantized kernels)")
+                          f"(non-float tensors are not cast: mpk has no quantized kernels){hint}")
     if got_shape != shape:
         raise WeightError(f"{name}: shape {got_shape} given where the bundle needs {want} {shape}")
 
 
 def weight_array(name: str, value, spec: dict):
-    """`value` checked (check_weight) and cast to the bundle's dtype (round to nearest):
-    a numpy array as the bundle stores it (bf16 as uint16 bits), or, for a CUDA tensor,
+    """`value` checked (check_weight) and cast to the bundle's dtype (round to nearest even):
+    a numpy array as the bundle stores it (loader.as_device_array), or, for a CUDA tensor,
     a tensor on its GPU (the upload is a device copy)."""
     check_weight(name, value, spec)
-    want = spec["dtype"]
-    if hasattr(value, "detach"):
+    if getattr(value, "is_cuda", False):             # cast on its GPU (numpy's dtype names are torch's)
         import torch
-        tensor = value.detach().to(getattr(torch, _TORCH_DTYPES[want])).contiguous()
-        if tensor.is_cuda:
-            return tensor
-        tensor = tensor.cpu()
-        return tensor.view(torch.int16).numpy().view(np.uint16) if want == "bf16" else tensor.numpy()
-    array = np.asarray(value)
-    if array.dtype == np.uint16 and want != "bf16":   # bf16 bits for a wider weight
-        array = from_bf16_bits(array)
-    return as_device_array(array, want, spec["shape"])
+        return value.detach().to(getattr(torch, NUMPY_DTYPES[spec["dtype"]].name)).contiguous()
+    return as_device_array(value, spec["dtype"], spec["shape"])
 
 
 def check_weights(weights: Mapping, specs: dict[str, dict], strict: bool = True,
@@ -102,8 +86,8 @@ def random_weights(specs: dict[str, dict], seed: int = 0) -> dict[str, np.ndarra
 
     Uniform, not normal: drawn as 16-bit integers, about 3x faster, which
     matters at billions of parameters (and tensors are drawn on all cores:
-    numpy lets go of the GIL). bf16 values are truncated, not rounded: the
-    bits are the weights, whatever they are.
+    numpy lets go of the GIL), then cast to the spec's dtype (bf16: rounded
+    to nearest even).
     """
     def draw(name: str, spec: dict) -> np.ndarray:
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -114,26 +98,37 @@ def random_weights(specs: dict[str, dict], seed: int = 0) -> dict[str, np.ndarra
             value = 1 + np.float32(0.1) * value
         else:
             value *= np.float32(1 / np.sqrt(shape[-1]))
-        return (value.view(np.uint32) >> 16).astype(np.uint16) if spec["dtype"] == "bf16" else value
+        return value.astype(NUMPY_DTYPES[spec["dtype"]], copy=False)
 
     with ThreadPoolExecutor() as pool:
         return dict(zip(specs, pool.map(draw, specs, specs.values())))
 
 
 def load_safetensors(folder: str | Path, specs: dict[str, dict]) -> dict[str, np.ndarray]:
-    """The tensors `specs` names, from `folder/*.safetensors` (memory-mapped), each
-    checked and cast to its spec's dtype (weight_array)."""
+    """The tensors `specs` names, from `folder/*.safetensors`, each checked and cast to
+    its spec's dtype (weight_array).
+
+    Read by the safetensors package, which parses and checks each file's header
+    (a file that is not safetensors, or whose offsets do not fit, is a WeightError);
+    ml_dtypes gives its BF16 tensors a numpy dtype. Its numpy tensors are copies
+    in memory, not memory-mapped."""
+    from safetensors import SafetensorError, safe_open
+
     folder = Path(folder)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise WeightError(f"{folder}: no *.safetensors files")
     found = {}
     for file in files:
-        for name, array in _tensors(file, specs):
-            try:
-                found[name] = weight_array(name, array, specs[name])
-            except WeightError as e:
-                raise WeightError(f"{file}: {e}") from None
+        try:
+            with safe_open(file, framework="numpy") as tensors:
+                for name in tensors.keys():
+                    if name in specs:
+                        found[name] = weight_array(name, _tensor(tensors, name), specs[name])
+        except SafetensorError as e:
+            raise WeightError(f"{file}: not a safetensors file, or a damaged one ({e})") from None
+        except WeightError as e:
+            raise WeightError(f"{file}: {e}") from None
     missing = sorted(set(specs) - set(found))
     if missing:
         raise WeightError(f"{folder}: no tensor for {', '.join(missing[:3])}"
@@ -141,31 +136,10 @@ def load_safetensors(folder: str | Path, specs: dict[str, dict]) -> dict[str, np
     return found
 
 
-def _tensors(file: Path, names):
-    """(name, array) of the tensors in one safetensors file that `names` has, memory-mapped;
-    a file that is not safetensors, or a tensor of a dtype numpy cannot hold, is a WeightError."""
+def _tensor(tensors, name: str) -> np.ndarray:
+    """Tensor `name` of an open safetensors file as a numpy array; one of a dtype numpy
+    (with ml_dtypes) has no type for, as safetensors looks it up (F8_*, F4, ...), is a WeightError."""
     try:
-        raw = np.memmap(file, np.uint8, mode="r")
-        header_len, = struct.unpack("<Q", raw[:8].tobytes())
-        header = json.loads(raw[8:8 + header_len].tobytes())
-        if not isinstance(header, dict):
-            raise ValueError("its header is not a JSON object")
-    except (struct.error, ValueError) as e:           # too short, empty, a header that is not JSON
-        raise WeightError(f"{file}: not a safetensors file ({e})") from None
-    data = raw[8 + header_len:]
-    for name, entry in header.items():
-        if name == "__metadata__" or name not in names:
-            continue
-        dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype") if isinstance(entry, dict) else None)
-        if dtype is None:
-            raise WeightError(f"{file}: {name} has unsupported dtype {entry.get('dtype')}"
-                              if isinstance(entry, dict) else f"{file}: {name} has no valid header entry")
-        try:
-            begin, end = entry["data_offsets"]
-            shape = [int(n) for n in entry["shape"]]
-            if not 0 <= begin <= end <= len(data) or end - begin != math.prod(shape) * np.dtype(dtype).itemsize:
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
-            raise WeightError(f"{file}: the data_offsets of {name} do not fit its shape and dtype "
-                              "(a damaged file)") from None
-        yield name, data[begin:end].view(dtype).reshape(shape)
+        return tensors.get_tensor(name)
+    except (TypeError, AttributeError):
+        raise WeightError(f"{name} has unsupported dtype {tensors.get_slice(name).get_dtype()}") from None

@@ -13,12 +13,11 @@ task IR -> PTX, then NVRTC + nvJitLink link the runtime into kernel.cubin.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
 from mpk import defaults
-from mpk.cli import UserError, failure
+from mpk.cli import Progress, UserError, failure
 
 
 def add_arguments(parser) -> None:
@@ -84,27 +83,6 @@ def _validate(args) -> None:
     check_output(args.output)      # before the compile, not after it
 
 
-class _Progress:
-    """A tqdm bar over the compiler's stages; `stage(name)` wraps one."""
-
-    def __init__(self, quiet: bool, stages: tuple[str, ...]):
-        from tqdm import tqdm
-        self.bar = tqdm(total=len(stages), unit="stage", disable=quiet, leave=True,
-                        bar_format="{desc:<28}{bar:20} {n_fmt}/{total_fmt} [{elapsed}]")
-        self.known = set(stages)
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        self.bar.set_description_str(name)
-        yield
-        if name in self.known:  # frontend sub-steps (torch.export, ...) only change the label
-            self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.set_description_str("done")
-        self.bar.close()
-
-
 def _graph_sizes(module, options, args):
     """A graph file's batch and cache length are its caches' own: the options take
     them, and --batch / --max-seq may only repeat them."""
@@ -131,23 +109,19 @@ def run(args) -> int:
     kind, source = (("config", folder) if folder else ("mlir", args.graph) if args.graph else
                     ("model", args.model) if args.model else ("config", args.config))
     dump = driver.Dumper(args.dump_dir)
-    progress = _Progress(args.quiet, driver.stages(options))
     try:
-        with progress.stage("graph"):
-            module, config = driver.import_graph(source, kind, options, stage=progress.stage)
-            dump("graph", module)
-        if kind == "mlir":
-            options = _graph_sizes(module, options, args)
-        path = driver.compile_task_module(module, options, Path(args.output), model_config=config,
-                                          dump=dump, stage=progress.stage,
-                                          source=Path(folder) if folder else None)
-    except BaseException as e:     # no half-drawn bar above the error
-        progress.bar.leave = False
-        progress.bar.close()
-        if not isinstance(e, driver.CompileError):
-            raise
+        with Progress(quiet=args.quiet, stages=driver.stages(options), unit="stage", leave=True, done="done",
+                      bar_format="{desc:<28}{bar:20} {n_fmt}/{total_fmt} [{elapsed}]") as progress:
+            with progress.stage("graph"):
+                module, config = driver.import_graph(source, kind, options, stage=progress.stage)
+                dump("graph", module)
+            if kind == "mlir":
+                options = _graph_sizes(module, options, args)
+            path = driver.compile_task_module(module, options, Path(args.output), model_config=config,
+                                              dump=dump, stage=progress.stage,
+                                              source=Path(folder) if folder else None)
+    except driver.CompileError as e:
         raise failure(e.headline, e.diagnostics[:e.SHOWN]) from None
-    progress.close()
     if not args.quiet:
         print(f"wrote {path}")
     return 0

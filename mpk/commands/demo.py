@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mpk.check import TOLERANCE
 from mpk.cli import UserError, resolve_backend
 
 MODEL = "qwen3-demo"
@@ -39,7 +40,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prompt-len", type=int, default=4, help="random prompt tokens per sequence (default 4)")
     parser.add_argument("--new-tokens", type=int, default=16, help="tokens to generate (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the prompt (default 0)")
-    parser.add_argument("--tolerance", type=float, default=None,
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help="largest relative logit error per step (default: mpk run --check's)")
 
 
@@ -53,6 +54,7 @@ def run(args) -> int:
 
 def _demo(args, bundle) -> int:
     from mpk import api
+    from mpk.check import check_generation
     from mpk.runtime.loader import LoaderError
     from mpk.runtime.weights import random_weights
 
@@ -80,11 +82,13 @@ def _demo(args, bundle) -> int:
             if bundle.prefill is not None and args.prompt_len > 1:
                 print(f"prefill: {args.prompt_len} prompt tokens per sequence through the prefill kernel "
                       f"(chunks of {bundle.prefill_chunk}) in {out.prefill_seconds * 1e3:.1f} ms, host included")
-            ok = _check(bundle, weights, prompt, out, args.tolerance)
+            report = check_generation(bundle, weights, prompt, out, args.tolerance)
+            print("check against PyTorch (float64, fed the same tokens), per step:")
+            print(report.table())
             _speed(session, bundle, out, args.prompt_len)
     except (LoaderError, ValueError) as e:         # the bundle does not fit this machine, bad arguments
         raise UserError(str(e)) from None
-    return 0 if ok else 1
+    return 0 if report.ok else 1
 
 
 def _bundle(args, scratch: Path):
@@ -122,20 +126,6 @@ def _dtype(bundle) -> str:
     return next(iter(bundle.weights().values()))["dtype"]
 
 
-def _check(bundle, weights, prompt, out, tolerance) -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UserError("the check against PyTorch needs torch") from None
-    from mpk.check import TOLERANCE, check_run
-    result = {"tokens": out.tokens.T, "logits": out.logits, "prompt_logits": out.prompt_logits}
-    report = check_run(bundle.plan["model"], weights, prompt, result, bundle.plan["max_seq"],
-                       TOLERANCE if tolerance is None else tolerance)
-    print("check against PyTorch (float64, fed the same tokens), per step:")
-    print(report.table())
-    return report.ok
-
-
 def _speed(session, bundle, out, prompt_len: int) -> None:
     """ms per step, and the bandwidth floor: bytes a step reads / memory bandwidth of this machine."""
     from mpk.runtime import bandwidth
@@ -145,7 +135,7 @@ def _speed(session, bundle, out, prompt_len: int) -> None:
         position = prompt_len - 1 + (session.steps_per_launch - 1) / 2
         how = f"CUDA events around one launch of {session.steps_per_launch} steps, median of 5"
         bytes_per_s = bandwidth.device_bandwidth()
-        memory = f"{session.device} memory, device-to-device copy"
+        memory = f"{session.device} memory, torch.sum read stream"
     else:
         prefilled = bundle.prefill is not None and prompt_len > 1
         steps = out.tokens.shape[1] - 1 if prefilled else prompt_len - 1 + out.tokens.shape[1]

@@ -261,20 +261,20 @@ def run(args) -> int:
         is_hf_folder_or_error(source, "SOURCE")
         folder = source
 
-    try:   # tokenizer and template errors before compiling
+    from mpk.runtime.loader import LoaderError, PromptError, check_length
+
+    try:   # tokenizer, template and length errors before compiling
         tokenizer = texts.Tokenizer.from_folder(folder)
-        prompt_ids = tokenizer.encode(prompt, chat=args.chat, system=args.system)
+        prompt_ids = tokenizer.encode_prompt(prompt, chat=args.chat, system=args.system)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if not prompt_ids:
-        raise UserError("the prompt is empty (it encodes to no tokens)")
-    max_seq = bundle.plan.get("max_seq") if is_bundle else _max_seq(args, folder)
-    if max_seq and len(prompt_ids) + args.max_new_tokens > max_seq:
-        raise UserError(f"{len(prompt_ids)} prompt + {args.max_new_tokens} new tokens exceed the bundle's "
-                        f"max_seq ({max_seq})" + ("" if is_bundle else ": raise --max-seq"))
+    max_seq = bundle.plan["max_seq"] if is_bundle else _max_seq(args, folder)
+    try:
+        check_length(len(prompt_ids), args.max_new_tokens, max_seq)
+    except PromptError as e:
+        raise UserError(str(e) + ("" if is_bundle else ": raise --max-seq")) from None
 
     import mpk
-    from mpk.runtime.loader import LoaderError
 
     backend = resolve_backend(args.backend)
     if is_bundle:

@@ -13,9 +13,7 @@ examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import time
 
 from mpk import defaults
 
@@ -60,16 +58,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
 
     from mpk import frontend
-    progress = _Progress(enabled=not args.quiet, steps=2 if args.emit == "torch" else 3)
+    from mpk.cli import Progress
+    # On a terminal a bar over the slow steps; a line with each step's time in any case.
+    steps = ("torch.export", "torch-mlir import") + (() if args.emit == "torch" else ("torch-to-mpk",))
     try:
-        if args.emit == "torch":
-            with progress("torch.export"):
-                program = frontend.export_decode_step(config, args.batch, args.max_seq, args.dtype)
-            with progress("torch-mlir import"):
-                text = frontend.import_torch_dialect(program, config)
-        else:
-            module = frontend.import_model(config, args.batch, args.max_seq, args.dtype, progress=progress)
-            text = str(module)
+        with Progress(quiet=args.quiet, stages=steps, timings=True, terminal_only=True,
+                      bar_format="{desc}: step {n}/{total} [{elapsed}]") as progress:
+            if args.emit == "torch":
+                with progress.stage("torch.export"):
+                    program = frontend.export_decode_step(config, args.batch, args.max_seq, args.dtype)
+                with progress.stage("torch-mlir import"):
+                    text = frontend.import_torch_dialect(program, config)
+            else:
+                module = frontend.import_model(config, args.batch, args.max_seq, args.dtype,
+                                               progress=progress.stage)
+                text = str(module)
     except frontend.FrontendError as e:     # as `mpk compile` says it (driver.import_graph)
         raise failure(f"cannot convert {args.model or args.config} to mpk graph IR", [e]) from None
     if args.output == "-":
@@ -81,26 +84,3 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UserError(f"cannot write {args.output!r}: {e.strerror}") from None
     return 0
-
-
-class _Progress:
-    """Progress of the import's slow steps on stderr: a tqdm bar on a terminal,
-    and one line per finished step with its time."""
-
-    def __init__(self, enabled: bool, steps: int):
-        from tqdm import tqdm
-        self.enabled = enabled
-        self.bar = tqdm(total=steps, file=sys.stderr, leave=False,
-                        disable=not (enabled and sys.stderr.isatty()),
-                        bar_format="{desc}: step {n}/{total} [{elapsed}]")
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        self.bar.set_description(name)
-        start = time.perf_counter()
-        yield
-        self.bar.update(1)
-        if self.enabled:
-            self.bar.write(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        if self.bar.n >= self.bar.total:
-            self.bar.close()

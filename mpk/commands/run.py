@@ -94,9 +94,11 @@ def run(args) -> int:
         n = min(args.steps, session.steps_per_launch)
         print(f"kernel: {per_step * 1e3:.3f} ms/step (CUDA events around one launch of {n} steps from "
               f"position {len(args.prompt_ids) - 1}, median of {args.repeat}, after the run above as warm-up)")
-    if args.check:
-        result = {"tokens": out.tokens.T, "logits": out.logits, "prompt_logits": out.prompt_logits}
-        return _check(bundle, weights, args.prompt_ids, result, args.tolerance)
+    if args.check:     # teacher-forced float64 PyTorch on the same weights: a per-step table
+        from mpk.check import check_generation
+        report = check_generation(bundle, weights, args.prompt_ids, out, args.tolerance, what="--check")
+        print(report.table())
+        return 0 if report.ok else 1
     return 0
 
 
@@ -132,20 +134,3 @@ def _profile(session, trace_path) -> None:
             raise UserError(f"cannot write {trace_path}: {e.strerror}") from None
         print(f"wrote {path}: {records.shape[0]} steps x {records.shape[1]} tasks on "
               f"{session.num_workers} worker tracks (open it in ui.perfetto.dev)")
-
-
-def _check(bundle, weights, prompt_ids, result, tolerance: float) -> int:
-    """Teacher-forced float64 PyTorch run on the same weights; a per-step table (mpk.check)."""
-    if result["logits"] is None:
-        raise UserError("--check needs a per-step 'logits' io buffer in the bundle")
-    if not bundle.plan.get("model"):
-        raise UserError("--check needs the model config; this bundle was compiled from a graph file")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UserError("--check needs PyTorch") from None
-    from mpk.check import check_run
-    report = check_run(bundle.plan["model"], weights, np.asarray(prompt_ids), result,
-                       int(bundle.plan["max_seq"]), tolerance)
-    print(report.table())
-    return 0 if report.ok else 1

@@ -15,9 +15,8 @@ pytest.importorskip("mlir")
 torch = pytest.importorskip("torch")
 
 import mpk  # noqa: E402
-from mpk.backends import as_float32  # noqa: E402
 from mpk.models import Decoder, preset  # noqa: E402
-from mpk.runtime.loader import LoaderError  # noqa: E402
+from mpk.runtime.loader import LoaderError, as_float32  # noqa: E402
 from mpk.runtime.weights import random_weights  # noqa: E402
 
 MODEL, MAX_SEQ, STEPS_PER_LAUNCH = "qwen3-tiny", 32, 4
@@ -32,7 +31,7 @@ def bundle(request, tmp_path_factory):
 def pytorch_greedy(weights: dict, prompt: np.ndarray, new_tokens: int) -> np.ndarray:
     """Greedy decoding by the PyTorch model in float64, one token per call: [B, new_tokens]."""
     model = Decoder(preset(MODEL)).double()
-    model.load_state_dict({k: torch.from_numpy(v).double() for k, v in as_float32(weights).items()})
+    model.load_state_dict({k: torch.from_numpy(as_float32(v)).double() for k, v in weights.items()})
     model.setup_caches(prompt.shape[0], MAX_SEQ)
     tokens, out = torch.from_numpy(prompt[:, 0]), []
     with torch.no_grad():

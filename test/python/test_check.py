@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import types
 
-from mpk.check import compare
+import numpy as np
+import pytest
+
+from mpk.check import check_generation, compare, logits_ok, relative_error
+from mpk.errors import InputError
 
 V = 50
 
@@ -58,3 +62,26 @@ def test_tokens_may_differ_only_at_a_near_tie():
     assert report.steps[0].margin < report.steps[0].threshold
     assert report.steps[1].verdict == "FAIL: token at a clear margin"
     assert not report.ok
+
+
+def test_relative_error_and_the_slack_of_the_bundles_dtype():
+    ref = logits(1, 0)
+    assert relative_error(ref, ref) == 0 and relative_error(np.full_like(ref, np.nan), ref) == np.inf
+    assert logits_ok(0.01) and not logits_ok(0.03) and not logits_ok(np.inf, 1.0, slack=2.0)
+    assert logits_ok(0.03, torch_error=0.025, slack=1.25) and not logits_ok(0.04, torch_error=0.025, slack=1.25)
+    # bench.decode's rule through compare: PyTorch in bf16 errs as much, so mpk's 3% passes with a slack only.
+    ours, torch_bf16 = ref + 0.03 * logits(1, 1), ref + 0.03 * logits(1, 2)
+    assert not compare(ours, ref, ref.argmax(-1), prompt_len=2, torch_same_dtype=torch_bf16).ok
+    report = compare(ours, ref, ref.argmax(-1), prompt_len=2, torch_same_dtype=torch_bf16, slack=1.25)
+    assert report.ok and report.steps[0].torch_error == pytest.approx(relative_error(torch_bf16[0], ref[0]))
+
+
+def test_check_generation_says_what_it_needs():
+    out = types.SimpleNamespace(logits=None)
+    model_bundle = types.SimpleNamespace(plan={"model": {"vocab_size": 50}, "max_seq": 8})
+    with pytest.raises(InputError, match="^--check needs a per-step 'logits' io buffer in the bundle$"):
+        check_generation(model_bundle, {}, [1], out, what="--check")
+    out.logits = np.zeros((1, 1, V))
+    with pytest.raises(InputError, match="^the check against PyTorch needs the model config; this bundle was "
+                                         "compiled from a graph file$"):
+        check_generation(types.SimpleNamespace(plan={"max_seq": 8}), {}, [1], out)

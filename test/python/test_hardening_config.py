@@ -224,7 +224,7 @@ def test_tiny_preset_configs_still_import(tmp_path, capsys, name):
 
 # ------------------------------------------------------------ weights
 
-from mpk.runtime.loader import LoaderError, Session, from_bf16_bits, to_bf16_bits  # noqa: E402
+from mpk.runtime.loader import BF16, LoaderError, Session, as_float32  # noqa: E402
 from mpk.runtime.weights import (WeightError, check_weights, load_safetensors, random_weights,  # noqa: E402
                                  weight_array)
 
@@ -250,16 +250,21 @@ def test_bad_weight_is_a_weight_error_naming_it(value, message):
 def test_float_weights_are_cast_to_the_bundles_dtype():
     torch = pytest.importorskip("torch")
     x = np.linspace(-2, 2, 64, dtype=np.float64)
-    bits = to_bf16_bits(x.astype(np.float32))
-    for value in (x, x.astype(np.float32), x.astype(np.float16), torch.from_numpy(x).to(torch.bfloat16)):
+    rounded = x.astype(BF16)                                    # to nearest even
+    for value in (x, x.astype(np.float32), x.astype(np.float16), x.astype(BF16),
+                  torch.from_numpy(x).to(torch.bfloat16), torch.from_numpy(x).float()):
         got = weight_array(NORM, value, SPECS[NORM])
-        assert got.dtype == np.uint16
-        np.testing.assert_array_equal(got, to_bf16_bits(np.asarray(value, np.float32))
-                                      if not hasattr(value, "detach") else bits)
-    wide = weight_array("model.embed_tokens.weight", np.tile(bits, (8, 1)), SPECS["model.embed_tokens.weight"])
-    np.testing.assert_array_equal(wide, np.tile(from_bf16_bits(bits), (8, 1)))    # uint16: bf16 bits
+        assert got.dtype == BF16
+        want = (value.float().numpy() if hasattr(value, "detach") else value).astype(BF16)
+        np.testing.assert_array_equal(got, want)
+        assert np.abs(as_float32(got) - x).max() <= 2 ** -7     # within half a bf16 step of the values in [-2, 2]
+    wide = weight_array("model.embed_tokens.weight", np.tile(rounded, (8, 1)), SPECS["model.embed_tokens.weight"])
+    assert wide.dtype == np.float32
+    np.testing.assert_array_equal(wide, np.tile(as_float32(rounded), (8, 1)))    # bf16 widened exactly
     with pytest.raises(WeightError, match="int64 values given"):
         weight_array(NORM, torch.ones(64, dtype=torch.int64), SPECS[NORM])
+    with pytest.raises(WeightError, match="uint16 values given.*view them as ml_dtypes.bfloat16"):
+        weight_array(NORM, rounded.view(np.uint16), SPECS[NORM])            # bits are not taken for bf16
 
 
 def test_gpu_session_checks_every_weight_before_uploading_any():
@@ -295,15 +300,15 @@ def test_interpreter_refuses_misshapen_and_integer_weights(tiny_bundle):
         with pytest.raises(WeightError, match=message.replace("[", r"\[").replace("]", r"\]")) as error:
             mpk.load(tiny_bundle, {**weights, NORM: bad}, backend="interp")
         assert error.type is WeightError and NORM in str(error.value)
-    float32 = {name: from_bf16_bits(value) for name, value in weights.items()}     # cast back to bf16
+    float32 = {name: as_float32(value) for name, value in weights.items()}     # cast back to bf16
     with mpk.load(tiny_bundle, float32, backend="interp") as session:
-        np.testing.assert_array_equal(session.runner.weights[NORM], from_bf16_bits(weights[NORM]))
+        np.testing.assert_array_equal(session.runner.weights[NORM], as_float32(weights[NORM]))
 
 
 def test_mpk_run_weights_folder_with_a_wrong_tensor(tiny_bundle, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
-    weights = {name: torch.from_numpy(from_bf16_bits(v)).to(torch.bfloat16)
+    weights = {name: torch.from_numpy(as_float32(v)).to(torch.bfloat16)
                for name, v in random_weights(tiny_bundle.weights(), seed=0).items()}
     for bad, message in ((weights[NORM].reshape(64, 1), "model.norm.weight: shape [64, 1] given where the bundle "
                                                         "needs bf16 [64]"),
@@ -323,5 +328,5 @@ def test_damaged_safetensors_file(tmp_path):
         load_safetensors(tmp_path, SPECS)
     header = json.dumps({NORM: {"dtype": "F32", "shape": [64], "data_offsets": [0, 16]}}).encode()
     (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
-    with pytest.raises(WeightError, match="the data_offsets of model.norm.weight do not fit"):
+    with pytest.raises(WeightError, match="model.safetensors: not a safetensors file, or a damaged one .*offset"):
         load_safetensors(tmp_path, SPECS)
