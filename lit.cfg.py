@@ -20,6 +20,9 @@ def tool(name):
     return path if os.path.exists(path) else (shutil.which(name) or name)
 
 
+# The graph fusions that the driver runs before mpk-partition (mpk/driver.py: task_stages).
+config.substitutions.append(("%fusions", "mpk-fuse-residual,mpk-fuse-gate-up,mpk-fuse-norm,mpk-fuse-silu,"
+                                         "mpk-fuse-rope-append"))
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("mpk-opt", tool("mpk-opt")))
 config.substitutions.append(("filecheck", tool("filecheck")))

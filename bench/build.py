@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                              "(mpk-partition{merge-in-attention=false})")
     parser.add_argument("--no-gate-up-in-decode", dest="gate_up_in_decode", action="store_false",
                         help="keep an MLP's gate, up and silu_mul apart at decode rows "
-                             "(mpk-partition{gate-up-in-decode=false})")
+                             "(mpk-fuse-gate-up{decode=false})")
     parser.add_argument("--prefill", action="store_true",
                         help=f"bench.prefill's bundles: a prefill kernel of --prefill-chunk rows per sequence, "
                              f"into {PREFILL_ROOT}/ unless --root says otherwise (decode's bundles have none)")

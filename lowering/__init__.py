@@ -15,11 +15,17 @@ import importlib.util
 import pkgutil
 from typing import ClassVar
 
-from mlir import ir
+from mlir import ir, rewrite
 
 from . import analyses
 
 _REGISTRY: dict[str, type["ModulePass"]] = {}
+# On a graph op: the tile its task group takes (the cost model's choice otherwise);
+# the fusion passes leave such an op as it is.
+TILE_ATTR = "mpk.tile"
+# On an rmsnorm or silu_mul: computed by its users' tasks, as they stage their x
+# (mpk-fuse-norm, mpk-fuse-silu); mpk-partition makes no group of it.
+IN_USERS_ATTR = "mpk.in_users"
 
 
 class PassFailure(Exception):
@@ -77,6 +83,48 @@ class ModulePass:
         opts = " ".join(f"{self.option_name(f)}={_format(getattr(self, f.name))}"
                         for f in self.options() if getattr(self, f.name) != f.default)
         return self.name + ("{" + opts + "}" if opts else "")
+
+
+@dataclasses.dataclass
+class GraphRewrite(ModulePass):
+    """A pass of rewrite patterns over graph IR (before mpk-partition), applied by
+    upstream's greedy driver (`mlir.rewrite`): a subclass lists its patterns as
+    (root op name, callable) pairs; a callable gets the op and the rewriter and
+    returns True where it does not apply (the driver's convention)."""
+
+    def patterns(self) -> list[tuple[str, object]]:
+        raise NotImplementedError
+
+    def run(self, module: ir.Operation) -> None:
+        for op in module.regions[0].blocks[0].operations:
+            if op.operation.name == "mpk.kernel":
+                self.fail(op, f"{self.name} rewrites graph IR: run it before 'mpk-partition'")
+        patterns = rewrite.RewritePatternSet()
+        for root, pattern in self.patterns():
+            patterns.add(root, pattern)
+        config = rewrite.GreedyRewriteConfig()
+        config.enable_folding = False       # graph ops have no folders; the driver only matches
+        config.region_simplification_level = rewrite.GreedySimplifyRegionLevel.DISABLED
+        config.use_top_down_traversal = True
+        rewrite.apply_patterns_and_fold_greedily(module, patterns.freeze(), config)
+
+
+def only_use(value: ir.Value, name: str) -> ir.Operation | None:
+    """The op named `name` that produced `value`, when the value has no other user."""
+    op = defining_op(value)
+    return op if op is not None and op.name == name and len(list(value.uses)) == 1 else None
+
+
+def create(at: ir.Operation, name: str, operands, results, attributes: dict) -> ir.Operation:
+    """An op built from its parts, just before `at` and with its location."""
+    with ir.InsertionPoint(at), at.location:
+        return ir.Operation.create(name, results=list(results), operands=list(operands), attributes=attributes)
+
+
+def attributes(op: ir.Operation, **extra) -> dict:
+    """The op's attributes by name (with `extra` ones added or replaced)."""
+    names = [a if isinstance(a, str) else a.name for a in op.attributes]
+    return {**{n: op.attributes[n] for n in names}, **extra}
 
 
 def defining_op(value: ir.Value) -> ir.Operation | None:

@@ -13,41 +13,27 @@ from __future__ import annotations
 
 import dataclasses
 
-from mlir import ir
-
-from mpk import dialects as mpk
-from mpk.lowering import ModulePass, defining_op
+from mpk.lowering import GraphRewrite, attributes, create, only_use
 
 
 @dataclasses.dataclass
-class MpkFuseResidual(ModulePass):
+class MpkFuseResidual(GraphRewrite):
     name = "mpk-fuse-residual"
     summary = "fold an add of a linear's result into the linear's residual operand"
 
-    def run(self, module: ir.Operation) -> None:
-        top = [op.operation for op in module.regions[0].blocks[0].operations]
-        for op in top:
-            if op.name == "mpk.kernel":
-                self.fail(op, "mpk-fuse-residual rewrites graph IR: run it before 'mpk-partition'")
-        for func in top:
-            if func.name != "func.func":
-                continue
-            for op in list(func.regions[0].blocks[0].operations):
-                if op.operation.name == "mpk.add":
-                    self._fuse(op.operation)
+    def patterns(self):
+        return [("mpk.add", self.fuse)]
 
-    def _fuse(self, add: ir.Operation) -> None:
+    def fuse(self, add, rewriter):
+        add = add.operation
         a, b = add.operands
         for product, residual in ((a, b), (b, a)):
-            linear = defining_op(product)
-            if (linear is None or linear.name != "mpk.linear" or len(linear.operands) != 2
-                    or len(list(product.uses)) != 1 or residual.type != product.type):
+            linear = only_use(product, "mpk.linear")
+            if linear is None or len(linear.operands) != 2 or residual.type != product.type:
                 continue
-            with ir.InsertionPoint(add), add.location:
-                fused = mpk.linear(linear.operands[0], linear.operands[1], residual)
-            for name in [a if isinstance(a, str) else a.name for a in linear.attributes]:
-                fused.owner.attributes[name] = linear.attributes[name]
-            add.results[0].replace_all_uses_with(fused)
-            add.erase()
-            linear.erase()
-            return
+            fused = create(add, "mpk.linear", [*linear.operands, residual], [product.type],
+                           attributes(linear))
+            rewriter.replace_op(add, fused)
+            rewriter.erase_op(linear)
+            return None
+        return True

@@ -77,13 +77,14 @@ def materialize(graph: TaskGraph) -> Materialized:
 
     # Buffers, and each group's (inputs..., outputs...) list.
     buffer_ids = {name: i for i, name in enumerate(graph.buffers)}
+    read_as = reads(graph)
     buffers = []
     for b in graph.buffers.values():
         if b.space == "workspace" and b.offset is None:
             raise MaterializeError(b.op, f"workspace buffer '{b.name}' has no offset: run mpk-plan-memory first")
         buffers.append({"name": b.name, "space": b.space, "dtype": b.dtype, "shape": list(b.shape),
                         "nbytes": b.nbytes, "offset": b.offset, "weight_name": b.weight_name,
-                        "per_step": b.per_step})
+                        "per_step": b.per_step, "read_as": read_as.get(b.name, "whole")})
 
     tensor_maps = []             # (buffer id, box rows, box cols): descriptor len(buffers) + i
     task_table = np.zeros((num_tasks, len(layout.TASK_FIELDS)), np.int32)
@@ -150,6 +151,19 @@ def materialize(graph: TaskGraph) -> Materialized:
                 "prefetch": prefetch,
                 "tensor_maps": np.asarray(tensor_maps, np.int32).reshape(-1, len(layout.TENSOR_MAP_FIELDS))},
         buffers=buffers, events=events, groups=groups, num_workers=num_sms)
+
+
+def reads(graph: TaskGraph) -> dict[str, str]:
+    """How a step reads each buffer that tasks read, by their kinds (lowering/kinds): as
+    a KV cache (rows 0..pos of each sequence), gathered (one row per sequence), or whole
+    (any reader that reads it otherwise makes it whole)."""
+    modes: dict[str, set[str]] = {}
+    for g in graph.groups:
+        kind = kinds.registry().get(g.kind)
+        caches, gathers = (kind.kv_caches(g.params), kind.gathers) if kind is not None else ((), ())
+        for i, name in enumerate(g.inputs):
+            modes.setdefault(name, set()).add("kv_cache" if i in caches else "gathered" if i in gathers else "whole")
+    return {name: next(iter(m)) if len(m) == 1 else "whole" for name, m in modes.items()}
 
 
 def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:

@@ -9,28 +9,17 @@ Cheap per-element ops take their producer's tile (or the smallest tile that
 is a multiple of it) so that `mpk-build-events` can give them per-tile
 events instead of a barrier.
 
-Some ops become something else than one group. A decode `mpk.attention`
-that would leave SMs idle (one task per sequence and KV head) becomes
-split-KV: tasks over P splits of the cache rows, the last of which to
-finish per KV head group merges them (`attention_split`; with
-`merge-in-attention=false` an `attention_partial` and an `attention_combine`
-group), and `mpk.splits` overrides P. A
-layer norm or a silu_mul whose every user is a linear reading it as x
-becomes no group at all: those linears compute their x themselves while they
-stage it in shared memory (one event hop less each). A fused norm's linears
-get its weight as one more input and `norm_eps`; a fused silu_mul's read its
-gate as x, `up` as their last input, and have `silu_gate`. An `mpk.tile` on
-the norm or silu_mul keeps it a group of that tile. The QK-norms (if
-any), ropes and kv_appends that feed an attention's q and caches become one
-`rope_append` group, one task per sequence and KV head (one event hop
-instead of three); when the attention is split, not even that: its partial
-tasks do the rope_append themselves (`rope-in-attention`, on by default),
-each rotating its query heads and the one holding row positions[b]
-appending k and v (dialects/README.md). In a prefill step (GEMM rows) an
-MLP's gate and up linears and their silu_mul become one `gate_up` group:
-each GEMM tile computes both products and their SiLU product; at decode rows
-too (`gate-up-in-decode`, on by default), where a task is the linear's
-matrix-vector tile over both weights.
+A decode `mpk.attention` that would leave SMs idle (one task per sequence
+and KV head) becomes split-KV: tasks over P splits of the cache rows, the
+last of which to finish per KV head group merges them (`attention_split`;
+with `merge-in-attention=false` an `attention_partial` and an
+`attention_combine` group), and `mpk.splits` overrides P. When its q and
+caches come from a `rope_append` (mpk-fuse-rope-append), the split tasks do
+that too (`rope-in-attention`, on by default): each rotates its query heads
+and the one holding row positions[b] appends k and v (dialects/README.md),
+so the rope_append is no group. The other fusions are graph passes that run
+before this one (mpk-fuse-residual, -gate-up, -norm, -silu, -rope-append):
+their ops and params become the groups' kinds and params as they are.
 
 Values become buffers: function arguments and results are `io` (the token
 ids feeding the embedding are `tokens`, the positions `positions`; a returned
@@ -51,96 +40,24 @@ from mlir import ir
 from mpk import defaults
 from mpk import dialects as mpk
 from mpk.dialects.taskir import element_bytes, python_value
-from mpk.lowering import ModulePass, defining_op
+from mpk.lowering import IN_USERS_ATTR, TILE_ATTR, ModulePass
+from mpk.lowering.mpk_fuse_norm import READERS
 from mpk.lowering import kinds, tiling
 from mpk.lowering.kinds import ROW_COUNTS, OpInfo
 from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
 from mpk.lowering.kinds.attention_partial import partial_width
 from mpk.lowering.kinds.linear import gemm_tile_rows
 
-TILE_ATTR = "mpk.tile"
 SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
-# A layer norm or silu_mul feeding only linears is computed by each linear
-# task on the x it stages in shared memory (`norm_eps`, `silu_gate`), when
-# B x K of x is at most this many bytes. A fused silu_mul stages two inputs
-# (gate and up) instead of one on every down_proj task: on an H100 it saved
-# 5% of the Qwen3-0.6B step at batch 1 (x: 6 KiB) but cost 0.7-1.8% from
-# 16 KiB up (Llama 3.2 1B and Qwen3-8B at batch 1, Qwen3-0.6B at batch 8),
-# where the longer staging outweighs the hop (bench/NOTES.md).
-FUSED_X_MAX_BYTES = {"mpk.rmsnorm": 64 * 1024, "mpk.silu_mul": 8 * 1024}
 # A decode linear's task streams its rows 16 at a time (a warp each at 512 threads; a
 # tensor-core block): the tiles of linears that share the SMs (`_share`) take whole
 # rounds. (Llama 3.2 1B's k and v in 24-row tiles measured 3.7% slower a step.)
 SHARED_TILE_ROWS = 16
 
 
-def _only_use(value: ir.Value, name: str) -> ir.Operation | None:
-    """The op named `name` that produced `value`, when the value has no other user."""
-    op = defining_op(value)
-    return op if op is not None and op.name == name and len(list(value.uses)) == 1 else None
-
-
-@dataclasses.dataclass
-class RopeAppendMatch:
-    """What feeds an attention when its QK-norms, ropes and kv_appends fuse (`rope_append`)."""
-    q: ir.Value                    # the q and k projections, before norm and rope
-    k: ir.Value
-    v: ir.Value
-    caches: tuple                  # the k and v cache states
-    norms: tuple                   # (q norm weight, k norm weight), or ()
-    params: dict                   # attribute name -> attribute
-    fused: tuple                   # the results of the ops it replaces
-
-    @staticmethod
-    def of(attention: ir.Operation) -> "RopeAppendMatch | None":
-        q, kc, vc, pos = attention.operands
-        rope_q, append_k, append_v = (_only_use(q, "mpk.rope"), _only_use(kc, "mpk.kv_append"),
-                                      _only_use(vc, "mpk.kv_append"))
-        if rope_q is None or append_k is None or append_v is None:
-            return None
-        rope_k = _only_use(append_k.operands[1], "mpk.rope")
-        if rope_k is None or str(rope_q.attributes["inv_freq"]) != str(rope_k.attributes["inv_freq"]):
-            return None
-        if any(op.operands[i] != pos for op, i in ((rope_q, 1), (rope_k, 1), (append_k, 2), (append_v, 2))):
-            return None
-        head_dim = python_value(attention.attributes["head_dim"])
-        if 2 * len(python_value(rope_q.attributes["inv_freq"])) != head_dim:
-            return None
-        fused = [q, kc, vc, append_k.operands[1]]
-        qn, kn = (_only_use(op.operands[0], "mpk.rmsnorm") for op in (rope_q, rope_k))
-        params = {"head_dim": attention.attributes["head_dim"], "inv_freq": rope_q.attributes["inv_freq"]}
-        if qn is not None and kn is not None and str(qn.attributes["eps"]) == str(kn.attributes["eps"]) \
-                and _shape(qn.operands[1].type) == _shape(kn.operands[1].type) == (head_dim,):
-            params["eps"] = qn.attributes["eps"]
-            fused += [qn.results[0], kn.results[0]]
-            srcs, norms = (qn.operands[0], kn.operands[0]), (qn.operands[1], kn.operands[1])
-        else:
-            srcs, norms = (rope_q.operands[0], rope_k.operands[0]), ()
-        return RopeAppendMatch(srcs[0], srcs[1], append_v.operands[1],
-                               (append_k.operands[0], append_v.operands[0]), norms, params, tuple(fused))
-
-
-@dataclasses.dataclass
-class GateUpMatch:
-    """An MLP's gate and up linears of GEMM rows (prefill) feeding a silu_mul: one
-    `gate_up` group (kernels/gate_up.py) instead of three."""
-    x: ir.Value
-    w_gate: ir.Value
-    w_up: ir.Value
-    fused: tuple                   # the results of the two linears
-
-    @staticmethod
-    def of(silu: ir.Operation, decode: bool) -> "GateUpMatch | None":
-        """`decode`: also at decode rows (the matrix-vector tile over both weights)."""
-        gate, up = (_only_use(v, "mpk.linear") for v in silu.operands)
-        if gate is None or up is None or len(gate.operands) != 2 or len(up.operands) != 2:
-            return None
-        if gate.operands[0] != up.operands[0] or any(TILE_ATTR in op.attributes for op in (gate, up)):
-            return None
-        # GEMM tiles of 128 rows: both weights' columns for all of them in each warpgroup (kernels/gemm.py).
-        if gemm_tile_rows(_shape(gate.operands[0].type)[0]) not in ((128, None) if decode else (128,)):
-            return None
-        return GateUpMatch(gate.operands[0], gate.operands[1], up.operands[1], (gate.results[0], up.results[0]))
+def _prefill(attention: ir.Operation) -> bool:
+    """An attention with several query rows per sequence (a prefill chunk)."""
+    return _shape(attention.operands[0].type)[0] > _shape(attention.operands[1].type)[0]
 
 
 def _shape(t: ir.Type) -> tuple[int, ...]:
@@ -160,7 +77,6 @@ class MpkPartition(ModulePass):
     min_split_rows: int = MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
     merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group
-    gate_up_in_decode: bool = True   # an MLP's gate, up and silu_mul as one `gate_up` group at decode rows too
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -186,33 +102,22 @@ class MpkPartition(ModulePass):
         self.shape_of: dict[str, list[int]] = {}   # buffer symbol -> shape
         self.buffer_of: dict = {}             # SSA value -> buffer symbol
         self.group_tile: dict[str, tuple] = {}  # buffer -> (tile, domain) of its producer
-        self.fused_x: dict = {}               # rmsnorm/silu_mul result -> (operands, param, attr): done by its linears
+        self.into_attention: dict = {}        # attention result -> the rope_append its split tasks do
+        self.fused_x: dict = {}               # rmsnorm/silu_mul result -> (operands, param, attr): done by its users
         ops = [op.operation for op in block.operations]
-        self.rope_append = {}                 # attention result -> RopeAppendMatch
-        for op in ops:
-            match = RopeAppendMatch.of(op) if op.name == "mpk.attention" else None
-            if match is not None:
-                self.rope_append[op.results[0]] = match
-        self.gate_up = {op.results[0]: m for op in ops if op.name == "mpk.silu_mul"
-                        for m in [GateUpMatch.of(op, self.gate_up_in_decode)] if m is not None}
-        fused = {v for m in list(self.rope_append.values()) + list(self.gate_up.values()) for v in m.fused}
         ret = ops[-1]
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
         self._arguments(func, block, ops)
         returned = {v: i for i, v in enumerate(ret.operands)}
         for op in ops[:-1]:
             kind = op.name.removeprefix("mpk.")
-            if op.results and op.results[0] in fused:
-                continue                      # a part of the rope_append group its attention builds
             if kind in ("weight", "state"):
                 name = python_value(op.attributes["name"])
                 self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name)
-            elif kind == "silu_mul" and op.results[0] in self.gate_up:
-                self._gate_up(op, self.gate_up[op.results[0]])
-            elif kind == "rmsnorm" and self._fuses_into_linears(op):
-                self.fused_x[op.results[0]] = (list(op.operands), "norm_eps", op.attributes["eps"])
-            elif kind == "silu_mul" and self._fuses_into_linears(op):
-                self.fused_x[op.results[0]] = (list(op.operands), "silu_gate", ir.UnitAttr.get())
+            elif kind == "rope_append" and self._into_attention(op):
+                continue                      # its attention's split tasks do it
+            elif IN_USERS_ATTR in op.attributes:
+                self._in_users(op)
             elif kind in kinds.registry():
                 self._group(op, kind, returned)
             else:
@@ -253,8 +158,11 @@ class MpkPartition(ModulePass):
 
     def _group_name(self, op: ir.Operation, kind: str) -> str:
         """After the op's weight or state (`...q_proj.weight` -> `...q_proj`), else its input's producer."""
-        if kind == "attention":                  # `...self_attn.k_cache` -> `...self_attn.attention`
-            return self.buffer_of[op.operands[1]].rpartition(".")[0] + ".attention"
+        if kind in ("attention", "rope_append"):   # `...self_attn.k_cache` -> `...self_attn.attention`
+            return self.buffer_of[op.operands[1 if kind == "attention" else 3]].rpartition(".")[0] + "." + kind
+        if kind == "gate_up":                    # `...mlp.gate_proj.weight` -> `...mlp.gate_up`
+            prefix = self.buffer_of[op.operands[1]].removesuffix(".weight").removesuffix("gate_proj").rstrip(".")
+            return f"{prefix}.gate_up" if prefix else "gate_up"
         for v in op.operands:
             owner = v.owner
             if isinstance(owner, ir.OpView) or isinstance(owner, ir.Operation):
@@ -265,40 +173,30 @@ class MpkPartition(ModulePass):
         producer = self.buffer_of.get(op.operands[kinds.get(kind).main_input], "")
         return f"{producer.removesuffix('.out')}.{kind}" if producer else kind
 
-    def _fuses_into_linears(self, op: ir.Operation) -> bool:
-        """A layer norm (one group per row) or a silu_mul whose every user is a
-        linear reading it as x, small enough to stage in shared memory (a GEMM's
-        tiles stream x through the matrix units instead)."""
-        (batch, width) = _shape(op.operands[0].type)
-        if TILE_ATTR in op.attributes or (op.name == "mpk.rmsnorm" and _shape(op.operands[1].type)[0] != width):
-            return False
-        if gemm_tile_rows(batch) is not None:
-            return False
-        users = list(op.results[0].uses)
-        return (batch * width * _elt_bytes(op.operands[0].type) <= FUSED_X_MAX_BYTES[op.name] and bool(users)
-                and all(u.owner.name == "mpk.linear" and u.operand_number == 0 for u in users))
+    def _in_users(self, op: ir.Operation) -> None:
+        """An rmsnorm or silu_mul that its users compute as they stage their x (`mpk.in_users`)."""
+        if op.name not in READERS or not all(u.owner.name in READERS[op.name] and u.operand_number == 0
+                                             for u in op.results[0].uses):
+            self.fail(op, f"'{IN_USERS_ATTR}' needs an rmsnorm or silu_mul whose every user reads it as x "
+                          f"({', '.join(READERS.get(op.name, READERS['mpk.rmsnorm']))})")
+        param = ("norm_eps", op.attributes["eps"]) if op.name == "mpk.rmsnorm" else ("silu_gate", ir.UnitAttr.get())
+        self.fused_x[op.results[0]] = (list(op.operands), *param)
 
-    def _rope_append(self, attention: ir.Operation, m: RopeAppendMatch) -> None:
-        """The group computing the attention's q and cache rows (`RopeAppendMatch`)."""
-        q, kc, vc, pos = attention.operands
-        operands = [m.q, m.k, m.v, *m.caches, pos, *m.norms]
-        for v in operands:
-            if v not in self.buffer_of:
-                self.fail(attention, "operand is not produced by an mpk op or a function argument")
-        inputs = [self.buffer_of[v] for v in operands]
-        name = self._unique(inputs[3].rpartition(".")[0] + ".rope_append")
-        q_out = self._buffer(name + ".out", q.type, "workspace")
-        self.buffer_of.update({q: q_out, kc: inputs[3], vc: inputs[4]})
-        info = OpInfo("rope_append", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
-                      _shape(q.type), _elt_bytes(q.type), _shape(q.type),
-                      {n: python_value(a) for n, a in m.params.items()})
-        tile = tiling.choose_tile(info, self.target)
-        self.group_tile[q_out] = (tile, info.domain)
-        params = dict(m.params)
-        inputs = self._row_counts("rope_append", inputs, params, tile, info.domain[0])
-        with attention.location:
-            mpk.tasks(name, "rope_append", tiling.grid_for(info.domain, tile), tile, inputs,
-                      [q_out, inputs[3], inputs[4]], params=ir.DictAttr.get(params))
+    def _into_attention(self, rope: ir.Operation) -> bool:
+        """Whether a rope_append's attention is split and its tasks do the rope_append
+        (`rope-in-attention`): then it is no group, and the split reads its operands."""
+        users = {u.owner.operation for r in rope.results for u in r.uses}
+        if not self.rope_in_attention or len(users) != 1:
+            return False
+        (attention,) = users
+        if attention.name != "mpk.attention" or list(attention.operands)[:3] != list(rope.results) \
+                or _prefill(attention) or self._splits(attention, self._info(attention, "attention")) == 1:
+            return False
+        self.into_attention[attention.results[0]] = rope
+        q, kc, vc = rope.results      # the split's own inputs are the rope_append's (`_split_attention`)
+        self.buffer_of.update({q: self.buffer_of[rope.operands[0]], kc: self.buffer_of[rope.operands[3]],
+                               vc: self.buffer_of[rope.operands[4]]})
+        return True
 
     def _row_counts(self, kind: str, inputs: list[str], params: dict, tile, rows: int) -> list[str]:
         """A prefill step's GEMM, rope_append and attention tiles skip the padding rows
@@ -315,47 +213,11 @@ class MpkPartition(ModulePass):
         params[counts] = ir.UnitAttr.get()
         return inputs + [counts]
 
-    def _gate_up(self, silu: ir.Operation, m: GateUpMatch) -> None:
-        """One `gate_up` group computing the silu_mul of the two products (GateUpMatch);
-        a layer norm that only linears read (x) is computed by its tasks, as a linear's."""
-        operands, params = [m.x, m.w_gate, m.w_up], {}
-        fused = self.fused_x.get(m.x)
-        if fused is not None and fused[1] == "norm_eps":
-            (x, weight), _, eps = fused
-            operands, params = [x, m.w_gate, m.w_up, weight], {"norm_eps": eps}
-        for v in operands:
-            if v not in self.buffer_of:
-                self.fail(silu, "operand is not produced by an mpk op or a function argument")
-        inputs = [self.buffer_of[v] for v in operands]
-        prefix = inputs[1].removesuffix(".weight").removesuffix("gate_proj").rstrip(".")
-        name = self._unique(f"{prefix}.gate_up" if prefix else "gate_up")
-        result = silu.results[0]
-        out = self._buffer(name + ".out", result.type, "workspace")
-        self.buffer_of[result] = out
-        info = OpInfo("gate_up", [_shape(v.type) for v in operands], [_elt_bytes(v.type) for v in operands],
-                      _shape(result.type), _elt_bytes(result.type), _shape(result.type),
-                      {n: python_value(a) for n, a in params.items()})
-        tile = tiling.choose_tile(info, self.target)
-        self.group_tile[out] = (tile, info.domain)
-        inputs = self._row_counts("gate_up", inputs, params, tile, info.domain[0])
-        with silu.location:
-            mpk.tasks(name, "gate_up", tiling.grid_for(info.domain, tile), tile, inputs, [out],
-                      params=ir.DictAttr.get(params))
-
     def _group(self, op: ir.Operation, kind: str, returned: dict) -> None:
-        rope = self.rope_append.get(op.results[0]) if kind == "attention" else None
-        prefill = kind == "attention" and _shape(op.operands[0].type)[0] > _shape(op.operands[1].type)[0]
-        if rope is not None and not prefill and self.rope_in_attention \
-                and self._splits(op, self._info(op, kind)) > 1:
-            # The partial tasks take q, k and v before norm and rope, and the caches.
-            q, kc, vc, _ = op.operands
-            self.buffer_of.update({q: self.buffer_of[rope.q], kc: self.buffer_of[rope.caches[0]],
-                                   vc: self.buffer_of[rope.caches[1]]})
-        elif rope is not None:
-            self._rope_append(op, rope)
-            rope = None
+        rope = self.into_attention.get(op.results[0])
+        prefill = _prefill(op) if kind == "attention" else False
         operands = list(op.operands)
-        fused = self.fused_x.get(operands[0]) if kind == "linear" else None
+        fused = self.fused_x.get(operands[0]) if kind in ("linear", "gate_up") else None
         if fused is not None:   # x = rmsnorm(x', w') or silu_mul(gate, up): the tasks compute it
             (x, extra), param, value = fused
             operands = [x] + operands[1:] + [extra]
@@ -371,6 +233,9 @@ class MpkPartition(ModulePass):
             outputs = [inputs[0]]                        # the cache, in place
             domain = _shape(operands[1].type)
             extra["domain"] = ir.DenseI64ArrayAttr.get(list(domain))
+        elif kind == "rope_append":                      # q, then the caches in place
+            outputs = [self._buffer(name + ".out", result.type, "workspace"), inputs[3], inputs[4]]
+            self.buffer_of.update({op.results[1]: inputs[3], op.results[2]: inputs[4]})
         elif kind in ("argmax", "sample") and result in returned:
             outputs = [self._buffer("next_tokens", result.type, "io", per_step=ir.UnitAttr.get())]
             # A decode step feeds its tokens to the next step (a prefill's inputs have more rows).
@@ -425,7 +290,7 @@ class MpkPartition(ModulePass):
                        if n not in (TILE_ATTR, SPLITS_ATTR)})
 
     def _split_attention(self, op, info: OpInfo, name: str, inputs: list[str], output: str,
-                         attrs: dict, rope: RopeAppendMatch | None) -> None:
+                         attrs: dict, rope: ir.Operation | None) -> None:
         """Split-KV decode attention: tasks, one per (sequence, KV split, KV head
         group), write f32 partial results, which `attention_combine` tasks merge per
         query head into the op's output, or (`merge-in-attention`) the last split of
@@ -441,10 +306,10 @@ class MpkPartition(ModulePass):
         attrs = dict(attrs, splits=ir.IntegerAttr.get(ir.IntegerType.get_signless(64), splits))
         part_inputs, part_outputs = inputs, [partials]
         if rope is not None:
-            values = [rope.q, rope.k, rope.v, *rope.caches, op.operands[3], *rope.norms]
+            values = list(rope.operands)
             part_inputs = [self.buffer_of[v] for v in values]
             part_outputs = [partials, *part_inputs[3:5]]
-            attrs.update(rope.params)
+            attrs.update({n: rope.attributes[n] for n in ("head_dim", "inv_freq", "eps") if n in rope.attributes})
             info = OpInfo(info.kind, [_shape(v.type) for v in values], [_elt_bytes(v.type) for v in values],
                           info.output, info.output_bytes, info.domain, info.params)
         kind = "attention_split" if self.merge_in_attention else "attention_partial"

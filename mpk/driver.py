@@ -4,8 +4,8 @@ Each stage is named (like Triton's stage dictionary) and `--dump-dir`
 writes what it produced:
 
     graph      mpk graph IR (torch.export -> torch-mlir -> torch-to-mpk)
-    tasks      mpk-sample, [mpk-prefill], mpk-fuse-residual, mpk-partition: every op split
-               into SM-sized task groups
+    tasks      mpk-sample, [mpk-prefill], the fusions (mpk-fuse-residual, -gate-up, -norm,
+               -silu, -rope-append), mpk-partition: every op split into SM-sized task groups
     events     mpk-build-events: tile-granular dependencies
     scheduled  mpk-schedule, mpk-plan-memory: per-SM queues, workspace offsets
     gpu        mpk-lower-tasks: + gpu.module @mpk_tasks with mpk_dispatch
@@ -78,7 +78,7 @@ class Options:
     stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
-    gate_up_in_decode: bool = True         # mpk-partition{gate-up-in-decode} (bench/NOTES.md round 8)
+    gate_up_in_decode: bool = True         # mpk-fuse-gate-up{decode} (bench/NOTES.md round 8)
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
@@ -98,7 +98,11 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
     """The passes of each task-level stage, configured from `options` (typed values, no
     pipeline text in between; `mpk-opt` runs the same passes by their pipeline names)."""
     from mpk.lowering.mpk_build_events import MpkBuildEvents
+    from mpk.lowering.mpk_fuse_gate_up import MpkFuseGateUp
+    from mpk.lowering.mpk_fuse_norm import MpkFuseNorm
     from mpk.lowering.mpk_fuse_residual import MpkFuseResidual
+    from mpk.lowering.mpk_fuse_rope_append import MpkFuseRopeAppend
+    from mpk.lowering.mpk_fuse_silu import MpkFuseSilu
     from mpk.lowering.mpk_partition import MpkPartition
     from mpk.lowering.mpk_plan_memory import MpkPlanMemory
     from mpk.lowering.mpk_prefill import MpkPrefill
@@ -108,11 +112,11 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
 
     prefill_pass = [MpkPrefill(chunk=options.prefill_chunk, all_logits=options.prefill_all_logits)] if prefill else []
     return [
-        ("tasks", [MpkSample(), *prefill_pass, MpkFuseResidual(),
+        ("tasks", [MpkSample(), *prefill_pass, MpkFuseResidual(), MpkFuseGateUp(decode=options.gate_up_in_decode),
+                   MpkFuseNorm(), MpkFuseSilu(), MpkFuseRopeAppend(),
                    MpkPartition(num_sms=options.num_sms, arch=options.arch,
                                 rope_in_attention=options.rope_in_attention,
-                                merge_in_attention=options.merge_in_attention,
-                                gate_up_in_decode=options.gate_up_in_decode),
+                                merge_in_attention=options.merge_in_attention),
                    MpkStageWeights(max_bytes=options.stage_bytes)]),
         ("events", [MpkBuildEvents(report=options.report)]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),

@@ -30,14 +30,6 @@ class StepBytes:
         return {"weights": self.weights, "kv": self.kv, "total": self.total}
 
 
-def is_kv_cache(buffer: dict, reader_kinds: set[str]) -> bool:
-    """A KV cache is a state buffer [batch, max_seq, width] that an attention kind reads.
-    By kind family, not name: the attention of a plan may be `attention`, one split
-    over SMs, or one with rope_append fused in, each of which takes the caches."""
-    return (buffer["space"] == "state" and len(buffer["shape"]) == 3
-            and any(kind.startswith("attention") for kind in reader_kinds))
-
-
 def step_bytes(plan: dict, position: float) -> StepBytes:
     """Bytes one decode step reads at KV position `position` (the row it appends;
     a step at context ctx has position ctx - 1), from a bundle's plan.
@@ -46,22 +38,17 @@ def step_bytes(plan: dict, position: float) -> StepBytes:
     per sequence), of each KV cache the rows 0..position of every sequence, and
     any other state that a task reads (none today) whole, with the weights.
     """
-    buffers = {b["name"]: b for b in plan["buffers"]}
-    readers: dict[str, set[str]] = {}
-    for g in plan["groups"]:
-        for name in g["inputs"]:
-            readers.setdefault(name, set()).add(g["kind"])
+    read = {name for g in plan["groups"] for name in g["inputs"]}
     weights, kv, seen = 0, 0, set()
-    for name, kinds in readers.items():
-        b = buffers[name]
-        key = b.get("weight_name") or name
-        if b["space"] not in ("weight", "state") or key in seen:
+    for b in plan["buffers"]:       # how its readers read it: the plan says (lowering/kinds: kv_caches, gathers)
+        key = b.get("weight_name") or b["name"]
+        if b["name"] not in read or b["space"] not in ("weight", "state") or key in seen:
             continue
         seen.add(key)
-        if is_kv_cache(b, kinds):
+        if b["read_as"] == "kv_cache":
             rows = b["shape"][1]
             kv += round(b["nbytes"] * min(position + 1, rows) / rows)
-        elif kinds == {"embedding"}:                 # gathered: one row per sequence
+        elif b["read_as"] == "gathered":             # one row per sequence
             weights += plan["batch"] * b["nbytes"] // b["shape"][0]
         else:
             weights += b["nbytes"]

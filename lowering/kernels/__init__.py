@@ -21,8 +21,6 @@ import dataclasses
 
 from mlir import ir
 
-from .emit import Emitter, View
-
 
 class Unsupported(Exception):
     """A group this lowering cannot build; the message names what and why."""

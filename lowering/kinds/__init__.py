@@ -119,8 +119,10 @@ class TaskKind:
     operands: ClassVar[int] = 2
     # Params the default `run_task` passes to `reference` (by name).
     reference_params: ClassVar[tuple[str, ...]] = ()
-    # The graph op's operand it updates in place (a state buffer's new value), if any.
-    in_place: ClassVar[int | None] = None
+    # (operand, result) pairs of the graph op: the result is the operand's state updated in place.
+    in_place: ClassVar[tuple[tuple[int, int], ...]] = ()
+    # Inputs a task reads one row of per sequence (data-dependent rows: an embedding table).
+    gathers: ClassVar[tuple[int, ...]] = ()
     # Whether the lowering checks the tile itself (else the verifier checks it is a valid one).
     lowering_checks_tile: ClassVar[bool] = True
 
@@ -165,6 +167,11 @@ class TaskKind:
         """The boxes a task really loads (for its cost); `reads` when they are not data-dependent."""
         return self.reads(op, out)
 
+    def kv_caches(self, params: dict) -> tuple[int, ...]:
+        """Inputs that are KV caches, of which a decode step reads rows 0..pos (for the
+        bytes a step must read: runtime/bandwidth.py)."""
+        return ()
+
     # --------------------------------------------------------------- cost
     def flops(self, op: OpInfo, out: Boxes) -> np.ndarray:
         return 2 * volume(out)
@@ -193,6 +200,11 @@ class TaskKind:
         return list(outs[0].shape), "the first output"
 
     # -------------------------------------------------------- interpreters
+    def evaluate(self, operands: list, attrs: dict):
+        """The graph op on whole tensors (graph interpreter): its result, or a tuple of
+        them. Default: `reference(*operands, **attrs)`."""
+        return self.reference(*operands, **attrs)
+
     def run_task(self, task) -> None:
         """Run one task in the task interpreter (`mpk.interp.tasks.Task`): by default the
         reference on the input tiles, written to the output tile."""

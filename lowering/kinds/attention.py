@@ -67,6 +67,9 @@ class Attention(TaskKind):
     def flops(self, op, out):
         return 4 * volume(out) * op.inputs[1][1]
 
+    def kv_caches(self, params):
+        return (1, 2)
+
     def splits(self, op, target, min_rows: int | None = None) -> int:
         """KV splits of the op (split-KV decoding, `attention_split`).
 

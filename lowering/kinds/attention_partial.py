@@ -70,6 +70,9 @@ class AttentionPartial(Attention):
         _, kv = self._boxes(op, out)
         return [out] + [kv(shape) for shape in shapes[1:]]     # cache row positions[b]: data
 
+    def kv_caches(self, params):
+        return (3, 4) if "inv_freq" in params else (1, 2)
+
     def traffic(self, op, out):
         boxes = self.reads(op, out)
         splits = op.output[1]

@@ -11,6 +11,7 @@ from . import TaskKind, cols, zeros
 class Embedding(TaskKind):
     name = "embedding"
     reference = staticmethod(ops.embedding)
+    gathers = (1,)
 
     def reads(self, op, out):
         lo, hi = out

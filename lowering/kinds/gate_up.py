@@ -1,5 +1,5 @@
 """gate_up: `silu(x @ w_gate^T) * (x @ w_up^T)`, an MLP's two projections and their
-product in one task (mpk-partition builds it from linear, linear, silu_mul).
+product in one op (mpk-fuse-gate-up builds it from linear, linear, silu_mul).
 
 Inputs x [R, K], w_gate and w_up [N, K], then (decode rows) the weight of a
 fused layer norm (`norm_eps`) or (prefill) `row_counts`. Over many rows a
@@ -20,6 +20,17 @@ GATE_UP_MAX_COLS = 128
 
 class GateUp(Linear):
     name = "gate_up"
+    graph_op_irdl = """
+  irdl.operation @gate_up {
+    %x = irdl.base "!builtin.tensor"
+    %wg = irdl.base "!builtin.tensor"
+    %wu = irdl.base "!builtin.tensor"
+    %rest = irdl.base "!builtin.tensor"
+    irdl.operands(x: %x, w_gate: %wg, w_up: %wu, rest: variadic %rest)
+    %r = irdl.base "!builtin.tensor"
+    irdl.results(result: %r)
+  }
+"""
 
     def fixed_tile(self, op):
         # GEMM: both weights' columns in each warpgroup (kernels/gemm.py)
@@ -44,7 +55,7 @@ class GateUp(Linear):
                        " (x, w_gate, w_up[, norm weight: norm_eps][, row_counts])"):
             return
         errors = c.errors
-        Linear.graph_check(self, c, op, [ins[0], ins[1], outs[0]], attrs)
+        self.product(c, op, ins[0], ins[1], outs[0])
         v.same_type(c, op, "w_gate and w_up", ins[1], ins[2])
         if c.errors != errors:
             return
@@ -53,11 +64,11 @@ class GateUp(Linear):
         if counts:
             v.row_counts(c, op, ins[-1], ins[0].shape[0])
 
-    def run_task(self, task):
-        x, w_gate, w_up, *rest = task.tiles()
-        if "norm_eps" in task.params:
-            x = ops.rmsnorm(x, rest[0], task.params["norm_eps"])
-        task.write_output(ops.silu_mul(ops.linear(x, w_gate), ops.linear(x, w_up)))
+    def evaluate(self, operands, attrs):
+        x, w_gate, w_up, *rest = operands
+        if "norm_eps" in attrs:
+            x = ops.rmsnorm(x, rest[0], attrs["norm_eps"])
+        return ops.silu_mul(ops.linear(x, w_gate), ops.linear(x, w_up))
 
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import gate_up

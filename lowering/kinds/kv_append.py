@@ -16,7 +16,7 @@ class KVAppend(TaskKind):
     operands = 3
     main_input = 1
     position_operand = 2
-    in_place = 0
+    in_place = ((0, 0),)
 
     def tile_unit(self, op):
         # Whole heads of the attention that reads the cache (partition passes

@@ -1,9 +1,10 @@
 """linear: `x @ w^T (+ residual)`, a tile of output columns (weight rows).
 
-Inputs x [R, K], w [N, K], then the residual [R, N] (if any), then what
-mpk-partition fused in, each named by a param: the weight of a layer norm x
-goes through first (`norm_eps`), `up` of a silu_mul whose gate x is
-(`silu_gate`), a prefill chunk's `row_counts`. Over many rows a task is a
+Inputs x [R, K], w [N, K], then the residual [R, N] (if any), then what the
+fusion passes fused in, each named by a param: the weight of a layer norm x
+goes through first (`norm_eps`: mpk-fuse-norm), `up` of a silu_mul whose gate
+x is (`silu_gate`: mpk-fuse-silu), a prefill chunk's `row_counts` (added by
+mpk-partition). The graph op and its task group take the same operands. Over many rows a task is a
 GEMM tile on the matrix units, else a matrix-vector tile over all rows.
 """
 
@@ -84,8 +85,11 @@ class Linear(TaskKind):
         return 2 * volume(out) * op.inputs[0][1]
 
     def graph_check(self, c, op, types, attrs):
-        x, w, *rest = types
-        result = rest[-1]
+        self.check(c, op, types[:-1], types[-1:], attrs)
+
+    @staticmethod
+    def product(c, op, x, w, result, residual=None) -> None:
+        """x @ w^T (+ residual) -> result: the types of a matrix product."""
         if not (v.float2d(c, op, x, "x") and c.check(w.rank == 2, op, f"weight must be 2-D [out, in], got {w}")):
             return
         c.check(w.shape[1] == x.shape[1], op,
@@ -93,8 +97,8 @@ class Linear(TaskKind):
         c.check(v.elt(w) == v.elt(x), op, f"weight element type {v.elt(w)} differs from x's {v.elt(x)}")
         expected = f"tensor<{x.shape[0]}x{w.shape[0]}x{v.elt(x)}>"
         c.check(str(result) == expected, op, f"result must be {expected}, got {result}")
-        if len(rest) == 2:
-            v.same_type(c, op, "residual and result", rest[0], result)
+        if residual is not None:
+            v.same_type(c, op, "residual and result", residual, result)
 
     def check(self, c, op, ins, outs, attrs):
         roles = linear_roles(attrs, len(ins))
@@ -105,7 +109,7 @@ class Linear(TaskKind):
         role = dict(zip(roles, ins))
         x = role["x"]
         errors = c.errors
-        self.graph_check(c, op, [x, role["w"]] + [role[r] for r in ("residual",) if r in role] + outs, attrs)
+        self.product(c, op, x, role["w"], outs[0], role.get("residual"))
         if c.errors != errors:
             return
         if "norm" in role:
@@ -115,15 +119,17 @@ class Linear(TaskKind):
         if ROW_COUNTS in role:
             v.row_counts(c, op, role[ROW_COUNTS], x.shape[0])
 
-    def run_task(self, task):
-        p = task.params
-        role = dict(zip(linear_roles(p, len(task.group.inputs)), task.tiles()))
+    def evaluate(self, operands, attrs):
+        role = dict(zip(linear_roles(attrs, len(operands)), operands))
         x = role["x"]
         if "norm" in role:
-            x = ops.rmsnorm(x, role["norm"], p["norm_eps"])
+            x = ops.rmsnorm(x, role["norm"], attrs["norm_eps"])
         if "up" in role:
             x = ops.silu_mul(x, role["up"])
-        task.write_output(ops.linear(x, role["w"], role.get("residual")))
+        return ops.linear(x, role["w"], role.get("residual"))
+
+    def run_task(self, task):
+        task.write_output(self.evaluate(task.tiles(), task.params))
 
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import linear

@@ -4,8 +4,9 @@ Inputs q [B, Hq*D], k and v [B, Hkv*D], the two caches [B, S, Hkv*D],
 positions, then (with the param `eps`) the q and k norm weights [D]; outputs
 the roped q and the two caches (in place, row positions[b]). A task takes one
 sequence and one KV head: its Hq/Hkv query heads, the k head and the v head.
-`mpk-partition` builds it from the rmsnorm, rope and kv_append ops that feed
-an attention (three event hops become one).
+`mpk-fuse-rope-append` builds the graph op from the rmsnorm, rope and
+kv_append ops that feed an attention (three event hops become one); a split
+attention may take it in (mpk-partition{rope-in-attention}).
 """
 
 from __future__ import annotations
@@ -28,6 +29,26 @@ def rope_heads(params, q, k, norms, positions) -> tuple[np.ndarray, np.ndarray]:
 
 class RopeAppend(TaskKind):
     name = "rope_append"
+    in_place = ((3, 1), (4, 2))
+    graph_op_irdl = """
+  irdl.operation @rope_append {
+    %q = irdl.base "!builtin.tensor"
+    %k = irdl.base "!builtin.tensor"
+    %v = irdl.base "!builtin.tensor"
+    %kc = irdl.base "!builtin.tensor"
+    %vc = irdl.base "!builtin.tensor"
+    %pos = irdl.base "!builtin.tensor"
+    %norms = irdl.base "!builtin.tensor"
+    irdl.operands(q: %q, k: %k, v: %v, k_cache: %kc, v_cache: %vc, positions: %pos, norms: variadic %norms)
+    %hd = irdl.base "#builtin.integer"
+    %f = irdl.base "#builtin.dense_array"
+    irdl.attributes {"head_dim" = %hd, "inv_freq" = %f}
+    %rq = irdl.base "!builtin.tensor"
+    %rk = irdl.base "!builtin.tensor"
+    %rv = irdl.base "!builtin.tensor"
+    irdl.results(q_out: %rq, k_cache_out: %rk, v_cache_out: %rv)
+  }
+"""
 
     def _group_width(self, op):
         head_dim = op.params["head_dim"]
@@ -64,6 +85,9 @@ class RopeAppend(TaskKind):
     def flops(self, op, out):
         return 12 * volume(out)
 
+    def graph_check(self, c, op, types, attrs):
+        self.check(c, op, types[:-3], types[-3:], attrs)
+
     def check(self, c, op, ins, outs, attrs):
         norms, counts = 2 * ("eps" in attrs), ROW_COUNTS in attrs
         if not v.arity(c, op, self.name, ins, outs, 6 + norms + counts, 3,
@@ -74,6 +98,11 @@ class RopeAppend(TaskKind):
         c.check(outs == [ins[0], ins[3], ins[4]], op, "the outputs must be the roped q (q's type) and the two caches")
         if counts:
             v.row_counts(c, op, ins[-1], ins[0].shape[0])
+
+    def evaluate(self, operands, attrs):
+        q, k, v_, k_cache, v_cache, positions, *norms = operands
+        q_rot, k_rot = rope_heads(attrs, q, k, norms, positions)
+        return q_rot, ops.kv_append(k_cache, k_rot, positions), ops.kv_append(v_cache, v_, positions)
 
     def run_task(self, task):
         p, g, reads = task.params, task.group, task.reads

@@ -64,19 +64,21 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 state_of[op.result] = name
             values[op.result] = result
             continue
-        reference = kinds.registry()[kind].reference if kind in kinds.registry() else None
-        if reference is None or op.name == kind:
+        task_kind = kinds.registry().get(kind)
+        if task_kind is None or (task_kind.reference is None and type(task_kind).evaluate is kinds.TaskKind.evaluate) \
+                or op.name == kind:
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
         attrs = {name: python_value(op.attributes[name]) for name in op.attributes}
-        element = ir.RankedTensorType(op.result.type).element_type
+        element = ir.RankedTensorType(op.results[0].type).element_type
         if isinstance(element, ir.IntegerType):        # token ids: the result's integer type
             attrs["index_dtype"] = np.dtype(f"int{ir.IntegerType(element).width}")
-        result = reference(*args, **attrs)
-        updated = kinds.get(kind).in_place
-        if updated is not None and op.operands[updated] in state_of:   # the state takes the new value
-            name = state_of[op.operands[updated]]
-            state[name] = result
-            state_of[op.result] = name
-        values[op.result] = result
+        results = task_kind.evaluate(args, attrs)
+        results = results if isinstance(results, tuple) else (results,)
+        for operand, result in task_kind.in_place:
+            if op.operands[operand] in state_of:          # the state takes the new value
+                name = state_of[op.operands[operand]]
+                state[name] = results[result]
+                state_of[op.results[result]] = name
+        values.update(zip(op.results, results))
     raise ValueError(f"@{func_name} has no return")

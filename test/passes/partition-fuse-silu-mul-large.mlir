@@ -1,4 +1,4 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' | filecheck %s
 
 // At batch 8, x of the down projection (8 x 3072 bf16 = 48 KiB) is over the
 // 8 KiB up to which staging gate and up in every task beats a hop of its own

@@ -1,6 +1,6 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-fuse-residual,mpk-partition{gate-up-in-decode=false},mpk-verify)' \
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-fuse-residual,mpk-fuse-gate-up{decode=false},mpk-fuse-silu,mpk-partition,mpk-verify)' \
 // RUN:   | filecheck %s
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-fuse-residual,mpk-partition,mpk-verify)' \
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' \
 // RUN:   | filecheck %s --check-prefix=GATEUP
 
 // By default (`gate-up-in-decode`) the gate and up linears and their silu_mul

@@ -1,4 +1,4 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' | filecheck %s
 
 // A layer norm read only by linears becomes part of them (`norm_eps`, its
 // weight as the last input); decode attention at batch 1 over 8 KV heads is

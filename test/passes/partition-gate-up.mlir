@@ -1,4 +1,4 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' | filecheck %s
 
 // Prefill rows (GEMM tiles): an MLP's gate and up linears and their silu_mul become
 // one `gate_up` group reading x and both weights, tiles of 128 rows and at most 128

@@ -1,4 +1,4 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' -split-input-file | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' -split-input-file | filecheck %s
 
 // The QK-norms, ropes and kv_appends feeding an attention become one
 // `rope_append` group: one task per sequence and KV head (grid [B, Hkv], tile

@@ -1,11 +1,11 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' | filecheck %s
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{rope-in-attention=false},mpk-verify)' \
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition{rope-in-attention=false},mpk-verify)' \
 // RUN:   | filecheck %s --check-prefix=APART
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{merge-in-attention=false},mpk-verify)' \
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition{merge-in-attention=false},mpk-verify)' \
 // RUN:   | filecheck %s --check-prefix=COMBINE
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-verify)' \
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-build-events{report=false},mpk-verify)' \
 // RUN:   | mpk-opt | filecheck %s --check-prefix=EVENTS
-// RUN: not mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{rope-in-attention=maybe})' 2>&1 \
+// RUN: not mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition{rope-in-attention=maybe})' 2>&1 \
 // RUN:   | filecheck %s --check-prefix=BADOPT
 
 // BADOPT: mpk-opt: error: option 'rope-in-attention' of 'mpk-partition' expects bool, got 'maybe'

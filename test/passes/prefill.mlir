@@ -1,6 +1,6 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-sample,mpk-prefill{chunk=64},mpk-verify)' | filecheck %s
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-sample,mpk-prefill{chunk=64 all-logits=true},mpk-verify)' | filecheck %s --check-prefix=ALL
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-sample,mpk-prefill{chunk=64},mpk-fuse-residual,mpk-partition,mpk-build-events,mpk-verify)' | filecheck %s --check-prefix=TASKS
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-sample,mpk-prefill{chunk=64},%fusions,mpk-partition,mpk-build-events,mpk-verify)' | filecheck %s --check-prefix=TASKS
 
 // A decode step of 2 sequences becomes a prefill step of 64 rows each: token
 // ids and positions get 128 rows, so does every activation; the caches keep

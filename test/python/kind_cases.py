@@ -439,7 +439,7 @@ def cases() -> list[Case]:
                             bench=True))
     # Llama 3.2 1B's (32 query heads of 64 over 8 KV heads) at batch 8, ctx 1024.
     for mma, rows in ((1, 16), (1, 8), (0, 16)):
-        out.append(Case(f"bench_attention_partial_1b_b8" + (f"_mma{rows}" if mma else ""),
+        out.append(Case("bench_attention_partial_1b_b8" + (f"_mma{rows}" if mma else ""),
                         "attention_partial", (8, 2, 8), (1, 1, 4 * 68),
                         [("q", (8, 2048), bf, "workspace"), ("kc", (8, 1024, 512), bf, "state"),
                          ("vc", (8, 1024, 512), bf, "state"), ("pos", (8,), i32, "io")],

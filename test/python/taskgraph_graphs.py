@@ -16,6 +16,9 @@ from mlir.dialects import func
 from mpk import dialects as mpk
 from mpk.models.config import ModelConfig, rope_inv_freq
 
+# The graph fusions the driver runs before mpk-partition (mpk/driver.py: task_stages).
+FUSIONS = "mpk-fuse-residual,mpk-fuse-gate-up,mpk-fuse-norm,mpk-fuse-silu,mpk-fuse-rope-append"
+
 
 def decoder_graph(config: ModelConfig, batch: int, max_seq: int, dtype: str = "f32",
                   return_logits: bool = True) -> ir.Module:

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from taskgraph_graphs import FUSIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 CASES = int(os.environ.get("MPK_FUZZ_CASES", "300"))
 SEED = int(os.environ.get("MPK_FUZZ_SEED", "0"))
@@ -63,10 +65,10 @@ def corpus() -> list[tuple[str, list[str]]]:
 def downstream(text: str) -> str:
     """The rest of the compiler from the input's level."""
     if '"torch.' in text:
-        return f"builtin.module(torch-to-mpk,mpk-partition,{REST})"
+        return f"builtin.module(torch-to-mpk,{FUSIONS},mpk-partition,{REST})"
     if "mpk.tasks" in text:
         return f"builtin.module({REST if 'mpk.event' not in text else REST.split(',', 1)[1]})"
-    return f"builtin.module(mpk-partition,{REST})"
+    return f"builtin.module({FUSIONS},mpk-partition,{REST})"
 
 
 # ----------------------------------------------------------------- mutator

@@ -14,11 +14,11 @@ from mpk.interp.graph import run_graph
 from mpk.interp.tasks import TaskInterpreterError, run_tasks
 from mpk.models.config import PRESETS
 
-from taskgraph_graphs import decoder_graph, graph_arrays
+from taskgraph_graphs import FUSIONS, decoder_graph, graph_arrays
 
 BATCH, MAX_SEQ, STEPS = 2, 16, 3
-EVENTS = "builtin.module(mpk-partition,mpk-build-events{report=false})"
-FULL = "builtin.module(mpk-partition,mpk-build-events{report=false},mpk-schedule{report=false}," \
+EVENTS = f"builtin.module({FUSIONS},mpk-partition,mpk-build-events{{report=false}})"
+FULL = f"builtin.module({FUSIONS},mpk-partition,mpk-build-events{{report=false}},mpk-schedule{{report=false}}," \
        "mpk-plan-memory{report=false})"
 
 

@@ -16,9 +16,9 @@ from mpk.interp.tasks import TaskInterpreterError, run_tasks
 from mpk.lowering.mpk_build_events import _eval_map, connected_components, fit_affine_map
 from mpk.models.config import PRESETS
 
-from taskgraph_graphs import decoder_graph, graph_arrays
+from taskgraph_graphs import FUSIONS, decoder_graph, graph_arrays
 
-FULL = "builtin.module(mpk-partition,mpk-build-events{report=false},mpk-schedule{report=false}," \
+FULL = f"builtin.module({FUSIONS},mpk-partition,mpk-build-events{{report=false}},mpk-schedule{{report=false}}," \
        "mpk-plan-memory{report=false})"
 
 
@@ -120,7 +120,8 @@ def test_overlapping_live_buffers_are_caught(ctx):
 def test_qwen3_8b_schedules_within_a_minute(ctx, capfd):
     start = time.perf_counter()
     module = decoder_graph(PRESETS["qwen3-8b"], 1, 4096, "bf16")
-    pipeline.run(module, "builtin.module(mpk-partition,mpk-build-events,mpk-schedule,mpk-plan-memory,mpk-stats)")
+    pipeline.run(module, f"builtin.module({FUSIONS},mpk-partition,mpk-build-events,mpk-schedule,mpk-plan-memory,"
+                         "mpk-stats)")
     seconds = time.perf_counter() - start
     report = capfd.readouterr().err
     print(report, f"graph IR -> scheduled task IR: {seconds:.1f} s")

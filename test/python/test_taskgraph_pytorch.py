@@ -15,8 +15,9 @@ from mpk.interp.tasks import run_tasks
 from mpk.models import preset, random_model
 
 BATCH, MAX_SEQ, STEPS = 2, 16, 4
-PIPELINE = "builtin.module({fuse}mpk-partition{{min-split-rows={rows} rope-in-attention={rope} " \
-           "merge-in-attention={merge} gate-up-in-decode={gate_up}}}," \
+PIPELINE = "builtin.module({fuse}mpk-fuse-gate-up{{decode={gate_up}}},mpk-fuse-norm,mpk-fuse-silu," \
+           "mpk-fuse-rope-append,mpk-partition{{min-split-rows={rows} rope-in-attention={rope} " \
+           "merge-in-attention={merge}}}," \
            "mpk-build-events{{report=false}}," \
            "mpk-schedule{{report=false}},mpk-plan-memory{{report=false}},mpk-verify)"
 
