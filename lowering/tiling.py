@@ -20,35 +20,102 @@ from mpk.lowering.kinds import Boxes, OpInfo, volume
 
 
 @dataclasses.dataclass(frozen=True)
+class KindCost:
+    """What one task of a kind costs on a card, measured: `fixed_s` + bytes / `sm_bytes_per_s`
+    (the bytes `task_cost` counts; the rate is one SM's while every SM streams), fitted to
+    the in-kernel profiler's task times by bench/calibrate.py."""
+    fixed_s: float            # per task: wait-to-start dispatch, x staging, norms, barriers, trigger
+    sm_bytes_per_s: float     # one SM's streaming rate beyond the fixed part
+
+
+def decode_path(op: OpInfo) -> str | None:
+    """The decode path a task runs, which the measured costs are keyed by: "b1" (one row:
+    the CUDA cores' matrix-vector), "b2-8" (the tensor cores' matrix-vector), None for
+    more rows (prefill GEMM tiles, batches over 8: not calibrated)."""
+    rows = op.domain[0] if op.domain else 1
+    return "b1" if rows == 1 else "b2-8" if rows <= 8 else None
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
-    """The machine the cost model prices tasks on."""
+    """The machine the cost model prices tasks on.
+
+    A task of a kind and decode path that `kind_costs` lists costs its measured fixed
+    time plus its bytes at its measured rate; any other task `task_overhead_s` plus its
+    bytes at the SM's even share of `hbm_bytes_per_s` (or its flops, if slower)."""
     arch: str
     num_sms: int
     hbm_bytes_per_s: float    # achievable device read bandwidth, shared by all SMs
     flops_per_sm: float       # fp32 FMA throughput of one SM (decode GEMVs use CUDA cores)
     mma_flops_per_sm: float   # bf16 matrix-unit throughput of one SM (prefill GEMM tiles)
     task_overhead_s: float    # wait on an event + dispatch + trigger, per task
+    # Measured per "kind/path" (decode_path), e.g. ("linear/b1", KindCost(...)); a kind
+    # measured alike on every path as "kind".
+    kind_costs: tuple[tuple[str, KindCost], ...] = ()
+    card: str = ""            # the card the numbers are of
+    source: str = ""          # where they come from
 
     @property
     def sm_bytes_per_s(self) -> float:
         return self.hbm_bytes_per_s / self.num_sms
 
-    def task_seconds(self, nbytes, flops, mma_flops=0):
-        """Time of one task when every SM is busy (bandwidth split evenly)."""
+    def kind_cost(self, op: OpInfo) -> KindCost | None:
+        """The measured cost of the op's tasks on this card, or None (the generic model)."""
+        path = decode_path(op)
+        if path is None or not self.kind_costs:
+            return None
+        costs = dict(self.kind_costs)
+        return costs.get(f"{op.kind}/{path}", costs.get(op.kind))
+
+    def task_seconds(self, nbytes, flops, mma_flops=0, cost: KindCost | None = None):
+        """Time of one task when every SM is busy (bandwidth split evenly); `cost`: the
+        kind's measured cost (`kind_cost`), else the generic overhead and bandwidth."""
         compute = np.asarray(flops) / self.flops_per_sm + np.asarray(mma_flops) / self.mma_flops_per_sm
-        return self.task_overhead_s + np.maximum(np.asarray(nbytes) / self.sm_bytes_per_s, compute)
+        overhead, rate = (cost.fixed_s, cost.sm_bytes_per_s) if cost else (self.task_overhead_s,
+                                                                            self.sm_bytes_per_s)
+        return overhead + np.maximum(np.asarray(nbytes) / rate, compute)
 
 
 # H100 SXM: 3.35 TB/s peak HBM3, ~3.0 TB/s streamed (bench/NOTES.md); 132 SMs at 1.98 GHz;
-# wgmma at about 80% of its 989 TFLOP/s dense bf16 peak.
-ARCHS = {"sm_90": dict(hbm_bytes_per_s=3.0e12, flops_per_sm=128 * 2 * 1.98e9,
-                       mma_flops_per_sm=0.8 * 989e12 / 132, task_overhead_s=1.5e-6)}
+# wgmma at about 80% of its 989 TFLOP/s dense bf16 peak; 1.5 us per task, an estimate (NOTES:
+# "Task grids against measured times"). Not calibrated per kind: the model of rounds 1-9.
+H100_SXM = dict(card="NVIDIA H100 SXM", hbm_bytes_per_s=3.0e12, flops_per_sm=128 * 2 * 1.98e9,
+                mma_flops_per_sm=0.8 * 989e12 / 132, task_overhead_s=1.5e-6,
+                source="estimates, bench/NOTES.md rounds 1-6")
+
+# H200: the decode kinds' tasks measured on one H200 (bench/NOTES.md round 10): `python -m
+# bench.calibrate fit bench/results/history/ab-r10-calibration.json --rate
+# attention_split/b1=24e9 --rate attention_split/b2-8=27e9`, over the bundles of Qwen3-0.6B,
+# 1.7B, 8B and Llama-3.2-1B at batch 1 and 8, ctx 1024, every group's median task; the split
+# attention's rates from the step's growth from ctx 1024 to 4096 (all its splits read the
+# same rows at one context, so one context cannot tell its rate from its fixed cost).
+# Other kinds and paths (prefill GEMM tiles, batches over 8) keep the H100 model's numbers,
+# so their tiles are as before; so does the embedding, whose tasks (0.7-1.6 KB) measure a
+# fixed cost (1.3-1.5 us, the generic model's within 10%) but no rate.
+H200_KIND_COSTS = (
+    ("linear/b1", KindCost(1.41e-6, 29.3e9)),
+    ("linear/b2-8", KindCost(2.59e-6, 33.2e9)),
+    ("gate_up/b1", KindCost(2.90e-6, 28.5e9)),
+    ("gate_up/b2-8", KindCost(4.82e-6, 31.6e9)),
+    ("attention_split/b1", KindCost(6.16e-6, 24.0e9)),
+    ("attention_split/b2-8", KindCost(7.02e-6, 27.0e9)),
+    ("sample", KindCost(0.16e-6, 14.7e9)),
+)
+H200 = dict(H100_SXM, card="NVIDIA H200", kind_costs=H200_KIND_COSTS,
+            source="measured per kind, bench/NOTES.md round 10 (bench/calibrate.py)")
+
+CARDS = {"h100-sxm": H100_SXM, "h200": H200}
+# The card an arch's compiles are tuned for: sm_90 -> the H200 of bench/results
+# (`target(arch, num_sms, card="h100-sxm")` prices the H100's model).
+ARCHS = {"sm_90": H200}
 
 
-def target(arch: str, num_sms: int) -> Target:
+def target(arch: str, num_sms: int, card: str | None = None) -> Target:
     if arch not in ARCHS:
         raise KeyError(f"unknown arch '{arch}' (known: {', '.join(ARCHS)})")
-    return Target(arch, num_sms, **ARCHS[arch])
+    if card is not None and card not in CARDS:
+        raise KeyError(f"unknown card '{card}' (known: {', '.join(CARDS)})")
+    return Target(arch, num_sms, **(CARDS[card] if card else ARCHS[arch]))
 
 
 def tile_boxes(domain, grid, tile) -> Boxes:
@@ -70,7 +137,7 @@ def task_cost(op: OpInfo, out: Boxes, target: Target) -> np.ndarray:
     for box, size in zip(kind.traffic(op, out), op.input_bytes):
         nbytes = nbytes + volume(box) * size
     mma = kind.mma_flops(op, out)
-    return target.task_seconds(nbytes, kind.flops(op, out) - mma, mma)
+    return target.task_seconds(nbytes, kind.flops(op, out) - mma, mma, target.kind_cost(op))
 
 
 def choose_tile(op: OpInfo, target: Target) -> tuple[int, ...]:
