@@ -69,7 +69,9 @@ def verify(module: ir.Module | ir.Operation) -> bool:
         if short in ("weight", "state"):
             _named(checker, child, types, child.attributes)
         elif short in kinds.registry():    # a graph op is the task kind of its name
-            kinds.get(short).graph_check(checker, child, types, child.attributes)
+            p = typed_params(checker, child, kinds.get(short), child.attributes)
+            if p is not None:
+                kinds.get(short).graph_check(checker, child, types, p)
     if task_ops:
         _verify_tasks(checker, op, task_ops)
     return checker.ok
@@ -154,23 +156,28 @@ def _operands(c: Checker, op: ir.Operation):
     return types
 
 
-def positive(c: Checker, op, attrs, name: str, cls):
-    """The value of the attribute `name`, an IntegerAttr or FloatAttr (`cls`) > 0; None after an error."""
-    a = attrs[name] if name in attrs else None
-    if not c.check(isinstance(a, cls), op,
-                   f"'{name}' must be {'an integer' if cls is ir.IntegerAttr else 'a float'}, got {a}"):
-        return None
-    value = cls(a).value
-    return value if c.check(value > 0, op, f"'{name}' must be positive") else None
+def positive(c: Checker, op, p, name: str):
+    """The typed param `name` of `p` (kinds.Params) if it is > 0; None after an error."""
+    value = getattr(p, name)
+    return value if c.check(value is not None and value > 0, op, f"'{name}' must be positive") else None
 
 
-def inv_freq(c: Checker, op, attrs) -> int | None:
+def inv_freq(c: Checker, op, p) -> int | None:
     """len(inv_freq), or None after an error."""
-    a = attrs["inv_freq"] if "inv_freq" in attrs else None
-    if not c.check(isinstance(a, ir.DenseF32ArrayAttr) and len(a) > 0, op,
-                   "'inv_freq' must be a non-empty array<f32: ...>"):
+    if not c.check(p.inv_freq, op, "'inv_freq' must be a non-empty array<f32: ...>"):
         return None
-    return len(a)
+    return len(p.inv_freq)
+
+
+def typed_params(c: Checker, op, kind, attrs):
+    """The kind's typed params (kinds.Params) of an op's attributes or a group's params
+    dictionary; None after an error."""
+    names = [a if isinstance(a, str) else a.name for a in attrs]
+    try:
+        return kind.typed({n: taskir.python_value(attrs[n]) for n in names})
+    except kinds.ParamError as e:
+        c.error(op, str(e))
+        return None
 
 
 def _named(c: Checker, op, types, attrs):
@@ -198,14 +205,14 @@ def positions(c: Checker, op, t, batch: int) -> bool:
                    f"positions must be a 1-D i32/i64 tensor of length {batch} (one per row), got {t}")
 
 
-def heads(c: Checker, op, q, kc, vc, pos, attrs) -> int | None:
+def heads(c: Checker, op, q, kc, vc, pos, p) -> int | None:
     """head_dim when q, the caches and the positions fit an attention's, else None after errors."""
     errors = c.errors
     if not (float2d(c, op, q, "q")
             and c.check(kc.rank == 3, op, f"k_cache must be 3-D [batch, seq, kv_heads * head_dim], got {kc}")
             and same_type(c, op, "k_cache and v_cache", kc, vc)):
         return None
-    head_dim = positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+    head_dim = positive(c, op, p, "head_dim")
     if head_dim is None:
         return None
     c.check(q.shape[0] % kc.shape[0] == 0, op,
@@ -365,7 +372,10 @@ def _task_group_kind(c: Checker, graph: taskir.TaskGraph, g: taskir.TaskGroup) -
     params = g.op.attributes["params"] if "params" in g.op.attributes else ir.DictAttr.get({})
     errors = c.errors
     kind = kinds.get(g.kind)
-    kind.check(c, g.op, ins, outs, params)
+    p = typed_params(c, g.op, kind, params)
+    if p is None:
+        return
+    kind.check(c, g.op, ins, outs, p)
     if c.errors != errors:
         return
     natural, what = kind.natural_domain(ins, outs)
@@ -397,20 +407,20 @@ def row_counts(c: Checker, op, counts, rows: int) -> None:
             f"row_counts must be a 1-D i32/i64 tensor with one entry per sequence of the {rows} rows, got {counts}")
 
 
-def fused_norm(c: Checker, op, w, x, attrs) -> None:
+def fused_norm(c: Checker, op, w, x, p) -> None:
     """The weight and `norm_eps` of a layer norm a linear (or gate_up) applies to its x."""
     c.check(w.rank == 1 and w.shape[0] == x.shape[1] and elt(w) == elt(x),
             op, f"the fused norm weight must be tensor<{x.shape[1]}x{elt(x)}>, got {w}")
-    positive(c, op, attrs, "norm_eps", ir.FloatAttr)
+    positive(c, op, p, "norm_eps")
 
 
-def rope_inputs(c: Checker, op, ins, attrs) -> int | None:
+def rope_inputs(c: Checker, op, ins, p) -> int | None:
     """head_dim when q, k, v, the caches, positions and the norm weights (with `eps`)
     fit a rope_append's inputs, else None after errors."""
     q, k, v, kc, vc, pos, *norms = ins
     errors = c.errors
-    head_dim = heads(c, op, q, kc, vc, pos, attrs)
-    if head_dim is None or inv_freq(c, op, attrs) is None:
+    head_dim = heads(c, op, q, kc, vc, pos, p)
+    if head_dim is None or inv_freq(c, op, p) is None:
         return None
     c.check(k.rank == 2 and k.shape == [q.shape[0], kc.shape[2]] and elt(k) == elt(q) and v == k, op,
             f"k and v must be tensor<{q.shape[0]}x{kc.shape[2]}x{elt(q)}> (q's rows, a cache row), got {k} and {v}")
@@ -418,7 +428,7 @@ def rope_inputs(c: Checker, op, ins, attrs) -> int | None:
         c.check(w.rank == 1 and w.shape[0] == head_dim and elt(w) == elt(q), op,
                 f"the norm weights must be tensor<{head_dim}x{elt(q)}>, got {w}")
     if norms:
-        positive(c, op, attrs, "eps", ir.FloatAttr)
+        positive(c, op, p, "eps")
     return head_dim if c.errors == errors else None
 
 

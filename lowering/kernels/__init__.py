@@ -73,6 +73,12 @@ class Group:
     def buffers(self) -> tuple[Buffer, ...]:
         return self.inputs + self.outputs
 
+    @property
+    def typed(self):
+        """The group's params as its kind's `Params` (lowering/kinds)."""
+        from mpk.lowering import kinds
+        return kinds.get(self.kind).typed(self.params)
+
     def param(self, name: str, default=None):
         if name not in self.params:
             require(default is not None, f"'{self.kind}' needs the param '{name}'")

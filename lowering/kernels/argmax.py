@@ -50,10 +50,15 @@ def argmax(e, g, task, buffers):
     best = e.loop(e.tid, V // vec, e.threads, lowest, scan)
     _, index = e.block_reduce(best, better, lowest)
 
-    def publish():
+    publish(e, task, index, outputs, positions)
+
+
+def publish(e, task, token, outputs, positions) -> None:
+    """Thread 0 stores the row's token into every output and advances its position."""
+    def store():
         for out in outputs:
-            out.store(e.cast_int(index, out.element), task)
+            out.store(e.cast_int(token, out.element), task)
         if positions is not None:
             p = positions.load(task)
             positions.store(arith.addi(p, e.int(1, p.type)), task)
-    e.if_(e.eq(e.tid, 0), publish)
+    e.if_(e.eq(e.tid, 0), store)

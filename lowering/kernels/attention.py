@@ -328,7 +328,7 @@ def attention(e, g, task, buffers):
 
 
 def attention_partial(e, g, task, buffers):
-    rope = "inv_freq" in g.params   # QK-norm, rope and the KV append fused in (mpk-partition)
+    rope = g.typed.inv_freq is not None   # QK-norm, rope and the KV append fused in (mpk-partition)
     if rope:
         q, k, v, kc, vc, positions, *rest = buffers
         norms, partials = rest[:-3], rest[-3]
@@ -373,7 +373,7 @@ def attention_partial(e, g, task, buffers):
 
 def attention_split(e, g, task, buffers):
     """An attention_partial whose last split merges (kinds/attention_split.py)."""
-    partials, out, arrivals = buffers[-5 if "inv_freq" in g.params else -3], buffers[-2], buffers[-1]
+    partials, out, arrivals = buffers[-5 if g.typed.inv_freq is not None else -3], buffers[-2], buffers[-1]
     attention_partial(e, g, task, buffers[:-2])
     D = int(g.param("head_dim"))
     (_, splits, _), heads = partials.shape, out.shape[1] // D

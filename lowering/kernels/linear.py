@@ -59,7 +59,7 @@ MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-
 
 def linear(e, g, task, buffers):
     # Buffers: x, w, [residual], [norm weight: norm_eps], [up: silu_gate], y.
-    role = dict(zip(linear_roles(g.params, len(buffers) - 1), buffers))
+    role = dict(zip(linear_roles(g.typed, len(buffers) - 1), buffers))
     x, w, y, residual = role["x"], role["w"], buffers[-1], role.get("residual")
     norm = (role["norm"], float(g.param("norm_eps"))) if "norm" in role else None
     if gemm_tile_rows(x.shape[0]) is not None:   # many rows (prefill): a GEMM tile on the matrix units

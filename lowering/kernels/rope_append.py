@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from mlir.dialects import arith
 
-from mpk.lowering.kinds import ROW_COUNTS
-
 from . import require
 from .emit import byte_width, widest_vector
 
 
 def rope_append(e, g, task, buffers):
     q, k, v, k_cache, _, positions, *norms, q_out, _, v_cache = buffers
-    counts = norms.pop() if ROW_COUNTS in g.params else None   # prompt rows per sequence (prefill)
+    counts = norms.pop() if g.typed.row_counts else None   # prompt rows per sequence (prefill)
     ratio, D = q.shape[1] // k.shape[1], int(g.param("head_dim"))
     tr = g.tile[0]
     require(g.tile[1] == ratio * D, f"rope_append tiles are rows of one KV head group, {ratio * D} columns")
@@ -90,7 +88,7 @@ class _Rotation:
         freqs = [float(f) for f in g.param("inv_freq")]
         self.e, self.half, self.D = e, len(freqs), int(g.param("head_dim"))
         require(self.D == 2 * self.half, f"head_dim {self.D} is not 2 * len(inv_freq) = {2 * self.half}")
-        self.eps = float(g.param("eps")) if "eps" in g.params else None
+        self.eps = g.typed.eps
         # Vectors of each half of a head, about one per lane.
         half = self.half
         self.vec = next(n for n in (8, 4, 2, 1) if half % n == 0 and (n == 1 or half // n >= 32)

@@ -31,7 +31,7 @@ from mlir import ir
 from mlir.dialects import arith
 
 from . import require
-from .argmax import better_pair
+from .argmax import better_pair, publish
 from .emit import byte_width, f32, i32, widest_vector
 
 LOG2E = 1 / math.log(2)
@@ -119,13 +119,7 @@ def sample(e, g, task, buffers):
 
     token = e.if_(hot, draw, lambda: [greedy], [i32()])[0]
 
-    def publish():
-        for out in outputs:
-            out.store(e.cast_int(token, out.element), task)
-        if advance is not None:
-            pos = advance.load(task)
-            advance.store(arith.addi(pos, e.int(1, pos.type)), task)
-    e.if_(e.eq(e.tid, 0), publish)
+    publish(e, task, token, outputs, advance)
 
 
 def _key(e, x):

@@ -9,7 +9,8 @@ lowering need to know about it (README.md, "Adding a task kind"):
   `fixed_tile`, `reads`, `output_writes`, `traffic`, `flops`, ...): half-open
   `[lo, hi)` per dimension, int64 arrays of shape [tasks, rank] for all tasks
   of a group at once, so partition, events and schedule stay vectorized;
-- the buffers and params its groups take (`check`, run by `mpk-verify`);
+- its params, typed (`Params`: a frozen dataclass, read from the IR attribute
+  and checked by `mpk-verify`), and the buffers its groups take (`check`);
 - its reference semantics (`reference`, the numpy function both interpreters
   run; `run_task` for a task that does more than map input tiles to its tile);
 - its device lowering (`emit`, `tensor_maps`).
@@ -30,6 +31,8 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -60,6 +63,53 @@ class OpInfo:
     output_bytes: int
     domain: tuple[int, ...]           # the grid's index space
     params: dict
+
+
+class ParamError(ValueError):
+    """Params that do not fit a kind's `Params` (an unknown name, a wrong type, one missing)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Params:
+    """A kind's params, typed. A field without a default is required; one whose default
+    is None or False is a variant the group may have (a fused norm's `norm_eps`, a
+    flag that is a unit attribute in the IR). The IR attribute is the truth: a group's
+    `params` dictionary, or its graph op's attributes (`mpk.`-prefixed annotations left
+    out); `of` reads one."""
+
+    @classmethod
+    def of(cls, values: typing.Mapping) -> "Params":
+        """The typed params of `values` (plain Python values: taskir.python_value)."""
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        given = {name: value for name, value in values.items() if not name.startswith("mpk.")}
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise ParamError(f"unknown param '{unknown[0]}' (takes: {', '.join(fields) or 'none'})")
+        missing = [n for n, f in fields.items() if n not in given
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ParamError(f"needs the param '{missing[0]}'")
+        return cls(**{name: _typed(name, value, hints[name]) for name, value in given.items()})
+
+
+def _typed(name: str, value, hint):
+    """`value` as the field type `hint` (int, float, bool, tuple[float, ...], or one of
+    those or None), or ParamError."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    want = [t for t in typing.get_args(hint) if t is not type(None)][0] if optional else hint
+    if want is bool and isinstance(value, bool):
+        return value
+    if want is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(want) is tuple and isinstance(value, (list, tuple)) \
+            and all(isinstance(v, float) for v in value):      # an array<f32: ...>
+        return tuple(value)
+    what = {bool: "a unit attribute", int: "an integer", float: "a float"}.get(want, "a non-empty array<f32: ...>")
+    shown = f'"{value}"' if isinstance(value, str) else value
+    raise ParamError(f"'{name}' must be {what}, got {shown}")
 
 
 def volume(box: Boxes) -> np.ndarray:
@@ -106,6 +156,8 @@ def zeros(out: Boxes) -> np.ndarray:
 class TaskKind:
     """Defaults fit an elementwise op on [B, N] activations with one output."""
     name: ClassVar[str] = ""
+    # Its params (a `Params` subclass; none by default).
+    params: ClassVar[type[Params]] = Params
     # The numpy semantics of the graph op (graph interpreter) and of a task's tile
     # (task interpreter): reference(*inputs, **params) -> output.
     reference: ClassVar[Callable | None] = None
@@ -181,23 +233,28 @@ class TaskKind:
         return zeros(out)
 
     # ------------------------------------------------------------- verify
-    def graph_check(self, c, op, types: list, attrs) -> None:
+    def graph_check(self, c, op, types: list, p: Params) -> None:
         """The graph op `mpk.<name>`: its operand then result types (`types`) and its
-        attributes; `c` collects errors (dialects/verify.py has the rules' helpers).
-        Default: an elementwise op, operands and result of one float [B, N] type."""
+        params `p` (typed, from its attributes); `c` collects errors (dialects/verify.py
+        has the rules' helpers). Default: an elementwise op, operands and result of one
+        float [B, N] type."""
         from mpk.dialects import verify
-        verify.elementwise(c, op, types, attrs)
+        verify.elementwise(c, op, types, p)
 
-    def check(self, c, op, ins: list, outs: list, attrs) -> None:
-        """A task group's input and output buffer types and its params, as `mpk-partition`
-        builds them. Default: the graph op's operands then its one result."""
+    def check(self, c, op, ins: list, outs: list, p: Params) -> None:
+        """A task group's input and output buffer types and its typed params, as
+        `mpk-partition` builds them. Default: the graph op's operands then its result."""
         from mpk.dialects import verify
         if verify.arity(c, op, self.name, ins, outs, self.operands):
-            self.graph_check(c, op, ins + outs, attrs)
+            self.graph_check(c, op, ins + outs, p)
 
     def natural_domain(self, ins: list, outs: list) -> tuple[list[int], str]:
         """The index space of the group's grid, and what it is the shape of."""
         return list(outs[0].shape), "the first output"
+
+    def typed(self, params: typing.Mapping) -> Params:
+        """The group's params (a plain dict) as this kind's `Params`."""
+        return self.params.of(params)
 
     # -------------------------------------------------------- interpreters
     def evaluate(self, operands: list, attrs: dict):

@@ -38,17 +38,17 @@ class Argmax(TaskKind):
     def flops(self, op, out):
         return np.zeros(out[0].shape[0], np.int64)
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         logits, result = types
         if v.float2d(c, op, logits, "logits"):
             v.ints(c, op, result, logits.shape[0], "result")
 
-    def check(self, c, op, ins, outs, attrs):
+    def check(self, c, op, ins, outs, p):
         """logits [, ...] -> next tokens, then (optionally) tokens and positions."""
         if not v.arity(c, op, self.name, ins, outs, self.inputs_taken, (1, 1 << 20)):
             return
         errors = c.errors
-        self.graph_check(c, op, ins[:self.inputs_taken[0]] + outs[:1], attrs)
+        self.graph_check(c, op, ins[:self.inputs_taken[0]] + outs[:1], p)
         if c.errors == errors:
             for t in ins[self.inputs_taken[0]:] + outs[1:]:
                 v.ints(c, op, t, ins[0].shape[0], "tokens and positions")

@@ -8,12 +8,12 @@ attention_partial + attention_combine).
 
 from __future__ import annotations
 
-from mlir import ir
+import dataclasses
 
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import ROW_COUNTS, TaskKind, cols, copy, volume
+from . import Params, TaskKind, cols, copy, volume
 
 MIN_SPLIT_ROWS = 128
 
@@ -41,8 +41,19 @@ def check_cache_rows(task, positions) -> None:
                                  "wrote it, and no event orders them")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttentionParams(Params):
+    head_dim: int
+    scale: float
+    mma: int | None = None            # 1: on the tensor cores, 0: the CUDA cores (kernels/attention.py)
+    mma_rows: int | None = None       # cache rows per warp and block on the tensor cores: 8 or 16
+    unroll: int | None = None         # cache rows in flight per lane on the CUDA cores (tuning)
+    row_counts: bool = False          # attention_prefill: a chunk's rows per sequence, the last input
+
+
 class Attention(TaskKind):
     name = "attention"
+    params = AttentionParams
     reference = staticmethod(ops.attention)
     operands = 4
     position_operand = 3
@@ -83,19 +94,19 @@ class Attention(TaskKind):
         groups = batch * (op.inputs[1][2] // op.params["head_dim"])
         return max(1, min(target.num_sms // groups, seq // (min_rows or MIN_SPLIT_ROWS)))
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         q, kc, vc, pos, result = types
-        v.heads(c, op, q, kc, vc, pos, attrs)
-        v.positive(c, op, attrs, "scale", ir.FloatAttr)
+        v.heads(c, op, q, kc, vc, pos, p)
+        v.positive(c, op, p, "scale")
         if q.rank == 2:                  # else the error about q says it
             v.same_type(c, op, "result and q", result, q)
 
-    def check(self, c, op, ins, outs, attrs):
-        counts = ROW_COUNTS in attrs and self.name == "attention_prefill"
+    def check(self, c, op, ins, outs, p):
+        counts = p.row_counts and self.name == "attention_prefill"
         if not v.arity(c, op, self.name, ins, outs, 4 + counts, 1, " (q, k_cache, v_cache, positions)"):
             return
         errors = c.errors
-        self.graph_check(c, op, ins[:4] + outs, attrs)
+        self.graph_check(c, op, ins[:4] + outs, p)
         if c.errors != errors:
             return
         q, kc = ins[0], ins[1]

@@ -3,17 +3,23 @@ attention output (after attention_partial)."""
 
 from __future__ import annotations
 
-from mlir import ir
+import dataclasses
 
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import TaskKind, full, volume
+from . import Params, TaskKind, full, volume
 from .attention_partial import partial_width
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CombineParams(Params):
+    head_dim: int
 
 
 class AttentionCombine(TaskKind):
     name = "attention_combine"
+    params = CombineParams
     reference = staticmethod(ops.attention_combine)
     reference_params = ("head_dim",)
     lowering_checks_tile = False
@@ -39,11 +45,11 @@ class AttentionCombine(TaskKind):
     def flops(self, op, out):
         return 4 * volume(out) * op.inputs[0][1]
 
-    def check(self, c, op, ins, outs, attrs):
+    def check(self, c, op, ins, outs, p):
         if not v.arity(c, op, self.name, ins, outs, 1, 1, " (the partials)"):
             return
         (partials,), (out,) = ins, outs
-        head_dim = v.positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+        head_dim = v.positive(c, op, p, "head_dim")
         if head_dim is None or not v.float2d(c, op, out, "the output"):
             return
         if c.check(out.shape[1] % head_dim == 0, op,

@@ -12,13 +12,13 @@ written by the split that holds it).
 
 from __future__ import annotations
 
-from mlir import ir
+import dataclasses
 
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
 from . import cols, full, volume
-from .attention import Attention, check_cache_rows
+from .attention import Attention, AttentionParams, check_cache_rows
 from .rope_append import rope_heads
 
 
@@ -28,8 +28,16 @@ def partial_width(head_dim: int) -> int:
     return head_dim + 4
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PartialParams(AttentionParams):
+    splits: int                       # P: the cache rows in P splits
+    inv_freq: tuple[float, ...] | None = None   # the rope_append fused in: its frequencies ...
+    eps: float | None = None          # ... and its QK-norms' eps
+
+
 class AttentionPartial(Attention):
     name = "attention_partial"
+    params = PartialParams
     merged_outputs = 0        # outputs after the partials and the caches (attention_split: 2)
 
     def _group_width(self, op):
@@ -60,7 +68,7 @@ class AttentionPartial(Attention):
         lo, hi = out
         q, kv = self._boxes(op, out)
         positions = (lo[:, :1].copy(), hi[:, :1].copy())
-        if "inv_freq" not in op.params:
+        if self.typed(op.params).inv_freq is None:
             # All rows of the cache: the split's row range depends on pos[b] (data).
             return [q, kv(op.inputs[1]), kv(op.inputs[2]), positions]
         return [q, kv(op.inputs[1]), kv(op.inputs[2]), kv(op.inputs[3]), kv(op.inputs[4]), positions] + \
@@ -71,12 +79,12 @@ class AttentionPartial(Attention):
         return [out] + [kv(shape) for shape in shapes[1:]]     # cache row positions[b]: data
 
     def kv_caches(self, params):
-        return (3, 4) if "inv_freq" in params else (1, 2)
+        return (3, 4) if self.typed(params).inv_freq is not None else (1, 2)
 
     def traffic(self, op, out):
         boxes = self.reads(op, out)
         splits = op.output[1]
-        for c in ((3, 4) if "inv_freq" in op.params else (1, 2)):
+        for c in self.kv_caches(op.params):
             lo, hi = boxes[c]
             hi = hi.copy()
             hi[:, 1] = -(-op.inputs[c][1] // splits)          # one split of a full cache
@@ -84,27 +92,27 @@ class AttentionPartial(Attention):
         return boxes
 
     def flops(self, op, out):
-        cache = op.inputs[3] if "inv_freq" in op.params else op.inputs[1]
+        cache = op.inputs[self.kv_caches(op.params)[0]]
         return 4 * volume(out) * cache[1] // op.output[1]
 
-    def check(self, c, op, ins, outs, attrs):
-        rope, merged = "inv_freq" in attrs, self.merged_outputs
+    def check(self, c, op, ins, outs, p):
+        rope, merged = p.inv_freq is not None, self.merged_outputs
         roles = " (the partials" + (", the caches" if rope else "") + (", the output, the arrival counters"
                                                                        if merged else "") + ")"
         if rope:
-            if not v.arity(c, op, self.name, ins, outs, 6 + 2 * ("eps" in attrs), 3 + merged,
+            if not v.arity(c, op, self.name, ins, outs, 6 + 2 * (p.eps is not None), 3 + merged,
                            " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps])"):
                 return
-            (q, _, _, kc, vc, pos), head_dim = ins[:6], v.rope_inputs(c, op, ins, attrs)
+            (q, _, _, kc, vc, pos), head_dim = ins[:6], v.rope_inputs(c, op, ins, p)
             if head_dim is not None:
                 c.check(outs[1:3] == [kc, vc], op, "the outputs after the partials must be the two caches")
         else:
             if not v.arity(c, op, self.name, ins, outs, 4, 1 + merged, " (q, k_cache, v_cache, positions)" + roles):
                 return
             q, kc, vc, pos = ins
-            head_dim = v.heads(c, op, q, kc, vc, pos, attrs)
-        v.positive(c, op, attrs, "scale", ir.FloatAttr)
-        splits = v.positive(c, op, attrs, "splits", ir.IntegerAttr)
+            head_dim = v.heads(c, op, q, kc, vc, pos, p)
+        v.positive(c, op, p, "scale")
+        splits = v.positive(c, op, p, "splits")
         if head_dim is None or splits is None:
             return
         c.check(q.shape[0] == kc.shape[0], op, f"q rows ({q.shape[0]}) must be one per sequence ({kc.shape[0]})")
@@ -119,31 +127,30 @@ class AttentionPartial(Attention):
                     f"(one per sequence and KV head), got {arrivals}")
 
     def run_task(self, task):
-        p, split = task.params, int(task.out_lo[1])
-        if "inv_freq" in p:
+        p, split = self.typed(task.params), int(task.out_lo[1])
+        if p.inv_freq is not None:
             q, caches, positions = self._append(task, split)
         else:
             positions = task.read(3)
             check_cache_rows(task, positions)
             q, *caches = task.tiles(3)
-        result = ops.attention_partial(q, *caches, positions[task.rows], p["head_dim"], p["scale"],
-                                       split, p["splits"])
+        result = ops.attention_partial(q, *caches, positions[task.rows], p.head_dim, p.scale, split, p.splits)
         task.write_output(result.reshape(task.rows.stop - task.rows.start, 1, -1))
 
     def _append(self, task, split):
         """The fused rope_append: the task of the split holding row positions[b] appends
         that row first; every task reads exactly its split's rows, which must be
         written by then. Returns the roped q tile, the caches' tiles and positions."""
-        p, g, reads = task.params, task.group, task.reads
+        p, g, reads = self.typed(task.params), task.group, task.reads
         q, k, v_, _, _, positions, *norms = [task.read(ii) for ii in range(len(g.inputs))]
-        q_rot, k_rot = rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[task.rows])
+        q_rot, k_rot = rope_heads(p.inv_freq, p.eps, q[reads[0]], k[reads[1]], norms, positions[task.rows])
         kv_cols = reads[3][2]
         caches = []
         for c, new in ((3, k_rot), (4, v_[reads[2]])):
             values = task.values(g.inputs[c])
             for b in range(task.rows.start, task.rows.stop):
                 pos = int(positions[b])
-                lo, hi = ops.split_rows(pos + 1, split, p["splits"])
+                lo, hi = ops.split_rows(pos + 1, split, p.splits)
                 if lo <= pos < hi:
                     row = (b, pos, kv_cols)
                     task.write(g.outputs[c - 2], row)[row] = new[b - task.rows.start]

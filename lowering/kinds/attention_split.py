@@ -42,8 +42,8 @@ class AttentionSplit(AttentionPartial):
     def _arrive(self, task) -> None:
         """Count the task in `arrivals`; the last of its KV group merges the group's P
         partial rows, which must all be this step's, into the output, and resets the count."""
-        g, p = task.group, task.params
-        head_dim, splits = p["head_dim"], p["splits"]
+        g, p = task.group, self.typed(task.params)
+        head_dim, splits = p.head_dim, p.splits
         rows, kv_cols = task.out_box[0], task.out_box[2]
         width = partial_width(head_dim)
         heads = slice(kv_cols.start // width, kv_cols.stop // width)

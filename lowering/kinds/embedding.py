@@ -27,7 +27,7 @@ class Embedding(TaskKind):
     def flops(self, op, out):
         return zeros(out)
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         ids, table, result = types
         if not (c.check(ids.rank == 1 and v.elt(ids) in v.INTS, op, f"ids must be a 1-D i32/i64 tensor, got {ids}")
                 and c.check(table.rank == 2 and v.elt(table) in v.FLOATS, op,

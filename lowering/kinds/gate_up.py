@@ -8,18 +8,28 @@ task is a GEMM tile, else the linear's matrix-vector tile.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import ROW_COUNTS, full
+from . import Params, full
 from .linear import Linear, gemm_boxes, gemm_tile_rows
 
 # Two accumulators of 64 x N a warpgroup: N = 128 at most (the prefill program's 255 registers).
 GATE_UP_MAX_COLS = 128
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GateUpParams(Params):
+    norm_eps: float | None = None     # x goes through a layer norm first (decode rows; its weight an input)
+    row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
+    unroll: int | None = None         # as a linear's (kernels/linear.py)
+
+
 class GateUp(Linear):
     name = "gate_up"
+    params = GateUpParams
     graph_op_irdl = """
   irdl.operation @gate_up {
     %x = irdl.base "!builtin.tensor"
@@ -49,8 +59,8 @@ class GateUp(Linear):
     def flops(self, op, out):
         return 2 * super().flops(op, out)       # two weights
 
-    def check(self, c, op, ins, outs, attrs):
-        counts, norm = ROW_COUNTS in attrs, "norm_eps" in attrs
+    def check(self, c, op, ins, outs, p):
+        counts, norm = p.row_counts, p.norm_eps is not None
         if not v.arity(c, op, self.name, ins, outs, 3 + counts + norm, 1,
                        " (x, w_gate, w_up[, norm weight: norm_eps][, row_counts])"):
             return
@@ -60,14 +70,15 @@ class GateUp(Linear):
         if c.errors != errors:
             return
         if norm:
-            v.fused_norm(c, op, ins[3], ins[0], attrs)
+            v.fused_norm(c, op, ins[3], ins[0], p)
         if counts:
             v.row_counts(c, op, ins[-1], ins[0].shape[0])
 
     def evaluate(self, operands, attrs):
         x, w_gate, w_up, *rest = operands
-        if "norm_eps" in attrs:
-            x = ops.rmsnorm(x, rest[0], attrs["norm_eps"])
+        p = self.typed(attrs)
+        if p.norm_eps is not None:
+            x = ops.rmsnorm(x, rest[0], p.norm_eps)
         return ops.silu_mul(ops.linear(x, w_gate), ops.linear(x, w_up))
 
     def emit(self, e, g, task, views):

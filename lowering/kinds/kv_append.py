@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from mlir import ir
+import dataclasses
 
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import TaskKind, cols, copy, nothing, sequences, zeros
+from . import Params, TaskKind, cols, copy, nothing, sequences, zeros
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KVAppendParams(Params):
+    head_dim: int | None = None     # mpk-partition's hint: its tile unit, the reading attention's heads
 
 
 class KVAppend(TaskKind):
     name = "kv_append"
+    params = KVAppendParams
     reference = staticmethod(ops.kv_append)
     operands = 3
     main_input = 1
@@ -21,7 +27,7 @@ class KVAppend(TaskKind):
     def tile_unit(self, op):
         # Whole heads of the attention that reads the cache (partition passes
         # its head_dim as a hint), so each attention task waits on few appends.
-        return (1, op.params.get("head_dim", 8))
+        return (1, self.typed(op.params).head_dim or 8)
 
     def reads(self, op, out):
         lo, hi = out
@@ -35,7 +41,7 @@ class KVAppend(TaskKind):
     def flops(self, op, out):
         return zeros(out)
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         cache, new, pos, result = types
         if not (c.check(cache.rank == 3, op, f"cache must be 3-D [batch, seq, width], got {cache}")
                 and c.check(new.rank == 2, op, f"new must be 2-D [batch, width], got {new}")):
@@ -48,11 +54,11 @@ class KVAppend(TaskKind):
         v.positions(c, op, pos, rows)
         v.same_type(c, op, "result and cache", result, cache)
 
-    def check(self, c, op, ins, outs, attrs):
+    def check(self, c, op, ins, outs, p):
         if v.arity(c, op, self.name, ins, outs, 3, 1, " (cache, new, positions)"):
-            self.graph_check(c, op, ins + outs, attrs)
-            if "head_dim" in attrs:         # mpk-partition's hint: the tile unit
-                v.positive(c, op, attrs, "head_dim", ir.IntegerAttr)
+            self.graph_check(c, op, ins + outs, p)
+            if p.head_dim is not None:
+                v.positive(c, op, p, "head_dim")
 
     def natural_domain(self, ins, outs):
         return list(ins[1].shape), "new"

@@ -10,10 +10,12 @@ GEMM tile on the matrix units, else a matrix-vector tile over all rows.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import ROW_COUNTS, TaskKind, cols, copy, full, volume, zeros
+from . import ROW_COUNTS, Params, TaskKind, cols, copy, full, volume, zeros
 
 # From this many rows a linear is a GEMM on the matrix units (wgmma: 64 rows per
 # warpgroup) in tiles of gemm_tile_rows(rows) rows x up to GEMM_MAX_COLS columns.
@@ -38,22 +40,28 @@ def gemm_boxes(op, out):
     return x, (w[0][:, ::-1].copy(), w[1][:, ::-1].copy())   # rows of w are output columns
 
 
-def linear_roles(params: dict, count: int) -> list[str]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LinearParams(Params):
+    norm_eps: float | None = None     # x goes through a layer norm first (its weight an input)
+    silu_gate: bool = False           # x is a silu_mul's gate, its `up` an input: x = silu(x) * up
+    row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
+    unroll: int | None = None         # weight loads in flight per lane (tuning: kernels/linear.py)
+    staged_weights: bool = False      # the tile's weight rows wait in shared memory (mpk-stage-weights)
+
+
+def linear_roles(p: LinearParams, count: int) -> list[str]:
     """What each of a linear's `count` inputs is: x, w, then the residual (if
     any), the weight of a fused layer norm (`norm_eps`: x is normalized first),
     `up` of a fused silu_mul (`silu_gate`: x is its gate, the linear's input
     is silu(x) * up), a prefill chunk's `row_counts`."""
-    fused = [role for role, param in (("norm", "norm_eps"), ("up", "silu_gate"), (ROW_COUNTS, ROW_COUNTS))
-             if param in params]
+    fused = [role for role, present in (("norm", p.norm_eps is not None), ("up", p.silu_gate),
+                                        (ROW_COUNTS, p.row_counts)) if present]
     return ["x", "w"] + ["residual"] * (count - 2 - len(fused)) + fused
-
-
-def has_residual(op) -> bool:
-    return "residual" in linear_roles(op.params, len(op.inputs))
 
 
 class Linear(TaskKind):
     name = "linear"
+    params = LinearParams
     reference = staticmethod(ops.linear)
 
     def elementwise(self, op):
@@ -79,13 +87,13 @@ class Linear(TaskKind):
         x, w = gemm_boxes(op, out)
         box = {"x": x, "w": w, "residual": copy(out), "up": copy(x)}
         return [box[role] if role in box else full(out[0].shape[0], shape)
-                for role, shape in zip(linear_roles(op.params, len(op.inputs)), op.inputs)]
+                for role, shape in zip(linear_roles(self.typed(op.params), len(op.inputs)), op.inputs)]
 
     def flops(self, op, out):
         return 2 * volume(out) * op.inputs[0][1]
 
-    def graph_check(self, c, op, types, attrs):
-        self.check(c, op, types[:-1], types[-1:], attrs)
+    def graph_check(self, c, op, types, p):
+        self.check(c, op, types[:-1], types[-1:], p)
 
     @staticmethod
     def product(c, op, x, w, result, residual=None) -> None:
@@ -100,8 +108,8 @@ class Linear(TaskKind):
         if residual is not None:
             v.same_type(c, op, "residual and result", residual, result)
 
-    def check(self, c, op, ins, outs, attrs):
-        roles = linear_roles(attrs, len(ins))
+    def check(self, c, op, ins, outs, p):
+        roles = linear_roles(p, len(ins))
         fused = len([r for r in roles if r not in ("x", "w", "residual")])
         if not v.arity(c, op, self.name, ins, outs, (2 + fused, 3 + fused), 1,
                        " (x, w, [residual], then the fused norm weight, up, row_counts of its params)"):
@@ -113,17 +121,18 @@ class Linear(TaskKind):
         if c.errors != errors:
             return
         if "norm" in role:
-            v.fused_norm(c, op, role["norm"], x, attrs)
+            v.fused_norm(c, op, role["norm"], x, p)
         if "up" in role:
             v.same_type(c, op, "up and x", role["up"], x)
         if ROW_COUNTS in role:
             v.row_counts(c, op, role[ROW_COUNTS], x.shape[0])
 
     def evaluate(self, operands, attrs):
-        role = dict(zip(linear_roles(attrs, len(operands)), operands))
+        p = self.typed(attrs)
+        role = dict(zip(linear_roles(p, len(operands)), operands))
         x = role["x"]
         if "norm" in role:
-            x = ops.rmsnorm(x, role["norm"], attrs["norm_eps"])
+            x = ops.rmsnorm(x, role["norm"], p.norm_eps)
         if "up" in role:
             x = ops.silu_mul(x, role["up"])
         return ops.linear(x, role["w"], role.get("residual"))

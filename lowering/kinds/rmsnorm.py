@@ -6,20 +6,26 @@ normalizes every head of the row on its own.
 
 from __future__ import annotations
 
-from mlir import ir
+import dataclasses
 
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import TaskKind, copy, full, volume
+from . import Params, TaskKind, copy, full, volume
 
 # At most this many rows, an op is a decode step's (one row per sequence): a linear
 # is a matrix-vector product over all rows at once, a layer norm one task.
 DECODE_ROWS = 8
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RMSNormParams(Params):
+    eps: float
+
+
 class RMSNorm(TaskKind):
     name = "rmsnorm"
+    params = RMSNormParams
     reference = staticmethod(ops.rmsnorm)
     reference_params = ("eps",)
 
@@ -43,7 +49,7 @@ class RMSNorm(TaskKind):
     def flops(self, op, out):
         return 4 * volume(out)
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         x, w, result = types
         if not (v.float2d(c, op, x, "x") and c.check(w.rank == 1, op, f"weight must be 1-D, got {w}")):
             return
@@ -51,7 +57,7 @@ class RMSNorm(TaskKind):
                 f"the last dimension of x ({x.shape[1]}) must be a multiple of the weight size ({w.shape[0]})")
         c.check(v.elt(w) == v.elt(x), op, f"weight element type {v.elt(w)} differs from x's {v.elt(x)}")
         v.same_type(c, op, "result and x", result, x)
-        v.positive(c, op, attrs, "eps", ir.FloatAttr)
+        v.positive(c, op, p, "eps")
 
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import rmsnorm

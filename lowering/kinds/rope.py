@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import TaskKind, copy, volume
+from . import Params, TaskKind, copy, volume
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RopeParams(Params):
+    inv_freq: tuple[float, ...]     # one head's D/2 frequencies
 
 
 class Rope(TaskKind):
     name = "rope"
+    params = RopeParams
     reference = staticmethod(ops.rope)
     reference_params = ("inv_freq",)
     position_operand = 1
@@ -24,9 +32,9 @@ class Rope(TaskKind):
     def flops(self, op, out):
         return 6 * volume(out)
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         x, pos, result = types
-        half = v.inv_freq(c, op, attrs)
+        half = v.inv_freq(c, op, p)
         if half is None or not v.float2d(c, op, x, "x"):
             return
         c.check(x.shape[1] % (2 * half) == 0, op,

@@ -11,24 +11,35 @@ attention may take it in (mpk-partition{rope-in-attention}).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
-from . import ROW_COUNTS, TaskKind, cols, copy, full, nothing, sequences, volume
+from . import Params, TaskKind, cols, copy, full, nothing, sequences, volume
 
 
-def rope_heads(params, q, k, norms, positions) -> tuple[np.ndarray, np.ndarray]:
-    """q and k tiles after the QK-norm (if `norms`) and rope of a rope_append."""
+def rope_heads(inv_freq, eps, q, k, norms, positions) -> tuple[np.ndarray, np.ndarray]:
+    """q and k tiles after the QK-norm (if `norms`, with `eps`) and rope of a rope_append."""
     if norms:
-        q, k = (ops.rmsnorm(x, w, params["eps"]) for x, w in zip((q, k), norms))
-    inv_freq = np.asarray(params["inv_freq"], np.float32)
+        q, k = (ops.rmsnorm(x, w, eps) for x, w in zip((q, k), norms))
+    inv_freq = np.asarray(inv_freq, np.float32)
     return ops.rope(q, positions, inv_freq), ops.rope(k, positions, inv_freq)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RopeAppendParams(Params):
+    head_dim: int
+    inv_freq: tuple[float, ...]
+    eps: float | None = None          # the QK-norms' (their weights the last inputs)
+    row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
 
 
 class RopeAppend(TaskKind):
     name = "rope_append"
+    params = RopeAppendParams
     in_place = ((3, 1), (4, 2))
     graph_op_irdl = """
   irdl.operation @rope_append {
@@ -85,15 +96,15 @@ class RopeAppend(TaskKind):
     def flops(self, op, out):
         return 12 * volume(out)
 
-    def graph_check(self, c, op, types, attrs):
-        self.check(c, op, types[:-3], types[-3:], attrs)
+    def graph_check(self, c, op, types, p):
+        self.check(c, op, types[:-3], types[-3:], p)
 
-    def check(self, c, op, ins, outs, attrs):
-        norms, counts = 2 * ("eps" in attrs), ROW_COUNTS in attrs
+    def check(self, c, op, ins, outs, p):
+        norms, counts = 2 * (p.eps is not None), p.row_counts
         if not v.arity(c, op, self.name, ins, outs, 6 + norms + counts, 3,
                        " (q, k, v, k_cache, v_cache, positions[, q and k norm weights: eps][, row_counts])"):
             return
-        if v.rope_inputs(c, op, ins[:6 + norms], attrs) is None:
+        if v.rope_inputs(c, op, ins[:6 + norms], p) is None:
             return
         c.check(outs == [ins[0], ins[3], ins[4]], op, "the outputs must be the roped q (q's type) and the two caches")
         if counts:
@@ -101,14 +112,16 @@ class RopeAppend(TaskKind):
 
     def evaluate(self, operands, attrs):
         q, k, v_, k_cache, v_cache, positions, *norms = operands
-        q_rot, k_rot = rope_heads(attrs, q, k, norms, positions)
+        p = self.typed(attrs)
+        q_rot, k_rot = rope_heads(p.inv_freq, p.eps, q, k, norms, positions)
         return q_rot, ops.kv_append(k_cache, k_rot, positions), ops.kv_append(v_cache, v_, positions)
 
     def run_task(self, task):
-        p, g, reads = task.params, task.group, task.reads
+        p, g, reads = self.typed(task.params), task.group, task.reads
         x = [task.read(ii) for ii in range(len(g.inputs))]
-        q, k, v_, k_cache, _, positions, *norms = x[:len(x) - (ROW_COUNTS in p)]
-        heads = [*rope_heads(p, q[reads[0]], k[reads[1]], norms, positions[task.rows]), v_[reads[2]]]
+        q, k, v_, k_cache, _, positions, *norms = x[:len(x) - p.row_counts]
+        heads = [*rope_heads(p.inv_freq, p.eps, q[reads[0]], k[reads[1]], norms, positions[task.rows]),
+                 v_[reads[2]]]
         task.write_output(heads[0])
         kv_cols = reads[1][1]
         per_seq = ops.rows_per_sequence(len(positions), k_cache)

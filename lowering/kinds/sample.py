@@ -28,7 +28,7 @@ class Sample(Argmax):
         return [cols(np.zeros_like(lo[:, 0]), np.full_like(lo[:, 0], shape[-1]), rows, shape) if len(shape) == 2 else copy(out)
                 for shape in op.inputs]
 
-    def graph_check(self, c, op, types, attrs):
+    def graph_check(self, c, op, types, p):
         logits, pos, params, seeds, result = types
         if not v.float2d(c, op, logits, "logits"):
             return

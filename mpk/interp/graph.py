@@ -69,7 +69,8 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 or op.name == kind:
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
-        attrs = {name: python_value(op.attributes[name]) for name in op.attributes}
+        attrs = {name: python_value(op.attributes[name]) for name in op.attributes
+                 if not name.startswith("mpk.")}          # annotations (mpk.tile, mpk.in_users), not params
         element = ir.RankedTensorType(op.results[0].type).element_type
         if isinstance(element, ir.IntegerType):        # token ids: the result's integer type
             attrs["index_dtype"] = np.dtype(f"int{ir.IntegerType(element).width}")

@@ -146,3 +146,23 @@
 "mpk.buffer"() {sym_name = "y", type = tensor<1x128xbf16>, space = "workspace"} : () -> ()
 // expected-error@+1 {{'gate_up' groups take 3 inputs (x, w_gate, w_up[, norm weight: norm_eps][, row_counts]) and 1 outputs, got 4 and 1}}
 "mpk.tasks"() {sym_name = "mlp.gate_up", kind = "gate_up", grid = array<i64: 1, 16>, tile = array<i64: 1, 8>, inputs = [@x, @wg, @wu, @nw], outputs = [@y], params = {}} : () -> ()
+
+// -----
+
+// Params are typed per kind (lowering/kinds: Params): an unknown name is refused, with the names it takes.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "w", type = tensor<64x64xbf16>, space = "weight", name = "w"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+// expected-error@+1 {{unknown param 'nrom_eps' (takes: norm_eps, silu_gate, row_counts, unroll, staged_weights)}}
+"mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 8>, tile = array<i64: 1, 8>, inputs = [@x, @w], outputs = [@y], params = {nrom_eps = 1.0e-06 : f32}} : () -> ()
+
+// -----
+
+// ... and a required one missing is named.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "w", type = tensor<64xbf16>, space = "weight", name = "w"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+// expected-error@+1 {{needs the param 'eps'}}
+"mpk.tasks"() {sym_name = "t", kind = "rmsnorm", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>, inputs = [@x, @w], outputs = [@y], params = {}} : () -> ()
