@@ -38,6 +38,10 @@ def step_bytes(plan: dict, position: float) -> StepBytes:
     per sequence), of each KV cache the rows 0..position of every sequence, and
     any other state that a task reads (none today) whole, with the weights.
     """
+    from mpk.runtime.bundle import BundleError
+    if any("read_as" not in b for b in plan["buffers"]):
+        raise BundleError("the bundle's plan does not say how its buffers are read (an older mpk "
+                          "wrote it): compile it again")
     read = {name for g in plan["groups"] for name in g["inputs"]}
     weights, kv, seen = 0, 0, set()
     for b in plan["buffers"]:       # how its readers read it: the plan says (lowering/kinds: kv_caches, gathers)
