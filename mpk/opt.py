@@ -41,10 +41,15 @@ def _flag(parser, name: str, **kw):
     parser.add_argument(f"-{name}", f"--{name}", **kw)
 
 
+class _Parser(argparse.ArgumentParser):
+    def format_help(self) -> str:
+        self.epilog = _pass_list()      # imports every pass: only for the help (a run imports those it names)
+        return super().format_help()
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mpk-opt", description="mpk's mlir-opt: parse, verify, run a pass pipeline, print.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_pass_list())
+    p = _Parser(prog="mpk-opt", description="mpk's mlir-opt: parse, verify, run a pass pipeline, print.",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", nargs="?", default="-", help="input file ('-' or none: stdin)")
     p.add_argument("-o", dest="output", default="-", help="output file (default stdout)")
     _flag(p, "pass-pipeline", default="", metavar="PIPELINE",

@@ -169,8 +169,6 @@ class TaskKind:
     position_operand: ClassVar[int | None] = None
     # Operands of the graph op, which the default `check` expects a group to take.
     operands: ClassVar[int] = 2
-    # Params the default `run_task` passes to `reference` (by name).
-    reference_params: ClassVar[tuple[str, ...]] = ()
     # (operand, result) pairs of the graph op: the result is the operand's state updated in place.
     in_place: ClassVar[tuple[tuple[int, int], ...]] = ()
     # Inputs a task reads one row of per sequence (data-dependent rows: an embedding table).
@@ -264,8 +262,9 @@ class TaskKind:
 
     def run_task(self, task) -> None:
         """Run one task in the task interpreter (`mpk.interp.tasks.Task`): by default the
-        reference on the input tiles, written to the output tile."""
-        task.write_output(self.reference(*task.tiles(), **{p: task.params[p] for p in self.reference_params}))
+        reference on the input tiles and the kind's params, written to the output tile."""
+        params = dataclasses.asdict(self.typed(task.params))
+        task.write_output(self.reference(*task.tiles(), **{n: v for n, v in params.items() if v is not None}))
 
     # ------------------------------------------------------------ lowering
     # The device lowering: emit(e, g, task, views) builds the body of the device function

@@ -21,7 +21,6 @@ class AttentionCombine(TaskKind):
     name = "attention_combine"
     params = CombineParams
     reference = staticmethod(ops.attention_combine)
-    reference_params = ("head_dim",)
     lowering_checks_tile = False
 
     def tile_unit(self, op):

@@ -18,7 +18,7 @@ from mpk.dialects import verify as v
 from mpk.interp import ops
 
 from . import cols, full, volume
-from .attention import Attention, AttentionParams, check_cache_rows
+from .attention import Attention, AttentionParams, check_cache_rows, group_width
 from .rope_append import rope_heads
 
 
@@ -41,9 +41,9 @@ class AttentionPartial(Attention):
     merged_outputs = 0        # outputs after the partials and the caches (attention_split: 2)
 
     def _group_width(self, op):
+        """Output columns of one KV head group: its query heads' partial rows."""
         head_dim = op.params["head_dim"]
-        q_heads, kv_heads = op.inputs[0][1] // head_dim, op.inputs[1][-1] // head_dim
-        return q_heads // kv_heads * partial_width(head_dim)
+        return group_width(op) // head_dim * partial_width(head_dim)
 
     def tile_unit(self, op):
         return (1, 1, self._group_width(op))

@@ -27,7 +27,6 @@ class RMSNorm(TaskKind):
     name = "rmsnorm"
     params = RMSNormParams
     reference = staticmethod(ops.rmsnorm)
-    reference_params = ("eps",)
 
     def tile_unit(self, op):
         return (1, op.inputs[1][0])

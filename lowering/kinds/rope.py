@@ -19,7 +19,6 @@ class Rope(TaskKind):
     name = "rope"
     params = RopeParams
     reference = staticmethod(ops.rope)
-    reference_params = ("inv_freq",)
     position_operand = 1
 
     def tile_unit(self, op):

@@ -5,11 +5,17 @@ function: `mpk.weight "name"` reads `weights[name]`, `mpk.state "name"` reads
 `state[name]`, and an `mpk.kv_append` whose cache comes from an `mpk.state`
 writes its result back to `state[name]`, as the runtime updates the cache in
 place. Arrays are numpy (torch tensors are accepted and converted).
+
+A rank's module of a tensor-parallel step (mpk-shard) reads its slice of each
+weight marked `mpk.shard` from the full checkpoint, and its `mpk.allreduce`
+calls `allreduce(value)`; `run_graph_ranks` runs the N ranks together, their
+allreduces summing across them, each rank with the state `shard_state` cut.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, MutableMapping
+import threading
+from typing import Callable, Mapping, MutableMapping
 
 import numpy as np
 from mlir import ir
@@ -35,7 +41,7 @@ def find_function(module, name: str = "decode_step") -> ir.Operation:
 
 def run_graph(module, weights: Mapping[str, object], *inputs,
               state: MutableMapping[str, np.ndarray] | None = None,
-              func_name: str = "decode_step") -> tuple[np.ndarray, ...]:
+              func_name: str = "decode_step", allreduce: Callable | None = None) -> tuple[np.ndarray, ...]:
     """Run `func_name` on `inputs`; returns its results. `state` is updated in place."""
     func = find_function(module, func_name)
     block = func.regions[0].blocks[0]
@@ -56,6 +62,8 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
             if name not in table:
                 raise KeyError(f"no {kind} named {name!r}")
             result = _numpy(table[name])
+            if kind == "weight":
+                result = shard(op, result)
             expected = tuple(ir.RankedTensorType(op.result.type).shape)
             if result.shape != expected:
                 raise ValueError(f"{kind} {name!r} has shape {result.shape}, IR expects {expected}")
@@ -69,6 +77,9 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 or op.name == kind:
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
+        if kind == "allreduce" and allreduce is not None:
+            values[op.results[0]] = allreduce(args[0])
+            continue
         attrs = {name: python_value(op.attributes[name]) for name in op.attributes
                  if not name.startswith("mpk.")}          # annotations (mpk.tile, mpk.in_users), not params
         element = ir.RankedTensorType(op.results[0].type).element_type
@@ -83,3 +94,58 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 state_of[op.results[result]] = name
         values.update(zip(op.results, results))
     raise ValueError(f"@{func_name} has no return")
+
+
+def shard(op: ir.Operation, full: np.ndarray) -> np.ndarray:
+    """A rank's slice of a weight or state (`mpk.shard = array<i64: dim, start, size>`), or all of it."""
+    if "mpk.shard" not in op.attributes:
+        return full
+    dim, start, size = ir.DenseI64ArrayAttr(op.attributes["mpk.shard"])
+    return full[(slice(None),) * dim + (slice(start, start + size),)]
+
+
+def shard_state(module, state: Mapping[str, np.ndarray], func_name: str = "decode_step") -> dict:
+    """A rank's own copy of the states it reads (its slice of each KV cache)."""
+    block = find_function(module, func_name).regions[0].blocks[0]
+    local = {}
+    for op in block.operations:
+        op = op.operation
+        if op.name == "mpk.state":
+            name = ir.StringAttr(op.attributes["name"]).value
+            local[name] = shard(op, _numpy(state[name])).copy()
+    return local
+
+
+def run_graph_ranks(modules: list, weights: Mapping[str, object], *inputs,
+                    states: list[MutableMapping[str, np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
+    """Run the ranks' modules of one tensor-parallel step together (a thread each):
+    every `mpk.allreduce` sums the value across the ranks. Returns each rank's results;
+    a rank's error is raised (the others stop at their next allreduce)."""
+    ranks = len(modules)
+    barrier, parts = threading.Barrier(ranks), [None] * ranks
+    results, errors = [None] * ranks, [None] * ranks
+
+    def run(rank: int):
+        def allreduce(value):
+            parts[rank] = value
+            barrier.wait()
+            total = np.sum(parts, axis=0, dtype=np.float64).astype(value.dtype)
+            barrier.wait()                      # every rank has read the parts before the next
+            return total
+        try:
+            results[rank] = run_graph(modules[rank], weights, *inputs, state=states[rank], allreduce=allreduce)
+        except threading.BrokenBarrierError:
+            pass
+        except Exception as e:                  # reported below; the others must not wait for it
+            errors[rank] = e
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(ranks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors:
+        if e is not None:
+            raise e
+    return results

@@ -3,7 +3,7 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(%fusions,mpk-partition,mpk-verify)' \
 // RUN:   | filecheck %s --check-prefix=GATEUP
 
-// By default (`gate-up-in-decode`) the gate and up linears and their silu_mul
+// By default (`mpk-fuse-gate-up{decode}`) the gate and up linears and their silu_mul
 // are one gate_up group, which down_proj reads as x.
 // GATEUP-NOT: kind = "silu_mul"
 // GATEUP: "mpk.tasks"() {grid = array<i64: 1, 128>, inputs = [@input0, @gate_proj.weight, @up_proj.weight], kind = "gate_up", outputs = [@gate_up.out], params = {}, sym_name = "gate_up", tile = array<i64: 1, 24>}

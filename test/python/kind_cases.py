@@ -418,7 +418,7 @@ def cases() -> list[Case]:
                          ("vc", (b, 4096, 1024), bf, "state"), ("pos", (b,), i32, "io")],
                         [("o", (b, 4096), bf, "workspace")],
                         {"head_dim": 128, "scale": 128 ** -0.5}, bench=True))
-        splits = 132 // (8 * b)      # as task_kinds.Attention.splits
+        splits = 132 // (8 * b)      # as lowering/kinds/attention.py: Attention.splits
         out.append(Case(f"bench_attention_partial_b{b}", "attention_partial", (b, splits, 8), (1, 1, 4 * 132),
                         [("q", (b, 4096), bf, "workspace"), ("kc", (b, 4096, 1024), bf, "state"),
                          ("vc", (b, 4096, 1024), bf, "state"), ("pos", (b,), i32, "io")],

@@ -1,0 +1,35 @@
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2 rank=1},mpk-verify)' \
+// RUN:   | mpk-opt | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2 rank=0})' \
+// RUN:   | filecheck %s --check-prefix=RANK0
+
+// Rank 1 of 2: q, k and v keep the rank's heads (rows), o_proj its columns and
+// sums the ranks' partials with an allreduce; the residual is rank 0's to add.
+// CHECK-LABEL: func.func @decode_step
+// CHECK: "mpk.weight"() {mpk.shard = array<i64: 0, 64, 64>, name = "l.self_attn.q_proj.weight"} : () -> tensor<64x64xbf16>
+// CHECK: "mpk.weight"() {mpk.shard = array<i64: 0, 32, 32>, name = "l.self_attn.k_proj.weight"} : () -> tensor<32x64xbf16>
+// CHECK: "mpk.weight"() {mpk.shard = array<i64: 1, 64, 64>, name = "l.self_attn.o_proj.weight"} : () -> tensor<64x64xbf16>
+// CHECK: "mpk.state"() {mpk.shard = array<i64: 2, 32, 32>, name = "l.k_cache"} : () -> tensor<1x16x32xbf16>
+// CHECK: "mpk.attention"({{.*}}) {{.*}}: (tensor<1x64xbf16>, tensor<1x16x32xbf16>, tensor<1x16x32xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
+// CHECK: %[[P:.*]] = "mpk.linear"(%{{[0-9]+}}, %{{[0-9]+}}) : (tensor<1x64xbf16>, tensor<64x64xbf16>) -> tensor<1x64xbf16>
+// CHECK: %[[S:.*]] = "mpk.allreduce"(%[[P]])
+// CHECK: return %[[S]]
+// RANK0: %[[P:.*]] = "mpk.linear"(%{{[0-9]+}}, %{{[0-9]+}}, %arg0) : (tensor<1x64xbf16>, tensor<64x64xbf16>, tensor<1x64xbf16>) -> tensor<1x64xbf16>
+// RANK0: "mpk.allreduce"(%[[P]])
+func.func @decode_step(%h: tensor<1x64xbf16>, %pos: tensor<1xi32>) -> tensor<1x64xbf16> {
+  %wq = "mpk.weight"() {name = "l.self_attn.q_proj.weight"} : () -> tensor<128x64xbf16>
+  %wk = "mpk.weight"() {name = "l.self_attn.k_proj.weight"} : () -> tensor<64x64xbf16>
+  %wv = "mpk.weight"() {name = "l.self_attn.v_proj.weight"} : () -> tensor<64x64xbf16>
+  %wo = "mpk.weight"() {name = "l.self_attn.o_proj.weight"} : () -> tensor<64x128xbf16>
+  %q = "mpk.linear"(%h, %wq) : (tensor<1x64xbf16>, tensor<128x64xbf16>) -> tensor<1x128xbf16>
+  %k = "mpk.linear"(%h, %wk) : (tensor<1x64xbf16>, tensor<64x64xbf16>) -> tensor<1x64xbf16>
+  %v = "mpk.linear"(%h, %wv) : (tensor<1x64xbf16>, tensor<64x64xbf16>) -> tensor<1x64xbf16>
+  %kc = "mpk.state"() {name = "l.k_cache"} : () -> tensor<1x16x64xbf16>
+  %vc = "mpk.state"() {name = "l.v_cache"} : () -> tensor<1x16x64xbf16>
+  %kc1 = "mpk.kv_append"(%kc, %k, %pos) : (tensor<1x16x64xbf16>, tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x16x64xbf16>
+  %vc1 = "mpk.kv_append"(%vc, %v, %pos) : (tensor<1x16x64xbf16>, tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x16x64xbf16>
+  %o = "mpk.attention"(%q, %kc1, %vc1, %pos) {head_dim = 32 : i64, scale = 0.17677669 : f32} : (tensor<1x128xbf16>, tensor<1x16x64xbf16>, tensor<1x16x64xbf16>, tensor<1xi32>) -> tensor<1x128xbf16>
+  %y = "mpk.linear"(%o, %wo, %h) : (tensor<1x128xbf16>, tensor<64x128xbf16>, tensor<1x64xbf16>) -> tensor<1x64xbf16>
+  return %y : tensor<1x64xbf16>
+}
+
