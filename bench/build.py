@@ -38,7 +38,7 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM_SMS,
           stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
-          runtime_defines: dict[str, str] | None = None) -> Path:
+          runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -48,6 +48,8 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
                              runtime_defines=tuple(sorted((runtime_defines or {}).items())))
     if stage_bytes is not None:
         options = dataclasses.replace(options, stage_bytes=stage_bytes)
+    if shared_tile_max_bytes is not None:
+        options = dataclasses.replace(options, shared_tile_max_bytes=shared_tile_max_bytes)
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
     return driver.compile_task_module(module, options, bundle_path(model, batch, root),
                                       model_config=dataclasses.asdict(config))
@@ -84,6 +86,10 @@ def main(argv=None) -> int:
                         help="compile the persistent runtime with -DNAME=VALUE (the switches at the top of "
                              "runtime/mpk_runtime.cu), for an A/B build; repeatable; recorded in "
                              "<root>/runtime-defines.json")
+    parser.add_argument("--shared-tile-max-bytes", type=int,
+                        help="mpk-partition{shared-tile-max-bytes}: q/k/v tiles of more weight bytes than this "
+                             "(at most twice) take two waves at batch 1 (0: never; default: the runtime's "
+                             "prefetch bound)")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
     defines = dict(parse_define(d, parser) for d in args.runtime_define)
@@ -101,7 +107,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
-                         args.gate_up_in_decode, defines)
+                         args.gate_up_in_decode, defines, args.shared_tile_max_bytes)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -79,9 +79,13 @@ class ModulePass:
     def option_name(cls, field: dataclasses.Field) -> str:
         return field.name.replace("_", "-")
 
+    @staticmethod
+    def option_default(field: dataclasses.Field):
+        return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
     def pipeline_element(self) -> str:
         opts = " ".join(f"{self.option_name(f)}={_format(getattr(self, f.name))}"
-                        for f in self.options() if getattr(self, f.name) != f.default)
+                        for f in self.options() if getattr(self, f.name) != self.option_default(f))
         return self.name + ("{" + opts + "}" if opts else "")
 
 

@@ -40,6 +40,7 @@ from mlir import ir
 from mpk import defaults
 from mpk import dialects as mpk
 from mpk.dialects.taskir import element_bytes, python_value
+from mpk.runtime import build
 from mpk.lowering import IN_USERS_ATTR, TILE_ATTR, ModulePass
 from mpk.lowering.mpk_fuse_norm import READERS
 from mpk.lowering import kinds, tiling
@@ -77,6 +78,12 @@ class MpkPartition(ModulePass):
     min_split_rows: int = MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
     merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group
+    # A batch-1 linear sharing the SMs (q, k, v) whose one-wave tiles hold more weight bytes
+    # than this, but at most twice it, takes two waves of half tiles (0: never). Default:
+    # the runtime's L2 prefetch bound; -3.2% (Qwen3-1.7B), -3.5% (Llama 3.2 1B) a step on
+    # the H200, the other presets unchanged (bench/NOTES.md round 11).
+    shared_tile_max_bytes: int = dataclasses.field(
+        default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -354,7 +361,12 @@ class MpkPartition(ModulePass):
         target = self._share(op, info)
         tile = tiling.choose_tile(info, target)
         if target is not self.target:      # whole rounds of 16 rows (one a warp; one tensor-core block)
-            tile = (tile[0], min(-(-tile[1] // SHARED_TILE_ROWS) * SHARED_TILE_ROWS, info.domain[1]))
+            rows = min(-(-tile[1] // SHARED_TILE_ROWS) * SHARED_TILE_ROWS, info.domain[1])
+            row_bytes = info.inputs[1][1] * info.input_bytes[1]
+            if info.domain[0] == 1 and 0 < self.shared_tile_max_bytes < rows * row_bytes \
+                    <= 2 * self.shared_tile_max_bytes and rows >= 2 * SHARED_TILE_ROWS:
+                rows = -(-rows // (2 * SHARED_TILE_ROWS)) * SHARED_TILE_ROWS    # two waves of smaller tiles
+            tile = (tile[0], rows)
         return tile
 
     def _share(self, op: ir.Operation, info: OpInfo) -> tiling.Target:

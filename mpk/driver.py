@@ -79,6 +79,8 @@ class Options:
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
     gate_up_in_decode: bool = True         # mpk-fuse-gate-up{decode} (bench/NOTES.md round 8)
+    shared_tile_max_bytes: int = dataclasses.field(   # mpk-partition{shared-tile-max-bytes} (NOTES round 11)
+        default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
@@ -116,7 +118,8 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                    MpkFuseNorm(), MpkFuseSilu(), MpkFuseRopeAppend(),
                    MpkPartition(num_sms=options.num_sms, arch=options.arch,
                                 rope_in_attention=options.rope_in_attention,
-                                merge_in_attention=options.merge_in_attention),
+                                merge_in_attention=options.merge_in_attention,
+                                shared_tile_max_bytes=options.shared_tile_max_bytes),
                    MpkStageWeights(max_bytes=options.stage_bytes)]),
         ("events", [MpkBuildEvents(report=options.report)]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),

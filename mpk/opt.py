@@ -32,7 +32,7 @@ def _pass_list() -> str:
         lines.append(f"  {name:<24} {cls.summary}")
         for f in cls.options():
             lines.append(f"      {cls.option_name(f)}={f.type if isinstance(f.type, str) else f.type.__name__}"
-                         f" (default {f.default})")
+                         f" (default {cls.option_default(f)})")
     return "\n".join(lines)
 
 

@@ -64,6 +64,16 @@ def runtime_source() -> dict[str, str]:
     return {name: (RUNTIME_DIR / name).read_text() for name in RUNTIME_SOURCES}
 
 
+def runtime_default(macro: str) -> int:
+    """The default value of one of the runtime's switches (`#define NAME N` in
+    mpk_runtime.cu): the one place a number the compiler also plans with is set."""
+    import re
+    found = re.search(rf"^#define {macro} (\d+)$", (RUNTIME_DIR / "mpk_runtime.cu").read_text(), re.MULTILINE)
+    if found is None:
+        raise KeyError(f"mpk_runtime.cu defines no {macro}")
+    return int(found.group(1))
+
+
 def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) -> bytes:
     """The runtime as LTO-IR for `arch`; `defines`: -DNAME=VALUE (the switches at the top
     of mpk_runtime.cu, for an A/B build)."""
