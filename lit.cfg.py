@@ -5,6 +5,8 @@ import sys
 
 import lit.formats
 
+from mpk.lowering import FUSIONS
+
 config.name = "mpk"
 config.test_format = lit.formats.ShTest()
 config.suffixes = [".mlir"]
@@ -20,9 +22,8 @@ def tool(name):
     return path if os.path.exists(path) else (shutil.which(name) or name)
 
 
-# The graph fusions that the driver runs before mpk-partition (mpk/driver.py: task_stages).
-config.substitutions.append(("%fusions", "mpk-fuse-residual,mpk-fuse-gate-up,mpk-fuse-norm,mpk-fuse-silu,"
-                                         "mpk-fuse-rope-append"))
+# The graph fusions that the driver runs before mpk-partition.
+config.substitutions.append(("%fusions", ",".join(FUSIONS)))
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("mpk-opt", tool("mpk-opt")))
 config.substitutions.append(("filecheck", tool("filecheck")))

@@ -20,6 +20,9 @@ from mlir import ir, rewrite
 from . import analyses
 
 _REGISTRY: dict[str, type["ModulePass"]] = {}
+# The graph fusions, in the order they run before mpk-partition (mpk/driver.py: task_stages;
+# lit's %fusions).
+FUSIONS = ("mpk-fuse-residual", "mpk-fuse-gate-up", "mpk-fuse-norm", "mpk-fuse-silu", "mpk-fuse-rope-append")
 # On a graph op: the tile its task group takes (the cost model's choice otherwise);
 # the fusion passes leave such an op as it is.
 TILE_ATTR = "mpk.tile"
@@ -129,6 +132,11 @@ def attributes(op: ir.Operation, **extra) -> dict:
     """The op's attributes by name (with `extra` ones added or replaced)."""
     names = [a if isinstance(a, str) else a.name for a in op.attributes]
     return {**{n: op.attributes[n] for n in names}, **extra}
+
+
+def shape(value: ir.Value) -> list[int]:
+    """The shape of a ranked tensor value."""
+    return list(ir.RankedTensorType(value.type).shape)
 
 
 def defining_op(value: ir.Value) -> ir.Operation | None:

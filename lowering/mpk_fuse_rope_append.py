@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mlir import ir
-
 from mpk.dialects.taskir import python_value
-from mpk.lowering import GraphRewrite, attributes, create, only_use
+from mpk.lowering import GraphRewrite, attributes, create, only_use, shape
 
 
 @dataclasses.dataclass
@@ -47,7 +45,7 @@ class MpkFuseRopeAppend(GraphRewrite):
         params = {"head_dim": attention.attributes["head_dim"], "inv_freq": rope_q.attributes["inv_freq"]}
         qn, kn = (only_use(op.operands[0], "mpk.rmsnorm") for op in (rope_q, rope_k))
         norms_fuse = (qn is not None and kn is not None and str(qn.attributes["eps"]) == str(kn.attributes["eps"])
-                      and _shape(qn.operands[1]) == _shape(kn.operands[1]) == [head_dim])
+                      and shape(qn.operands[1]) == shape(kn.operands[1]) == [head_dim])
         if norms_fuse:
             params["eps"] = qn.attributes["eps"]
             sources, norms = [qn.operands[0], kn.operands[0]], [qn.operands[1], kn.operands[1]]
@@ -61,7 +59,3 @@ class MpkFuseRopeAppend(GraphRewrite):
         for op in (append_v, append_k, rope_k, rope_q) + ((kn, qn) if norms_fuse else ()):
             rewriter.erase_op(op)
         return None
-
-
-def _shape(v: ir.Value) -> list[int]:
-    return list(ir.RankedTensorType(v.type).shape)

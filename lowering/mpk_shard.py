@@ -26,7 +26,7 @@ import dataclasses
 from mlir import ir
 
 from mpk import dialects as mpk
-from mpk.lowering import ModulePass
+from mpk.lowering import ModulePass, shape
 
 SHARD_ATTR = "mpk.shard"
 COLUMNS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")   # rows of the weight split
@@ -74,8 +74,8 @@ class MpkShard(ModulePass):
             self.fail(module, "mpk-shard needs the decode step's attentions (none found)")
         op = attentions[0]
         self.head_dim = ir.IntegerAttr(op.attributes["head_dim"]).value
-        self.q_heads = _shape(op.operands[0])[1] // self.head_dim
-        self.kv_heads = _shape(op.operands[1])[2] // self.head_dim
+        self.q_heads = shape(op.operands[0])[1] // self.head_dim
+        self.kv_heads = shape(op.operands[1])[2] // self.head_dim
         if self.q_heads % self.tp:
             self.fail(op, f"{self.q_heads} query heads do not split over tp={self.tp} ranks")
         if self.kv_heads % self.tp and self.tp % self.kv_heads:
@@ -97,10 +97,10 @@ class MpkShard(ModulePass):
 
     def _slice(self, op, dim: int, role: str) -> None:
         t = ir.RankedTensorType(op.results[0].type)
-        shape = list(t.shape)
-        start, size = self._range(role, shape[dim], op)
-        shape[dim] = size
-        op.results[0].set_type(ir.RankedTensorType.get(shape, t.element_type))
+        dims = list(t.shape)
+        start, size = self._range(role, dims[dim], op)
+        dims[dim] = size
+        op.results[0].set_type(ir.RankedTensorType.get(dims, t.element_type))
         op.attributes[SHARD_ATTR] = ir.DenseI64ArrayAttr.get([dim, start, size])
 
     def _weight(self, op) -> None:
@@ -111,12 +111,12 @@ class MpkShard(ModulePass):
             self._slice(op, 1, role)
 
     def _cache(self, op) -> None:
-        if len(_shape(op.results[0])) == 3:                     # a KV cache [B, S, Hkv * D]
+        if len(shape(op.results[0])) == 3:                     # a KV cache [B, S, Hkv * D]
             self._slice(op, 2, "cache")
 
     def _linear(self, op) -> None:
         x, w = op.operands[0], op.operands[1]
-        op.results[0].set_type(ir.RankedTensorType.get([_shape(x)[0], _shape(w)[0]],
+        op.results[0].set_type(ir.RankedTensorType.get([shape(x)[0], shape(w)[0]],
                                                        ir.RankedTensorType(x.type).element_type))
         weight = w.owner
         if _role(ir.StringAttr(weight.attributes["name"]).value) not in ROWS:
@@ -136,7 +136,3 @@ class MpkShard(ModulePass):
 def _role(weight_name: str) -> str:
     """`model.layers.0.self_attn.q_proj.weight` -> `q_proj`."""
     return weight_name.removesuffix(".weight").rsplit(".", 1)[-1]
-
-
-def _shape(v: ir.Value) -> list[int]:
-    return list(ir.RankedTensorType(v.type).shape)

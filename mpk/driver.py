@@ -36,7 +36,7 @@ from mlir import ir
 from mlir.passmanager import PassManager
 
 from mpk import defaults, dialects
-from mpk.lowering import ModulePass, analyses
+from mpk.lowering import FUSIONS, ModulePass, analyses, lookup
 from mpk.runtime import build, bundle
 
 PREFILL_SMEM_BYTES = 200 * 1024  # a GEMM tile's shared-memory ring (kernels/gemm.py)
@@ -100,11 +100,6 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
     """The passes of each task-level stage, configured from `options` (typed values, no
     pipeline text in between; `mpk-opt` runs the same passes by their pipeline names)."""
     from mpk.lowering.mpk_build_events import MpkBuildEvents
-    from mpk.lowering.mpk_fuse_gate_up import MpkFuseGateUp
-    from mpk.lowering.mpk_fuse_norm import MpkFuseNorm
-    from mpk.lowering.mpk_fuse_residual import MpkFuseResidual
-    from mpk.lowering.mpk_fuse_rope_append import MpkFuseRopeAppend
-    from mpk.lowering.mpk_fuse_silu import MpkFuseSilu
     from mpk.lowering.mpk_partition import MpkPartition
     from mpk.lowering.mpk_plan_memory import MpkPlanMemory
     from mpk.lowering.mpk_prefill import MpkPrefill
@@ -112,10 +107,11 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
     from mpk.lowering.mpk_schedule import MpkSchedule
     from mpk.lowering.mpk_stage_weights import MpkStageWeights
 
+    fusion_options = {"mpk-fuse-gate-up": {"decode": options.gate_up_in_decode}}
+    fusions = [lookup(name)(**fusion_options.get(name, {})) for name in FUSIONS]
     prefill_pass = [MpkPrefill(chunk=options.prefill_chunk, all_logits=options.prefill_all_logits)] if prefill else []
     return [
-        ("tasks", [MpkSample(), *prefill_pass, MpkFuseResidual(), MpkFuseGateUp(decode=options.gate_up_in_decode),
-                   MpkFuseNorm(), MpkFuseSilu(), MpkFuseRopeAppend(),
+        ("tasks", [MpkSample(), *prefill_pass, *fusions,
                    MpkPartition(num_sms=options.num_sms, arch=options.arch,
                                 rope_in_attention=options.rope_in_attention,
                                 merge_in_attention=options.merge_in_attention,

@@ -26,6 +26,7 @@ interpreter checks the exact rows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import os
@@ -80,8 +81,7 @@ class Params:
     @classmethod
     def of(cls, values: typing.Mapping) -> "Params":
         """The typed params of `values` (plain Python values: taskir.python_value)."""
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints, fields = _schema(cls)
         given = {name: value for name, value in values.items() if not name.startswith("mpk.")}
         unknown = sorted(set(given) - set(fields))
         if unknown:
@@ -91,6 +91,12 @@ class Params:
         if missing:
             raise ParamError(f"needs the param '{missing[0]}'")
         return cls(**{name: _typed(name, value, hints[name]) for name, value in given.items()})
+
+
+@functools.cache
+def _schema(cls: type) -> tuple[dict, dict]:
+    """A Params class's field types and fields (resolving the hints is slow: once a class)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
 
 
 def _typed(name: str, value, hint):

@@ -493,3 +493,31 @@ func.func @sample_result(%l: tensor<2x8xf32>, %p: tensor<2xi32>, %s: tensor<2x4x
   %0 = "mpk.sample"(%l, %p, %s, %seed) : (tensor<2x8xf32>, tensor<2xi32>, tensor<2x4xf32>, tensor<2xi32>) -> tensor<2xf32>
   return
 }
+
+// -----
+
+// gate_up weights of different types (the graph op lowering/kinds/gate_up.py declares)
+func.func @gate_up_weights(%x: tensor<1x64xbf16>, %g: tensor<128x64xbf16>, %u: tensor<96x64xbf16>) {
+  // expected-error@+1 {{w_gate and w_up must have the same type}}
+  %0 = "mpk.gate_up"(%x, %g, %u) : (tensor<1x64xbf16>, tensor<128x64xbf16>, tensor<96x64xbf16>) -> tensor<1x128xbf16>
+  return
+}
+
+// -----
+
+// rope_append k of other width than a cache row
+func.func @rope_append_k(%q: tensor<1x128xbf16>, %k: tensor<1x32xbf16>, %v: tensor<1x32xbf16>,
+                         %kc: tensor<1x16x64xbf16>, %vc: tensor<1x16x64xbf16>, %p: tensor<1xi32>) {
+  // expected-error@+1 {{k and v must be tensor<1x64xbf16> (q's rows, a cache row)}}
+  %0:3 = "mpk.rope_append"(%q, %k, %v, %kc, %vc, %p) {head_dim = 32 : i64, inv_freq = array<f32: 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125>} : (tensor<1x128xbf16>, tensor<1x32xbf16>, tensor<1x32xbf16>, tensor<1x16x64xbf16>, tensor<1x16x64xbf16>, tensor<1xi32>) -> (tensor<1x128xbf16>, tensor<1x16x64xbf16>, tensor<1x16x64xbf16>)
+  return
+}
+
+// -----
+
+// a graph op's attributes are its kind's params: an unknown one is refused
+func.func @linear_param(%x: tensor<1x64xbf16>, %w: tensor<32x64xbf16>) {
+  // expected-error@+1 {{unknown param 'norm' (takes: norm_eps, silu_gate, row_counts, unroll, staged_weights)}}
+  %0 = "mpk.linear"(%x, %w) {norm = 1.0 : f32} : (tensor<1x64xbf16>, tensor<32x64xbf16>) -> tensor<1x32xbf16>
+  return
+}

@@ -19,3 +19,13 @@ func.func @decode_step(%h: tensor<1x384xbf16>, %pos: tensor<1xi32>) -> tensor<1x
   %o = "mpk.attention"(%h, %kc, %vc, %pos) {head_dim = 32 : i64, scale = 0.17677669 : f32} : (tensor<1x384xbf16>, tensor<1x16x96xbf16>, tensor<1x16x96xbf16>, tensor<1xi32>) -> tensor<1x384xbf16>
   return %o : tensor<1x384xbf16>
 }
+
+// -----
+
+// No attention to take the heads from: refused at the module.
+// expected-error@+1 {{mpk-shard needs the decode step's attentions (none found)}}
+module {
+  func.func @decode_step(%h: tensor<1x64xbf16>) -> tensor<1x64xbf16> {
+    return %h : tensor<1x64xbf16>
+  }
+}

@@ -14,10 +14,11 @@ from mlir import ir
 from mlir.dialects import func
 
 from mpk import dialects as mpk
+from mpk import lowering
 from mpk.models.config import ModelConfig, rope_inv_freq
 
-# The graph fusions the driver runs before mpk-partition (mpk/driver.py: task_stages).
-FUSIONS = "mpk-fuse-residual,mpk-fuse-gate-up,mpk-fuse-norm,mpk-fuse-silu,mpk-fuse-rope-append"
+# The graph fusions the driver runs before mpk-partition, as pipeline text.
+FUSIONS = ",".join(lowering.FUSIONS)
 
 
 def decoder_graph(config: ModelConfig, batch: int, max_seq: int, dtype: str = "f32",
