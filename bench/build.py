@@ -38,20 +38,22 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM_SMS,
           stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
-          runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None) -> Path:
+          runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
+          tp: int = 1) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
                              rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
                              merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
-                             runtime_defines=tuple(sorted((runtime_defines or {}).items())))
+                             runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp)
     if stage_bytes is not None:
         options = dataclasses.replace(options, stage_bytes=stage_bytes)
     if shared_tile_max_bytes is not None:
         options = dataclasses.replace(options, shared_tile_max_bytes=shared_tile_max_bytes)
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
-    return driver.compile_task_module(module, options, bundle_path(model, batch, root),
+    path = bundle_path(model, batch, root)
+    return driver.compile_task_module(module, options, path.with_name(f"{path.name}-tp{tp}") if tp > 1 else path,
                                       model_config=dataclasses.asdict(config))
 
 
@@ -90,6 +92,9 @@ def main(argv=None) -> int:
                         help="mpk-partition{shared-tile-max-bytes}: q/k/v tiles of more weight bytes than this "
                              "(at most twice) take two waves at batch 1 (0: never; default: the runtime's "
                              "prefetch bound)")
+    parser.add_argument("--tp", type=int, default=1,
+                        help="tensor-parallel ranks (bench.tp's bundles, <model>-b<batch>-tp<N>); for ranks "
+                             "emulated on one GPU give --num-sms SMs/N")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
     defines = dict(parse_define(d, parser) for d in args.runtime_define)
@@ -107,7 +112,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
-                         args.gate_up_in_decode, defines, args.shared_tile_max_bytes)
+                         args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -19,7 +19,7 @@ IRDL_PATH = Path(__file__).with_name("mpk.irdl.mlir")
 
 # The ops of mpk.irdl.mlir (each graph op is the task kind of its name: lowering/kinds).
 GRAPH_OPS = ("weight", "state", "embedding", "rmsnorm", "linear", "rope", "attention",
-             "kv_append", "silu_mul", "add", "allreduce", "argmax", "sample")
+             "kv_append", "silu_mul", "add", "allreduce", "allgather", "argmax", "sample")
 TASK_OPS = ("kernel", "buffer", "event", "tasks", "schedule")
 
 
@@ -190,8 +190,14 @@ def add(a: ir.Value, b: ir.Value) -> ir.Value:
     return _op("add", [a, b], a.type).result
 
 
-def allreduce(x: ir.Value) -> ir.Value:
-    return _op("allreduce", [x], x.type).result
+def allreduce(x: ir.Value, ranks: int, residual: ir.Value | None = None) -> ir.Value:
+    return _op("allreduce", [x] + ([residual] if residual is not None else []), x.type, ranks=ranks).result
+
+
+def allgather(x: ir.Value, ranks: int) -> ir.Value:
+    rows, cols = _shape(x)
+    return _op("allgather", [x], tensor([rows, cols * ranks], ir.RankedTensorType(x.type).element_type),
+               ranks=ranks).result
 
 
 def argmax(logits: ir.Value, index_type: ir.Type | None = None) -> ir.Value:
@@ -253,9 +259,11 @@ def buffer(name: str, type: ir.Type, space: str, **extra) -> ir.Operation:
     return _op("buffer", sym_name=name, type=type, space=space, **extra)
 
 
-def event(name: str, size: int, triggers: int, primed: bool = False) -> ir.Operation:
+def event(name: str, size: int, triggers: int, primed: bool = False, ranks: int = 1) -> ir.Operation:
+    """`ranks` > 1: the triggers come from every rank of a tensor-parallel step (`triggers`
+    counts them all), each bumping every rank's counter."""
     return _op("event", sym_name=name, size=size, triggers=triggers,
-               primed=ir.UnitAttr.get() if primed else None)
+               primed=ir.UnitAttr.get() if primed else None, ranks=ranks if ranks > 1 else None)
 
 
 def event_ref(event_name: str, affine_map: ir.AffineMap) -> ir.ArrayAttr:

@@ -101,9 +101,24 @@ irdl.dialect @mpk {
     irdl.results(result: %r)
   }
 
+  // The sum of x over the `ranks` ranks of a tensor-parallel step (mpk-shard), plus
+  // the residual once.
   irdl.operation @allreduce {
     %x = irdl.base "!builtin.tensor"
+    %res = irdl.base "!builtin.tensor"
+    irdl.operands(x: %x, residual: optional %res)
+    %n = irdl.base "#builtin.integer"
+    irdl.attributes {"ranks" = %n}
+    %r = irdl.base "!builtin.tensor"
+    irdl.results(result: %r)
+  }
+
+  // The ranks' x side by side along the last dimension (a vocab-parallel LM head).
+  irdl.operation @allgather {
+    %x = irdl.base "!builtin.tensor"
     irdl.operands(x: %x)
+    %n = irdl.base "#builtin.integer"
+    irdl.attributes {"ranks" = %n}
     %r = irdl.base "!builtin.tensor"
     irdl.results(result: %r)
   }

@@ -18,7 +18,9 @@ from typing import Callable
 import numpy as np
 from mlir import ir
 
-SPACES = ("workspace", "weight", "state", "io", "counters")
+# `peer`: memory every rank of a tensor-parallel step has at the same place, which the other
+# ranks write (an allgather's slots): outside the workspace, never shared with another buffer.
+SPACES = ("workspace", "weight", "state", "io", "counters", "peer")
 # A decoder layer's groups carry its index: `model.layers.3.mlp.down_proj`, `layers.3.attention`.
 LAYER_NAME = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -64,6 +66,7 @@ class Buffer:
     weight_name: str | None         # `name` of weight/state buffers
     per_step: bool
     op: ir.Operation
+    shard: list[int] | None = None  # `mpk.shard` (mpk-shard): dim, size, each rank's start
 
     @property
     def numel(self) -> int:
@@ -81,6 +84,7 @@ class Event:
     triggers: int
     primed: bool
     op: ir.Operation
+    ranks: int = 1                  # >1: every rank of a tensor-parallel step triggers it (allgather)
 
 
 @dataclasses.dataclass
@@ -189,7 +193,8 @@ class TaskGraph:
             elif name == "mpk.event":
                 a = op.attributes
                 graph.events[_str(a["sym_name"])] = Event(
-                    _str(a["sym_name"]), _int(a["size"]), _int(a["triggers"]), "primed" in a, op)
+                    _str(a["sym_name"]), _int(a["size"]), _int(a["triggers"]), "primed" in a, op,
+                    _int(a["ranks"]) if "ranks" in a else 1)
             elif name == "mpk.tasks":
                 g = _group(op, next_task)
                 next_task += g.num_tasks
@@ -257,7 +262,8 @@ def _buffer(op: ir.Operation) -> Buffer:
         offset=_int(a["offset"]) if "offset" in a else None,
         weight_name=_str(a["name"]) if "name" in a else None,
         per_step="per_step" in a,
-        op=op)
+        op=op,
+        shard=list(ir.DenseI64ArrayAttr(a["mpk.shard"])) if "mpk.shard" in a else None)
 
 
 def _group(op: ir.Operation, first_task: int) -> TaskGroup:

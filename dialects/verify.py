@@ -446,11 +446,16 @@ def _trigger_counts(c: Checker, graph: taskir.TaskGraph) -> None:
     for g in graph.groups:
         if g.trigger is not None:
             np.add.at(counts[g.trigger.event], g.trigger.indices(g.grid_indices()), 1)
+            e = graph.events[g.trigger.event]
+            c.check(e.ranks == 1 or (g.kind == "allgather" and g.params.get("ranks") == e.ranks), g.op,
+                    f"'{g.name}' triggers '@{e.name}', which {e.ranks} ranks trigger: only an allgather "
+                    f"of {e.ranks} ranks can (it bumps every rank's counter)")
     for name, e in graph.events.items():
-        wrong = np.nonzero(counts[name] != e.triggers)[0]
+        wrong = np.nonzero(counts[name] * e.ranks != e.triggers)[0]     # each task on every rank
         if wrong.size:
             i = int(wrong[0])
-            c.error(e.op, f"event '@{name}' index {i} is triggered by {int(counts[name][i])} task(s) "
+            ranks = f" on each of {e.ranks} ranks" if e.ranks > 1 else ""
+            c.error(e.op, f"event '@{name}' index {i} is triggered by {int(counts[name][i])} task(s){ranks} "
                           f"but declares triggers = {e.triggers}")
 
 

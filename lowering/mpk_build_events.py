@@ -519,11 +519,23 @@ class MpkBuildEvents(ModulePass):
             fitted &= text is not None
             maps[is_wait, gi] = text
         name = "ready." + self.groups[waiters[0]].name
+        ranks = self._ranks(triggerers)
         if fitted and counts.min() == counts.max() and counts.min() > 0:
-            return dict(name=name, size=len(ids), triggers=int(counts[0]), maps=maps,
-                        waiters=waiters, triggerers=triggerers)
-        return dict(name=name, size=1, triggers=sum(self.groups[gi].num_tasks for gi in triggerers),
-                    maps={(w, gi): self._zero(gi) for (w, gi) in local}, waiters=waiters, triggerers=triggerers)
+            return dict(name=name, size=len(ids), triggers=int(counts[0]) * ranks, maps=maps,
+                        waiters=waiters, triggerers=triggerers, ranks=ranks)
+        return dict(name=name, size=1, triggers=sum(self.groups[gi].num_tasks for gi in triggerers) * ranks,
+                    maps={(w, gi): self._zero(gi) for (w, gi) in local}, waiters=waiters, triggerers=triggerers,
+                    ranks=ranks)
+
+    def _ranks(self, triggerers) -> int:
+        """How many ranks trigger each counter of an event: those of a tensor-parallel
+        step when its producers store into every rank's memory (`allgather`), else 1."""
+        ranks = {self.groups[gi].params["ranks"] if self.groups[gi].kind == "allgather" else 1 for gi in triggerers}
+        if len(ranks) > 1:
+            gi = next(gi for gi in triggerers if self.groups[gi].kind == "allgather")
+            self.fail(self.groups[gi].op, f"'{self.groups[gi].name}' stores into every rank's memory, but its "
+                                          "event is also triggered by a group of this rank alone")
+        return ranks.pop()
 
     def _zero(self, gi: int) -> str:
         """The map sending every task of group gi to counter 0."""
@@ -566,7 +578,8 @@ class MpkBuildEvents(ModulePass):
                     waiters=sources, triggerers=sinks, primed=True)
         with ir.InsertionPoint(first_tasks), module.location:
             for e in [step] + events:
-                mpk.event(e["name"], e["size"], e["triggers"], primed=e.get("primed", False))
+                mpk.event(e["name"], e["size"], e["triggers"], primed=e.get("primed", False),
+                          ranks=e.get("ranks", 1))
         for e in [step] + events:
             for (is_wait, gi), text in e["maps"].items():
                 amap = ir.AffineMapAttr(ir.Attribute.parse(text)).value

@@ -1,4 +1,5 @@
-"""mpk-fuse-residual: `add(linear(x, w), r)` -> `linear(x, w, r)` on graph IR.
+"""mpk-fuse-residual: `add(linear(x, w), r)` -> `linear(x, w, r)` on graph IR
+(and `add(allreduce(p), r)` -> `allreduce(p, r)` in a tensor-parallel step).
 
 A decoder adds every block's output projection (o_proj, down_proj) to the
 residual stream. As two ops the add becomes a task group of its own: one
@@ -6,7 +7,8 @@ more event hop on the critical path of every block, for a few kilobytes of
 work. `mpk.linear` takes an optional residual that its tasks add while they
 write their tile, so the add folds into it. Fuses when the linear has no
 residual yet and the add is its only user; the linear keeps its attributes
-(an `mpk.tile`, say).
+(an `mpk.tile`, say). The allreduce of a row-parallel product (mpk-shard)
+takes the residual the same way: its tasks add it once, after the sum.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ class MpkFuseResidual(GraphRewrite):
         add = add.operation
         a, b = add.operands
         for product, residual in ((a, b), (b, a)):
-            linear = only_use(product, "mpk.linear")
-            if linear is None or len(linear.operands) != 2 or residual.type != product.type:
-                continue
-            fused = create(add, "mpk.linear", [*linear.operands, residual], [product.type],
-                           attributes(linear))
-            rewriter.replace_op(add, fused)
-            rewriter.erase_op(linear)
-            return None
+            for name, operands in (("mpk.linear", 2), ("mpk.allreduce", 1)):
+                producer = only_use(product, name)
+                if producer is None or len(producer.operands) != operands or residual.type != product.type:
+                    continue
+                fused = create(add, name, [*producer.operands, residual], [product.type], attributes(producer))
+                rewriter.replace_op(add, fused)
+                rewriter.erase_op(producer)
+                return None
         return True

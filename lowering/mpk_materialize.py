@@ -66,7 +66,7 @@ def materialize(graph: TaskGraph) -> Materialized:
     for e in graph.events.values():
         first_slot[e.name] = slot
         events.append({"name": e.name, "size": e.size, "triggers": e.triggers,
-                       "primed": e.primed, "first_slot": slot})
+                       "primed": e.primed, "first_slot": slot, "ranks": e.ranks})
         slot += e.size
     event_triggers = np.zeros(slot, np.int32)
     event_initial = np.zeros(slot, np.uint32)
@@ -84,7 +84,8 @@ def materialize(graph: TaskGraph) -> Materialized:
             raise MaterializeError(b.op, f"workspace buffer '{b.name}' has no offset: run mpk-plan-memory first")
         buffers.append({"name": b.name, "space": b.space, "dtype": b.dtype, "shape": list(b.shape),
                         "nbytes": b.nbytes, "offset": b.offset, "weight_name": b.weight_name,
-                        "per_step": b.per_step, "read_as": read_as.get(b.name, "whole")})
+                        "per_step": b.per_step, "read_as": read_as.get(b.name, "whole"),
+                        **({"shard": b.shard} if b.shard else {})})
 
     tensor_maps = []             # (buffer id, box rows, box cols): descriptor len(buffers) + i
     task_table = np.zeros((num_tasks, len(layout.TASK_FIELDS)), np.int32)
@@ -101,6 +102,7 @@ def materialize(graph: TaskGraph) -> Materialized:
         task_table[rows, layout.task_field("task")] = np.arange(g.num_tasks)
         task_table[rows, layout.task_field("group")] = index
         task_table[rows, layout.task_field("buffers")] = len(group_buffers)
+        flags = np.zeros(g.num_tasks, np.int32)
         for field, ref in (("wait", g.wait), ("trigger", g.trigger)):
             slots = np.full(g.num_tasks, layout.NO_EVENT, np.int64)
             if ref is not None:
@@ -113,11 +115,13 @@ def materialize(graph: TaskGraph) -> Materialized:
                     raise MaterializeError(g.op, f"task {bad[0]} of group '{g.name}' {field}s on "
                                            f"'{ref.event}'[{indices[bad[0]]}], outside its {event.size} counters")
                 slots = first_slot[ref.event] + indices
+                if event.ranks > 1:       # every rank's tasks trigger it: on every rank's counters
+                    flags |= layout.FLAGS["wait_on_ranks" if field == "wait" else "trigger_every_rank"]
                 if field == "wait":
                     task_table[rows, layout.task_field("wait_triggers")] = event.triggers
             task_table[rows, layout.task_field(f"{field}_slot")] = slots
         prefetch[rows] = prefetch_ranges(graph, g, len(group_buffers))
-        task_table[rows, layout.task_field("staged")] = prefetch[rows, 3] > 0
+        task_table[rows, layout.task_field("flags")] = flags | np.where(prefetch[rows, 3] > 0, layout.FLAGS["staged"], 0)
         group_buffers += [buffer_ids[n] for n in names]
         for m in (ir.ArrayAttr(g.op.attributes["tensor_maps"]) if "tensor_maps" in g.op.attributes else []):
             position, rows, cols = ir.DenseI64ArrayAttr(m)

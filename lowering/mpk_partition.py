@@ -43,6 +43,7 @@ from mpk.dialects.taskir import element_bytes, python_value
 from mpk.runtime import build
 from mpk.lowering import IN_USERS_ATTR, TILE_ATTR, ModulePass
 from mpk.lowering.mpk_fuse_norm import READERS
+from mpk.lowering.mpk_shard import SHARD_ATTR
 from mpk.lowering import kinds, tiling
 from mpk.lowering.kinds import ROW_COUNTS, OpInfo
 from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
@@ -120,7 +121,10 @@ class MpkPartition(ModulePass):
             kind = op.name.removeprefix("mpk.")
             if kind in ("weight", "state"):
                 name = python_value(op.attributes["name"])
-                self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name)
+                shard = {SHARD_ATTR: op.attributes[SHARD_ATTR]} if SHARD_ATTR in op.attributes else {}
+                self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name, **shard)
+            elif kind in ("allreduce", "allgather"):
+                self._collective(op, kind, returned)
             elif kind == "rope_append" and self._into_attention(op):
                 continue                      # its attention's split tasks do it
             elif IN_USERS_ATTR in op.attributes:
@@ -277,6 +281,47 @@ class MpkPartition(ModulePass):
         with op.location:
             mpk.tasks(name, kind, tiling.grid_for(domain, tile), tile, inputs, outputs,
                       params=ir.DictAttr.get(attrs), **extra)
+
+    def _collective(self, op: ir.Operation, kind: str, returned: dict) -> None:
+        """A collective of tensor-parallel ranks (mpk-shard): an `allgather` group stores
+        each tile of x into every rank's `peer` buffer (slot-major [ranks, B, N] for an
+        allreduce, the gathered [B, ranks * N] itself for an allgather) and bumps every
+        rank's event; an allreduce then sums the slots in an `allreduce` group."""
+        ranks = python_value(op.attributes["ranks"])
+        if "peers" not in self.names:     # this rank and where the others' peer memory is (the loader writes it)
+            self._buffer("peers", mpk.tensor([ranks + 1], ir.IntegerType.get_signless(64)), "io")
+        x = op.operands[0]
+        (rows, cols), element = _shape(x.type), ir.RankedTensorType(x.type).element_type
+        name = self._unique(self.buffer_of[x].removesuffix(".out") + "." + kind)
+        result = op.results[0]
+        if kind == "allgather":
+            gathered = self._buffer("logits" if result in returned else name + ".out", result.type, "peer",
+                                    **({"per_step": ir.UnitAttr.get()} if result in returned else {}))
+        else:
+            gathered = self._buffer(name + ".slots", mpk.tensor([ranks, rows, cols], element), "peer")
+        params = ir.DictAttr.get({"ranks": op.attributes["ranks"]})
+        info = OpInfo("allgather", [(rows, cols), (ranks + 1,)], [_elt_bytes(x.type), 8], (rows, cols),
+                      _elt_bytes(x.type), (rows, cols), {"ranks": ranks})
+        tile = self._tile(op, info, [x])
+        self.group_tile[gathered] = (tile, (rows, cols))
+        with op.location:
+            mpk.tasks(name if kind == "allgather" else name + ".push", "allgather", tiling.grid_for((rows, cols), tile),
+                      tile, [self.buffer_of[x], "peers"], [gathered], params=params,
+                      domain=ir.DenseI64ArrayAttr.get([rows, cols]))
+        if kind == "allgather":
+            self.buffer_of[result] = gathered
+            return
+        output = self._buffer(name + ".out", result.type, "io" if result in returned else "workspace",
+                              **({"per_step": ir.UnitAttr.get()} if result in returned else {}))
+        self.buffer_of[result] = output
+        inputs = [gathered] + [self.buffer_of[v] for v in list(op.operands)[1:]]
+        info = OpInfo("allreduce", [(ranks, rows, cols)] + [(rows, cols)] * (len(inputs) - 1),
+                      [_elt_bytes(x.type)] * len(inputs), (rows, cols), _elt_bytes(x.type), (rows, cols),
+                      {"ranks": ranks})
+        tile = tiling.choose_tile(info, self.target)
+        self.group_tile[output] = (tile, (rows, cols))
+        with op.location:
+            mpk.tasks(name, "allreduce", tiling.grid_for((rows, cols), tile), tile, inputs, [output], params=params)
 
     def _splits(self, op: ir.Operation, info: OpInfo) -> int:
         if SPLITS_ATTR in op.attributes:

@@ -1,22 +1,30 @@
-"""mpk-shard: one rank's share of a tensor-parallel decode step, on graph IR.
+"""mpk-shard: a tensor-parallel decode step of N ranks, on graph IR.
 
-`mpk-shard{tp=N rank=r}` rewrites the decode function into rank r's of N
-(Megatron-style, by the weights' Hugging Face names):
+`mpk-shard{tp=N}` rewrites the decode function into the program every rank
+of N runs (Megatron-style, by the weights' Hugging Face names). The program
+is the same on every rank, so one compile serves them all: what differs is
+which slice of each weight and cache a rank holds, and that is data, cut at
+load time from the one checkpoint.
 
-- q_proj, k_proj, v_proj, gate_proj and up_proj are column-parallel: the rank
+- q_proj, k_proj, v_proj, gate_proj and up_proj are column-parallel: a rank
   keeps its rows of the weight (its query heads, KV heads, MLP columns);
-- o_proj and down_proj are row-parallel: the rank keeps its columns, and an
-  `mpk.allreduce` after the product sums the ranks' partial results (a
-  residual fused into the product is added on rank 0 only);
+- o_proj and down_proj are row-parallel: a rank keeps its columns, and an
+  `mpk.allreduce` sums the ranks' partial products; the residual the linear
+  had fused moves into the allreduce, which adds it once after the sum;
+- the LM head is vocabulary-parallel: a rank computes its vocab / N logits
+  and an `mpk.allgather` gives every rank the whole row, so every rank
+  samples (or takes the argmax of) the same logits and the same token: the
+  sampling parameters (top-k, top-p, min-p) need the whole row, which an
+  argmax-only combine would not serve;
 - the KV caches keep the rank's KV heads. With fewer KV heads than ranks, each
-  KV head is replicated on tp / Hkv ranks (those whose query heads use it);
-- the embedding, the norms and the LM head are replicated.
+  KV head is replicated on N / Hkv ranks (those whose query heads use it);
+- the embedding and the norms are replicated.
 
-Every sharded weight and cache gets `mpk.shard = array<i64: dim, start, size>`:
-the slice of the full tensor (of the one checkpoint) the rank holds, which
-the graph interpreter (and a loader) cut at load time. Shapes are rewritten
-in place through the graph; heads, KV heads or MLP columns that do not split
-evenly are an error at the op.
+Every sharded weight and cache gets `mpk.shard = array<i64: dim, size,
+start_0, ..., start_{N-1}>`: the dimension cut, the slice's size, and where
+rank r's slice starts (mpk.interp.graph.shard, mpk.runtime.weights cut it).
+Shapes are rewritten in place through the graph; heads, KV heads, MLP columns
+or a vocabulary that do not split evenly are an error at the op.
 """
 
 from __future__ import annotations
@@ -34,18 +42,18 @@ ROWS = ("o_proj", "down_proj")                                       # columns s
 # Ops whose result has their first operand's type (an attention: q's; a kv_append: its cache's).
 SAME_TYPE = ("mpk.rmsnorm", "mpk.rope", "mpk.silu_mul", "mpk.add", "mpk.allreduce", "mpk.attention",
              "mpk.kv_append")
+SAMPLERS = ("mpk.argmax", "mpk.sample")
 
 
 @dataclasses.dataclass
 class MpkShard(ModulePass):
     name = "mpk-shard"
-    summary = "one rank's share of a tensor-parallel decode step (column/row-parallel linears, allreduce)"
+    summary = "the decode step of N tensor-parallel ranks (column/row-parallel linears, vocab-parallel head)"
     tp: int = 1
-    rank: int = 0
 
     def run(self, module: ir.Operation) -> None:
-        if self.tp < 1 or not 0 <= self.rank < self.tp:
-            self.fail(module, f"expected tp >= 1 and 0 <= rank < tp, got tp={self.tp} rank={self.rank}")
+        if self.tp < 1:
+            self.fail(module, f"expected tp >= 1, got tp={self.tp}")
         funcs = [op.operation for op in module.regions[0].blocks[0].operations if op.operation.name == "func.func"]
         if len(funcs) != 1:
             self.fail(module, f"expected one decode function, found {len(funcs)}")
@@ -53,14 +61,17 @@ class MpkShard(ModulePass):
             return
         block = funcs[0].regions[0].blocks[0]
         ops = [op.operation for op in block.operations]
+        if any(op.name in ("mpk.allreduce", "mpk.allgather") for op in ops):
+            self.fail(module, "the module is sharded already (it has allreduces)")
         self._heads(module, ops)
+        heads = self._lm_heads(ops)
         for op in ops:
             if op.name == "mpk.weight":
                 self._weight(op)
             elif op.name == "mpk.state":
                 self._cache(op)
             elif op.name == "mpk.linear":
-                self._linear(op)
+                self._linear(op, op in heads)
             elif op.name in SAME_TYPE:
                 op.results[0].set_type(op.operands[0].type)
         mpk.sync_function_type(funcs[0])
@@ -81,27 +92,39 @@ class MpkShard(ModulePass):
         if self.kv_heads % self.tp and self.tp % self.kv_heads:
             self.fail(op, f"{self.kv_heads} KV heads neither split over tp={self.tp} ranks nor replicate on them")
 
-    def _range(self, role: str, extent: int, op) -> tuple[int, int]:
-        """(start, size) of the rank's share of a dimension of `extent` for `role`."""
+    def _lm_heads(self, ops) -> list:
+        """The linears whose logits are returned or sampled: vocabulary-parallel."""
+        heads = []
+        for op in ops:
+            if op.name != "mpk.linear" or len(op.operands) != 2:
+                continue
+            users = [u.owner.name for u in op.results[0].uses]
+            if users and all(u in SAMPLERS or u == "func.return" for u in users):
+                heads.append(op)
+        return heads
+
+    def _slices(self, role: str, extent: int, op) -> tuple[int, list[int]]:
+        """The size of a rank's share of a dimension of `extent` for `role`, and where
+        each rank's starts."""
         if role in ("q_proj", "o_proj"):
             size = self.q_heads // self.tp * self.head_dim
-            return self.rank * size, size
+            return size, [r * size for r in range(self.tp)]
         if role in ("k_proj", "v_proj", "cache"):
             heads = max(self.kv_heads // self.tp, 1)            # replicated: one KV head a rank
-            first = self.rank * self.kv_heads // self.tp
-            return first * self.head_dim, heads * self.head_dim
+            return heads * self.head_dim, [r * self.kv_heads // self.tp * self.head_dim for r in range(self.tp)]
         if extent % self.tp:
-            self.fail(op, f"{extent} MLP columns do not split over tp={self.tp} ranks")
+            what = "vocabulary rows" if role == "lm_head" else "MLP columns"
+            self.fail(op, f"{extent} {what} do not split over tp={self.tp} ranks")
         size = extent // self.tp
-        return self.rank * size, size
+        return size, [r * size for r in range(self.tp)]
 
     def _slice(self, op, dim: int, role: str) -> None:
         t = ir.RankedTensorType(op.results[0].type)
         dims = list(t.shape)
-        start, size = self._range(role, dims[dim], op)
+        size, starts = self._slices(role, dims[dim], op)
         dims[dim] = size
         op.results[0].set_type(ir.RankedTensorType.get(dims, t.element_type))
-        op.attributes[SHARD_ATTR] = ir.DenseI64ArrayAttr.get([dim, start, size])
+        op.attributes[SHARD_ATTR] = ir.DenseI64ArrayAttr.get([dim, size, *starts])
 
     def _weight(self, op) -> None:
         role = _role(ir.StringAttr(op.attributes["name"]).value)
@@ -114,23 +137,33 @@ class MpkShard(ModulePass):
         if len(shape(op.results[0])) == 3:                     # a KV cache [B, S, Hkv * D]
             self._slice(op, 2, "cache")
 
-    def _linear(self, op) -> None:
+    def _linear(self, op, lm_head: bool) -> None:
         x, w = op.operands[0], op.operands[1]
-        op.results[0].set_type(ir.RankedTensorType.get([shape(x)[0], shape(w)[0]],
-                                                       ir.RankedTensorType(x.type).element_type))
-        weight = w.owner
-        if _role(ir.StringAttr(weight.attributes["name"]).value) not in ROWS:
+        if lm_head:
+            w = self._own_weight(op)
+            self._slice(w.owner, 0, "lm_head")
+        local = ir.RankedTensorType.get([shape(x)[0], shape(w)[0]], ir.RankedTensorType(x.type).element_type)
+        role = _role(ir.StringAttr(w.owner.attributes["name"]).value)
+        if not lm_head and role not in ROWS:
+            op.results[0].set_type(local)
             return
-        partial = op
-        if len(op.operands) == 3 and self.rank != 0:            # the residual: rank 0's partial adds it
-            with ir.InsertionPoint(op), op.location:
-                partial = mpk.linear(x, w).owner
-            op.results[0].replace_all_uses_with(partial.results[0])
-            op.erase()
-        with ir.InsertionPoint.after(partial), partial.location:
-            total = mpk.allreduce(partial.results[0])
-        partial.results[0].replace_all_uses_with(total)
-        total.owner.operands[0] = partial.results[0]           # the allreduce reads the partial
+        residual = list(op.operands)[2:]
+        with ir.InsertionPoint(op), op.location:
+            partial = mpk.linear(x, w)
+            total = mpk.allgather(partial, self.tp) if lm_head else mpk.allreduce(partial, self.tp, *residual)
+        op.results[0].replace_all_uses_with(total)
+        op.erase()
+
+    def _own_weight(self, linear) -> ir.Value:
+        """The LM head's weight as an op of its own: a tied embedding keeps the whole table."""
+        w = linear.operands[1]
+        if all(u.owner == linear for u in w.uses):
+            return w
+        with ir.InsertionPoint(linear), linear.location:
+            own = ir.Operation.create("mpk.weight", results=[w.type],
+                                      attributes={"name": w.owner.attributes["name"]}).results[0]
+        linear.operands[1] = own
+        return own
 
 
 def _role(weight_name: str) -> str:

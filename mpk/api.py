@@ -136,14 +136,17 @@ def _local_gpu() -> dict | None:
     return loader.device_properties(0) if loader.gpu_count() else None
 
 
-def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **options) -> "Session":
+def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", tp: int | None = None,
+         **options) -> "Session":
     """Load a bundle on a backend and bind its weights.
 
     `weights`: an int (seeded random weights, `mpk.runtime.weights.random_weights`),
     a state dict (names as in the Hugging Face checkpoint; torch tensors or
     numpy arrays), a module with `.state_dict()`, or a folder of `*.safetensors`.
     `backend`: "gpu", "interp" or "auto". `options` go to the GPU session
-    (`device`, `timeout_s`, `profile`).
+    (`device`, `timeout_s`, `profile`). A tensor-parallel bundle (`mpk compile --tp N`)
+    loads its N ranks together (mpk.runtime.ranks: a GPU each, or emulated side by side
+    on one GPU; the interpreter runs them all); `tp`, if given, must be the bundle's.
     """
     from mpk.backends import open_backend
     from mpk.runtime.loader import LoaderError, gpu_count
@@ -152,6 +155,9 @@ def load(bundle: Bundle | str | Path, weights=0, backend: str = "auto", **option
         bundle = bundles.read(bundle)                     # BundleError is a ValueError
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if tp is not None and tp != bundle.tp:
+        raise InputError(f"{bundle.path} was compiled for tp={bundle.tp}, not tp={tp} "
+                         f"(`mpk compile --tp {tp}` makes a bundle for {tp} ranks)")
     chosen = backend == "auto"
     if chosen:
         backend = "gpu" if gpu_count() else "interp"

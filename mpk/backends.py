@@ -1,7 +1,8 @@
-"""Where a bundle runs: the GPU (mpk.runtime.loader.Session) or the CPU task
-interpreter over the bundle's tasks.mlir (mpk.interp.tasks). Both offer
-`write`, `read`, `launch(steps)` and `steps_per_launch`, so
-`mpk.runtime.loader.generate` drives either.
+"""Where a bundle runs: the GPU (mpk.runtime.loader.Session; a tensor-parallel
+bundle's ranks: mpk.runtime.ranks.RankSet) or the CPU task interpreter over the
+bundle's tasks.mlir (mpk.interp.tasks; every rank of a tensor-parallel bundle
+together). All offer `write`, `read`, `launch(steps)` and `steps_per_launch`,
+so `mpk.runtime.loader.generate` drives any of them.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ class InterpRunner:
         self.module = parse_mlir(path, self.context, _check_task_ir)
         self.on_task = None          # called after each task run (progress)
         self.weights: dict[str, np.ndarray] = shared.weights if shared else {}
-        self.state = shared.state if shared else {
+        self.states = shared.states if shared else [{     # each rank's (its slice of every KV cache)
             b.get("weight_name") or b["name"]: np.zeros(b["shape"], np.float32)
-            for b in bundle.plan["buffers"] if b["space"] == "state"}
+            for b in bundle.plan["buffers"] if b["space"] == "state"} for _ in range(bundle.tp)]
         self.inputs: dict[str, np.ndarray] = {}
         self.outputs: dict[str, np.ndarray] = {}
         self.prefill = (InterpRunner(bundle.prefill, seed, shared=self)
@@ -60,12 +61,12 @@ class InterpRunner:
         self.inputs[b["name"]] = as_device_array(value, b["dtype"], b["shape"])
 
     def launch(self, steps: int | None = None) -> None:
-        from mpk.interp.tasks import TaskInterpreterError, run_tasks
+        from mpk.interp.tasks import TaskInterpreterError, run_tasks_ranks
         try:
             with self.context:
-                self.outputs = run_tasks(self.module, self.weights, self.state, self.inputs,
-                                         steps=steps or self.steps_per_launch, seed=self.seed, queues=True,
-                                         on_task=self.on_task)
+                self.outputs = run_tasks_ranks(self.module, self.weights, self.states, self.inputs,
+                                               steps=steps or self.steps_per_launch, seed=self.seed, queues=True,
+                                               on_task=self.on_task)[0]      # every rank has the same
         except TaskInterpreterError as e:
             raise LoaderError(f"task interpreter: {e}") from None
 
@@ -86,6 +87,9 @@ class InterpRunner:
 
 
 def open_backend(bundle: bundles.Bundle, kind: str, **options):
+    if kind == "gpu" and bundle.tp > 1:
+        from mpk.runtime.ranks import RankSet
+        return RankSet(bundle, **options)
     if kind == "gpu":
         return Session(bundle, **options)
     if kind == "interp":

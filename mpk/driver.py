@@ -82,6 +82,7 @@ class Options:
     shared_tile_max_bytes: int = dataclasses.field(   # mpk-partition{shared-tile-max-bytes} (NOTES round 11)
         default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
+    tp: int = 1                            # mpk-shard{tp}: tensor-parallel ranks (one program for all)
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 
@@ -105,13 +106,14 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
     from mpk.lowering.mpk_prefill import MpkPrefill
     from mpk.lowering.mpk_sample import MpkSample
     from mpk.lowering.mpk_schedule import MpkSchedule
+    from mpk.lowering.mpk_shard import MpkShard
     from mpk.lowering.mpk_stage_weights import MpkStageWeights
 
     fusion_options = {"mpk-fuse-gate-up": {"decode": options.gate_up_in_decode}}
     fusions = [lookup(name)(**fusion_options.get(name, {})) for name in FUSIONS]
     prefill_pass = [MpkPrefill(chunk=options.prefill_chunk, all_logits=options.prefill_all_logits)] if prefill else []
     return [
-        ("tasks", [MpkSample(), *prefill_pass, *fusions,
+        ("tasks", [*([MpkShard(tp=options.tp)] if options.tp > 1 else []), MpkSample(), *prefill_pass, *fusions,
                    MpkPartition(num_sms=options.num_sms, arch=options.arch,
                                 rope_in_attention=options.rope_in_attention,
                                 merge_in_attention=options.merge_in_attention,
@@ -187,7 +189,7 @@ def compile_task_module(module: ir.Module, options: Options, out: Path, *, model
     """
     dump = dump or Dumper(None)
     stage = stage or (lambda _name: TIMELESS())
-    prefill = options.prefill_chunk > 0 and task_ptx is None and _weights_are_bf16(module)
+    prefill = options.prefill_chunk > 0 and task_ptx is None and _weights_are_bf16(module) and options.tp == 1
     graph_ir = str(module) if prefill else None
     programs = {PREFILL_DIR: {"chunk": options.prefill().prefill_chunk,
                               "logits": "all" if options.prefill_all_logits else "last"}} if prefill else {}
@@ -255,15 +257,27 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
             raise CompileError("bundle", f"the module's KV caches hold batch {batch} x {max_seq} rows, but "
                                          f"the options ask for batch {options.batch} x max_seq {options.max_seq}")
         dtypes = sorted({b.dtype for b in graph.buffers.values() if b.space == "weight"})
-        plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config,
+        plan = {"kernel": kernel, "toolkit": build.toolkit().describe(), "model": model_config, "tp": options.tp,
                 "batch": batch, "max_seq": max_seq, "weight_dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
                 "programs": programs or {},
                 "buffers": tables.buffers, "events": tables.events, "groups": tables.groups,
                 "dependent_stages": graph.dependent_stages().as_dict(),   # bench/decode.py's limit
-                "weights": [{"name": b["weight_name"], "shape": b["shape"], "dtype": b["dtype"]}
-                            for b in tables.buffers if b["space"] == "weight"]}
+                "weights": _weights(tables.buffers)}
         return bundle.write(out, plan=plan, tables=tables.tables, cubin=cubin, ptx=task_ptx,
                             task_ir=task_ir, runtime_sources=build.runtime_source())
+
+
+def _weights(buffers: list[dict]) -> list[dict]:
+    """The checkpoint's tensors the program reads, whole (a sharded one's full shape: each
+    rank cuts its slice at load time), once each."""
+    weights = {}
+    for b in buffers:
+        if b["space"] == "weight":
+            shape = list(b["shape"])
+            if "shard" in b:                           # dim, size, each rank's start
+                shape[b["shard"][0]] = max(b["shard"][2:]) + b["shard"][1]
+            weights.setdefault(b["weight_name"], {"name": b["weight_name"], "shape": shape, "dtype": b["dtype"]})
+    return list(weights.values())
 
 
 def _from_ir(graph, options: Options) -> dict:

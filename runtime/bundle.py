@@ -63,9 +63,17 @@ class Bundle:
         raise BundleError(f"{self.path}: the bundle has no buffer named '{name}'")
 
     def weights(self) -> dict[str, dict]:
-        """Weight name -> {shape, dtype}: what a checkpoint must provide."""
+        """Weight name -> {shape, dtype}: what a checkpoint must provide (whole: a
+        tensor-parallel rank cuts its slice at load time)."""
+        if "weights" in self.plan:
+            return {w["name"]: {"shape": w["shape"], "dtype": w["dtype"]} for w in self.plan["weights"]}
         return {b["weight_name"]: {"shape": b["shape"], "dtype": b["dtype"]}
                 for b in self.plan["buffers"] if b["space"] == "weight"}
+
+    @property
+    def tp(self) -> int:
+        """Tensor-parallel ranks the program is for (mpk-shard), 1 without."""
+        return int(self.plan.get("tp", 1))
 
     @property
     def prefill(self) -> "Bundle | None":

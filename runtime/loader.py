@@ -66,7 +66,8 @@ class MpkLaunch(ctypes.Structure):
                 ("buffer_ptrs", ctypes.c_uint64), ("error", ctypes.c_uint64),
                 ("profile", ctypes.c_uint64), ("timeout_ns", ctypes.c_uint64),
                 ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int), ("prefetch", ctypes.c_uint64),
-                ("stage_bytes", ctypes.c_int), ("task_cache", ctypes.c_int)]
+                ("stage_bytes", ctypes.c_int), ("task_cache", ctypes.c_int),
+                ("rank_distances", ctypes.c_uint64), ("ranks", ctypes.c_int)]
 
 
 # -------------------------------------------------------------- dtypes
@@ -218,6 +219,35 @@ class DeviceBuffer:
         return out
 
 
+class DeviceView(DeviceBuffer):
+    """Part of another allocation (a peer buffer in its rank's peer memory); not freed itself."""
+
+    def __init__(self, ptr: int, nbytes: int):
+        self.ptr, self.nbytes = ptr, max(int(nbytes), 1)
+
+
+PEER_ALIGNMENT = 256
+
+
+def peer_layout(plan: dict, steps: int) -> tuple[dict[str, int], int, int]:
+    """Where each `peer` buffer lies in a rank's peer memory (the same on every rank: the
+    other ranks store into it), then the event counters: (offsets by name, counters'
+    offset, bytes in all)."""
+    offsets, end = {}, 0
+    for b in plan["buffers"]:
+        if b["space"] == "peer":
+            offsets[b["name"]] = end
+            end += -(-b["nbytes"] * (steps if b.get("per_step") else 1) // PEER_ALIGNMENT) * PEER_ALIGNMENT
+    slots = sum(e["size"] for e in plan["events"])
+    return offsets, end, end + 4 * slots
+
+
+def _storage_key(b: dict) -> str:
+    """Buffers share memory by name; a rank's slice of a weight (mpk.shard) is its own."""
+    key = b.get("weight_name") or b["name"]
+    return f"{key}[shard]" if "shard" in b else key
+
+
 def _upload_new(array: np.ndarray, what: str) -> DeviceBuffer:
     buffer = DeviceBuffer(array.nbytes, what)
     buffer.upload(array)
@@ -235,8 +265,10 @@ class Session:
     decode kernel reads."""
 
     def __init__(self, bundle: Bundle, device: int = 0, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 profile: bool = False, shared: "Session | None" = None):
+                 profile: bool = False, shared: "Session | None" = None, rank: int = 0, sms: int | None = None):
         self.bundle, self.plan, self.kernel = bundle, bundle.plan, bundle.kernel
+        self.rank, self.ranks = rank, bundle.tp       # a tensor-parallel rank: mpk.runtime.ranks
+        self.sms = sms                                # the SMs this rank may use (default: all)
         self.timeout_s = timeout_s
         self.steps_per_launch = int(self.kernel.get("steps", 1))
         driver = _driver()
@@ -283,9 +315,11 @@ class Session:
         if props["arch"] != arch:
             raise LoaderError(f"{self.bundle.path} was compiled for {arch}, but GPU 0 ({props['name']}) "
                               f"is {props['arch']}: recompile with `mpk compile --arch {props['arch']}`")
-        if props["num_sms"] != sms:
+        have = self.sms or props["num_sms"]
+        if have != sms:
+            share = f" of its {props['num_sms']} for each of {props['num_sms'] // have} ranks" if self.sms else ""
             raise LoaderError(f"{self.bundle.path} was scheduled for {sms} SMs, but {props['name']} has "
-                              f"{props['num_sms']}: recompile with `mpk compile --num-sms {props['num_sms']}`")
+                              f"{have}{share}: recompile with `mpk compile --num-sms {have}`")
         self.task_cache, self.smem_bytes = shared_memory_plan(
             self.kernel, self.bundle.tables["queue_offsets"], props["max_smem_per_block"])
 
@@ -320,14 +354,22 @@ class Session:
         buffers = self.plan["buffers"]
         workspace = max([b["offset"] + b["nbytes"] for b in buffers if b["space"] == "workspace"], default=0)
         self.workspace = DeviceBuffer(workspace, "workspace")
-        self.storage: dict[str, DeviceBuffer] = {}   # weight/state/io name -> memory
+        self.storage: dict[str, DeviceBuffer] = {}   # weight/state/io/peer name -> memory
         self.owned: set[str] = set()
         self.addresses = []
+        # Peer memory: the buffers other ranks store into, then the event counters (which they bump).
+        peer_offsets, counters, size = peer_layout(self.plan, self.steps_per_launch)
+        self.peer_memory = DeviceBuffer(size, "peer memory and event counters")
+        self.d_counters = DeviceView(self.peer_memory.ptr + counters, size - counters)
+        for name, offset in peer_offsets.items():
+            b = self.bundle.buffer(name)
+            self.storage[name] = DeviceView(self.peer_memory.ptr + offset,
+                                            b["nbytes"] * (self.steps_per_launch if b.get("per_step") else 1))
         for b in buffers:
             if b["space"] == "workspace":
                 self.addresses.append(self.workspace.ptr + b["offset"])
                 continue
-            key = b.get("weight_name") or b["name"]
+            key = _storage_key(b)
             copies = self.steps_per_launch if b.get("per_step") else 1
             if key not in self.storage and shared is not None and b["space"] in ("weight", "state") \
                     and key in shared:
@@ -354,7 +396,6 @@ class Session:
         self.d_queue_tasks = _upload_new(t["queue_tasks"].astype(np.int32), "queues")
         self.d_buffer_ptrs = _upload_new(addresses[t["group_buffers"]], "buffer pointers")
         self.d_prefetch = _upload_new(t["prefetch"].astype(np.int32), "prefetch table")
-        self.d_counters = DeviceBuffer(t["event_initial"].nbytes, "event counters")
         self.d_error = DeviceBuffer(ctypes.sizeof(MpkError), "error record")
 
     def _tensor_maps(self, maps: np.ndarray) -> list[int]:
@@ -377,17 +418,37 @@ class Session:
             raise LoaderError(str(e)) from None
         if b["space"] == "workspace":
             raise LoaderError(f"'{name}' is a workspace buffer")
-        return self.storage[b.get("weight_name") or b["name"]], b
+        return self.storage[_storage_key(b)], b
 
     def write(self, name: str, value) -> None:
+        """Write a weight, state or io buffer by name. A weight or KV cache of a
+        tensor-parallel program is given whole: each buffer of it gets its rank's slice."""
         self._check_open()
         memory, b = self._storage(name)
+        if b["space"] in ("weight", "state") and self.ranks > 1:
+            for b in self.plan["buffers"]:
+                if b.get("weight_name") == name:
+                    self._write_buffer(self.storage[_storage_key(b)], b, self._rank_slice(b, value))
+            return
+        self._write_buffer(memory, b, value)
+
+    def _rank_slice(self, b: dict, value):
+        if "shard" not in b:
+            return value
+        from mpk.runtime.weights import slice_of
+        full = self.bundle.weights()[b["weight_name"]]["shape"] if b["space"] == "weight" else None
+        if full is not None and list(getattr(value, "shape", ())) != list(full):
+            from mpk.runtime.weights import check_weight
+            check_weight(b["weight_name"], value, {"shape": full, "dtype": b["dtype"]})
+        return slice_of(b["shard"], value if hasattr(value, "shape") else np.asarray(value), self.rank)
+
+    def _write_buffer(self, memory: DeviceBuffer, b: dict, value) -> None:
         if b["space"] == "weight":             # checked and cast to the bundle's dtype first
             from mpk.runtime.weights import weight_array
             value = weight_array(b["weight_name"], value, b)
         if getattr(value, "is_cuda", False):   # a torch tensor on this GPU: copied on the device
             if list(value.shape) != list(b["shape"]) or value.numel() * value.element_size() != b["nbytes"]:
-                raise LoaderError(f"'{name}': a {list(value.shape)} tensor of {value.dtype} given where "
+                raise LoaderError(f"'{b['name']}': a {list(value.shape)} tensor of {value.dtype} given where "
                                   f"the bundle needs {list(b['shape'])} {b['dtype']}")
             value = value.contiguous()
             memory.copy_from_device(value.data_ptr(), value.numel() * value.element_size())
@@ -430,6 +491,14 @@ class Session:
 
         With `timed`, returns the kernel's time in seconds between CUDA events
         recorded around the launch alone (no table upload, no host wait)."""
+        steps = self.start(steps, timed=timed)
+        return self.finish(steps, timed=timed)
+
+    def prepare(self, steps: int | None = None) -> int:
+        """Counters to their launch values, the error record cleared, the outputs poisoned;
+        the steps the launch will run. The ranks of a tensor-parallel step all prepare
+        before any starts: a started rank bumps the others' counters and fills their
+        peer buffers (mpk.runtime.ranks)."""
         self._check_open()
         driver = _driver()
         steps = self.steps_per_launch if steps is None else steps
@@ -439,24 +508,42 @@ class Session:
         _check(driver.cuMemsetD8(self.d_error.ptr, 0, ctypes.sizeof(MpkError)), "cuMemsetD8(error)")
         # Poison what the launch must write (all-ones bits: NaN floats, -1 ints): an unwritten output shows.
         for b in self.plan["buffers"]:
-            if b["space"] == "io" and b.get("per_step"):
+            if b["space"] in ("io", "peer") and b.get("per_step"):
                 memory = self.storage[b.get("weight_name") or b["name"]]
                 _check(driver.cuMemsetD8(memory.ptr, 0xFF, memory.nbytes), f"cuMemsetD8(poison {b['name']})")
-        params = MpkLaunch(self.d_tasks.ptr, self.d_queue_offsets.ptr, self.d_queue_tasks.ptr,
-                           self.d_counters.ptr, self.d_buffer_ptrs.ptr, self.d_error.ptr,
-                           self.profile.ptr if self.profile else 0, int(self.timeout_s * 1e9),
-                           self.num_tasks, steps, self.d_prefetch.ptr, self.stage_bytes, self.task_cache)
-        args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+        return steps
+
+    def start(self, steps: int | None = None, stream: int = 0, timed: bool = False,
+              prepared: bool = False) -> int:
+        """Launch the kernel on `stream` without waiting (`finish` waits), after `prepare`
+        unless `prepared`; the steps it runs."""
+        driver = _driver()
+        steps = (self.steps_per_launch if steps is None else steps) if prepared else self.prepare(steps)
+        distances = self.storage["peers"].ptr + 8 if self.ranks > 1 else 0     # peers: [rank, distances...]
+        self._params = MpkLaunch(self.d_tasks.ptr, self.d_queue_offsets.ptr, self.d_queue_tasks.ptr,
+                                 self.d_counters.ptr, self.d_buffer_ptrs.ptr, self.d_error.ptr,
+                                 self.profile.ptr if self.profile else 0, int(self.timeout_s * 1e9),
+                                 self.num_tasks, steps, self.d_prefetch.ptr, self.stage_bytes, self.task_cache,
+                                 distances, self.ranks)
+        args = (ctypes.c_void_p * 1)(ctypes.addressof(self._params))
         if timed:
             begin, end = self._timing_events()
-            _check(driver.cuEventRecord(begin, 0), "cuEventRecord")
+            _check(driver.cuEventRecord(begin, stream), "cuEventRecord")
         _check(driver.cuLaunchKernel(self.function, self.num_workers, 1, 1, self.threads, 1, 1,
-                                     self.smem_bytes, 0, ctypes.addressof(args), 0), "cuLaunchKernel")
+                                     self.smem_bytes, stream, ctypes.addressof(args), 0), "cuLaunchKernel")
         if timed:
-            _check(driver.cuEventRecord(end, 0), "cuEventRecord")
-        self._wait(steps)
+            _check(driver.cuEventRecord(end, stream), "cuEventRecord")
+        self._stream = stream
+        return steps
+
+    def finish(self, steps: int, timed: bool = False, wait: bool = True) -> float | None:
+        """Wait for the launch `start` made (unless `wait` is False: the caller waited),
+        then raise RuntimeTimeout if a worker gave up; with `timed`, its seconds."""
+        driver = _driver()
+        if wait:
+            self._wait(steps)
         self.launched_steps = steps
-        error = MpkError.from_buffer_copy(self.d_error.download(np.uint8, ctypes.sizeof(MpkError)).tobytes())
+        error = self.error()
         if error.code != MPK_OK:
             # Tasks that stopped midway leave their counters mid-count: zero them for the next launch.
             for b in self.plan["buffers"]:
@@ -465,8 +552,13 @@ class Session:
                     _check(driver.cuMemsetD8(memory.ptr, 0, memory.nbytes), f"cuMemsetD8({b['name']})")
             raise RuntimeTimeout(self.describe_error(error))
         if timed:
+            begin, end = self._timing_events()
             return _check(driver.cuEventElapsedTime(begin, end), "cuEventElapsedTime") / 1e3
         return None
+
+    def error(self) -> MpkError:
+        """The error record of the last launch (code MPK_OK: none)."""
+        return MpkError.from_buffer_copy(self.d_error.download(np.uint8, ctypes.sizeof(MpkError)).tobytes())
 
     def _timing_events(self):
         if getattr(self, "_events", None) is None:
@@ -480,7 +572,7 @@ class Session:
         driver = _driver()
         deadline = time.monotonic() + 30.0 + 4 * self.timeout_s * steps
         while True:
-            err, = driver.cuStreamQuery(0)
+            err, = driver.cuStreamQuery(getattr(self, "_stream", 0))
             if err == driver.CUresult.CUDA_SUCCESS:
                 return
             if err != driver.CUresult.CUDA_ERROR_NOT_READY:
@@ -510,10 +602,16 @@ class Session:
                     f"The prefetch table is inconsistent.")
         waited = (f"event '{event['name']}'[{error.slot - event['first_slot']}] (counter slot {error.slot})"
                   if event else f"counter slot {error.slot}")
-        return (f"mpk runtime timeout: {where} on worker {error.worker} (SM {error.smid}) waited "
+        rank = f"rank {self.rank} of {self.ranks}: " if self.ranks > 1 else ""
+        why = ("The dependency tables are inconsistent (a producer is missing or its trigger count is wrong)."
+               if self.ranks == 1 else "Its producer did not run (in a tensor-parallel step, usually because "
+               "another rank stalled).")
+        if event is not None and event.get("ranks", 1) > 1:
+            why = (f"Every rank's tasks trigger it ({error.observed} of the {error.expected} triggers "
+                   f"arrived): a peer rank died, stopped or never started.")
+        return (f"mpk runtime timeout: {rank}{where} on worker {error.worker} (SM {error.smid}) waited "
                 f"{self.timeout_s:g} s at step {error.step} for {waited}: counter is {error.observed}, "
-                f"needs {error.expected}. The dependency tables are inconsistent (a producer is missing "
-                f"or its trigger count is wrong).")
+                f"needs {error.expected}. {why}")
 
     def profile_ns(self, steps: int | None = None) -> np.ndarray:
         """[steps, num_tasks, 2] start/end globaltimer ns of the last launch (profile=True);
@@ -535,7 +633,7 @@ class Session:
             driver.cuModuleUnload(self.module)
             self.module = None
         for name in ("workspace", "d_tasks", "d_queue_offsets", "d_queue_tasks", "d_buffer_ptrs", "d_prefetch",
-                     "d_counters", "d_error", "profile", "d_tensor_maps"):
+                     "peer_memory", "d_error", "profile", "d_tensor_maps"):
             b = getattr(self, name, None)
             if b is not None:
                 driver.cuMemFree(b.ptr)

@@ -137,14 +137,15 @@ struct Stager {
 // aborted meanwhile, or the wait timed out (then the error is recorded).
 // A poll is an L2 round trip (~140 ns on an idle H200); __nanosleep(32) between
 // two adds ~60 ns (polling back to back for the first 2 us measured the same).
+// `system`: other GPUs bump the counter (MPK_TASK_WAIT_ON_RANKS).
 __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
-                               unsigned int expected, int step) {
+                               unsigned int expected, int step, bool system) {
   const unsigned int* counter = launch.event_counters + slot;
-  unsigned int observed = load_acquire(counter);
+  unsigned int observed = system ? load_acquire_system(counter) : load_acquire(counter);
   if (observed >= expected) return true;
   const unsigned long long start = global_time_ns();
   for (unsigned int spins = 0;; ++spins) {
-    observed = load_acquire(counter);
+    observed = system ? load_acquire_system(counter) : load_acquire(counter);
     if (observed >= expected) return true;
     if ((spins & 255u) == 255u) {  // look at the clock and at the others now and then
       if (load_volatile(&launch.error->code) != MPK_OK) return false;
@@ -154,6 +155,14 @@ __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
   }
   record_error(launch, MPK_ERROR_TIMEOUT, task_id, slot, step, observed, expected);
   return false;
+}
+
+// Bumps `slot` on every rank of a tensor-parallel step (this one's included): the
+// task stored into every rank's memory, and each rank's waiters count its trigger.
+__device__ void trigger_every_rank(const MpkLaunch& launch, int slot) {
+  for (int k = 0; k < launch.ranks; ++k)
+    add_release_system(reinterpret_cast<unsigned int*>(
+        reinterpret_cast<char*>(launch.event_counters + slot) + launch.rank_distances[k]), 1u);
 }
 
 }  // namespace
@@ -206,13 +215,14 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
     for (int q = queue_begin; q < queue_end; ++q) {
       const MpkTask task = cache != nullptr ? cache[q - queue_begin] : launch.tasks[launch.queue_tasks[q]];
       const int task_id = cache != nullptr ? task.group : launch.queue_tasks[q];
-      const bool is_staged = staging && task.staged;
+      const bool is_staged = staging && (task.flags & MPK_TASK_STAGED);
       const unsigned int expected = (unsigned int)task.wait_triggers * (unsigned int)(step + 1);
 
       if (threadIdx.x == 0) {
         // Another worker gave up: stop too (checked once a step; a task's wait checks, too).
         bool ok = q != queue_begin || load_volatile(&launch.error->code) == MPK_OK;
-        if (ok && task.wait_slot >= 0) ok = wait_for_event(launch, task_id, task.wait_slot, expected, step);
+        if (ok && task.wait_slot >= 0)
+          ok = wait_for_event(launch, task_id, task.wait_slot, expected, step, task.flags & MPK_TASK_WAIT_ON_RANKS);
         staged = nullptr;
         if (ok && is_staged) {
           ok = stager.arrived(stager.used, launch.timeout_ns);
@@ -240,7 +250,10 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
         if (launch.profile)
           launch.profile[2 * ((long long)step * launch.num_tasks + task_id) + 1] = global_time_ns();
         // The barrier above orders every thread's writes before this release (cumulative).
-        if (task.trigger_slot >= 0) add_release(launch.event_counters + task.trigger_slot, 1u);
+        if (task.trigger_slot >= 0) {
+          if (task.flags & MPK_TASK_TRIGGER_EVERY_RANK) trigger_every_rank(launch, task.trigger_slot);
+          else add_release(launch.event_counters + task.trigger_slot, 1u);
+        }
       }
       if (copy_warp && stage != nullptr) {  // its stage is free: copy the next staged task's rows
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");

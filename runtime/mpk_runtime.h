@@ -21,8 +21,14 @@ typedef struct MpkTask {
   int wait_slot;      // event counter to wait on, or -1
   int wait_triggers;  // that event's triggers per step: wait for triggers * (step + 1)
   int trigger_slot;   // event counter to bump when done, or -1
-  int staged;         // 1: its weight rows come in a shared-memory stage (MpkPrefetch)
+  int flags;          // MPK_TASK_* (runtime/tables.py FLAGS)
 } MpkTask;
+
+enum {
+  MPK_TASK_STAGED = 1,              // its weight rows come in a shared-memory stage (MpkPrefetch)
+  MPK_TASK_TRIGGER_EVERY_RANK = 2,  // bump trigger_slot on every rank of a tensor-parallel step
+  MPK_TASK_WAIT_ON_RANKS = 4,       // other ranks (GPUs) bump its wait counter: acquire at system scope
+};
 
 // The weights a task streams: one contiguous byte range of one of its buffers
 // (buffer_ptrs[buffer] + offset, `bytes` long, 16-byte aligned), or buffer -1.
@@ -74,6 +80,10 @@ typedef struct MpkLaunch {
   int stage_bytes;                         // size of each of the two weight stages; 0: none
   int task_cache;                          // MpkTasks of its queue a worker keeps in shared
                                            // memory (>= the longest queue), or 0: none
+  // A tensor-parallel step: every rank's event counters lie at the same place in its peer
+  // memory, so rank k's counter of a slot is this rank's plus rank_distances[k] bytes.
+  const long long* rank_distances;         // [ranks], or null: one rank
+  int ranks;
 } MpkLaunch;
 
 #ifdef __CUDACC__

@@ -29,6 +29,17 @@ static __device__ __forceinline__ unsigned int load_relaxed(const unsigned int* 
   return v;
 }
 
+// System scope: a counter another GPU bumps (tensor-parallel ranks).
+static __device__ __forceinline__ unsigned int load_acquire_system(const unsigned int* p) {
+  unsigned int v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+static __device__ __forceinline__ void add_release_system(unsigned int* p, unsigned int v) {
+  asm volatile("red.release.sys.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
 static __device__ __forceinline__ void add_release(unsigned int* p, unsigned int v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }

@@ -143,3 +143,12 @@ def _tensor(tensors, name: str) -> np.ndarray:
         return tensors.get_tensor(name)
     except (TypeError, AttributeError):
         raise WeightError(f"{name} has unsupported dtype {tensors.get_slice(name).get_dtype()}") from None
+
+
+def slice_of(spec: list[int], full, rank: int):
+    """Rank `rank`'s slice of a whole tensor: `spec` is an `mpk.shard` value (dim, size,
+    each rank's start: mpk.lowering.mpk_shard)."""
+    dim, size, starts = spec[0], spec[1], spec[2:]
+    if not 0 <= rank < len(starts):
+        raise ValueError(f"rank {rank} of a {len(starts)}-rank shard")
+    return full[(slice(None),) * dim + (slice(starts[rank], starts[rank] + size),)]

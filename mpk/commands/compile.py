@@ -55,6 +55,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prefill-logits", choices=("last", "all"), default="last",
                         help="logits the prefill program returns: of each sequence's last prompt token "
                              "(default), or of every prompt token (for checking against a reference)")
+    parser.add_argument("--tp", type=int, default=1,
+                        help="tensor-parallel ranks (mpk-shard): one program every rank runs, each on its "
+                             "own GPU with its slice of the weights (default 1). No prefill program yet: "
+                             "prompts go through the decode kernel. To run N ranks side by side on one GPU "
+                             "(`--emulate`), give each 1/N of the SMs: --num-sms 66 for 2 ranks on an H200")
     parser.add_argument("--dump-dir", help="write the IR after every stage into this folder")
     parser.add_argument("--quiet", action="store_true",
                         help="print nothing but errors (no progress bar, no pass statistics)")
@@ -63,7 +68,7 @@ def add_arguments(parser) -> None:
 def _validate(args) -> None:
     from mpk.api import check_arch
     from mpk.runtime.bundle import check_output
-    for name in ("batch", "max_seq", "num_sms", "threads", "steps"):
+    for name in ("batch", "max_seq", "num_sms", "threads", "steps", "tp"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.threads % 32:
@@ -103,7 +108,8 @@ def run(args) -> int:
     options = driver.Options(batch=args.batch or defaults.BATCH, dtype=args.dtype,
                              max_seq=args.max_seq or defaults.MAX_SEQ,
                              arch=args.arch, num_sms=args.num_sms, threads=args.threads, steps=args.steps,
-                             stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk,
+                             stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk if args.tp == 1 else 0,
+                             tp=args.tp,
                              prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)
     folder = args.graph if args.graph and Path(args.graph).is_dir() else None
     kind, source = (("config", folder) if folder else ("mlir", args.graph) if args.graph else

@@ -40,6 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help=f"largest relative logit error ||ours - ref|| / ||ref|| per step that --check "
                              f"accepts (default {TOLERANCE:g})")
+    parser.add_argument("--tp", type=int, default=None,
+                        help="tensor-parallel ranks; must be the bundle's (`mpk compile --tp N`), which runs "
+                             "its ranks on N GPUs, or side by side on one")
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="seconds a task may wait for its inputs before the kernel gives up (default 2)")
     parser.add_argument("--profile", nargs="?", const=True, metavar="TRACE.json",
@@ -68,7 +71,7 @@ def run(args) -> int:
     options = {"timeout_s": args.timeout, "profile": bool(args.profile)} if backend == "gpu" else {}
     try:
         weights = api.resolve_weights(bundle, args.weights if args.weights else args.seed)
-        with api.load(bundle, weights, backend=backend, **options) as session:
+        with api.load(bundle, weights, backend=backend, tp=args.tp, **options) as session:
             progress = (interp_progress(session.runner, _task_runs(bundle, len(args.prompt_ids), args.steps),
                                         args.quiet) if backend == "interp" else contextlib.nullcontext())
             with progress:

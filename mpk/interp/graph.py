@@ -6,10 +6,12 @@ function: `mpk.weight "name"` reads `weights[name]`, `mpk.state "name"` reads
 writes its result back to `state[name]`, as the runtime updates the cache in
 place. Arrays are numpy (torch tensors are accepted and converted).
 
-A rank's module of a tensor-parallel step (mpk-shard) reads its slice of each
-weight marked `mpk.shard` from the full checkpoint, and its `mpk.allreduce`
-calls `allreduce(value)`; `run_graph_ranks` runs the N ranks together, their
-allreduces summing across them, each rank with the state `shard_state` cut.
+A tensor-parallel step (mpk-shard) runs as one of its ranks (`rank`): it reads
+the rank's slice of each weight marked `mpk.shard` from the full checkpoint,
+and its `mpk.allreduce` and `mpk.allgather` call `collective(op_name, parts,
+residual)` with the rank's part; `run_graph_ranks` runs the N ranks together,
+their collectives combining across them, each rank with the state
+`shard_state` cut.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from mlir import ir
 
 from mpk.dialects.taskir import python_value
 
+from mpk.interp import ops
+from mpk.runtime.weights import slice_of
 from mpk.lowering import kinds
+
+COLLECTIVES = ("allreduce", "allgather")
 
 
 def _numpy(x) -> np.ndarray:
@@ -41,7 +47,8 @@ def find_function(module, name: str = "decode_step") -> ir.Operation:
 
 def run_graph(module, weights: Mapping[str, object], *inputs,
               state: MutableMapping[str, np.ndarray] | None = None,
-              func_name: str = "decode_step", allreduce: Callable | None = None) -> tuple[np.ndarray, ...]:
+              func_name: str = "decode_step", rank: int = 0,
+              collective: Callable | None = None) -> tuple[np.ndarray, ...]:
     """Run `func_name` on `inputs`; returns its results. `state` is updated in place."""
     func = find_function(module, func_name)
     block = func.regions[0].blocks[0]
@@ -63,7 +70,7 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 raise KeyError(f"no {kind} named {name!r}")
             result = _numpy(table[name])
             if kind == "weight":
-                result = shard(op, result)
+                result = shard(op, result, rank)
             expected = tuple(ir.RankedTensorType(op.result.type).shape)
             if result.shape != expected:
                 raise ValueError(f"{kind} {name!r} has shape {result.shape}, IR expects {expected}")
@@ -77,8 +84,8 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
                 or op.name == kind:
             raise NotImplementedError(f"the graph interpreter cannot run {op.name}")
         args = [values[v] for v in op.operands]
-        if kind == "allreduce" and allreduce is not None:
-            values[op.results[0]] = allreduce(args[0])
+        if kind in COLLECTIVES and collective is not None:
+            values[op.results[0]] = collective(op.name, args[0], args[1] if len(args) > 1 else None)
             continue
         attrs = {name: python_value(op.attributes[name]) for name in op.attributes
                  if not name.startswith("mpk.")}          # annotations (mpk.tile, mpk.in_users), not params
@@ -96,15 +103,15 @@ def run_graph(module, weights: Mapping[str, object], *inputs,
     raise ValueError(f"@{func_name} has no return")
 
 
-def shard(op: ir.Operation, full: np.ndarray) -> np.ndarray:
-    """A rank's slice of a weight or state (`mpk.shard = array<i64: dim, start, size>`), or all of it."""
+def shard(op: ir.Operation, full: np.ndarray, rank: int) -> np.ndarray:
+    """Rank `rank`'s slice of a weight or state (`mpk.shard = array<i64: dim, size,
+    start_0, ...>`: mpk.lowering.mpk_shard), or all of it."""
     if "mpk.shard" not in op.attributes:
         return full
-    dim, start, size = ir.DenseI64ArrayAttr(op.attributes["mpk.shard"])
-    return full[(slice(None),) * dim + (slice(start, start + size),)]
+    return slice_of(list(ir.DenseI64ArrayAttr(op.attributes["mpk.shard"])), full, rank)
 
 
-def shard_state(module, state: Mapping[str, np.ndarray], func_name: str = "decode_step") -> dict:
+def shard_state(module, state: Mapping[str, np.ndarray], rank: int, func_name: str = "decode_step") -> dict:
     """A rank's own copy of the states it reads (its slice of each KV cache)."""
     block = find_function(module, func_name).regions[0].blocks[0]
     local = {}
@@ -112,28 +119,30 @@ def shard_state(module, state: Mapping[str, np.ndarray], func_name: str = "decod
         op = op.operation
         if op.name == "mpk.state":
             name = ir.StringAttr(op.attributes["name"]).value
-            local[name] = shard(op, _numpy(state[name])).copy()
+            local[name] = shard(op, _numpy(state[name]), rank).copy()
     return local
 
 
-def run_graph_ranks(modules: list, weights: Mapping[str, object], *inputs,
+def run_graph_ranks(module, weights: Mapping[str, object], *inputs,
                     states: list[MutableMapping[str, np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
-    """Run the ranks' modules of one tensor-parallel step together (a thread each):
-    every `mpk.allreduce` sums the value across the ranks. Returns each rank's results;
-    a rank's error is raised (the others stop at their next allreduce)."""
-    ranks = len(modules)
+    """Run the ranks of one tensor-parallel step together (a thread each, one per
+    state): every `mpk.allreduce` sums across the ranks, every `mpk.allgather`
+    concatenates. Returns each rank's results; a rank's error is raised (the
+    others stop at their next collective)."""
+    ranks = len(states)
     barrier, parts = threading.Barrier(ranks), [None] * ranks
     results, errors = [None] * ranks, [None] * ranks
 
     def run(rank: int):
-        def allreduce(value):
+        def collective(name, value, residual):
             parts[rank] = value
             barrier.wait()
-            total = np.sum(parts, axis=0, dtype=np.float64).astype(value.dtype)
+            combined = ops.allgather(parts) if name == "mpk.allgather" else ops.allreduce(parts, residual)
             barrier.wait()                      # every rank has read the parts before the next
-            return total
+            return combined
         try:
-            results[rank] = run_graph(modules[rank], weights, *inputs, state=states[rank], allreduce=allreduce)
+            results[rank] = run_graph(module, weights, *inputs, state=states[rank], rank=rank,
+                                      collective=collective)
         except threading.BrokenBarrierError:
             pass
         except Exception as e:                  # reported below; the others must not wait for it

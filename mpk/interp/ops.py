@@ -208,10 +208,19 @@ def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (_as(a, dt) + _as(b, dt)).astype(a.dtype)
 
 
-def allreduce(*parts: np.ndarray) -> np.ndarray:
-    """Sum over the ranks' copies; with one rank (one argument) the identity."""
+def allreduce(parts: list[np.ndarray], residual: np.ndarray | None = None) -> np.ndarray:
+    """The sum of the ranks' partial values in rank order (every rank adds in the same
+    order, so every rank gets the same bits), plus a residual added once."""
     dt = _compute_dtype(parts[0])
-    return np.sum([_as(p, dt) for p in parts], axis=0).astype(parts[0].dtype)
+    total = np.sum([_as(p, dt) for p in parts], axis=0)
+    if residual is not None:
+        total = total + _as(residual, dt)
+    return total.astype(parts[0].dtype)
+
+
+def allgather(parts: list[np.ndarray]) -> np.ndarray:
+    """The ranks' slices side by side along the last dimension (a vocab-parallel LM head's logits)."""
+    return np.concatenate(parts, axis=-1)
 
 
 def argmax(logits: np.ndarray, index_dtype=np.int32) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Mapping, MutableMapping
 import numpy as np
 
 from mpk.dialects.taskir import TaskGraph, element_bytes
+from mpk.runtime.weights import slice_of
 from mpk.lowering import kinds
 from mpk.lowering.tiling import group_boxes
 
@@ -73,9 +74,9 @@ def _box(lo, hi) -> tuple[slice, ...]:
 
 
 class _Interpreter:
-    def __init__(self, graph: TaskGraph, weights, state, inputs, steps, seed):
+    def __init__(self, graph: TaskGraph, weights, state, inputs, steps, rank: int = 0, ranks: int = 1):
         self.graph, self.steps = graph, steps
-        self.rng = np.random.default_rng(seed)
+        self.rank, self.ranks = rank, [None] * ranks     # the interpreters of all ranks: `prepare`
         self.groups = graph.groups
         self.first = np.array([g.first_task for g in self.groups] + [graph.num_tasks])
         self.boxes = [group_boxes(graph, g) for g in self.groups]
@@ -92,8 +93,11 @@ class _Interpreter:
             if b.space == "weight":
                 if b.weight_name not in weights:
                     raise KeyError(f"no weight named {b.weight_name!r}")
-                self.memory.own[b.name] = (np.asarray(weights[b.weight_name], np.float32),) + \
-                    self.memory.own[b.name][1:]
+                values = np.asarray(weights[b.weight_name], np.float32)
+                if b.shard:                              # this rank's slice (mpk-shard)
+                    check_ranks(b, len(self.ranks))
+                    values = slice_of(b.shard, values, self.rank)
+                self.memory.own[b.name] = (values,) + self.memory.own[b.name][1:]
             elif b.space == "state":
                 if b.weight_name not in state:
                     raise KeyError(f"no state named {b.weight_name!r}")
@@ -207,78 +211,103 @@ class _Interpreter:
         kind = kinds.get(self.groups[gi].kind)
         kind.run_task(Task(self, gi, t, step))
 
-    def run(self, queues: list[np.ndarray] | None) -> None:
+    def prepare(self, ranks: list["_Interpreter"]) -> None:
+        """Counters at their launch values, and who waits on and triggers what; `ranks`:
+        the interpreters of every rank of a tensor-parallel step (this one among them)."""
         graph = self.graph
-        counters = {n: np.full(e.size, e.triggers if e.primed else 0, np.int64) for n, e in graph.events.items()}
-        waiters = {}                          # (event, index) -> tasks waiting on that counter
-        wait_index = np.full(graph.num_tasks, -1, np.int64)
-        wait_event = [None] * graph.num_tasks
-        trigger_of = [None] * len(self.groups)
+        self.ranks = ranks
+        self.counters = {n: np.full(e.size, e.triggers if e.primed else 0, np.int64) for n, e in graph.events.items()}
+        self.waiters = {}                     # (event, index) -> tasks waiting on that counter
+        self.wait_index = np.full(graph.num_tasks, -1, np.int64)
+        self.wait_event = [None] * graph.num_tasks
+        self.trigger_of = [None] * len(self.groups)
         for gi, g in enumerate(self.groups):
             idx = g.grid_indices()
             if g.wait is not None:
                 w = g.wait.indices(idx)
-                wait_index[self.first[gi]:self.first[gi + 1]] = w
+                self.wait_index[self.first[gi]:self.first[gi + 1]] = w
                 for t, i in enumerate(w):
-                    wait_event[self.first[gi] + t] = g.wait.event
-                    waiters.setdefault((g.wait.event, int(i)), []).append(self.first[gi] + t)
+                    self.wait_event[self.first[gi] + t] = g.wait.event
+                    self.waiters.setdefault((g.wait.event, int(i)), []).append(self.first[gi] + t)
             if g.trigger is not None:
-                trigger_of[gi] = (g.trigger.event, g.trigger.indices(idx))
+                self.trigger_of[gi] = (g.trigger.event, g.trigger.indices(idx))
         self.done = [np.full(g.num_tasks, -1, np.int64) for g in self.groups]   # last step run
 
-        def ready(task: int, step: int) -> bool:
-            event = wait_event[task]
-            return event is None or counters[event][wait_index[task]] >= graph.events[event].triggers * (step + 1)
+    def ready(self, task: int, step: int) -> bool:
+        event = self.wait_event[task]
+        return event is None or \
+            self.counters[event][self.wait_index[task]] >= self.graph.events[event].triggers * (step + 1)
 
-        def execute(task: int, step: int) -> list[tuple[int, int]]:
-            gi = int(np.searchsorted(self.first, task, side="right") - 1)
-            self.run_task(gi, task - self.first[gi], step)
-            self.done[gi][task - self.first[gi]] = step
-            self.on_task()
-            if trigger_of[gi] is None:
-                return []
-            event, indices = trigger_of[gi]
-            i = int(indices[task - self.first[gi]])
-            counters[event][i] += 1
-            n, triggers = counters[event][i], graph.events[event].triggers
-            if n % triggers:
-                return []
-            s = n // triggers - 1      # counter values count from step 0 (primed ones start one step ahead)
-            return [(w, s) for w in waiters.get((event, i), []) if s < self.steps]
+    def execute(self, task: int, step: int) -> list[tuple["_Interpreter", int, int]]:
+        """Run a task; the (rank, task, step) runs its trigger made ready."""
+        gi = int(np.searchsorted(self.first, task, side="right") - 1)
+        self.run_task(gi, task - self.first[gi], step)
+        self.done[gi][task - self.first[gi]] = step
+        self.on_task()
+        if self.trigger_of[gi] is None:
+            return []
+        event, indices = self.trigger_of[gi]
+        i = int(indices[task - self.first[gi]])
+        ready = []
+        for rank in (self.ranks if self.graph.events[event].ranks > 1 else [self]):
+            rank.counters[event][i] += 1
+            n, triggers = rank.counters[event][i], self.graph.events[event].triggers
+            if n % triggers == 0:
+                s = n // triggers - 1      # counter values count from step 0 (primed ones start one step ahead)
+                ready += [(rank, w, s) for w in rank.waiters.get((event, i), []) if s < self.steps]
+        return ready
 
-        if queues is None:
-            pending = [(task, s) for s in range(self.steps) for task in range(graph.num_tasks)
-                       if wait_event[task] is None]
-            pending += [(task, 0) for task in range(graph.num_tasks) if wait_event[task] and ready(task, 0)]
-            runs = 0
-            while pending:
-                k = int(self.rng.integers(len(pending)))
-                pending[k], pending[-1] = pending[-1], pending[k]
-                pending += execute(*pending.pop())
-                runs += 1
-            if runs != graph.num_tasks * self.steps:
-                stuck = [self._task_name(gi, int(np.nonzero(d < self.steps - 1)[0][0]), 0)
-                         for gi, d in enumerate(self.done) if (d < self.steps - 1).any()]
-                raise TaskInterpreterError(f"{graph.num_tasks * self.steps - runs} task runs never became "
-                                           f"ready, e.g. {stuck[0]}: their events are never triggered")
+    def stuck(self) -> list[str]:
+        return [self._task_name(gi, int(np.nonzero(d < self.steps - 1)[0][0]), 0)
+                for gi, d in enumerate(self.done) if (d < self.steps - 1).any()]
+
+
+def _run_in_random_order(ranks: list[_Interpreter], rng) -> None:
+    """Every rank's task runs, one at a time, each picked at random among those ready."""
+    pending = [(r, task, s) for r in ranks for s in range(r.steps) for task in range(r.graph.num_tasks)
+               if r.wait_event[task] is None]
+    pending += [(r, task, 0) for r in ranks for task in range(r.graph.num_tasks)
+                if r.wait_event[task] and r.ready(task, 0)]
+    runs = 0
+    while pending:
+        k = int(rng.integers(len(pending)))
+        pending[k], pending[-1] = pending[-1], pending[k]
+        rank, task, step = pending.pop()
+        pending += rank.execute(task, step)
+        runs += 1
+    due = sum(r.graph.num_tasks * r.steps for r in ranks)
+    if runs != due:
+        rank = next(r for r in ranks if r.stuck())
+        where = f" on rank {ranks.index(rank)}" if len(ranks) > 1 else ""
+        raise TaskInterpreterError(f"{due - runs} task runs never became ready, e.g. {rank.stuck()[0]}{where}: "
+                                   "their events are never triggered")
+
+
+def _run_on_queues(ranks: list[_Interpreter], rng) -> None:
+    """Every rank's workers walk their `mpk.schedule` queues, one random ready worker at a time."""
+    workers = [(r, q) for r in ranks for q in r.graph.schedule]
+    heads = [0] * len(workers)
+    total = [len(q) * r.steps for r, q in workers]
+
+    def head(w):
+        rank, queue = workers[w]
+        return rank, int(queue[heads[w] % len(queue)]), heads[w] // len(queue)
+    while True:
+        live = [w for w in range(len(workers)) if heads[w] < total[w]]
+        if not live:
             return
-        heads = [0] * len(queues)
-        total = [len(q) * self.steps for q in queues]
-        while True:
-            live = [w for w in range(len(queues)) if heads[w] < total[w]]
-            if not live:
-                return
-            can = [w for w in live if ready(int(queues[w][heads[w] % len(queues[w])]), heads[w] // len(queues[w]))]
-            if not can:
-                w = live[0]
-                task, step = int(queues[w][heads[w] % len(queues[w])]), heads[w] // len(queues[w])
-                gi = int(np.searchsorted(self.first, task, side="right") - 1)
-                raise TaskInterpreterError(
-                    f"deadlock: no worker can start; worker {w} waits for "
-                    f"{self._task_name(gi, task - self.first[gi], step)}")
-            w = can[int(self.rng.integers(len(can)))]
-            execute(int(queues[w][heads[w] % len(queues[w])]), heads[w] // len(queues[w]))
-            heads[w] += 1
+        can = [w for w in live if head(w)[0].ready(*head(w)[1:])]
+        if not can:
+            rank, task, step = head(live[0])
+            gi = int(np.searchsorted(rank.first, task, side="right") - 1)
+            where = f" of rank {ranks.index(rank)}" if len(ranks) > 1 else ""
+            raise TaskInterpreterError(
+                f"deadlock: no worker can start; worker {live[0] % len(rank.graph.schedule)}{where} waits for "
+                f"{rank._task_name(gi, task - rank.first[gi], step)}")
+        w = can[int(rng.integers(len(can)))]
+        rank, task, step = head(w)
+        rank.execute(task, step)
+        heads[w] += 1
 
 
 class Task:
@@ -325,6 +354,22 @@ class Task:
     def write_output(self, result: np.ndarray, output: int = 0) -> None:
         self.write(self.group.outputs[output], self.out_box)[self.out_box] = result
 
+    def push(self, tile: np.ndarray) -> None:
+        """Store this task's tile into the output of every rank of a tensor-parallel step,
+        at this rank's slot (`allgather`): [rank, rows, cols] of slots, or this rank's
+        columns of the gathered [rows, ranks * cols]."""
+        rank, ranks = self.interp.rank, self.interp.ranks
+        name = self.group.outputs[0]
+        rows, cols = self.out_box
+        if len(self.interp.graph.buffers[name].shape) == 3:
+            region = (slice(rank, rank + 1), rows, cols)
+        else:
+            width = self.interp.graph.buffers[self.group.inputs[0]].shape[1]
+            region = (rows, slice(cols.start + rank * width, cols.stop + rank * width))
+        for peer in ranks:
+            peer._write(self.gi, self.t, self.step, name, region)[region] = tile.reshape(
+                peer.memory.views(name, self.step)[0][region].shape)
+
     def check_written(self, name: str, region, what: str) -> None:
         """Error unless every slot of `region` of input buffer `name` was written."""
         if (self.versions(name)[region] == UNWRITTEN).any():
@@ -342,12 +387,52 @@ def run_tasks(module, weights: Mapping[str, np.ndarray], state: MutableMapping[s
     (`next_tokens`, `logits`) come back with a leading [steps] dimension.
     `on_task()` is called after each task run (progress).
     """
+    return run_tasks_ranks(module, weights, [state], inputs, steps, seed, queues, on_task)[0]
+
+
+def run_tasks_ranks(module, weights: Mapping[str, np.ndarray], states: list[MutableMapping[str, np.ndarray]],
+                    inputs: Mapping[str, np.ndarray], steps: int = 1, seed: int = 0,
+                    queues: bool = False, on_task=None) -> list[dict[str, np.ndarray]]:
+    """Run the ranks of a tensor-parallel step (mpk-shard), one per state, together:
+    every rank's tasks interleave in one random order (or every rank's workers walk
+    their queues), an `allgather` task stores into every rank's memory and bumps every
+    rank's counter. Each rank binds its slice of the full `weights`; `states` are the
+    ranks' own (`rank_state`). Returns each rank's io buffers (and the peer buffers the
+    host reads, the gathered logits)."""
     graph = TaskGraph.from_module(module)
     if not graph.events:
         raise TaskInterpreterError("the module has no events: run 'mpk-build-events' first")
     if queues and graph.schedule is None:
         raise TaskInterpreterError("the module has no 'mpk.schedule': run 'mpk-schedule' first")
-    interp = _Interpreter(graph, weights, state, inputs, steps, seed)
-    interp.on_task = on_task or (lambda: None)
-    interp.run(graph.schedule if queues else None)
-    return {b.name: interp.memory.own[b.name][0].copy() for b in graph.buffers.values() if b.space == "io"}
+    ranks = []
+    for rank, state in enumerate(states):
+        local = dict(inputs)
+        if "peers" in graph.buffers:                 # this rank; the interpreter needs no distances
+            local["peers"] = np.array([rank] + [0] * len(states), np.int64)
+        interp = _Interpreter(graph, weights, state, local, steps, rank, len(states))
+        interp.on_task = on_task or (lambda: None)
+        ranks.append(interp)
+    for interp in ranks:
+        interp.prepare(ranks)
+    rng = np.random.default_rng(seed)
+    (_run_on_queues if queues else _run_in_random_order)(ranks, rng)
+    return [{b.name: interp.memory.own[b.name][0].copy() for b in graph.buffers.values()
+             if b.space == "io" or (b.space == "peer" and b.per_step)} for interp in ranks]
+
+
+def rank_state(module, state: Mapping[str, np.ndarray], rank: int, ranks: int) -> dict:
+    """Rank `rank`'s own copy of the states of a task module (its slice of each KV cache)."""
+    graph = TaskGraph.from_module(module)
+    local = {}
+    for b in graph.buffers.values():
+        if b.space == "state" and b.weight_name in state:
+            full = np.asarray(state[b.weight_name])
+            if b.shard:
+                check_ranks(b, ranks)
+            local[b.weight_name] = (slice_of(b.shard, full, rank) if b.shard else full).copy()
+    return local
+
+
+def check_ranks(buffer, ranks: int) -> None:
+    if len(buffer.shard) - 2 != ranks:
+        raise TaskInterpreterError(f"'@{buffer.name}' is sharded over {len(buffer.shard) - 2} ranks, not {ranks}")

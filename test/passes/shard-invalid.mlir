@@ -1,4 +1,4 @@
-// RUN: mpk-opt %s -split-input-file -verify-diagnostics --pass-pipeline='builtin.module(mpk-shard{tp=4 rank=0})'
+// RUN: mpk-opt %s -split-input-file -verify-diagnostics --pass-pipeline='builtin.module(mpk-shard{tp=4})'
 
 // Three query heads do not split over 4 ranks: an error at the attention.
 func.func @decode_step(%h: tensor<1x96xbf16>, %pos: tensor<1xi32>) -> tensor<1x96xbf16> {

@@ -1,21 +1,27 @@
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2 rank=1},mpk-verify)' \
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-verify)' \
 // RUN:   | mpk-opt | filecheck %s
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2 rank=0})' \
-// RUN:   | filecheck %s --check-prefix=RANK0
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-fuse-residual,mpk-partition{num-sms=8})' \
+// RUN:   | filecheck %s --check-prefix=TASKS
 
-// Rank 1 of 2: q, k and v keep the rank's heads (rows), o_proj its columns and
-// sums the ranks' partials with an allreduce; the residual is rank 0's to add.
+// The program of each of 2 ranks: q, k and v keep a rank's heads (rows: mpk.shard =
+// dim, size, where rank 0's and rank 1's slices start), o_proj its columns, and an
+// allreduce sums the ranks' partials and adds the residual once.
 // CHECK-LABEL: func.func @decode_step
-// CHECK: "mpk.weight"() {mpk.shard = array<i64: 0, 64, 64>, name = "l.self_attn.q_proj.weight"} : () -> tensor<64x64xbf16>
-// CHECK: "mpk.weight"() {mpk.shard = array<i64: 0, 32, 32>, name = "l.self_attn.k_proj.weight"} : () -> tensor<32x64xbf16>
-// CHECK: "mpk.weight"() {mpk.shard = array<i64: 1, 64, 64>, name = "l.self_attn.o_proj.weight"} : () -> tensor<64x64xbf16>
-// CHECK: "mpk.state"() {mpk.shard = array<i64: 2, 32, 32>, name = "l.k_cache"} : () -> tensor<1x16x32xbf16>
+// CHECK: "mpk.weight"() {mpk.shard = array<i64: 0, 64, 0, 64>, name = "l.self_attn.q_proj.weight"} : () -> tensor<64x64xbf16>
+// CHECK: "mpk.weight"() {mpk.shard = array<i64: 0, 32, 0, 32>, name = "l.self_attn.k_proj.weight"} : () -> tensor<32x64xbf16>
+// CHECK: "mpk.weight"() {mpk.shard = array<i64: 1, 64, 0, 64>, name = "l.self_attn.o_proj.weight"} : () -> tensor<64x64xbf16>
+// CHECK: "mpk.state"() {mpk.shard = array<i64: 2, 32, 0, 32>, name = "l.k_cache"} : () -> tensor<1x16x32xbf16>
 // CHECK: "mpk.attention"({{.*}}) {{.*}}: (tensor<1x64xbf16>, tensor<1x16x32xbf16>, tensor<1x16x32xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
 // CHECK: %[[P:.*]] = "mpk.linear"(%{{[0-9]+}}, %{{[0-9]+}}) : (tensor<1x64xbf16>, tensor<64x64xbf16>) -> tensor<1x64xbf16>
-// CHECK: %[[S:.*]] = "mpk.allreduce"(%[[P]])
+// CHECK: %[[S:.*]] = "mpk.allreduce"(%[[P]], %arg0) {ranks = 2 : i64}
 // CHECK: return %[[S]]
-// RANK0: %[[P:.*]] = "mpk.linear"(%{{[0-9]+}}, %{{[0-9]+}}, %arg0) : (tensor<1x64xbf16>, tensor<64x64xbf16>, tensor<1x64xbf16>) -> tensor<1x64xbf16>
-// RANK0: "mpk.allreduce"(%[[P]])
+
+// In task IR: an allgather stores each rank's partial into every rank's peer slots
+// [2, 1, 64], whose event every rank's tasks trigger; the allreduce sums the slots.
+// TASKS: "mpk.buffer"() {space = "io", sym_name = "peers", type = tensor<3xi64>}
+// TASKS: "mpk.buffer"() {space = "peer", sym_name = "l.self_attn.o_proj.allreduce.slots", type = tensor<2x1x64xbf16>}
+// TASKS: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.out, @peers], kind = "allgather", outputs = [@l.self_attn.o_proj.allreduce.slots], params = {ranks = 2 : i64}
+// TASKS: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.allreduce.slots, @input0], kind = "allreduce"
 func.func @decode_step(%h: tensor<1x64xbf16>, %pos: tensor<1xi32>) -> tensor<1x64xbf16> {
   %wq = "mpk.weight"() {name = "l.self_attn.q_proj.weight"} : () -> tensor<128x64xbf16>
   %wk = "mpk.weight"() {name = "l.self_attn.k_proj.weight"} : () -> tensor<64x64xbf16>

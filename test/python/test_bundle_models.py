@@ -109,7 +109,7 @@ def test_weight_stages(compiled, tmp_path):
                "--stage-bytes", 57344, "-o", tmp_path / "staged.mpk", "--quiet") == 0
     b = bundle.read(tmp_path / "staged.mpk")
     stage, prefetch = b.kernel["stage_bytes"], b.tables["prefetch"]
-    flags = b.tables["tasks"][:, layout.task_field("staged")]
+    flags = b.tables["tasks"][:, layout.task_field("flags")]
     assert np.array_equal(flags, prefetch[:, 3] > 0)
     staged = [g for g in b.plan["groups"] if flags[g["first_task"]]]
     assert 0 < stage <= 57344 and len(staged) >= 4 * b.plan["model"]["num_layers"]

@@ -42,8 +42,8 @@ def build_decoder_layer(ctx, batch=2, hidden=32, heads=4, kv_heads=2, head_dim=8
             g = mpk.linear(h, w("model.layers.0.mlp.gate_proj.weight", 64, hidden))
             u = mpk.linear(h, w("model.layers.0.mlp.up_proj.weight", 64, hidden))
             h = mpk.add(mpk.linear(mpk.silu_mul(g, u), w("model.layers.0.mlp.down_proj.weight", hidden, 64)), h)
-            h = mpk.allreduce(h)
-            logits = mpk.linear(h, w("lm_head.weight", vocab, hidden))
+            h = mpk.allreduce(h, 1)
+            logits = mpk.allgather(mpk.linear(h, w("lm_head.weight", vocab, hidden)), 1)
             f32 = ir.F32Type.get()
             params = mpk.state("sample_params", mpk.tensor([batch, 4], f32))   # any [B, 4] f32 value
             seeds = mpk.argmax(mpk.linear(h, w("seed_head.weight", 8, hidden)))

@@ -20,6 +20,13 @@ mpk compile --model qwen3-0.6b --dtype bfloat16 --max-seq 1024 --steps 32 --num-
   --stage-bytes 57344 -o .bundles/qwen3-0.6b-staged-bf16-s32 --quiet
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   --stage-bytes 57344 -o .bundles/qwen3-tiny-staged --quiet
+# Tensor-parallel bundles, their ranks emulated on one GPU (1/N of the SMs each): test_gpu_tp.py.
+for model in qwen3-tiny llama3-tiny; do
+  for tp in 2 4; do
+    mpk compile --model "$model" --tp "$tp" --num-sms $((SMS / tp)) --dtype bfloat16 --max-seq 1024 \
+      --steps 32 -o ".bundles/$model-tp$tp" --quiet
+  done
+done
 # Hugging Face folders saved by transformers and their bundles (every prompt row's
 # logits): test_gpu_prefill.py compares them with transformers on the GPU.
 python test/python/hf_cases.py .bundles/hf

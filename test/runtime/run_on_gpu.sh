@@ -4,8 +4,9 @@
 #   1. pytest: the runtime with stub tasks (incl. the broken-dependency
 #      timeout), every task kind alone, whole bf16 models (32 steps, one launch)
 #   2. `mpk run --check` of every .bundles/*-bf16-s32: errors per step, ms/step
-#   3. compute-sanitizer memcheck and racecheck on a tiny model, and on the same
-#      model with its weights staged in shared memory (sanitize.sh)
+#   3. compute-sanitizer memcheck, racecheck and synccheck on a tiny model, on the
+#      same model with its weights staged in shared memory, and on its two
+#      tensor-parallel ranks emulated on the GPU (sanitize.sh)
 # Logs go to $OUT (default /tmp/mpk-gpu); a summary table is printed last.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -15,7 +16,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 # conftest.py needs MLIR; the GPU tests do not.
 timeout "${MPK_PYTEST_TIMEOUT:-200}" python3 -m pytest --noconftest -p no:cacheprovider -v -s -rA \
   test/python/test_runtime_gpu.py test/python/test_gpu_kinds.py test/python/test_gpu_models.py \
-  test/python/test_gpu_prefill.py \
+  test/python/test_gpu_prefill.py test/python/test_gpu_tp.py \
   >"$OUT/gpu-tests.log" 2>&1
 echo "pytest exit $?" >>"$OUT/gpu-tests.log"
 
@@ -30,6 +31,8 @@ done
 
 bash test/runtime/sanitize.sh >"$OUT/sanitize.txt" 2>&1
 [ -d .bundles/qwen3-tiny-staged ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-staged >>"$OUT/sanitize.txt" 2>&1
+# Two tensor-parallel ranks emulated side by side on the GPU (their stores into each other's memory).
+[ -d .bundles/qwen3-tiny-tp2 ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-tp2 >>"$OUT/sanitize.txt" 2>&1
 
 echo "== summary ($(cat "$OUT/gpu.txt"))"
 grep -E "^(PASSED|FAILED|SKIPPED|ERROR) |^=+ .*(passed|failed)|^pytest exit" "$OUT/gpu-tests.log"
