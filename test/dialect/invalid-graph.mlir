@@ -390,8 +390,8 @@ func.func @f42(%a: tensor<4xf32>) {
 
 // allreduce type
 func.func @f43(%a: tensor<2x4xf32>) {
-  // expected-error@+1 {{operands and result must have the same type}}
-  %0 = "mpk.allreduce"(%a) : (tensor<2x4xf32>) -> tensor<2x4xbf16>
+  // expected-error@+1 {{x, residual and result must have the same type}}
+  %0 = "mpk.allreduce"(%a) {ranks = 2 : i64} : (tensor<2x4xf32>) -> tensor<2x4xbf16>
   return
 }
 

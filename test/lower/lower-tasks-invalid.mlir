@@ -4,8 +4,8 @@
 "mpk.kernel"() {sym_name = "decode", num_sms = 132 : i64, arch = "sm_90"} : () -> ()
 "mpk.buffer"() {sym_name = "x", type = tensor<1x256xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
 "mpk.buffer"() {sym_name = "y", type = tensor<1x256xbf16>, space = "workspace", offset = 512 : i64} : () -> ()
-// A kind the dialect knows but no lowering handles yet (one GPU: no allreduce).
-// expected-error@+1 {{no task lowering for kind 'allreduce'}}
+// A group whose params do not fit its kind (an allreduce without its ranks).
+// expected-error@+1 {{needs the param 'ranks'}}
 "mpk.tasks"() {sym_name = "f", kind = "allreduce", grid = array<i64: 1, 1>, tile = array<i64: 1, 256>, inputs = [@x], outputs = [@y], params = {}} : () -> ()
 
 // -----
