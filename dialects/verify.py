@@ -443,15 +443,21 @@ def partials(c: Checker, op, t, rows: int, splits: int | None, heads: int, head_
 
 def _trigger_counts(c: Checker, graph: taskir.TaskGraph) -> None:
     counts = {name: np.zeros(e.size, dtype=np.int64) for name, e in graph.events.items()}
+    from mpk.lowering import kinds
+    per_task = {}
     for g in graph.groups:
         if g.trigger is not None:
             np.add.at(counts[g.trigger.event], g.trigger.indices(g.grid_indices()), 1)
             e = graph.events[g.trigger.event]
-            c.check(e.ranks == 1 or (g.kind == "allgather" and g.params.get("ranks") == e.ranks), g.op,
-                    f"'{g.name}' triggers '@{e.name}', which {e.ranks} ranks trigger: only an allgather "
-                    f"of {e.ranks} ranks can (it bumps every rank's counter)")
+            mode = kinds.get(g.kind).trigger_ranks if g.kind in kinds.registry() else None
+            c.check(e.primed or ((e.ranks == 1) == (mode is None) and (mode is None or g.params.get("ranks") == e.ranks)),
+                    g.op,
+                    f"'{g.name}' triggers '@{e.name}' of {e.ranks} rank(s): an event of several ranks is "
+                    f"triggered by the kinds that store into other ranks' memory (allgather, scatter) "
+                    f"of that many ranks, and only by them")
+            per_task[e.name] = e.ranks if mode == "every" and e.ranks > 1 else 1   # "every": each task on every rank
     for name, e in graph.events.items():
-        wrong = np.nonzero(counts[name] * e.ranks != e.triggers)[0]     # each task on every rank
+        wrong = np.nonzero(counts[name] * per_task.get(name, 1) != e.triggers)[0]
         if wrong.size:
             i = int(wrong[0])
             ranks = f" on each of {e.ranks} ranks" if e.ranks > 1 else ""

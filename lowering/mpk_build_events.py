@@ -44,7 +44,7 @@ from mlir import ir
 
 from mpk import dialects as mpk
 from mpk.dialects.taskir import TaskGraph
-from mpk.lowering import ModulePass, analyses
+from mpk.lowering import ModulePass, analyses, kinds
 from mpk.lowering.tiling import group_boxes
 
 STEP_EVENT = "step"
@@ -337,9 +337,15 @@ def ancestry(num_groups: int, by_consumer) -> tuple[list[set], list[set]]:
 
 
 def event_ancestry(graph: TaskGraph) -> tuple[list[set], list[set]]:
-    """`ancestry` of the groups of a task module with events (primed events left out)."""
+    """`ancestry` of the groups of a task module with events (primed events left out).
+
+    A group whose tasks trigger one rank's counter each (kinds' trigger_ranks "owner": a
+    two-shot allreduce's scatter) precedes its waiters only through the one task of it
+    that this rank owns: a waiter comes after what comes before every task of it, but
+    not after all of its tasks (the others run for other ranks)."""
     index = {g.name: i for i, g in enumerate(graph.groups)}
     counters = lambda g, ref: np.unique(ref.indices(g.grid_indices()))
+    owned = {i for i, g in enumerate(graph.groups) if kinds.get(g.kind).trigger_ranks == "owner"}
     triggerers = defaultdict(list)
     for g in graph.groups:
         if g.trigger is not None and not graph.events[g.trigger.event].primed:
@@ -350,8 +356,10 @@ def event_ancestry(graph: TaskGraph) -> tuple[list[set], list[set]]:
             continue
         waits = counters(g, g.wait)
         for p, trig in triggerers.get(g.wait.event, []):
-            by_consumer[c].append((p, (trig.size == 1 and np.array_equal(waits, trig),
-                                       bool(np.isin(waits, trig).all()), bool(np.isin(trig, waits).all()))))
+            rows = bool(np.isin(waits, trig).all())
+            by_consumer[c].append((p, (False, rows, False) if p in owned else
+                                   (trig.size == 1 and np.array_equal(waits, trig), rows,
+                                    bool(np.isin(trig, waits).all()))))
     return ancestry(len(graph.groups), by_consumer)
 
 
@@ -519,23 +527,30 @@ class MpkBuildEvents(ModulePass):
             fitted &= text is not None
             maps[is_wait, gi] = text
         name = "ready." + self.groups[waiters[0]].name
-        ranks = self._ranks(triggerers)
+        ranks, per_task = self._ranks(triggerers)
         if fitted and counts.min() == counts.max() and counts.min() > 0:
-            return dict(name=name, size=len(ids), triggers=int(counts[0]) * ranks, maps=maps,
+            return dict(name=name, size=len(ids), triggers=int(counts[0]) * per_task, maps=maps,
                         waiters=waiters, triggerers=triggerers, ranks=ranks)
-        return dict(name=name, size=1, triggers=sum(self.groups[gi].num_tasks for gi in triggerers) * ranks,
+        return dict(name=name, size=1, triggers=sum(self.groups[gi].num_tasks for gi in triggerers) * per_task,
                     maps={(w, gi): self._zero(gi) for (w, gi) in local}, waiters=waiters, triggerers=triggerers,
                     ranks=ranks)
 
-    def _ranks(self, triggerers) -> int:
-        """How many ranks trigger each counter of an event: those of a tensor-parallel
-        step when its producers store into every rank's memory (`allgather`), else 1."""
-        ranks = {self.groups[gi].params["ranks"] if self.groups[gi].kind == "allgather" else 1 for gi in triggerers}
-        if len(ranks) > 1:
-            gi = next(gi for gi in triggerers if self.groups[gi].kind == "allgather")
-            self.fail(self.groups[gi].op, f"'{self.groups[gi].name}' stores into every rank's memory, but its "
+    def _ranks(self, triggerers) -> tuple[int, int]:
+        """The ranks of a tensor-parallel step whose tasks trigger an event (its producers
+        store into other ranks' memory: kinds' `trigger_ranks`), else 1; and how many
+        triggers each producer task of this rank's program stands for: every rank's copy
+        of it when each bumps every rank's counter ("every"), else one (a task bumps one
+        rank's: on each rank, its producers of all ranks)."""
+        modes = {kinds.get(self.groups[gi].kind).trigger_ranks for gi in triggerers}
+        if len(modes) > 1:
+            gi = next(gi for gi in triggerers if kinds.get(self.groups[gi].kind).trigger_ranks)
+            self.fail(self.groups[gi].op, f"'{self.groups[gi].name}' stores into other ranks' memory, but its "
                                           "event is also triggered by a group of this rank alone")
-        return ranks.pop()
+        (mode,) = modes
+        if mode is None:
+            return 1, 1
+        ranks = self.groups[triggerers[0]].params["ranks"]
+        return ranks, ranks if mode == "every" else 1
 
     def _zero(self, gi: int) -> str:
         """The map sending every task of group gi to counter 0."""

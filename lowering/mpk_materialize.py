@@ -115,8 +115,10 @@ def materialize(graph: TaskGraph) -> Materialized:
                     raise MaterializeError(g.op, f"task {bad[0]} of group '{g.name}' {field}s on "
                                            f"'{ref.event}'[{indices[bad[0]]}], outside its {event.size} counters")
                 slots = first_slot[ref.event] + indices
-                if event.ranks > 1:       # every rank's tasks trigger it: on every rank's counters
-                    flags |= layout.FLAGS["wait_on_ranks" if field == "wait" else "trigger_every_rank"]
+                if event.ranks > 1 and field == "wait":     # other ranks' tasks trigger it
+                    flags |= layout.FLAGS["wait_on_ranks"]
+                elif event.ranks > 1:
+                    flags |= rank_trigger_flags(graph, g)
                 if field == "wait":
                     task_table[rows, layout.task_field("wait_triggers")] = event.triggers
             task_table[rows, layout.task_field(f"{field}_slot")] = slots
@@ -220,3 +222,15 @@ class MpkMaterialize(ModulePass):
             self.fail(e.op if e.op is not None else module, str(e))
         if self.output:
             layout.save(self.output, result.tables)
+
+
+def rank_trigger_flags(graph, g) -> np.ndarray:
+    """MpkTask::flags of a group whose tasks bump other ranks' counters (kinds'
+    `trigger_ranks`): every rank's, or one rank's, that rank in the bits above FLAG_BITS."""
+    from mpk.lowering import kinds
+    from mpk.lowering.tiling import group_boxes, op_info
+    kind = kinds.get(g.kind)
+    if kind.trigger_ranks == "every":
+        return np.full(g.num_tasks, layout.FLAGS["trigger_every_rank"], np.int32)
+    owners = kind.trigger_ranks_of(op_info(graph, g), group_boxes(graph, g)[0])
+    return (layout.FLAGS["trigger_one_rank"] | (owners << layout.RANK_SHIFT)).astype(np.int32)

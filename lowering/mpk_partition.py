@@ -51,6 +51,7 @@ from mpk.lowering.kinds.attention_partial import partial_width
 from mpk.lowering.kinds.linear import gemm_tile_rows
 
 SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
+ALGORITHM_ATTR = "mpk.algorithm"   # on an mpk.allreduce: "one-shot" or "two-shot" (else the cost model's)
 # A decode linear's task streams its rows 16 at a time (a warp each at 512 threads; a
 # tensor-core block): the tiles of linears that share the SMs (`_share`) take whole
 # rounds. (Llama 3.2 1B's k and v in 24-row tiles measured 3.7% slower a step.)
@@ -85,6 +86,9 @@ class MpkPartition(ModulePass):
     # the H200, the other presets unchanged (bench/NOTES.md round 11).
     shared_tile_max_bytes: int = dataclasses.field(
         default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
+    # A tensor-parallel allreduce: "auto" (the cost model's choice by size:
+    # tiling.allreduce_algorithm), "one-shot" or "two-shot"; `mpk.algorithm` on the op overrides.
+    allreduce: str = "auto"
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -93,6 +97,9 @@ class MpkPartition(ModulePass):
             self.fail(module, str(e.args[0]))
         if self.num_sms <= 0:
             self.fail(module, f"num-sms must be positive, got {self.num_sms}")
+        if self.allreduce not in ("auto", *tiling.ALLREDUCE_ALGORITHMS):
+            self.fail(module, f"allreduce must be auto, {' or '.join(tiling.ALLREDUCE_ALGORITHMS)}, "
+                              f"got '{self.allreduce}'")
         body = module.regions[0].blocks[0]
         funcs = [op.operation for op in body.operations if op.operation.name == "func.func"]
         if len(funcs) != 1:
@@ -124,7 +131,8 @@ class MpkPartition(ModulePass):
                 shard = {SHARD_ATTR: op.attributes[SHARD_ATTR]} if SHARD_ATTR in op.attributes else {}
                 self.buffer_of[op.result] = self._buffer(name, op.result.type, kind, bound_name=name, **shard)
             elif kind in ("allreduce", "allgather"):
-                self._collective(op, kind, returned)
+                with op.location:
+                    self._collective(op, kind, returned)
             elif kind == "rope_append" and self._into_attention(op):
                 continue                      # its attention's split tasks do it
             elif IN_USERS_ATTR in op.attributes:
@@ -283,45 +291,79 @@ class MpkPartition(ModulePass):
                       params=ir.DictAttr.get(attrs), **extra)
 
     def _collective(self, op: ir.Operation, kind: str, returned: dict) -> None:
-        """A collective of tensor-parallel ranks (mpk-shard): an `allgather` group stores
-        each tile of x into every rank's `peer` buffer (slot-major [ranks, B, N] for an
-        allreduce, the gathered [B, ranks * N] itself for an allgather) and bumps every
-        rank's event; an allreduce then sums the slots in an `allreduce` group."""
+        """A collective of tensor-parallel ranks (mpk-shard). An `allgather` group stores
+        each tile of x into every rank's `peer` buffer and bumps every rank's event: the
+        gathered [B, ranks * N] of an allgather, or, for a one-shot allreduce, the slots
+        [ranks, B, N] that an `allreduce` group then sums. A two-shot allreduce (the cost
+        model's choice for large tensors) scatters: a `scatter` group stores each tile
+        into the slots [ranks, B, N / ranks] of the rank owning its columns, an
+        `allreduce` group sums this rank's chunk, an `allgather` stores the sums (plus the
+        residual) into every rank's result."""
         ranks = python_value(op.attributes["ranks"])
         if "peers" not in self.names:     # this rank and where the others' peer memory is (the loader writes it)
             self._buffer("peers", mpk.tensor([ranks + 1], ir.IntegerType.get_signless(64)), "io")
-        x = op.operands[0]
+        x, residual = op.operands[0], list(op.operands)[1:]
         (rows, cols), element = _shape(x.type), ir.RankedTensorType(x.type).element_type
         name = self._unique(self.buffer_of[x].removesuffix(".out") + "." + kind)
         result = op.results[0]
+        per_step = {"per_step": ir.UnitAttr.get()} if result in returned else {}
+        params = ir.DictAttr.get({"ranks": op.attributes["ranks"]})
+        tile = self._tile(op, OpInfo("allgather", [(rows, cols), (ranks + 1,)], [_elt_bytes(x.type), 8], (rows, cols),
+                                     _elt_bytes(x.type), (rows, cols), {"ranks": ranks}), [x])
         if kind == "allgather":
             gathered = self._buffer("logits" if result in returned else name + ".out", result.type, "peer",
-                                    **({"per_step": ir.UnitAttr.get()} if result in returned else {}))
-        else:
-            gathered = self._buffer(name + ".slots", mpk.tensor([ranks, rows, cols], element), "peer")
-        params = ir.DictAttr.get({"ranks": op.attributes["ranks"]})
-        info = OpInfo("allgather", [(rows, cols), (ranks + 1,)], [_elt_bytes(x.type), 8], (rows, cols),
-                      _elt_bytes(x.type), (rows, cols), {"ranks": ranks})
-        tile = self._tile(op, info, [x])
-        self.group_tile[gathered] = (tile, (rows, cols))
-        with op.location:
-            mpk.tasks(name if kind == "allgather" else name + ".push", "allgather", tiling.grid_for((rows, cols), tile),
-                      tile, [self.buffer_of[x], "peers"], [gathered], params=params,
-                      domain=ir.DenseI64ArrayAttr.get([rows, cols]))
-        if kind == "allgather":
+                                    **per_step)
+            self._push("allgather", name, [self.buffer_of[x], "peers"], gathered, tile, (rows, cols), params)
             self.buffer_of[result] = gathered
             return
-        output = self._buffer(name + ".out", result.type, "io" if result in returned else "workspace",
-                              **({"per_step": ir.UnitAttr.get()} if result in returned else {}))
+        algorithm = self._algorithm(op, rows * cols * _elt_bytes(x.type), ranks, cols, tile)
+        chunk = cols // ranks if algorithm == "two-shot" else cols
+        slots = self._buffer(name + ".slots", mpk.tensor([ranks, rows, chunk], element), "peer")
+        if algorithm == "one-shot":
+            self._push("allgather", name + ".push", [self.buffer_of[x], "peers"], slots, tile, (rows, cols), params)
+            output = self._buffer(name + ".out", result.type, "io" if result in returned else "workspace", **per_step)
+            self._sum(name, [slots] + [self.buffer_of[v] for v in residual], output, ranks, params, _elt_bytes(x.type))
+        else:
+            scatter_tile = (tile[0], math.gcd(tile[1], chunk))
+            self._push("scatter", name + ".scatter", [self.buffer_of[x], "peers"], slots, scatter_tile,
+                       (rows, cols), params)
+            sums = self._buffer(name + ".sums", mpk.tensor([rows, chunk], element), "workspace")
+            sum_tile = self._sum(name + ".reduce", [slots], sums, ranks, params, _elt_bytes(x.type))
+            output = self._buffer(name + ".out", result.type, "peer", **per_step)
+            self._push("allgather", name, [sums, "peers"] + [self.buffer_of[v] for v in residual], output,
+                       sum_tile, (rows, chunk), params)
         self.buffer_of[result] = output
-        inputs = [gathered] + [self.buffer_of[v] for v in list(op.operands)[1:]]
+
+    def _algorithm(self, op, nbytes: int, ranks: int, cols: int, tile) -> str:
+        """The allreduce's algorithm: the op's `mpk.algorithm`, the pass option, or the cost
+        model's; two-shot needs chunks of whole 8-column vectors."""
+        chosen = python_value(op.attributes[ALGORITHM_ATTR]) if ALGORITHM_ATTR in op.attributes else self.allreduce
+        if chosen == "auto":
+            chosen = tiling.allreduce_algorithm(nbytes, ranks, self.target)
+        if chosen not in tiling.ALLREDUCE_ALGORITHMS:
+            self.fail(op, f"'{ALGORITHM_ATTR}' must be {' or '.join(tiling.ALLREDUCE_ALGORITHMS)}, got '{chosen}'")
+        if chosen == "two-shot" and (cols % ranks or math.gcd(tile[1], cols // ranks) % 8):
+            if ALGORITHM_ATTR in op.attributes or self.allreduce == "two-shot":
+                self.fail(op, f"a two-shot allreduce needs {cols} columns in {ranks} chunks of whole "
+                              f"8-column vectors (and tiles of them)")
+            chosen = "one-shot"
+        return chosen
+
+    def _push(self, kind: str, name: str, inputs: list[str], output: str, tile, domain, params) -> None:
+        """A group storing into other ranks' memory (allgather, scatter) over `domain`."""
+        self.group_tile[output] = (tile, domain)
+        mpk.tasks(name, kind, tiling.grid_for(domain, tile), tile, inputs, [output], params=params,
+                  domain=ir.DenseI64ArrayAttr.get(list(domain)))
+
+    def _sum(self, name: str, inputs: list[str], output: str, ranks: int, params, elt: int) -> tuple:
+        """An `allreduce` group: the slots [ranks, B, N] (+ residual) summed into [B, N]; its tile."""
+        rows, cols = self.shape_of[output]
         info = OpInfo("allreduce", [(ranks, rows, cols)] + [(rows, cols)] * (len(inputs) - 1),
-                      [_elt_bytes(x.type)] * len(inputs), (rows, cols), _elt_bytes(x.type), (rows, cols),
-                      {"ranks": ranks})
+                      [elt] * len(inputs), (rows, cols), elt, (rows, cols), {"ranks": ranks})
         tile = tiling.choose_tile(info, self.target)
         self.group_tile[output] = (tile, (rows, cols))
-        with op.location:
-            mpk.tasks(name, "allreduce", tiling.grid_for((rows, cols), tile), tile, inputs, [output], params=params)
+        mpk.tasks(name, "allreduce", tiling.grid_for((rows, cols), tile), tile, inputs, [output], params=params)
+        return tile
 
     def _splits(self, op: ir.Operation, info: OpInfo) -> int:
         if SPLITS_ATTR in op.attributes:

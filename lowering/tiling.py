@@ -54,6 +54,11 @@ class Target:
     kind_costs: tuple[tuple[str, KindCost], ...] = ()
     card: str = ""            # the card the numbers are of
     source: str = ""          # where they come from
+    # Tensor-parallel collectives: one GPU's NVLink bandwidth each way (H100/H200 SXM: 18
+    # NVLink 4 links, 450 GB/s), and what a dependent stage costs beyond its bytes (the
+    # H200 hop microbenchmark: 0.77-0.90 us, bench/NOTES.md round 9).
+    link_bytes_per_s: float = 450e9
+    stage_s: float = 0.85e-6
 
     @property
     def sm_bytes_per_s(self) -> float:
@@ -116,6 +121,25 @@ def target(arch: str, num_sms: int, card: str | None = None) -> Target:
     if card is not None and card not in CARDS:
         raise KeyError(f"unknown card '{card}' (known: {', '.join(CARDS)})")
     return Target(arch, num_sms, **(CARDS[card] if card else ARCHS[arch]))
+
+
+ALLREDUCE_ALGORITHMS = ("one-shot", "two-shot")
+
+
+def allreduce_seconds(algorithm: str, nbytes: int, ranks: int, target: Target) -> float:
+    """An allreduce of `nbytes` per rank. One-shot: every rank stores its whole tensor into
+    every other rank's memory ((N-1) x the bytes out of each GPU), then sums: two dependent
+    stages. Two-shot: a reduce-scatter (each rank sums 1/N of the columns) then an
+    all-gather, 2 (N-1)/N x the bytes out, three stages."""
+    copies = ranks - 1 if algorithm == "one-shot" else 2 * (ranks - 1) / ranks
+    stages = 2 if algorithm == "one-shot" else 3
+    return stages * target.stage_s + copies * nbytes / target.link_bytes_per_s
+
+
+def allreduce_algorithm(nbytes: int, ranks: int, target: Target) -> str:
+    """The cheaper allreduce at this size: one-shot for decode's few KB (Qwen3-8B at
+    batch 8, TP=8: 64 KB), two-shot once the extra stage costs less than the extra copies."""
+    return min(ALLREDUCE_ALGORITHMS, key=lambda a: allreduce_seconds(a, nbytes, ranks, target))
 
 
 def tile_boxes(domain, grid, tile) -> Boxes:

@@ -88,8 +88,8 @@ class InterpRunner:
 
 def open_backend(bundle: bundles.Bundle, kind: str, **options):
     if kind == "gpu" and bundle.tp > 1:
-        from mpk.runtime.ranks import RankSet
-        return RankSet(bundle, **options)
+        from mpk.runtime.ranks import DistributedRank, RankSet, launched_by_torchrun
+        return DistributedRank(bundle, **options) if launched_by_torchrun() else RankSet(bundle, **options)
     if kind == "gpu":
         return Session(bundle, **options)
     if kind == "interp":

@@ -83,6 +83,7 @@ class Options:
         default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
     tp: int = 1                            # mpk-shard{tp}: tensor-parallel ranks (one program for all)
+    allreduce: str = "auto"                # mpk-partition{allreduce}: auto (cost model), one-shot, two-shot
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 
@@ -117,7 +118,8 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                    MpkPartition(num_sms=options.num_sms, arch=options.arch,
                                 rope_in_attention=options.rope_in_attention,
                                 merge_in_attention=options.merge_in_attention,
-                                shared_tile_max_bytes=options.shared_tile_max_bytes),
+                                shared_tile_max_bytes=options.shared_tile_max_bytes,
+                                allreduce=options.allreduce),
                    MpkStageWeights(max_bytes=options.stage_bytes)]),
         ("events", [MpkBuildEvents(report=options.report)]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),

@@ -157,12 +157,11 @@ __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
   return false;
 }
 
-// Bumps `slot` on every rank of a tensor-parallel step (this one's included): the
-// task stored into every rank's memory, and each rank's waiters count its trigger.
-__device__ void trigger_every_rank(const MpkLaunch& launch, int slot) {
-  for (int k = 0; k < launch.ranks; ++k)
-    add_release_system(reinterpret_cast<unsigned int*>(
-        reinterpret_cast<char*>(launch.event_counters + slot) + launch.rank_distances[k]), 1u);
+// Bumps `slot` on rank `rank` of a tensor-parallel step (this one's included): the task
+// stored into that rank's memory, and that rank's waiters count its trigger.
+__device__ void trigger_on_rank(const MpkLaunch& launch, int slot, int rank) {
+  add_release_system(reinterpret_cast<unsigned int*>(
+      reinterpret_cast<char*>(launch.event_counters + slot) + launch.rank_distances[rank]), 1u);
 }
 
 }  // namespace
@@ -251,7 +250,10 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
           launch.profile[2 * ((long long)step * launch.num_tasks + task_id) + 1] = global_time_ns();
         // The barrier above orders every thread's writes before this release (cumulative).
         if (task.trigger_slot >= 0) {
-          if (task.flags & MPK_TASK_TRIGGER_EVERY_RANK) trigger_every_rank(launch, task.trigger_slot);
+          if (task.flags & MPK_TASK_TRIGGER_EVERY_RANK)
+            for (int k = 0; k < launch.ranks; ++k) trigger_on_rank(launch, task.trigger_slot, k);
+          else if (task.flags & MPK_TASK_TRIGGER_ONE_RANK)
+            trigger_on_rank(launch, task.trigger_slot, task.flags >> MPK_TASK_RANK_SHIFT);
           else add_release(launch.event_counters + task.trigger_slot, 1u);
         }
       }

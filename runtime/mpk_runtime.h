@@ -28,7 +28,9 @@ enum {
   MPK_TASK_STAGED = 1,              // its weight rows come in a shared-memory stage (MpkPrefetch)
   MPK_TASK_TRIGGER_EVERY_RANK = 2,  // bump trigger_slot on every rank of a tensor-parallel step
   MPK_TASK_WAIT_ON_RANKS = 4,       // other ranks (GPUs) bump its wait counter: acquire at system scope
+  MPK_TASK_TRIGGER_ONE_RANK = 8,    // bump trigger_slot on rank flags >> MPK_TASK_RANK_SHIFT only
 };
+#define MPK_TASK_RANK_SHIFT 8
 
 // The weights a task streams: one contiguous byte range of one of its buffers
 // (buffer_ptrs[buffer] + offset, `bytes` long, 16-byte aligned), or buffer -1.

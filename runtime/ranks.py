@@ -21,6 +21,8 @@ rank whose peer never signals times out naming the task, the event and itself.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import time
 
 import numpy as np
@@ -129,31 +131,13 @@ class RankSet:
             try:
                 seconds.append(self.sessions[r].finish(n, timed=timed, wait=False))
             except RuntimeTimeout as e:
-                errors.append(f"{e} {self._short_events(r)}")
+                errors.append(f"{e} {short_events(self.sessions[r])}")
         if errors:
             missing = sorted(set(range(self.tp)) - set(ranks))
             head = (f"ranks {', '.join(map(str, missing))} did not run; " if missing else "") + \
                 f"{len(errors)} of {len(ranks)} ranks timed out (a rank's stall reaches every rank):"
             raise RuntimeTimeout("\n".join([head] + errors))
         return max(seconds) if timed else None
-
-    def _short_events(self, rank: int) -> str:
-        """The events of every rank that this rank's counters lack triggers of, after a timeout."""
-        s = self.sessions[rank]
-        error = s.error()
-        counters = s.d_counters.download(np.uint32, (len(s.bundle.tables["event_initial"]),))
-        short = []
-        for e in s.plan["events"]:
-            if e.get("ranks", 1) > 1:
-                need = e["triggers"] * (error.step + 1)
-                for i in range(e["size"]):
-                    have = int(counters[e["first_slot"] + i])
-                    if have < need:
-                        short.append(f"'{e['name']}'[{i}] has {have} of its {need} triggers")
-        if not short:
-            return ""
-        return (f"Waiting on the ranks: event {short[0]}" + (f" ({len(short) - 1} more short)" if len(short) > 1 else "")
-                + ": a peer rank died, stopped or never started.")
 
     def _wait_all(self, started: dict) -> None:
         """Every launched rank's stream done; never forever (the kernels' own timeouts end them first)."""
@@ -200,3 +184,152 @@ class RankSet:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def short_events(session: Session) -> str:
+    """After a timeout: the events of every rank that this rank's counters lack triggers of."""
+    error = session.error()
+    counters = session.d_counters.download(np.uint32, (len(session.bundle.tables["event_initial"]),))
+    short = []
+    for e in session.plan["events"]:
+        if e.get("ranks", 1) > 1:
+            need = e["triggers"] * (error.step + 1)
+            short += [f"'{e['name']}'[{i}] has {int(counters[e['first_slot'] + i])} of its {need} triggers"
+                      for i in range(e["size"]) if counters[e["first_slot"] + i] < need]
+    if not short:
+        return ""
+    more = f" ({len(short) - 1} more short)" if len(short) > 1 else ""
+    return f"Waiting on the ranks: event {short[0]}{more}: a peer rank died, stopped or never started."
+
+
+# ------------------------------------------------------------ one process a rank
+
+IPC_HANDLE_BYTES = 64          # sizeof(CUipcMemHandle)
+ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one rank of several (torchrun's RANK / WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+class DistributedRank:
+    """This process's rank of a tensor-parallel bundle, one process a GPU: started by
+    torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or by
+    `spawn_ranks`. The ranks exchange their peer memory through torch.distributed's
+    TCPStore as CUDA IPC handles (NCCL plays no part); each maps the others' and
+    writes the distances into its `peers` buffer. A launch waits at the store until
+    every rank has prepared (a started rank writes the others' memory), then each rank
+    runs its kernel; a peer that stopped makes every survivor time out naming its task,
+    its rank and the event short of triggers (or, before the launch, the ranks that
+    never arrived)."""
+
+    def __init__(self, bundle, rank: int | None = None, world: int | None = None, device: int | None = None,
+                 store=None, timeout_s: float = DEFAULT_TIMEOUT_S, profile: bool = False, sms: int | None = None):
+        self.bundle = bundle if isinstance(bundle, bundles.Bundle) else bundles.read(bundle)
+        self.rank = int(os.environ["RANK"]) if rank is None else rank
+        self.tp = int(os.environ["WORLD_SIZE"]) if world is None else world
+        if self.tp != self.bundle.tp:
+            raise LoaderError(f"{self.bundle.path} is for tp={self.bundle.tp}, but {self.tp} processes were started")
+        if device is None:                       # fewer GPUs than ranks: processes share them (SMs/N each)
+            gpus = max(gpu_count(), 1)
+            device = int(os.environ.get("LOCAL_RANK", self.rank)) % gpus
+            if gpus < self.tp and sms is None:
+                sms = int(self.bundle.kernel["num_sms"])
+        self.store = store if store is not None else _store(self.rank, self.tp)
+        self.steps_per_launch = int(self.bundle.kernel.get("steps", 1))
+        self.prefill, self.launches = None, 0
+        self.session = Session(self.bundle, device, timeout_s, profile, rank=self.rank, sms=sms)
+        self.device_name = f"rank {self.rank} of {self.tp} on {self.session.device_name}"
+        self.timeout_s = timeout_s
+        self._opened = []
+        try:
+            self._map_peers()
+        except BaseException:
+            self.close()
+            raise
+
+    def _map_peers(self) -> None:
+        driver = _driver()
+        handle = _check(driver.cuIpcGetMemHandle(self.session.peer_memory.ptr), "cuIpcGetMemHandle")
+        self.store.set(f"mpk/peer/{self.rank}", ctypes.string_at(int(handle.getPtr()), IPC_HANDLE_BYTES))
+        local = self.session.peer_memory.ptr
+        bases = []
+        for k in range(self.tp):
+            raw = self.store.get(f"mpk/peer/{k}")           # waits (the store's timeout) for rank k
+            if k == self.rank:
+                bases.append(local)
+                continue
+            theirs = driver.CUipcMemHandle()
+            ctypes.memmove(int(theirs.getPtr()), raw, IPC_HANDLE_BYTES)
+            ptr = int(_check(driver.cuIpcOpenMemHandle(
+                theirs, driver.CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS), f"cuIpcOpenMemHandle(rank {k})"))
+            self._opened.append(ptr)
+            bases.append(ptr)
+        self.session.write("peers", np.array([self.rank] + [b - local for b in bases], np.int64))
+        self._barrier("mapped")
+
+    def _barrier(self, name: str) -> None:
+        """Every rank reached `name`; a LoaderError naming the missing ranks after the timeout."""
+        key = f"mpk/barrier/{name}"
+        self.store.set(f"mpk/at/{name}/{self.rank}", b"1")
+        self.store.add(key, 1)
+        deadline = time.monotonic() + max(5.0, 10 * self.timeout_s)
+        while self.store.add(key, 0) < self.tp:
+            if time.monotonic() > deadline:
+                here = [k for k in range(self.tp) if self.store.check([f"mpk/at/{name}/{k}"])]
+                raise LoaderError(f"rank {self.rank} of {self.tp}: ranks "
+                                  f"{sorted(set(range(self.tp)) - set(here) - {self.rank})} never reached "
+                                  f"'{name}' (a peer process died or hangs)")
+            time.sleep(1e-4)
+
+    # -- the Session interface, for loader.generate
+
+    def bind_weights(self, weights, strict: bool = True) -> None:
+        self.session.bind_weights(weights, strict)
+
+    def write(self, name: str, value) -> None:
+        self.session.write(name, value)
+
+    def read(self, name: str, as_float: bool = True) -> np.ndarray:
+        return self.session.read(name, as_float)
+
+    def launch(self, steps: int | None = None, timed: bool = False) -> float | None:
+        steps = self.session.prepare(steps)
+        self.launches += 1
+        self._barrier(f"launch{self.launches}")
+        self.session.start(steps, timed=timed, prepared=True)
+        try:
+            return self.session.finish(steps, timed=timed)
+        except RuntimeTimeout as e:
+            raise RuntimeTimeout(f"{e} {short_events(self.session)}") from None
+
+    def seconds_per_step(self, tokens, positions, steps: int, repeat: int = 5, warmup: int = 0) -> float:
+        return Session.seconds_per_step(self, tokens, positions, steps, repeat, warmup)
+
+    def close(self) -> None:
+        driver = _driver()
+        for ptr in self._opened:
+            driver.cuIpcCloseMemHandle(ptr)
+        self._opened = []
+        if getattr(self, "session", None) is not None:
+            self.session.close()
+            self.session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _store(rank: int, world: int):
+    """torch.distributed's TCPStore at MASTER_ADDR:MASTER_PORT (rank 0 serves it)."""
+    from datetime import timedelta
+
+    from torch.distributed import TCPStore
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise LoaderError(f"rank {rank} of {world}: {', '.join(missing)} not set (torchrun sets them)")
+    return TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=rank == 0,
+                    timeout=timedelta(seconds=60))

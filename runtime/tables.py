@@ -34,9 +34,10 @@ import numpy as np
 
 TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "flags")
 # MpkTask::flags (mpk_runtime.h): its weights come in a shared-memory stage; its trigger
-# bumps the counter on every rank of a tensor-parallel step; its wait is on a counter
-# that other ranks (other GPUs) bump.
-FLAGS = {"staged": 1, "trigger_every_rank": 2, "wait_on_ranks": 4}
+# bumps the counter on every rank of a tensor-parallel step, or on one rank (given in the
+# bits from RANK_SHIFT up); its wait is on a counter that other ranks (other GPUs) bump.
+FLAGS = {"staged": 1, "trigger_every_rank": 2, "wait_on_ranks": 4, "trigger_one_rank": 8}
+RANK_SHIFT = 8
 TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
           "group_buffers", "group_buffer_offsets", "prefetch", "tensor_maps")
 NO_EVENT = -1

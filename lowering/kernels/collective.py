@@ -1,5 +1,6 @@
 """The collectives of a tensor-parallel step: `allgather` stores a tile into every
-rank's peer memory, `allreduce` sums the ranks' slots (lowering/kinds/allgather.py,
+rank's peer memory, `scatter` into the memory of the rank owning its columns,
+`allreduce` sums the ranks' slots (lowering/kinds/allgather.py, scatter.py,
 allreduce.py). A store to another GPU's memory is an ordinary global store to
 its peer-mapped address; the runtime's release of the task's trigger on every
 rank's counter (MpkTask::flags) publishes it."""
@@ -13,7 +14,7 @@ from .emit import byte_width, widest_vector
 
 
 def allgather(e, g, task, buffers):
-    x, peers, out = buffers
+    x, peers, *residual, out = buffers
     ranks = g.typed.ranks
     vec = widest_vector(g.tile[1], g.domain[1], element_bytes=byte_width(x.element))
     rank = e.as_i32(peers.load(0))
@@ -23,9 +24,31 @@ def allgather(e, g, task, buffers):
 
     def body(r, c):
         value = x.load(r, c, n=vec)
-        local = out.address(rank, r, c) if len(out.shape) == 3 else out.address(r, e.add(e.mul(rank, g.domain[1]), c))
+        if len(out.shape) == 3:                        # an allreduce's slots [rank, r, c]
+            local = out.address(rank, r, c)
+        else:                                          # this rank's columns of the gathered rows
+            column = e.add(e.mul(rank, g.domain[1]), c)
+            local = out.address(r, column)
+            for res in residual:                       # two-shot: the residual, added once
+                value = e.to(out.element, arith.addf(e.to_f32(value), e.to_f32(res.load(r, column, n=vec))))
         for distance in distances:
             e.store(value, e.gep(local, i8, distance))
+    e.for_each_vector(task, g.grid, g.tile, g.domain, vec, body)
+
+
+def scatter(e, g, task, buffers):
+    x, peers, slots = buffers
+    chunk = slots.shape[2]
+    vec = widest_vector(g.tile[1], g.domain[1], element_bytes=byte_width(x.element))
+    rank = e.as_i32(peers.load(0))
+    i8 = ir.IntegerType.get_signless(8)
+    # A tile lies in one chunk (mpk-partition): its owner's distance, loaded once a task.
+    owner = e.div(e.mul(e.unravel(task, g.grid)[1], g.tile[1]), chunk)
+    distance = e.load(e.gep(peers.base, peers.element, e.add(owner, 1)), peers.element)
+
+    def body(r, c):
+        local = slots.address(rank, r, e.sub(c, e.mul(owner, chunk)))
+        e.store(x.load(r, c, n=vec), e.gep(local, i8, distance))
     e.for_each_vector(task, g.grid, g.tile, g.domain, vec, body)
 
 

@@ -60,6 +60,10 @@ def add_arguments(parser) -> None:
                              "own GPU with its slice of the weights (default 1). No prefill program yet: "
                              "prompts go through the decode kernel. To run N ranks side by side on one GPU "
                              "(`--emulate`), give each 1/N of the SMs: --num-sms 66 for 2 ranks on an H200")
+    parser.add_argument("--allreduce", choices=("auto", "one-shot", "two-shot"), default="auto",
+                        help="the tensor-parallel allreduce: one-shot (every rank stores its partial into "
+                             "every other's memory), two-shot (reduce-scatter, then all-gather), or auto: "
+                             "the cheaper by the cost model at each tensor's size (default)")
     parser.add_argument("--dump-dir", help="write the IR after every stage into this folder")
     parser.add_argument("--quiet", action="store_true",
                         help="print nothing but errors (no progress bar, no pass statistics)")
@@ -109,7 +113,7 @@ def run(args) -> int:
                              max_seq=args.max_seq or defaults.MAX_SEQ,
                              arch=args.arch, num_sms=args.num_sms, threads=args.threads, steps=args.steps,
                              stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk if args.tp == 1 else 0,
-                             tp=args.tp,
+                             tp=args.tp, allreduce=args.allreduce,
                              prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)
     folder = args.graph if args.graph and Path(args.graph).is_dir() else None
     kind, source = (("config", folder) if folder else ("mlir", args.graph) if args.graph else

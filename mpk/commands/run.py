@@ -17,6 +17,7 @@ the CPU task interpreter (a progress bar on stderr when that takes a while).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
@@ -85,6 +86,9 @@ def run(args) -> int:
     except LoaderError as e:
         raise UserError(str(e)) from None
 
+    from mpk.runtime.ranks import launched_by_torchrun
+    if launched_by_torchrun() and os.environ["RANK"] != "0":
+        return 0                      # one rank of several (torchrun): rank 0 reports
     for row, tokens in enumerate(out.tokens):
         print(f"tokens[{row}]: {' '.join(str(int(t)) for t in tokens)}")
     launches = -(-args.steps // session.steps_per_launch)

@@ -26,7 +26,7 @@ import numpy as np
 from mpk.dialects.taskir import TaskGraph, element_bytes
 from mpk.runtime.weights import slice_of
 from mpk.lowering import kinds
-from mpk.lowering.tiling import group_boxes
+from mpk.lowering.tiling import group_boxes, op_info
 
 UNWRITTEN = -2      # slot version before any write; -1: written before the launch (host, prefill)
 
@@ -230,7 +230,7 @@ class _Interpreter:
                     self.wait_event[self.first[gi] + t] = g.wait.event
                     self.waiters.setdefault((g.wait.event, int(i)), []).append(self.first[gi] + t)
             if g.trigger is not None:
-                self.trigger_of[gi] = (g.trigger.event, g.trigger.indices(idx))
+                self.trigger_of[gi] = (g.trigger.event, g.trigger.indices(idx), self._trigger_ranks(gi))
         self.done = [np.full(g.num_tasks, -1, np.int64) for g in self.groups]   # last step run
 
     def ready(self, task: int, step: int) -> bool:
@@ -246,16 +246,26 @@ class _Interpreter:
         self.on_task()
         if self.trigger_of[gi] is None:
             return []
-        event, indices = self.trigger_of[gi]
+        event, indices, targets = self.trigger_of[gi]
         i = int(indices[task - self.first[gi]])
         ready = []
-        for rank in (self.ranks if self.graph.events[event].ranks > 1 else [self]):
+        for rank in targets(task - self.first[gi]):
             rank.counters[event][i] += 1
             n, triggers = rank.counters[event][i], self.graph.events[event].triggers
             if n % triggers == 0:
                 s = n // triggers - 1      # counter values count from step 0 (primed ones start one step ahead)
                 ready += [(rank, w, s) for w in rank.waiters.get((event, i), []) if s < self.steps]
         return ready
+
+    def _trigger_ranks(self, gi: int):
+        """The interpreters whose counters task t of group gi bumps (kinds: `trigger_ranks`)."""
+        kind = kinds.get(self.groups[gi].kind)
+        if kind.trigger_ranks == "every":
+            return lambda t: self.ranks
+        if kind.trigger_ranks == "owner":
+            owners = kind.trigger_ranks_of(op_info(self.graph, self.groups[gi]), self.boxes[gi][0])
+            return lambda t: [self.ranks[int(owners[t])]]
+        return lambda t: [self]
 
     def stuck(self) -> list[str]:
         return [self._task_name(gi, int(np.nonzero(d < self.steps - 1)[0][0]), 0)
@@ -369,6 +379,18 @@ class Task:
         for peer in ranks:
             peer._write(self.gi, self.t, self.step, name, region)[region] = tile.reshape(
                 peer.memory.views(name, self.step)[0][region].shape)
+
+    def scatter(self, tile: np.ndarray) -> None:
+        """Store this task's tile into the slots [ranks, rows, chunk] of the rank that owns
+        its columns, at this rank's slot (`scatter`: a two-shot allreduce)."""
+        name = self.group.outputs[0]
+        chunk = self.interp.graph.buffers[name].shape[2]
+        rows, cols = self.out_box
+        owner = cols.start // chunk
+        region = (slice(self.interp.rank, self.interp.rank + 1), rows,
+                  slice(cols.start - owner * chunk, cols.stop - owner * chunk))
+        peer = self.interp.ranks[owner]
+        peer._write(self.gi, self.t, self.step, name, region)[region] = tile[None]
 
     def check_written(self, name: str, region, what: str) -> None:
         """Error unless every slot of `region` of input buffer `name` was written."""

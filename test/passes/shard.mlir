@@ -2,6 +2,8 @@
 // RUN:   | mpk-opt | filecheck %s
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-fuse-residual,mpk-partition{num-sms=8})' \
 // RUN:   | filecheck %s --check-prefix=TASKS
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-fuse-residual,mpk-partition{num-sms=8 allreduce=two-shot},mpk-build-events{report=false},mpk-verify)' \
+// RUN:   | filecheck %s --check-prefix=TWO
 
 // The program of each of 2 ranks: q, k and v keep a rank's heads (rows: mpk.shard =
 // dim, size, where rank 0's and rank 1's slices start), o_proj its columns, and an
@@ -22,6 +24,14 @@
 // TASKS: "mpk.buffer"() {space = "peer", sym_name = "l.self_attn.o_proj.allreduce.slots", type = tensor<2x1x64xbf16>}
 // TASKS: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.out, @peers], kind = "allgather", outputs = [@l.self_attn.o_proj.allreduce.slots], params = {ranks = 2 : i64}
 // TASKS: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.allreduce.slots, @input0], kind = "allreduce"
+// Two-shot: each tile goes to the rank owning its columns (a scatter into [2, 1, 32]
+// slots), whose sums event its tasks of both ranks trigger; the sums of each rank's
+// chunk, plus the residual, are gathered into every rank's result.
+// TWO: "mpk.event"() {ranks = 2 : i64, size = 1 : i64, sym_name = "ready.l.self_attn.o_proj.allreduce.reduce", triggers = 8 : i64}
+// TWO: "mpk.buffer"() {space = "peer", sym_name = "l.self_attn.o_proj.allreduce.slots", type = tensor<2x1x32xbf16>}
+// TWO: "mpk.tasks"() {{.*}}kind = "scatter", outputs = [@l.self_attn.o_proj.allreduce.slots]
+// TWO: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.allreduce.slots], kind = "allreduce", outputs = [@l.self_attn.o_proj.allreduce.sums]
+// TWO: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.allreduce.sums, @peers, @input0], kind = "allgather", outputs = [@l.self_attn.o_proj.allreduce.out]
 func.func @decode_step(%h: tensor<1x64xbf16>, %pos: tensor<1xi32>) -> tensor<1x64xbf16> {
   %wq = "mpk.weight"() {name = "l.self_attn.q_proj.weight"} : () -> tensor<128x64xbf16>
   %wk = "mpk.weight"() {name = "l.self_attn.k_proj.weight"} : () -> tensor<64x64xbf16>

@@ -73,25 +73,27 @@ def test_a_failing_rank_stops_the_others():
 
 # ------------------------------------------------------------- task level
 
-TASKS = f"builtin.module(mpk-shard{{tp={{tp}}}},{FUSIONS},mpk-partition{{num-sms=8}},mpk-build-events{{report=false}}," \
-        "mpk-schedule{report=false},mpk-plan-memory{report=false},mpk-verify)"
+TASKS = f"builtin.module(mpk-shard{{tp={{tp}}}},{FUSIONS},mpk-partition{{num-sms=8 allreduce={{algorithm}}}}," \
+        "mpk-build-events{report=false},mpk-schedule{report=false},mpk-plan-memory{report=false},mpk-verify)"
 # A shape no preset has: 8 query heads of 16 over 4 KV heads, 3 layers, an untied-width MLP.
 HELD_OUT = dataclasses.replace(PRESETS["qwen3-tiny"], num_heads=8, num_kv_heads=4, head_dim=16, hidden_size=96,
                                intermediate_size=192, vocab_size=320, num_layers=3)
 
 
-def _task_module(graph, tp: int) -> ir.Module:
+def _task_module(graph, tp: int, algorithm: str = "auto") -> ir.Module:
     module = ir.Module.parse(str(graph))
-    pipeline.run(module, TASKS.replace("{tp}", str(tp)))
+    pipeline.run(module, TASKS.replace("{tp}", str(tp)).replace("{algorithm}", algorithm))
     return module
 
 
 @pytest.mark.parametrize("config", ["qwen3-tiny", "llama3-tiny", "held-out"])
 @pytest.mark.parametrize("tp", [2, 4])
-def test_task_interpreter_ranks_equal_one_rank(config, tp):
+@pytest.mark.parametrize("algorithm", ["one-shot", "two-shot"])
+def test_task_interpreter_ranks_equal_one_rank(config, tp, algorithm):
     """The ranks' task graphs run together in the CPU task interpreter, in random orders
     across all ranks and on the workers' queues, remote events included, and every rank's
-    logits and tokens equal one rank's over several steps."""
+    logits and tokens equal one rank's over several steps; with either allreduce (the
+    two-shot one's memory plan included: its scatter orders only what this rank owns)."""
     c = HELD_OUT if config == "held-out" else PRESETS[config]
     with mpk.context():
         graph = decoder_graph(c, BATCH, MAX_SEQ)
@@ -107,7 +109,10 @@ def test_task_interpreter_ranks_equal_one_rank(config, tp):
             next_tokens, logits = run_graph(graph, weights, t, p, state=state)
             reference.append((next_tokens, logits))
             t, p = next_tokens, p + 1
-        module = _task_module(graph, tp)
+        module = _task_module(graph, tp, algorithm)
+        kinds_used = {ir.StringAttr(op.attributes["kind"]).value for op in module.body.operations
+                      if op.operation.name == "mpk.tasks"}
+        assert ("scatter" in kinds_used) == (algorithm == "two-shot")
         for seed, queues in ((0, False), (1, False), (2, True)):
             states = [rank_state(module, caches, r, tp) for r in range(tp)]
             outs = run_tasks_ranks(module, weights, states, {"tokens": tokens, "positions": pos0},
@@ -124,7 +129,7 @@ def test_a_remote_event_counting_one_rank_is_caught():
     ranks' slots before they are stored: the interpreter names the reader."""
     with mpk.context():
         graph = decoder_graph(PRESETS["qwen3-tiny"], BATCH, MAX_SEQ)
-        module = _task_module(graph, 2)
+        module = _task_module(graph, 2, "one-shot")
         for op in module.body.operations:
             op = op.operation
             if op.name == "mpk.event" and "ranks" in op.attributes:
@@ -138,3 +143,11 @@ def test_a_remote_event_counting_one_rank_is_caught():
         with pytest.raises(TaskInterpreterError, match=r"allreduce.*reads '@.*slots.*before it is written"):
             run_tasks_ranks(module, weights, states, {"tokens": np.zeros(BATCH, np.int32),
                                                       "positions": np.zeros(BATCH, np.int32)}, steps=2, seed=0)
+
+
+def test_the_cost_model_picks_one_shot_for_decode_and_two_shot_for_large_tensors():
+    from mpk.lowering import tiling
+    h200 = tiling.target("sm_90", 132)
+    assert tiling.allreduce_algorithm(8 * 4096 * 2, 8, h200) == "one-shot"       # Qwen3-8B b8 TP=8: 64 KB
+    assert tiling.allreduce_algorithm(1024 * 4096 * 2, 4, h200) == "two-shot"    # a 1024-row prefill chunk
+    assert tiling.allreduce_seconds("two-shot", 1 << 23, 8, h200) < tiling.allreduce_seconds("one-shot", 1 << 23, 8, h200)

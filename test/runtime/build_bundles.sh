@@ -25,6 +25,8 @@ for model in qwen3-tiny llama3-tiny; do
   for tp in 2 4; do
     mpk compile --model "$model" --tp "$tp" --num-sms $((SMS / tp)) --dtype bfloat16 --max-seq 1024 \
       --steps 32 -o ".bundles/$model-tp$tp" --quiet
+    mpk compile --model "$model" --tp "$tp" --allreduce two-shot --num-sms $((SMS / tp)) --dtype bfloat16 \
+      --max-seq 1024 --steps 32 -o ".bundles/$model-tp$tp-2shot" --quiet
   done
 done
 # Hugging Face folders saved by transformers and their bundles (every prompt row's
