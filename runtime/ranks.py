@@ -158,16 +158,8 @@ class RankSet:
                                   "timeout; the GPU context is unusable now")
             time.sleep(1e-4)
 
-    def seconds_per_step(self, tokens, positions, steps: int, repeat: int = 5, warmup: int = 0) -> float:
-        """Median seconds per step over `repeat` timed launches of `steps` steps (the slowest rank)."""
-        times = []
-        for attempt in range(warmup + repeat):
-            self.write("tokens", tokens)
-            self.write("positions", positions)
-            seconds = self.launch(steps, timed=True)
-            if attempt >= warmup:
-                times.append(seconds / steps)
-        return float(np.median(times))
+    # Median seconds per step over timed launches: Session's, over this launch (the slowest rank).
+    seconds_per_step = Session.seconds_per_step
 
     def close(self) -> None:
         driver = _driver()
@@ -304,8 +296,7 @@ class DistributedRank:
         except RuntimeTimeout as e:
             raise RuntimeTimeout(f"{e} {short_events(self.session)}") from None
 
-    def seconds_per_step(self, tokens, positions, steps: int, repeat: int = 5, warmup: int = 0) -> float:
-        return Session.seconds_per_step(self, tokens, positions, steps, repeat, warmup)
+    seconds_per_step = Session.seconds_per_step
 
     def close(self) -> None:
         driver = _driver()
