@@ -39,14 +39,15 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
           stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
-          tp: int = 1) -> Path:
+          tp: int = 1, store_in_product: bool = True) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
     options = driver.Options(batch=batch, max_seq=MAX_SEQ, num_sms=num_sms, steps=STEPS,
                              rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
                              merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
-                             runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp)
+                             runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp,
+                             store_in_product=store_in_product)
     if stage_bytes is not None:
         options = dataclasses.replace(options, stage_bytes=stage_bytes)
     if shared_tile_max_bytes is not None:
@@ -95,6 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tp", type=int, default=1,
                         help="tensor-parallel ranks (bench.tp's bundles, <model>-b<batch>-tp<N>); for ranks "
                              "emulated on one GPU give --num-sms SMs/N")
+    parser.add_argument("--no-store-in-product", dest="store_in_product", action="store_false",
+                        help="mpk-partition{store-in-product=false}: an allgather task after o_proj/down (A/B)")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
     defines = dict(parse_define(d, parser) for d in args.runtime_define)
@@ -112,7 +115,8 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
-                         args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp)
+                         args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp,
+                         args.store_in_product)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -449,7 +449,7 @@ def _trigger_counts(c: Checker, graph: taskir.TaskGraph) -> None:
         if g.trigger is not None:
             np.add.at(counts[g.trigger.event], g.trigger.indices(g.grid_indices()), 1)
             e = graph.events[g.trigger.event]
-            mode = kinds.get(g.kind).trigger_ranks if g.kind in kinds.registry() else None
+            mode = kinds.get(g.kind).trigger_ranks(g.params) if g.kind in kinds.registry() else None
             c.check(e.primed or ((e.ranks == 1) == (mode is None) and (mode is None or g.params.get("ranks") == e.ranks)),
                     g.op,
                     f"'{g.name}' triggers '@{e.name}' of {e.ranks} rank(s): an event of several ranks is "

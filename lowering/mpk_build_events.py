@@ -345,7 +345,7 @@ def event_ancestry(graph: TaskGraph) -> tuple[list[set], list[set]]:
     not after all of its tasks (the others run for other ranks)."""
     index = {g.name: i for i, g in enumerate(graph.groups)}
     counters = lambda g, ref: np.unique(ref.indices(g.grid_indices()))
-    owned = {i for i, g in enumerate(graph.groups) if kinds.get(g.kind).trigger_ranks == "owner"}
+    owned = {i for i, g in enumerate(graph.groups) if kinds.get(g.kind).trigger_ranks(g.params) == "owner"}
     triggerers = defaultdict(list)
     for g in graph.groups:
         if g.trigger is not None and not graph.events[g.trigger.event].primed:
@@ -541,9 +541,9 @@ class MpkBuildEvents(ModulePass):
         triggers each producer task of this rank's program stands for: every rank's copy
         of it when each bumps every rank's counter ("every"), else one (a task bumps one
         rank's: on each rank, its producers of all ranks)."""
-        modes = {kinds.get(self.groups[gi].kind).trigger_ranks for gi in triggerers}
+        modes = {kinds.get(self.groups[gi].kind).trigger_ranks(self.groups[gi].params) for gi in triggerers}
         if len(modes) > 1:
-            gi = next(gi for gi in triggerers if kinds.get(self.groups[gi].kind).trigger_ranks)
+            gi = next(gi for gi in triggerers if kinds.get(self.groups[gi].kind).trigger_ranks(self.groups[gi].params))
             self.fail(self.groups[gi].op, f"'{self.groups[gi].name}' stores into other ranks' memory, but its "
                                           "event is also triggered by a group of this rank alone")
         (mode,) = modes

@@ -230,7 +230,7 @@ def rank_trigger_flags(graph, g) -> np.ndarray:
     from mpk.lowering import kinds
     from mpk.lowering.tiling import group_boxes, op_info
     kind = kinds.get(g.kind)
-    if kind.trigger_ranks == "every":
+    if kind.trigger_ranks(g.params) == "every":
         return np.full(g.num_tasks, layout.FLAGS["trigger_every_rank"], np.int32)
     owners = kind.trigger_ranks_of(op_info(graph, g), group_boxes(graph, g)[0])
     return (layout.FLAGS["trigger_one_rank"] | (owners << layout.RANK_SHIFT)).astype(np.int32)

@@ -89,6 +89,9 @@ class MpkPartition(ModulePass):
     # A tensor-parallel allreduce: "auto" (the cost model's choice by size:
     # tiling.allreduce_algorithm), "one-shot" or "two-shot"; `mpk.algorithm` on the op overrides.
     allreduce: str = "auto"
+    # A one-shot allreduce's row-parallel product stores its tiles into every rank's slots
+    # itself (linear `ranks`), instead of an allgather group after it: one stage less.
+    store_in_product: bool = True
 
     def run(self, module: ir.Operation) -> None:
         try:
@@ -121,8 +124,14 @@ class MpkPartition(ModulePass):
         self.fused_x: dict = {}               # rmsnorm/silu_mul result -> (operands, param, attr): done by its users
         ops = [op.operation for op in block.operations]
         ret = ops[-1]
+        self.tasks_of: dict[str, ir.Operation] = {}   # buffer -> the group writing it
+        self.buffer_ops: dict[str, ir.Operation] = {}
         mpk.kernel(ir.StringAttr(func.attributes["sym_name"]).value, self.num_sms, self.arch)
         self._arguments(func, block, ops)
+        collectives = [op for op in ops if op.name in ("mpk.allreduce", "mpk.allgather")]
+        if collectives:          # this rank and where the others' peer memory is (the loader writes it)
+            ranks = python_value(collectives[0].attributes["ranks"])
+            self._buffer("peers", mpk.tensor([ranks + 1], ir.IntegerType.get_signless(64)), "io")
         returned = {v: i for i, v in enumerate(ret.operands)}
         for op in ops[:-1]:
             kind = op.name.removeprefix("mpk.")
@@ -169,6 +178,7 @@ class MpkPartition(ModulePass):
         sym = self._unique(symbol)
         self.shape_of[sym] = _shape(type)
         op = mpk.buffer(sym, type, space, **extra)
+        self.buffer_ops[sym] = op
         if bound_name is not None:        # weights and states are bound by `name`
             op.attributes["name"] = ir.StringAttr.get(bound_name)
         return sym
@@ -287,8 +297,8 @@ class MpkPartition(ModulePass):
             return
         inputs = self._row_counts(kind, inputs, attrs, tile, domain[0])
         with op.location:
-            mpk.tasks(name, kind, tiling.grid_for(domain, tile), tile, inputs, outputs,
-                      params=ir.DictAttr.get(attrs), **extra)
+            self.tasks_of[outputs[0]] = mpk.tasks(name, kind, tiling.grid_for(domain, tile), tile, inputs, outputs,
+                                                  params=ir.DictAttr.get(attrs), **extra)
 
     def _collective(self, op: ir.Operation, kind: str, returned: dict) -> None:
         """A collective of tensor-parallel ranks (mpk-shard). An `allgather` group stores
@@ -300,8 +310,6 @@ class MpkPartition(ModulePass):
         `allreduce` group sums this rank's chunk, an `allgather` stores the sums (plus the
         residual) into every rank's result."""
         ranks = python_value(op.attributes["ranks"])
-        if "peers" not in self.names:     # this rank and where the others' peer memory is (the loader writes it)
-            self._buffer("peers", mpk.tensor([ranks + 1], ir.IntegerType.get_signless(64)), "io")
         x, residual = op.operands[0], list(op.operands)[1:]
         (rows, cols), element = _shape(x.type), ir.RankedTensorType(x.type).element_type
         name = self._unique(self.buffer_of[x].removesuffix(".out") + "." + kind)
@@ -320,7 +328,9 @@ class MpkPartition(ModulePass):
         chunk = cols // ranks if algorithm == "two-shot" else cols
         slots = self._buffer(name + ".slots", mpk.tensor([ranks, rows, chunk], element), "peer")
         if algorithm == "one-shot":
-            self._push("allgather", name + ".push", [self.buffer_of[x], "peers"], slots, tile, (rows, cols), params)
+            if not self._store_in_product(x, slots, ranks):
+                self._push("allgather", name + ".push", [self.buffer_of[x], "peers"], slots, tile, (rows, cols),
+                           params)
             output = self._buffer(name + ".out", result.type, "io" if result in returned else "workspace", **per_step)
             self._sum(name, [slots] + [self.buffer_of[v] for v in residual], output, ranks, params, _elt_bytes(x.type))
         else:
@@ -333,6 +343,28 @@ class MpkPartition(ModulePass):
             self._push("allgather", name, [sums, "peers"] + [self.buffer_of[v] for v in residual], output,
                        sum_tile, (rows, chunk), params)
         self.buffer_of[result] = output
+
+    def _store_in_product(self, x, slots: str, ranks: int) -> bool:
+        """Make x's producer, a decode linear that only this allreduce reads, store its
+        tiles into every rank's `slots` itself (linear `ranks`); False if it cannot."""
+        producer = self.tasks_of.get(self.buffer_of[x])
+        if not self.store_in_product or producer is None or len(list(x.uses)) != 1 \
+                or ir.StringAttr(producer.attributes["kind"]).value != "linear" \
+                or gemm_tile_rows(_shape(x.type)[0]) is not None:
+            return False
+        from mpk.lowering.kinds.linear import LinearParams, linear_roles
+        params = {n.name: n.attr for n in ir.DictAttr(producer.attributes["params"])}
+        inputs = [ir.FlatSymbolRefAttr(a).value for a in ir.ArrayAttr(producer.attributes["inputs"])]
+        if "residual" in linear_roles(LinearParams.of({n: python_value(a) for n, a in params.items()}), len(inputs)):
+            return False
+        params["ranks"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), ranks)
+        producer.attributes["params"] = ir.DictAttr.get(params)
+        producer.attributes["inputs"] = mpk.symbol_refs(inputs + ["peers"])
+        producer.attributes["outputs"] = mpk.symbol_refs([slots])
+        producer.attributes["domain"] = ir.DenseI64ArrayAttr.get(list(_shape(x.type)))
+        self.buffer_ops.pop(self.buffer_of[x]).erase()       # x itself is never stored
+        self.group_tile[slots] = self.group_tile[self.buffer_of[x]]
+        return True
 
     def _algorithm(self, op, nbytes: int, ranks: int, cols: int, tile) -> str:
         """The allreduce's algorithm: the op's `mpk.algorithm`, the pass option, or the cost

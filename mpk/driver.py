@@ -84,6 +84,7 @@ class Options:
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
     tp: int = 1                            # mpk-shard{tp}: tensor-parallel ranks (one program for all)
     allreduce: str = "auto"                # mpk-partition{allreduce}: auto (cost model), one-shot, two-shot
+    store_in_product: bool = True          # mpk-partition{store-in-product}: o_proj/down store into the ranks' slots
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 
@@ -119,7 +120,7 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                                 rope_in_attention=options.rope_in_attention,
                                 merge_in_attention=options.merge_in_attention,
                                 shared_tile_max_bytes=options.shared_tile_max_bytes,
-                                allreduce=options.allreduce),
+                                allreduce=options.allreduce, store_in_product=options.store_in_product),
                    MpkStageWeights(max_bytes=options.stage_bytes)]),
         ("events", [MpkBuildEvents(report=options.report)]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),

@@ -10,7 +10,24 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import arith
 
-from .emit import byte_width, widest_vector
+from .emit import View, byte_width, widest_vector
+
+
+class RankSlots(View):
+    """This rank's slot [B, N] of an allreduce's slots [ranks, B, N], as an output view
+    whose stores go into every rank's slots: a row-parallel product stores its tile
+    there itself, with no allgather task after it."""
+
+    def __init__(self, e, slots: View, peers: View, ranks: int):
+        super().__init__(e, slots.base, slots.element, slots.shape[1:])
+        self.slots = slots
+        self.rank = e.as_i32(peers.load(0))
+        self.distances = [peers.load(1 + k) for k in range(ranks)]   # once a task
+
+    def store(self, value: ir.Value, *index) -> None:
+        local = self.slots.address(self.rank, *index)
+        for distance in self.distances:
+            self.e.store(value, self.e.gep(local, ir.IntegerType.get_signless(8), distance))
 
 
 def allgather(e, g, task, buffers):

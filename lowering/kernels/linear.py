@@ -61,6 +61,9 @@ def linear(e, g, task, buffers):
     # Buffers: x, w, [residual], [norm weight: norm_eps], [up: silu_gate], y.
     role = dict(zip(linear_roles(g.typed, len(buffers) - 1), buffers))
     x, w, y, residual = role["x"], role["w"], buffers[-1], role.get("residual")
+    if "peers" in role:              # the product goes into every rank's slots of an allreduce
+        from .collective import RankSlots
+        y = RankSlots(e, y, role["peers"], g.typed.ranks)
     norm = (role["norm"], float(g.param("norm_eps"))) if "norm" in role else None
     if gemm_tile_rows(x.shape[0]) is not None:   # many rows (prefill): a GEMM tile on the matrix units
         require(not (norm or "up" in role) and not g.param(STAGED, False),

@@ -181,10 +181,11 @@ class TaskKind:
     gathers: ClassVar[tuple[int, ...]] = ()
     # Whether the lowering checks the tile itself (else the verifier checks it is a valid one).
     lowering_checks_tile: ClassVar[bool] = True
-    # Whose event counters a task's trigger bumps in a tensor-parallel step (a kind that
-    # stores into other ranks' memory): "every" rank's, or its tile's "owner" rank's only
-    # (`trigger_ranks_of`); None: this rank's.
-    trigger_ranks: ClassVar[str | None] = None
+    def trigger_ranks(self, params: typing.Mapping) -> str | None:
+        """Whose event counters a task's trigger bumps in a tensor-parallel step (a group
+        that stores into other ranks' memory): "every" rank's, or its tile's "owner"
+        rank's only (`trigger_ranks_of`); None: this rank's."""
+        return None
 
     def trigger_ranks_of(self, op: OpInfo, out: Boxes) -> np.ndarray:
         """The rank each task's trigger goes to, for trigger_ranks "owner"."""

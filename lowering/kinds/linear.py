@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from mpk.dialects import verify as v
 from mpk.interp import ops
 
@@ -47,15 +49,18 @@ class LinearParams(Params):
     row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
     unroll: int | None = None         # weight loads in flight per lane (tuning: kernels/linear.py)
     staged_weights: bool = False      # the tile's weight rows wait in shared memory (mpk-stage-weights)
+    ranks: int | None = None          # the tile goes into every rank's slots [ranks, B, N] of an
+                                      # allreduce (a row-parallel product, mpk-partition); `peers` last
 
 
 def linear_roles(p: LinearParams, count: int) -> list[str]:
     """What each of a linear's `count` inputs is: x, w, then the residual (if
     any), the weight of a fused layer norm (`norm_eps`: x is normalized first),
     `up` of a fused silu_mul (`silu_gate`: x is its gate, the linear's input
-    is silu(x) * up), a prefill chunk's `row_counts`."""
+    is silu(x) * up), a prefill chunk's `row_counts`, the io buffer `peers` (`ranks`:
+    the tile is stored into every rank's slots)."""
     fused = [role for role, present in (("norm", p.norm_eps is not None), ("up", p.silu_gate),
-                                        (ROW_COUNTS, p.row_counts)) if present]
+                                        (ROW_COUNTS, p.row_counts), ("peers", p.ranks is not None)) if present]
     return ["x", "w"] + ["residual"] * (count - 2 - len(fused)) + fused
 
 
@@ -81,9 +86,21 @@ class Linear(TaskKind):
     def mma_flops(self, op, out):
         return self.flops(op, out) if gemm_tile_rows(op.domain[0]) else zeros(out)
 
+    def writes(self, op, out):
+        """The tile, or (`ranks`) every rank's slot of it."""
+        if op.params.get("ranks") is None:
+            return out
+        lo, hi = out
+        n = lo.shape[0]
+        return (np.concatenate([np.zeros((n, 1), np.int64), lo], 1),
+                np.concatenate([np.full((n, 1), op.params["ranks"], np.int64), hi], 1))
+
+    def trigger_ranks(self, params):
+        return "every" if params.get("ranks") is not None else None
+
     def reads(self, op, out):
         """x (the tile's rows), the weight rows of the tile, the residual tile (if any),
-        the whole norm weight, all of `up` (the rows of x), row_counts."""
+        the whole norm weight, all of `up` (the rows of x), row_counts, peers."""
         x, w = gemm_boxes(op, out)
         box = {"x": x, "w": w, "residual": copy(out), "up": copy(x)}
         return [box[role] if role in box else full(out[0].shape[0], shape)
@@ -115,9 +132,17 @@ class Linear(TaskKind):
                        " (x, w, [residual], then the fused norm weight, up, row_counts of its params)"):
             return
         role = dict(zip(roles, ins))
-        x = role["x"]
+        x, result = role["x"], outs[0]
+        if p.ranks is not None:                  # every rank's slots of the product
+            if not c.check(result.rank == 3 and result.shape[0] == p.ranks and "residual" not in role, op,
+                           f"a linear storing into {p.ranks} ranks' slots takes no residual and writes "
+                           f"[{p.ranks}, B, N] slots, got {result}"):
+                return
+            v.ints(c, op, role["peers"], p.ranks + 1, "peers")
+            from mlir import ir
+            result = ir.RankedTensorType.get(result.shape[1:], result.element_type)
         errors = c.errors
-        self.product(c, op, x, role["w"], outs[0], role.get("residual"))
+        self.product(c, op, x, role["w"], result, role.get("residual"))
         if c.errors != errors:
             return
         if "norm" in role:
@@ -126,6 +151,10 @@ class Linear(TaskKind):
             v.same_type(c, op, "up and x", role["up"], x)
         if ROW_COUNTS in role:
             v.row_counts(c, op, role[ROW_COUNTS], x.shape[0])
+
+    def natural_domain(self, ins, outs):
+        shape = list(outs[0].shape)
+        return (shape[1:], "the slots' [B, N]") if len(shape) == 3 else (shape, "the first output")
 
     def evaluate(self, operands, attrs):
         p = self.typed(attrs)
@@ -138,7 +167,11 @@ class Linear(TaskKind):
         return ops.linear(x, role["w"], role.get("residual"))
 
     def run_task(self, task):
-        task.write_output(self.evaluate(task.tiles(), task.params))
+        result = self.evaluate(task.tiles(), task.params)
+        if task.params.get("ranks") is not None:
+            task.push(result)
+        else:
+            task.write_output(result)
 
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import linear

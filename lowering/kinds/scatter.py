@@ -22,7 +22,9 @@ from .allreduce import RanksParams, check_ranks
 class Scatter(TaskKind):
     name = "scatter"
     params = RanksParams
-    trigger_ranks = "owner"
+
+    def trigger_ranks(self, params):
+        return "owner"
 
     def check(self, c, op, ins, outs, p):
         """x [B, N], peers [ranks + 1] i64 -> slots [ranks, B, N / ranks]."""

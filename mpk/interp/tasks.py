@@ -260,9 +260,10 @@ class _Interpreter:
     def _trigger_ranks(self, gi: int):
         """The interpreters whose counters task t of group gi bumps (kinds: `trigger_ranks`)."""
         kind = kinds.get(self.groups[gi].kind)
-        if kind.trigger_ranks == "every":
+        mode = kind.trigger_ranks(self.groups[gi].params)
+        if mode == "every":
             return lambda t: self.ranks
-        if kind.trigger_ranks == "owner":
+        if mode == "owner":
             owners = kind.trigger_ranks_of(op_info(self.graph, self.groups[gi]), self.boxes[gi][0])
             return lambda t: [self.ranks[int(owners[t])]]
         return lambda t: [self]

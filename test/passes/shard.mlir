@@ -1,6 +1,8 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-verify)' \
 // RUN:   | mpk-opt | filecheck %s
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-fuse-residual,mpk-partition{num-sms=8})' \
+// RUN:   | filecheck %s --check-prefix=PRODUCT
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-fuse-residual,mpk-partition{num-sms=8 store-in-product=false})' \
 // RUN:   | filecheck %s --check-prefix=TASKS
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-shard{tp=2},mpk-fuse-residual,mpk-partition{num-sms=8 allreduce=two-shot},mpk-build-events{report=false},mpk-verify)' \
 // RUN:   | filecheck %s --check-prefix=TWO
@@ -18,7 +20,13 @@
 // CHECK: %[[S:.*]] = "mpk.allreduce"(%[[P]], %arg0) {ranks = 2 : i64}
 // CHECK: return %[[S]]
 
-// In task IR: an allgather stores each rank's partial into every rank's peer slots
+// In task IR, o_proj stores its tiles into every rank's peer slots [2, 1, 64] itself
+// (linear `ranks`, `peers` its last input): no allgather task between it and the sum.
+// PRODUCT: "mpk.tasks"() {domain = array<i64: 1, 64>, {{.*}}inputs = [@l.attention.out, @l.self_attn.o_proj.weight, @peers], kind = "linear", outputs = [@l.self_attn.o_proj.allreduce.slots], params = {ranks = 2 : i64}
+// PRODUCT: "mpk.buffer"() {space = "peer", sym_name = "l.self_attn.o_proj.allreduce.slots", type = tensor<2x1x64xbf16>}
+// PRODUCT: "mpk.tasks"() {{.*}}inputs = [@l.self_attn.o_proj.allreduce.slots, @input0], kind = "allreduce"
+// PRODUCT-NOT: "allgather"
+// Without: an allgather stores each rank's partial into every rank's peer slots
 // [2, 1, 64], whose event every rank's tasks trigger; the allreduce sums the slots.
 // TASKS: "mpk.buffer"() {space = "io", sym_name = "peers", type = tensor<3xi64>}
 // TASKS: "mpk.buffer"() {space = "peer", sym_name = "l.self_attn.o_proj.allreduce.slots", type = tensor<2x1x64xbf16>}

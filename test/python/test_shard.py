@@ -73,22 +73,28 @@ def test_a_failing_rank_stops_the_others():
 
 # ------------------------------------------------------------- task level
 
-TASKS = f"builtin.module(mpk-shard{{tp={{tp}}}},{FUSIONS},mpk-partition{{num-sms=8 allreduce={{algorithm}}}}," \
+TASKS = f"builtin.module(mpk-shard{{tp={{tp}}}},{FUSIONS},mpk-partition{{num-sms=8 {{partition}}}}," \
         "mpk-build-events{report=false},mpk-schedule{report=false},mpk-plan-memory{report=false},mpk-verify)"
 # A shape no preset has: 8 query heads of 16 over 4 KV heads, 3 layers, an untied-width MLP.
 HELD_OUT = dataclasses.replace(PRESETS["qwen3-tiny"], num_heads=8, num_kv_heads=4, head_dim=16, hidden_size=96,
                                intermediate_size=192, vocab_size=320, num_layers=3)
 
 
+# one-shot: o_proj and down store into every rank's slots themselves; -push: an allgather
+# task after them does (mpk-partition{store-in-product=false}).
+PARTITION = {"one-shot": "allreduce=one-shot", "one-shot-push": "allreduce=one-shot store-in-product=false",
+             "two-shot": "allreduce=two-shot", "auto": "allreduce=auto"}
+
+
 def _task_module(graph, tp: int, algorithm: str = "auto") -> ir.Module:
     module = ir.Module.parse(str(graph))
-    pipeline.run(module, TASKS.replace("{tp}", str(tp)).replace("{algorithm}", algorithm))
+    pipeline.run(module, TASKS.replace("{tp}", str(tp)).replace("{partition}", PARTITION[algorithm]))
     return module
 
 
 @pytest.mark.parametrize("config", ["qwen3-tiny", "llama3-tiny", "held-out"])
 @pytest.mark.parametrize("tp", [2, 4])
-@pytest.mark.parametrize("algorithm", ["one-shot", "two-shot"])
+@pytest.mark.parametrize("algorithm", ["one-shot", "one-shot-push", "two-shot"])
 def test_task_interpreter_ranks_equal_one_rank(config, tp, algorithm):
     """The ranks' task graphs run together in the CPU task interpreter, in random orders
     across all ranks and on the workers' queues, remote events included, and every rank's
@@ -113,6 +119,9 @@ def test_task_interpreter_ranks_equal_one_rank(config, tp, algorithm):
         kinds_used = {ir.StringAttr(op.attributes["kind"]).value for op in module.body.operations
                       if op.operation.name == "mpk.tasks"}
         assert ("scatter" in kinds_used) == (algorithm == "two-shot")
+        pushes = sum(op.operation.name == "mpk.tasks" and ir.StringAttr(op.attributes["kind"]).value == "allgather"
+                     for op in module.body.operations)
+        assert pushes == 1 + (2 * c.num_layers if algorithm != "one-shot" else 0)    # + the logits' gather
         for seed, queues in ((0, False), (1, False), (2, True)):
             states = [rank_state(module, caches, r, tp) for r in range(tp)]
             outs = run_tasks_ranks(module, weights, states, {"tokens": tokens, "positions": pos0},
