@@ -460,7 +460,7 @@ def _trigger_counts(c: Checker, graph: taskir.TaskGraph) -> None:
         wrong = np.nonzero(counts[name] * per_task.get(name, 1) != e.triggers)[0]
         if wrong.size:
             i = int(wrong[0])
-            ranks = f" on each of {e.ranks} ranks" if e.ranks > 1 else ""
+            ranks = f" on each of {e.ranks} ranks" if per_task.get(name, 1) > 1 else ""
             c.error(e.op, f"event '@{name}' index {i} is triggered by {int(counts[name][i])} task(s){ranks} "
                           f"but declares triggers = {e.triggers}")
 

@@ -38,7 +38,9 @@ func.func @decode_step(%tokens: tensor<2xi32>, %pos: tensor<2xi32>) -> (tensor<2
   %a = "mpk.add"(%s, %o) : (tensor<2x32xbf16>, tensor<2x32xbf16>) -> tensor<2x32xbf16>
   // CHECK: "mpk.allreduce"
   %r = "mpk.allreduce"(%a) {ranks = 1 : i64} : (tensor<2x32xbf16>) -> tensor<2x32xbf16>
-  %logits = "mpk.linear"(%r, %emb) : (tensor<2x32xbf16>, tensor<64x32xbf16>) -> tensor<2x64xbf16>
+  %part = "mpk.linear"(%r, %emb) : (tensor<2x32xbf16>, tensor<64x32xbf16>) -> tensor<2x64xbf16>
+  // CHECK: "mpk.allgather"(%{{.*}}) {ranks = 1 : i64} : (tensor<2x64xbf16>) -> tensor<2x64xbf16>
+  %logits = "mpk.allgather"(%part) {ranks = 1 : i64} : (tensor<2x64xbf16>) -> tensor<2x64xbf16>
   // CHECK: "mpk.argmax"(%{{.*}}) : (tensor<2x64xbf16>) -> tensor<2xi32>
   %next = "mpk.argmax"(%logits) : (tensor<2x64xbf16>) -> tensor<2xi32>
   return %next, %logits : tensor<2xi32>, tensor<2x64xbf16>

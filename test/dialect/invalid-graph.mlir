@@ -521,3 +521,30 @@ func.func @linear_param(%x: tensor<1x64xbf16>, %w: tensor<32x64xbf16>) {
   %0 = "mpk.linear"(%x, %w) {norm = 1.0 : f32} : (tensor<1x64xbf16>, tensor<32x64xbf16>) -> tensor<1x32xbf16>
   return
 }
+
+// -----
+
+// allreduce ranks
+func.func @allreduce_ranks(%a: tensor<2x4xbf16>) {
+  // expected-error@+1 {{'ranks' must be at least 1, got 0}}
+  %0 = "mpk.allreduce"(%a) {ranks = 0 : i64} : (tensor<2x4xbf16>) -> tensor<2x4xbf16>
+  return
+}
+
+// -----
+
+// allgather result: the ranks' x side by side
+func.func @allgather_shape(%a: tensor<2x4xbf16>) {
+  // expected-error@+1 {{result must be [2, 8] (2 ranks' x side by side), got tensor<2x4xbf16>}}
+  %0 = "mpk.allgather"(%a) {ranks = 2 : i64} : (tensor<2x4xbf16>) -> tensor<2x4xbf16>
+  return
+}
+
+// -----
+
+// allgather ranks attribute
+func.func @allgather_no_ranks(%a: tensor<2x4xbf16>) {
+  // expected-error@+1 {{attribute "ranks" is expected but not provided}}
+  %0 = "mpk.allgather"(%a) : (tensor<2x4xbf16>) -> tensor<2x8xbf16>
+  return
+}

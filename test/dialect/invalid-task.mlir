@@ -269,3 +269,25 @@
 "mpk.tasks"() {sym_name = "t", kind = "add", grid = array<i64: 1, 4>, tile = array<i64: 1, 16>, inputs = [@x], outputs = [@y]} : () -> ()
 // expected-error@+1 {{task 2 appears 2 times in the queues}}
 "mpk.schedule"() {queues = [array<i32: 0, 1, 2, 3>, array<i32: 2>]} : () -> ()
+
+// -----
+
+// an event of several ranks is triggered only by groups that store into the ranks' memory
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "z", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.event"() {sym_name = "e", size = 1 : i64, triggers = 4 : i64, ranks = 2 : i64} : () -> ()
+// expected-error@+1 {{'t' triggers '@e' of 2 rank(s): an event of several ranks is triggered by the kinds that store into other ranks' memory}}
+"mpk.tasks"() {sym_name = "t", kind = "add", grid = array<i64: 1, 4>, tile = array<i64: 1, 16>, inputs = [@x, @x], outputs = [@y], trigger = [@e, affine_map<(d0, d1) -> (0)>]} : () -> ()
+"mpk.tasks"() {sym_name = "u", kind = "add", grid = array<i64: 1, 4>, tile = array<i64: 1, 16>, inputs = [@y, @y], outputs = [@z], wait = [@e, affine_map<(d0, d1) -> (0)>]} : () -> ()
+
+// -----
+
+// scatter slots: the ranks' chunks of x
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "peers", type = tensor<3xi64>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "slots", type = tensor<2x1x64xbf16>, space = "peer"} : () -> ()
+// expected-error@+1 {{the output must be the slots [2, 1, 32] of bf16 (64 columns in 2 chunks), got tensor<2x1x64xbf16>}}
+"mpk.tasks"() {sym_name = "s", kind = "scatter", grid = array<i64: 1, 4>, tile = array<i64: 1, 16>, domain = array<i64: 1, 64>, inputs = [@x, @peers], outputs = [@slots], params = {ranks = 2 : i64}} : () -> ()
