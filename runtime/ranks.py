@@ -262,18 +262,17 @@ class DistributedRank:
         self._barrier("mapped")
 
     def _barrier(self, name: str) -> None:
-        """Every rank reached `name`; a LoaderError naming the missing ranks after the timeout."""
-        key = f"mpk/barrier/{name}"
-        self.store.set(f"mpk/at/{name}/{self.rank}", b"1")
-        self.store.add(key, 1)
-        deadline = time.monotonic() + max(5.0, 10 * self.timeout_s)
-        while self.store.add(key, 0) < self.tp:
-            if time.monotonic() > deadline:
-                here = [k for k in range(self.tp) if self.store.check([f"mpk/at/{name}/{k}"])]
-                raise LoaderError(f"rank {self.rank} of {self.tp}: ranks "
-                                  f"{sorted(set(range(self.tp)) - set(here) - {self.rank})} never reached "
-                                  f"'{name}' (a peer process died or hangs)")
-            time.sleep(1e-4)
+        """Every rank reached `name` (the store's wait); a LoaderError naming the missing
+        ranks after the timeout."""
+        from datetime import timedelta
+        keys = [f"mpk/at/{name}/{k}" for k in range(self.tp)]
+        self.store.set(keys[self.rank], b"1")
+        try:
+            self.store.wait(keys, timedelta(seconds=max(5.0, 10 * self.timeout_s)))
+        except Exception:                   # the store's timeout (a DistStoreError, a RuntimeError)
+            missing = [k for k, key in enumerate(keys) if not self.store.check([key])]
+            raise LoaderError(f"rank {self.rank} of {self.tp}: ranks {missing} never reached '{name}' "
+                              "(a peer process died or hangs)") from None
 
     # -- the Session interface, for loader.generate
 
