@@ -36,10 +36,10 @@ def bundle_path(model: str, batch: int, root: Path = ROOT) -> Path:
 
 
 def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM_SMS,
-          stage_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
+          ring_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
-          tp: int = 1, store_in_product: bool = True) -> Path:
+          tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -48,8 +48,10 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
                              merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
                              runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp,
                              store_in_product=store_in_product)
-    if stage_bytes is not None:
-        options = dataclasses.replace(options, stage_bytes=stage_bytes)
+    if ring_bytes is not None:
+        options = dataclasses.replace(options, ring_bytes=ring_bytes)
+    if smem_bytes is not None:
+        options = dataclasses.replace(options, smem_bytes=smem_bytes)
     if shared_tile_max_bytes is not None:
         options = dataclasses.replace(options, shared_tile_max_bytes=shared_tile_max_bytes)
     module = frontend.import_model(config, batch=batch, max_seq=MAX_SEQ, dtype="bfloat16")
@@ -71,8 +73,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--num-sms", type=int, default=defaults.NUM_SMS)
-    parser.add_argument("--stage-bytes", type=int, help="mpk-stage-weights{max-bytes} (0: no weight "
-                        "stages, for an A/B comparison); default: the compiler's")
+    parser.add_argument("--ring-bytes", type=int, help="mpk-stage-weights{ring-bytes}: the weight ring "
+                        "(0: none, for an A/B comparison); default: the compiler's")
+    parser.add_argument("--smem-bytes", type=int, help="mpk-lower-tasks{smem-bytes}: the tasks' shared-memory "
+                        "scratch (room for a larger ring); default: the compiler's")
     parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",
                         help="keep rope_append a group of its own (mpk-partition{rope-in-attention=false})")
     parser.add_argument("--no-merge-in-attention", dest="merge_in_attention", action="store_false",
@@ -113,10 +117,10 @@ def main(argv=None) -> int:
     for model in args.models:
         for batch in args.batches:
             start = time.perf_counter()
-            path = build(model, batch, args.root, args.num_sms, args.stage_bytes, args.rope_in_attention,
+            path = build(model, batch, args.root, args.num_sms, args.ring_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
                          args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp,
-                         args.store_in_product)
+                         args.store_in_product, args.smem_bytes)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

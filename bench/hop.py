@@ -8,8 +8,8 @@ in stage s every CTA waits until all CTAs bumped a counter for stage s-1
 (`red.release.gpu` / `ld.acquire.gpu`), reads its own slice of stage s's
 weights (never in L2), then bumps the counter. Each slice size runs twice:
 its loads issued after the wait, and its weights already streaming into
-shared memory (cp.async.bulk) before the wait, as the runtime's weight stages
-do. Also measured: the one-way flag latency between two SMs (ping-pong).
+shared memory (cp.async.bulk) before the wait, as the runtime's weight ring
+does. Also measured: the one-way flag latency between two SMs (ping-pong).
 
 The time a dependent stage costs beyond streaming its bytes with the weights
 in flight is the per-stage overhead, `stage_overhead_us`: bench.decode

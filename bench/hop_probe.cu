@@ -123,7 +123,7 @@ hop_stages_load(const char* weights, unsigned long long slices, unsigned int* co
 // of `chunk_bytes` chunks through a ring of `slots` chunks in dynamic shared memory, each
 // slot completing on its mbarrier; a slot is refilled with the chunk `slots` ahead as soon
 // as it is read. With slots >= 2 stages of chunks, stage s+1's weights stream in while
-// stage s waits and runs (the runtime's two weight stages); with fewer (128 KB and up
+// stage s waits and runs (as the runtime's weight ring would); with fewer (128 KB and up
 // do not fit twice), as much of it as the ring holds.
 extern "C" __global__ void __launch_bounds__(kMaxThreads, 1)
 hop_stages_prefetch(const char* weights, unsigned long long slices, unsigned int* counter, unsigned int* failed,

@@ -23,7 +23,7 @@ from mlir import ir
 from mpk.dialects.taskir import TaskGraph, element_bytes, python_value
 from mpk.lowering import ModulePass, analyses, kinds, tiling
 from mpk.lowering.kinds.linear import gemm_tile_rows
-from mpk.lowering.mpk_stage_weights import PARAM as STAGED
+from mpk.lowering.mpk_stage_weights import PARAM as STAGED, WEIGHTS as STAGED_WEIGHTS
 from mpk.runtime import tables as layout
 
 # Largest weight range a task may ask to have pulled into L2 while it waits
@@ -173,20 +173,22 @@ def reads(graph: TaskGraph) -> dict[str, str]:
 
 
 def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
-    """Per task of g: (buffer_ptrs index, byte offset, bytes, row bytes) of the
-    largest weight box it reads that is one contiguous, 16-byte aligned range
-    of at most PREFETCH_MAX_BYTES (whole rows of a row-major weight); -1: none.
-    Row bytes is 0 (pull the range into L2 while waiting) except for a group
-    that mpk-stage-weights marked: the runtime copies its rows into a
-    shared-memory stage, and that range must be the rows of the tile's `w`."""
+    """Per task of g: (buffer_ptrs index, byte offset, bytes, row bytes, second
+    buffer, its offset) of the largest weight box it reads that is one
+    contiguous, 16-byte aligned range of at most PREFETCH_MAX_BYTES (whole rows
+    of a row-major weight); -1: none. Row bytes is 0 (pull the range into L2
+    while waiting) except for a group that mpk-stage-weights marked: the
+    runtime copies its rows into the weight ring, and those must be the rows
+    of the tile's weights (w; gate_up's gate, then up as the second range)."""
     out = np.zeros((g.num_tasks, len(layout.PREFETCH_FIELDS)), np.int64)
-    out[:, 0] = -1
+    out[:, 0] = out[:, 4] = -1
     if g.kind not in kinds.registry():    # a hand-written stub kind: nothing known about its reads
         return out.astype(np.int32)
     info = tiling.op_info(graph, g)
     if g.kind == "linear" and gemm_tile_rows(info.domain[0]) is not None:
         return out.astype(np.int32)       # a GEMM tile's copies stream its weights in themselves
     reads = kinds.get(g.kind).reads(info, tiling.tile_boxes(info.domain, g.grid, g.tile))
+    ranges = {}                           # input index -> (offset, size, row bytes) per task
     for i, ((lo, hi), name) in enumerate(zip(reads, g.inputs)):
         b = graph.buffers[name]
         if b.space != "weight":
@@ -196,14 +198,24 @@ def prefetch_ranges(graph: TaskGraph, g, first_buffer: int) -> np.ndarray:
         whole_rows = (lo[:, 1:] == 0).all(axis=1) & (hi[:, 1:] == shape[1:]).all(axis=1)
         offset, size = lo[:, 0] * row_bytes, (hi[:, 0] - lo[:, 0]) * row_bytes
         fits = whole_rows & (offset % 16 == 0) & (size % 16 == 0) & (size > 0) & \
-            (size <= PREFETCH_MAX_BYTES) & (offset + size < 2**31) & (size > out[:, 2])
-        out[fits] = np.column_stack([np.full(g.num_tasks, first_buffer + i), offset, size,
-                                     np.full(g.num_tasks, row_bytes)])[fits]
+            (size <= PREFETCH_MAX_BYTES) & (offset + size < 2**31)
+        ranges[i] = (np.where(fits, offset, -1), size, row_bytes)
+        better = fits & (size > out[:, 2])
+        out[better, :4] = np.column_stack([np.full(g.num_tasks, first_buffer + i), offset, size,
+                                           np.full(g.num_tasks, row_bytes)])[better]
     if not g.params.get(STAGED):
         out[:, 3] = 0
-    elif not (out[:, 0] == first_buffer + 1).all():   # inputs: x, w, ...
+        return out.astype(np.int32)
+    staged = [ranges.get(i) for i in range(1, 1 + STAGED_WEIGHTS.get(g.kind, 0))]
+    if not staged or any(r is None or (r[0] < 0).any() or not np.array_equal(r[1], staged[0][1])
+                         for r in staged):
         raise MaterializeError(g.op, f"group '{g.name}' is marked {STAGED} but some task's "
-                               "weight rows are not one aligned range of w")
+                               "weight rows are not one aligned range of each of its weights")
+    offset, size, row_bytes = staged[0]
+    out[:, :4] = np.column_stack([np.full(g.num_tasks, first_buffer + 1), offset, size,
+                                  np.full(g.num_tasks, row_bytes)])
+    if len(staged) == 2:
+        out[:, 4], out[:, 5] = first_buffer + 2, staged[1][0]
     return out.astype(np.int32)
 
 

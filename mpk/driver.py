@@ -75,7 +75,7 @@ class Options:
     steps: int = defaults.STEPS            # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     runtime_defines: tuple[tuple[str, str], ...] = ()   # -DNAME=VALUE for the runtime (bench.build's A/B)
-    stage_bytes: int = 0                   # mpk-stage-weights{max-bytes}: per weight stage; 0: none (bench/NOTES.md round 4)
+    ring_bytes: int = 0                    # mpk-stage-weights{ring-bytes}: the weight ring; 0: none (bench/NOTES.md round 12)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
     gate_up_in_decode: bool = True         # mpk-fuse-gate-up{decode} (bench/NOTES.md round 8)
@@ -91,7 +91,7 @@ class Options:
     def prefill(self) -> "Options":
         """The options of the prefill program: one step a launch, a chunk no longer than the cache."""
         return dataclasses.replace(self, steps=1, smem_bytes=self.smem_bytes or PREFILL_SMEM_BYTES,
-                                   prefill_chunk=min(self.prefill_chunk, self.max_seq), stage_bytes=0,
+                                   prefill_chunk=min(self.prefill_chunk, self.max_seq), ring_bytes=0,
                                    threads=PREFILL_THREADS, max_registers=PREFILL_MAX_REGISTERS)
 
 
@@ -121,7 +121,7 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                                 merge_in_attention=options.merge_in_attention,
                                 shared_tile_max_bytes=options.shared_tile_max_bytes,
                                 allreduce=options.allreduce, store_in_product=options.store_in_product),
-                   MpkStageWeights(max_bytes=options.stage_bytes)]),
+                   MpkStageWeights(ring_bytes=options.ring_bytes)]),
         ("events", [MpkBuildEvents(report=options.report)]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),
     ]
@@ -252,7 +252,8 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
 
     with stage("bundle"):
         kernel = {"name": graph.kernel_attr("sym_name"), "entry": build.KERNEL_NAME,
-                  **_from_ir(graph, options), "stage_bytes": int(graph.kernel_attr("stage_bytes", 0)),
+                  **_from_ir(graph, options), "ring_bytes": int(graph.kernel_attr("ring_bytes", 0)),
+                  "ring_depth": int(graph.kernel_attr("ring_depth", 0)),
                   "max_registers": options.max_registers,
                   "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}
         batch, max_seq = cache_sizes(module) or (options.batch, options.max_seq)    # the IR is the truth

@@ -37,16 +37,19 @@ class RuntimeTimeout(LoaderError):
 
 def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int) -> tuple[int, int]:
     """(MpkLaunch::task_cache, dynamic shared memory bytes) of a launch
-    (mpk_runtime.cu: [task cache][stage 0][stage 1][task scratch]). The tasks'
-    scratch and the weight stages are required; each worker also keeps its
+    (mpk_runtime.cu: [task cache][weight ring][task scratch]). The tasks'
+    scratch and the weight ring are required; each worker also keeps its
     queue's task descriptors there when they fit (else it reads them from
     global memory)."""
-    required = int(kernel.get("smem_bytes", 0)) + 2 * int(kernel.get("stage_bytes", 0))
+    scratch, ring = int(kernel.get("smem_bytes", 0)), int(kernel.get("ring_bytes", 0))
+    depth = int(kernel.get("ring_depth", 0))
+    if ring and not 1 <= depth <= layout.RING_MAX_DEPTH:
+        raise LoaderError(f"the bundle's weight ring holds {depth} tasks, the runtime 1 to {layout.RING_MAX_DEPTH}")
+    required = scratch + ring
     if required > max_smem:
         raise LoaderError(f"the bundle needs {required} B of shared memory per CTA "
-                          f"({kernel.get('smem_bytes', 0)} B for tasks, two weight stages of "
-                          f"{kernel.get('stage_bytes', 0)} B), the GPU allows {max_smem}: recompile "
-                          f"with a smaller --stage-bytes")
+                          f"({scratch} B for tasks, a weight ring of {ring} B), the GPU allows "
+                          f"{max_smem}: recompile with a smaller --ring-bytes")
     longest = int(np.diff(queue_offsets).max(initial=0))
     cache = -(-longest * 4 * len(layout.TASK_FIELDS) // 128) * 128   # int32 MpkTask records
     return (longest, required + cache) if required + cache <= max_smem else (0, required)
@@ -66,7 +69,7 @@ class MpkLaunch(ctypes.Structure):
                 ("buffer_ptrs", ctypes.c_uint64), ("error", ctypes.c_uint64),
                 ("profile", ctypes.c_uint64), ("timeout_ns", ctypes.c_uint64),
                 ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int), ("prefetch", ctypes.c_uint64),
-                ("stage_bytes", ctypes.c_int), ("task_cache", ctypes.c_int),
+                ("ring_bytes", ctypes.c_int), ("ring_depth", ctypes.c_int), ("task_cache", ctypes.c_int),
                 ("rank_distances", ctypes.c_uint64), ("ranks", ctypes.c_int)]
 
 
@@ -306,8 +309,9 @@ class Session:
             raise InputError("the session is closed: its GPU memory is freed (load the bundle again)")
 
     @property
-    def stage_bytes(self) -> int:
-        return int(self.kernel.get("stage_bytes", 0))
+    def ring(self) -> tuple[int, int]:
+        """The weight ring's bytes and depth (mpk-stage-weights on mpk.kernel); 0 bytes: none."""
+        return int(self.kernel.get("ring_bytes", 0)), int(self.kernel.get("ring_depth", 0))
 
     def _check_device(self, props: dict) -> None:
         self.device, self.device_name = props["device"], props["name"]
@@ -523,7 +527,7 @@ class Session:
         self._params = MpkLaunch(self.d_tasks.ptr, self.d_queue_offsets.ptr, self.d_queue_tasks.ptr,
                                  self.d_counters.ptr, self.d_buffer_ptrs.ptr, self.d_error.ptr,
                                  self.profile.ptr if self.profile else 0, int(self.timeout_s * 1e9),
-                                 self.num_tasks, steps, self.d_prefetch.ptr, self.stage_bytes, self.task_cache,
+                                 self.num_tasks, steps, self.d_prefetch.ptr, *self.ring, self.task_cache,
                                  distances, self.ranks)
         args = (ctypes.c_void_p * 1)(ctypes.addressof(self._params))
         if timed:
@@ -597,7 +601,7 @@ class Session:
                      f"{f', layer {layer.group(1)}' if layer else ''}, global task {error.task})")
         if error.code == MPK_ERROR_STAGE_TIMEOUT:
             return (f"mpk runtime timeout: the weights of {where} on worker {error.worker} (SM {error.smid}) "
-                    f"did not arrive in its shared-memory stage within {self.timeout_s:g} s at step "
+                    f"did not arrive in its weight ring within {self.timeout_s:g} s at step "
                     f"{error.step} (the worker's staged task {error.observed} of the launch). "
                     f"The prefetch table is inconsistent.")
         waited = (f"event '{event['name']}'[{error.slot - event['first_slot']}] (counter slot {error.slot})"

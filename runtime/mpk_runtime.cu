@@ -18,12 +18,14 @@
 // pull the task's weights into L2 when they are small enough to help
 // (MPK_WAIT_PREFETCH_MAX_BYTES; bench/NOTES.md rounds 1 and 9).
 //
-// Weight stages (mpk-stage-weights, off unless asked for): a staged task reads
-// its weight rows from one of two shared-memory stages. A copy warp fills
-// them in queue order with bulk copies (TMA), each completing on the stage's
-// mbarrier: the first two at launch, then the next one whenever a staged task
-// finishes and frees its stage, so a task's weights stream in while the tasks
-// before it run and while it waits for its inputs; thread 0 waits for them.
+// The weight ring (mpk-stage-weights): a staged task reads its weight rows
+// from shared memory. A copy warp fills a ring of `MpkLaunch::ring_bytes` with
+// the rows of this worker's next staged tasks in queue order, with bulk copies
+// (TMA) that complete on an mbarrier per task, as far ahead as the ring has
+// room, independent of events: at launch, then whenever a staged task finishes
+// and frees its chunk. A task's weights thus stream in while the tasks before
+// it run and while it waits for its inputs; thread 0 waits for them after the
+// task's event. The ring's size and depth come from the compiler (mpk.kernel).
 
 #include "mpk_runtime.h"
 #include "mpk_sync.h"
@@ -77,50 +79,93 @@ __device__ void record_error(const MpkLaunch& launch, int code, int task_id, int
   }
 }
 
-// The copy warp's bookkeeping of the two weight stages (thread 0 waits and
-// counts `used`): the staged tasks of this worker's queue (over all steps of the
-// launch) in order, ordinal u in stage u % 2, whose mbarrier completes its
-// (u / 2)-th phase when the rows arrive.
-struct Stager {
+// The weight ring: `bytes` of shared memory that the copy warp fills with the
+// weight rows of this worker's staged tasks, in queue order over all steps of
+// the launch, as far ahead as there is room (at most `depth` tasks in flight).
+// Staged task u (its ordinal in the launch) gets a contiguous chunk at
+// offset[u % depth] and completes phase u / depth of mbarrier full[u % depth]
+// when its rows land; thread 0 waits for that before the task starts. The copy
+// warp frees a chunk when its task has finished (tasks use their chunks in
+// order, so the ring is a FIFO of byte ranges). A chunk never straddles the
+// ring's end, and an empty ring starts over at 0, so any chunk of at most
+// `bytes` (the compiler's bound) fits once the chunks before it are free.
+// All lanes of the copy warp keep the same state; lane 0 writes the shared parts.
+struct Ring {
   const MpkLaunch* launch;
+  const MpkTask* cache;          // the worker's task cache, or null
   int queue_begin, queue_len;
   long long end;                 // queue positions in the launch: steps * queue_len
   long long scan;                // last position looked at
-  unsigned int issued, used;     // staged tasks whose copy was started (copy warp) / that ran (thread 0)
-  char* stages;
-  unsigned long long* full;      // one mbarrier per stage
+  unsigned int issued, freed;    // staged tasks whose copy was started / whose chunk is free again
+  unsigned int used;             // staged tasks that started (thread 0's count)
+  long long head, tail;          // bytes ever allocated / freed (their difference is in use)
+  char* ring;
+  unsigned long long* full;      // [depth] mbarriers
+  int* offset;                   // [depth] chunk offsets
+  long long* end_of;             // [depth] head after each chunk (what freeing it moves tail to)
 
-  __device__ char* stage(unsigned int ordinal) const { return stages + (ordinal & 1u) * launch->stage_bytes; }
-  __device__ unsigned int barrier(unsigned int ordinal) const { return shared_address(full + (ordinal & 1u)); }
+  __device__ unsigned int slot(unsigned int ordinal) const { return ordinal % (unsigned int)launch->ring_depth; }
+  __device__ unsigned int barrier(unsigned int ordinal) const { return shared_address(full + slot(ordinal)); }
+  __device__ const char* chunk(unsigned int ordinal) const { return ring + offset[slot(ordinal)]; }
 
-  // Starts the copy of the next staged task's rows into the stage it will use.
-  // Called by all of the copy warp (the state is the same in every lane): lane 0
-  // arms the mbarrier, the lanes issue the row copies between them.
-  __device__ void issue_next() {
+  __device__ bool staged(long long position, int* task_id) const {
+    const int q = queue_begin + (int)(position % queue_len);
+    if (cache != nullptr) {
+      *task_id = cache[q - queue_begin].group;
+      return cache[q - queue_begin].flags & MPK_TASK_STAGED;
+    }
+    *task_id = launch->queue_tasks[q];
+    return launch->tasks[*task_id].flags & MPK_TASK_STAGED;
+  }
+
+  // Starts the copies of the next staged tasks' rows while the ring has room.
+  // Called by all of the copy warp: lane 0 arms each mbarrier, the lanes issue
+  // the row copies between them.
+  __device__ void fill() {
     const unsigned int lane = threadIdx.x & 31u;
-    while (++scan < end) {
-      const int task_id = launch->queue_tasks[queue_begin + (int)(scan % queue_len)];
+    const long long R = launch->ring_bytes;
+    while (issued - freed < (unsigned int)launch->ring_depth) {
+      long long next = scan;
+      int task_id = -1;
+      while (++next < end && !staged(next, &task_id)) {}
+      if (next >= end) { scan = next; return; }
       const MpkPrefetch p = launch->prefetch[task_id];
-      if (p.row_bytes <= 0) continue;
+      const int rows = p.bytes / p.row_bytes, pitch = p.row_bytes + MPK_STAGE_ROW_PAD;
+      const int weights = p.second_buffer >= 0 ? 2 : 1;
+      const long long need = ((long long)weights * rows * pitch + 127) / 128 * 128;
+      if (head == tail) head = tail = 0;                 // empty: start over at 0
+      long long at = head;
+      if (at % R + need > R) at += R - at % R;           // no room before the end: wrap
+      if (at + need - tail > R) return;                  // not free yet: after the next task
+      scan = next;
       const unsigned int bar = barrier(issued);
-      char* dst = stage(issued);
-      const char* src = reinterpret_cast<const char*>(launch->buffer_ptrs[p.buffer]) + p.offset;
-      if (lane == 0)
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(p.bytes) : "memory");
+      char* dst = ring + at % R;
+      if (lane == 0) {
+        offset[slot(issued)] = (int)(at % R);
+        end_of[slot(issued)] = at + need;
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+                     ::"r"(bar), "r"(weights * p.bytes) : "memory");
+      }
       __syncwarp();
-      for (int r = lane, rows = p.bytes / p.row_bytes; r < rows; r += 32)
+      for (int r = lane; r < weights * rows; r += 32) {
+        const int w = r / rows, row = r % rows;
+        const char* src = reinterpret_cast<const char*>(launch->buffer_ptrs[w ? p.second_buffer : p.buffer]) +
+                          (w ? p.second_offset : p.offset) + (long long)row * p.row_bytes;
         asm volatile(
             "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-            ::"r"(shared_address(dst + r * (p.row_bytes + MPK_STAGE_ROW_PAD))),
-              "l"(src + (long long)r * p.row_bytes), "r"(p.row_bytes), "r"(bar) : "memory");
+            ::"r"(shared_address(dst + r * pitch)), "l"(src), "r"(p.row_bytes), "r"(bar) : "memory");
+      }
+      head = at + need;
       ++issued;
-      return;
     }
   }
 
-  // Waits until staged task `ordinal`'s rows are in its stage; false on timeout.
+  // The oldest chunk's task has finished: its bytes are free again.
+  __device__ void free_oldest() { tail = end_of[slot(freed++)]; }
+
+  // Waits until staged task `ordinal`'s rows are in the ring; false on timeout.
   __device__ bool arrived(unsigned int ordinal, unsigned long long timeout_ns) const {
-    const unsigned int bar = barrier(ordinal), parity = (ordinal >> 1) & 1u;
+    const unsigned int bar = barrier(ordinal), parity = (ordinal / (unsigned int)launch->ring_depth) & 1u;
     unsigned long long start = 0;
     for (unsigned int spins = 0;; ++spins) {
       unsigned int done;
@@ -169,19 +214,21 @@ __device__ void trigger_on_rank(const MpkLaunch& launch, int slot, int rank) {
 __device__ __forceinline__ long long round_up_128(long long n) { return (n + 127) / 128 * 128; }
 
 extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
-  // Dynamic shared memory: [task cache][stage 0][stage 1][the tasks' scratch].
+  // Dynamic shared memory: [task cache][weight ring][the tasks' scratch].
   extern __shared__ __align__(128) char smem[];
   __shared__ int proceed;
-  __shared__ const char* staged;          // the running task's stage, or null
-  __shared__ __align__(8) unsigned long long stage_full[2];
+  __shared__ const char* staged;          // the running task's weight rows in the ring, or null
+  __shared__ __align__(8) unsigned long long ring_full[MPK_RING_MAX_DEPTH];
+  __shared__ long long ring_end[MPK_RING_MAX_DEPTH];
+  __shared__ int ring_offset[MPK_RING_MAX_DEPTH];
 
   const int worker = blockIdx.x;
   const int queue_begin = launch.queue_offsets[worker];
   const int queue_end = launch.queue_offsets[worker + 1];
-  const bool staging = launch.stage_bytes > 0 && launch.prefetch != nullptr;
+  const bool staging = launch.ring_bytes > 0 && launch.prefetch != nullptr;
   MpkTask* cache = launch.task_cache > 0 ? reinterpret_cast<MpkTask*>(smem) : nullptr;
-  char* stages = smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask));
-  char* scratch = stages + (staging ? 2 * launch.stage_bytes : 0);  // the tasks' own shared memory
+  char* ring = smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask));
+  char* scratch = ring + (staging ? launch.ring_bytes : 0);  // the tasks' own shared memory
 
   // The cached copy of a task holds its global id where `group` was (the kernel never
   // reads the group): thread 0 then needs no global load for it while it waits.
@@ -193,21 +240,18 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
     }
   const unsigned int side_lane = (blockDim.x / 32 - 1) * 32;   // lane 0 of the last warp (one warp: none)
 
-  Stager stager{&launch, queue_begin, queue_end - queue_begin,
-                (long long)launch.steps * (queue_end - queue_begin), -1, 0u, 0u, stages, stage_full};
+  Ring weights{&launch, cache, queue_begin, queue_end - queue_begin,
+               (long long)launch.steps * (queue_end - queue_begin), -1, 0u, 0u, 0u, 0, 0,
+               ring, ring_full, ring_offset, ring_end};
   // Warp 1 issues the copies, so that thread 0 goes on to the next task's wait meanwhile.
   const bool copy_warp = threadIdx.x / 32 == 1 % (blockDim.x / 32);
-  if (copy_warp && staging) {
-    if (threadIdx.x % 32 == 0) {
-      for (int s = 0; s < 2; ++s)
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_address(stage_full + s)) : "memory");
-      asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
-    }
-    __syncwarp();
-    stager.issue_next();
-    stager.issue_next();
+  if (copy_warp && staging && threadIdx.x % 32 == 0) {
+    for (int s = 0; s < launch.ring_depth; ++s)
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_address(ring_full + s)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
   }
-  __syncthreads();  // the task cache is filled, the stages' mbarriers exist and their first copies started
+  __syncthreads();  // the task cache is filled (the ring's scan reads its flags), the ring's mbarriers exist
+  if (copy_warp && staging) weights.fill();   // thread 0 waits on the mbarriers, not on this
 
   bool stopped = false;
   for (int step = 0; step < launch.steps && !stopped; ++step) {
@@ -224,9 +268,9 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
           ok = wait_for_event(launch, task_id, task.wait_slot, expected, step, task.flags & MPK_TASK_WAIT_ON_RANKS);
         staged = nullptr;
         if (ok && is_staged) {
-          ok = stager.arrived(stager.used, launch.timeout_ns);
-          if (ok) staged = stager.stage(stager.used++);
-          else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, task_id, -1, step, stager.used, 0);
+          ok = weights.arrived(weights.used, launch.timeout_ns);
+          if (ok) staged = weights.chunk(weights.used++);
+          else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, task_id, -1, step, weights.used, 0);
         }
         proceed = ok;
         if (ok && launch.profile)
@@ -241,8 +285,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
         break;
       }
 
-      const char* stage = staged;  // read before thread 0 can write it again (next iteration)
-      mpk_dispatch(task.fn, task.task, step, launch.buffer_ptrs + task.buffers, scratch, stage);
+      mpk_dispatch(task.fn, task.task, step, launch.buffer_ptrs + task.buffers, scratch, staged);
       __syncthreads();
 
       if (threadIdx.x == 0) {
@@ -257,15 +300,14 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
           else add_release(launch.event_counters + task.trigger_slot, 1u);
         }
       }
-      if (copy_warp && stage != nullptr) {  // its stage is free: copy the next staged task's rows
+      if (copy_warp && is_staged) {  // its chunk is free: copy the next staged tasks' rows
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        stager.issue_next();
+        weights.free_oldest();
+        weights.fill();
       }
     }
   }
-  // After an error, let the copies still in flight land before the shared memory goes away
-  // (the last copy into each stage; every earlier one has been waited for).
+  // After an error, let the copies still in flight land before the shared memory goes away.
   if (copy_warp && threadIdx.x % 32 == 0)
-    for (unsigned int u = stager.issued > 2 ? stager.issued - 2 : 0; u < stager.issued; ++u)
-      stager.arrived(u, launch.timeout_ns);
+    for (unsigned int u = weights.freed; u < weights.issued; ++u) weights.arrived(u, launch.timeout_ns);
 }

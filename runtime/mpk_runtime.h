@@ -25,7 +25,7 @@ typedef struct MpkTask {
 } MpkTask;
 
 enum {
-  MPK_TASK_STAGED = 1,              // its weight rows come in a shared-memory stage (MpkPrefetch)
+  MPK_TASK_STAGED = 1,              // its weight rows come in the worker's weight ring (MpkPrefetch)
   MPK_TASK_TRIGGER_EVERY_RANK = 2,  // bump trigger_slot on every rank of a tensor-parallel step
   MPK_TASK_WAIT_ON_RANKS = 4,       // other ranks (GPUs) bump its wait counter: acquire at system scope
   MPK_TASK_TRIGGER_ONE_RANK = 8,    // bump trigger_slot on rank flags >> MPK_TASK_RANK_SHIFT only
@@ -36,17 +36,22 @@ enum {
 // (buffer_ptrs[buffer] + offset, `bytes` long, 16-byte aligned), or buffer -1.
 // Weights depend on no event. With row_bytes 0 a worker pulls them into L2
 // while the task still waits for its inputs. With row_bytes > 0 the task
-// reads them from a shared-memory stage (mpk-stage-weights): the worker
-// copies the range there row by row, MPK_STAGE_ROW_PAD bytes between rows,
-// as soon as a stage is free, i.e. while earlier tasks still run.
+// reads them from the worker's weight ring in shared memory (mpk-stage-weights):
+// the worker copies them there row by row, MPK_STAGE_ROW_PAD bytes between rows,
+// as soon as the ring has room, i.e. while earlier tasks still run; a second
+// weight of the same tile shape (gate_up's up rows), if second_buffer >= 0,
+// follows the first one's rows in the same chunk of the ring.
 typedef struct MpkPrefetch {
   int buffer;         // index into MpkLaunch::buffer_ptrs, or -1
   int offset;         // bytes
-  int bytes;
-  int row_bytes;      // 0: L2 prefetch; else: staged, bytes / row_bytes rows
+  int bytes;          // of each weight's range
+  int row_bytes;      // 0: L2 prefetch; else: staged, bytes / row_bytes rows per weight
+  int second_buffer;  // a staged task's second weight, or -1
+  int second_offset;
 } MpkPrefetch;
 
 #define MPK_STAGE_ROW_PAD 16  // spreads the rows a tensor-core step reads over the banks
+#define MPK_RING_MAX_DEPTH 16 // staged tasks whose weights a worker has in flight at most
 
 // Written by the first worker that gives up; every other worker then stops.
 typedef struct MpkError {
@@ -63,7 +68,7 @@ typedef struct MpkError {
 enum {
   MPK_OK = 0,
   MPK_ERROR_TIMEOUT = 1,    // a wait exceeded MpkLaunch::timeout_ns
-  MPK_ERROR_STAGE_TIMEOUT = 2,  // a task's weights never arrived in its stage (slot -1)
+  MPK_ERROR_STAGE_TIMEOUT = 2,  // a task's weights never arrived in the ring (slot -1)
 };
 
 // The persistent kernel's only parameter, passed by value.
@@ -79,7 +84,8 @@ typedef struct MpkLaunch {
   int num_tasks;
   int steps;                               // decode steps this launch runs
   const MpkPrefetch* prefetch;             // [num_tasks]: weights to prefetch or stage, or null
-  int stage_bytes;                         // size of each of the two weight stages; 0: none
+  int ring_bytes;                          // the weight ring's shared memory; 0: nothing staged
+  int ring_depth;                          // staged tasks in flight at most (<= MPK_RING_MAX_DEPTH)
   int task_cache;                          // MpkTasks of its queue a worker keeps in shared
                                            // memory (>= the longest queue), or 0: none
   // A tensor-parallel step: every rank's event counters lie at the same place in its peer
@@ -94,7 +100,7 @@ typedef struct MpkLaunch {
 // grid, `step` the decode step within the launch (selects the copy of a
 // per-step io buffer), `buffers` the base addresses of the group's buffers
 // in (inputs..., outputs...) order, `smem` the task's shared-memory scratch,
-// `staged` the stage holding the task's weight rows (a staged task only).
+// `staged` the task's weight rows in the ring (a staged task only).
 __device__ void mpk_dispatch(int fn, int task, int step, const unsigned long long* buffers,
                              char* smem, const char* staged);
 

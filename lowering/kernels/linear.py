@@ -38,12 +38,14 @@ reduction behind the other's loads) was up to 13% slower, so it is gone.
 The group param `unroll` overrides UNROLL (tuning).
 
 With `staged_weights` (mpk-stage-weights) the tile's weight rows are already
-in shared memory when the task starts (the runtime copied them there, rows
-`row_pitch` bytes apart) and both paths read them from there.
+in shared memory when the task starts (the runtime copied them into its weight
+ring, rows `row_pitch` bytes apart, each weight's rows after the one before)
+and both paths read them from there.
 """
 
 from __future__ import annotations
 
+from mlir import ir
 from mlir.dialects import arith
 
 from mpk.lowering.mpk_stage_weights import PARAM as STAGED, row_pitch
@@ -80,12 +82,11 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
     combine = combine or (lambda v: v[0])
     (B, K), N = x.shape, weights[0].shape[0]
     require(g.tile[0] == B, f"linear tiles take all {B} rows, not {g.tile[0]}")
-    require(len(weights) == 1 or not g.param(STAGED, False), "a staged tile holds one weight's rows")
     fused = norm or up
     tn = g.tile[1]
     n0 = e.mul(task, tn)  # the grid is [1, N / tn]: task = column tile
     rows = e.tile_extent(n0, tn, N)
-    weight_rows = [_weight_rows(e, g, w, n0) for w in weights]
+    weight_rows = [_weight_rows(e, g, w, n0, j, rows) for j, w in enumerate(weights)]
     if 2 <= B <= 8 and K % 32 == 0 and str(x.element) == "bf16" and \
             all(str(w.element) == "bf16" for w in weights):
         return _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine)
@@ -145,13 +146,16 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
     e.strided(e.warp, rows, e.warps, row)
 
 
-def _weight_rows(e, g, w, n0):
-    """Row r of the task's tile of w: in its shared-memory stage, or in w itself."""
+def _weight_rows(e, g, w, n0, j, rows):
+    """Row r of the task's tile of w, its j-th weight: in the weight ring (after the
+    `rows` rows of each weight before it), or in w itself."""
     if not g.param(STAGED, False):
         return lambda r: w.row(e.add(n0, r))
-    require(e.staged is not None, "a staged linear needs the stage pointer")
+    require(e.staged is not None, "a staged linear needs its weight rows' address in the ring")
     size = byte_width(w.element)
-    staged = View(e, e.staged, w.element, [g.tile[1], row_pitch(w.shape[1] * size) // size])
+    pitch = row_pitch(w.shape[1] * size)
+    base = e.staged if j == 0 else e.gep(e.staged, ir.IntegerType.get_signless(8), e.mul(rows, j * pitch))
+    staged = View(e, base, w.element, [g.tile[1], pitch // size])
     return staged.row
 
 

@@ -25,6 +25,7 @@ class GateUpParams(Params):
     norm_eps: float | None = None     # x goes through a layer norm first (decode rows; its weight an input)
     row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
     unroll: int | None = None         # as a linear's (kernels/linear.py)
+    staged_weights: bool = False      # both weights' tile rows wait in the weight ring (mpk-stage-weights)
 
 
 class GateUp(Linear):

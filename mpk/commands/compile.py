@@ -43,10 +43,11 @@ def add_arguments(parser) -> None:
                         help=f"threads per worker CTA (default {defaults.THREADS})")
     parser.add_argument("--steps", type=int, default=defaults.STEPS,
                         help=f"decode steps per launch (default {defaults.STEPS})")
-    parser.add_argument("--stage-bytes", type=int, default=0,
-                        help="copy linear weight tiles of up to this many bytes into shared memory "
-                             "ahead of their tasks (mpk-stage-weights; default 0: off, it measured "
-                             "slower, bench/NOTES.md round 4; at most 57344 beside the task cache)")
+    parser.add_argument("--ring-bytes", type=int, default=0,
+                        help="a ring of this many bytes of shared memory per SM into which the runtime "
+                             "copies decode linears' weight tiles ahead of their tasks (mpk-stage-weights; "
+                             "a multiple of 128; default 0: off, bench/NOTES.md round 12; at most about "
+                             "120 KiB beside the tasks' 96 KiB and the task cache)")
     parser.add_argument("--prefill-chunk", type=int, default=defaults.PREFILL_CHUNK,
                         help="prompt tokens per sequence in one prefill launch (mpk-prefill; default "
                              f"{defaults.PREFILL_CHUNK}, "
@@ -79,8 +80,8 @@ def _validate(args) -> None:
         raise UserError(f"--threads must be a multiple of 32, got {args.threads}")
     if args.prefill_chunk < 0:
         raise UserError(f"--prefill-chunk must be 0 or positive, got {args.prefill_chunk}")
-    if args.stage_bytes < 0:
-        raise UserError(f"--stage-bytes must be 0 or positive, got {args.stage_bytes}")
+    if args.ring_bytes < 0 or args.ring_bytes % 128:
+        raise UserError(f"--ring-bytes must be 0 or a positive multiple of 128, got {args.ring_bytes}")
     check_arch(args.arch)
     if args.graph and not (Path(args.graph).is_file() or (Path(args.graph) / "config.json").is_file()):
         raise UserError(f"no such file: {args.graph}" if not Path(args.graph).is_dir()
@@ -112,7 +113,7 @@ def run(args) -> int:
     options = driver.Options(batch=args.batch or defaults.BATCH, dtype=args.dtype,
                              max_seq=args.max_seq or defaults.MAX_SEQ,
                              arch=args.arch, num_sms=args.num_sms, threads=args.threads, steps=args.steps,
-                             stage_bytes=args.stage_bytes, prefill_chunk=args.prefill_chunk if args.tp == 1 else 0,
+                             ring_bytes=args.ring_bytes, prefill_chunk=args.prefill_chunk if args.tp == 1 else 0,
                              tp=args.tp, allreduce=args.allreduce,
                              prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)
     folder = args.graph if args.graph and Path(args.graph).is_dir() else None

@@ -21,12 +21,12 @@
 // -----
 
 // A group marked staged_weights (mpk-stage-weights) whose tiles of w are not
-// 16-byte aligned ranges cannot be copied into a stage.
+// 16-byte aligned ranges cannot be copied into the weight ring.
 "mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
 "mpk.buffer"() {sym_name = "x", type = tensor<1x3xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
 "mpk.buffer"() {sym_name = "w", type = tensor<10x3xbf16>, space = "weight", name = "w"} : () -> ()
 "mpk.buffer"() {sym_name = "y", type = tensor<1x10xbf16>, space = "workspace", offset = 256 : i64} : () -> ()
-// expected-error@+1 {{group 't' is marked staged_weights but some task's weight rows are not one aligned range of w}}
+// expected-error@+1 {{group 't' is marked staged_weights but some task's weight rows are not one aligned range of each of its weights}}
 "mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 2>, tile = array<i64: 1, 5>,
                inputs = [@x, @w], outputs = [@y], params = {staged_weights = true}} : () -> ()
 "mpk.schedule"() {queues = [array<i32: 0>, array<i32: 1>]} : () -> ()

@@ -117,6 +117,16 @@ def cases() -> list[Case]:
              [("x", (3, 512), bf, "workspace"), ("wg", (1000, 512), bf, "weight"),
               ("wu", (1000, 512), bf, "weight")],
              [("y", (3, 1000), bf, "workspace")]),
+        # gate_up with both weights' rows in the weight ring (gate's, then up's): batch 1
+        # with a ragged last tile (up's rows follow gate's fewer rows), tensor cores at 8.
+        Case("gate_up_b1_staged_norm", "gate_up", (1, 42), (1, 24),
+             [("x", (1, 1024), bf, "workspace"), ("wg", (1000, 1024), bf, "weight"),
+              ("wu", (1000, 1024), bf, "weight"), ("nw", (1024,), bf, "weight")],
+             [("y", (1, 1000), bf, "workspace")], {"norm_eps": 1e-6, STAGED: True}),
+        Case("gate_up_b8_mma_staged", "gate_up", (1, 20), (8, 24),
+             [("x", (8, 1024), bf, "workspace"), ("wg", (480, 1024), bf, "weight"),
+              ("wu", (480, 1024), bf, "weight")],
+             [("y", (8, 480), bf, "workspace")], {STAGED: True}),
         # A silu_mul fused into the linear (down_proj): x = silu(gate) * up, staged by every task.
         Case("linear_silu_gate", "linear", (1, 16), (1, 64),
              [("gate", (1, 3072), bf, "workspace"), ("w", (1024, 3072), bf, "weight"),
@@ -503,23 +513,24 @@ extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
                                         const char* staged);
 
 // One CTA per task of one group; every thread calls the dispatcher, as the
-// persistent runtime does. A staged linear (stage_rows > 0: its tile's rows of
-// w = buffers[1], row_bytes each, of total_rows) first gets its rows copied
-// into the stage after the scratch, `pitch` bytes apart, as the runtime's bulk
-// copies leave them.
+// persistent runtime does. A staged linear or gate_up (stage_rows > 0: its
+// tile's rows of each of its `weights` weights = buffers[1], buffers[2], row_bytes
+// each, of total_rows) first gets its rows copied after the scratch, `pitch`
+// bytes apart, one weight's rows after the other's, as the runtime's bulk copies
+// leave them in its weight ring.
 extern "C" __global__ void run_group(int fn, int tasks, int step, const unsigned long long* buffers,
                                      int scratch_bytes, int stage_rows, int total_rows,
-                                     int row_bytes, int pitch) {
+                                     int row_bytes, int pitch, int weights) {
   extern __shared__ __align__(128) char smem[];
   char* stage = smem + scratch_bytes;
   for (int t = blockIdx.x; t < tasks; t += gridDim.x) {
     if (stage_rows > 0) {
       const int first = t * stage_rows, rows = min(stage_rows, total_rows - first);
-      const char* w = reinterpret_cast<const char*>(buffers[1]) + (long long)first * row_bytes;
-      for (int i = threadIdx.x; i < rows * (row_bytes / 16); i += blockDim.x) {
-        const int r = i / (row_bytes / 16), c = i % (row_bytes / 16);
+      for (int i = threadIdx.x; i < weights * rows * (row_bytes / 16); i += blockDim.x) {
+        const int r = i / (row_bytes / 16), c = i % (row_bytes / 16), j = r / rows;
+        const char* w = reinterpret_cast<const char*>(buffers[1 + j]) + (long long)first * row_bytes;
         *reinterpret_cast<int4*>(stage + r * pitch + 16 * c) =
-            *reinterpret_cast<const int4*>(w + (long long)r * row_bytes + 16 * c);
+            *reinterpret_cast<const int4*>(w + (long long)(r % rows) * row_bytes + 16 * c);
       }
       __syncthreads();
     }
@@ -573,13 +584,14 @@ def link_cubin(ptx: str, arch: str = "sm_90", max_registers: int = 128) -> bytes
 
 
 def _stage(c: Case):
-    """(rows per tile, rows, row bytes, pitch) of a staged linear's w, or None."""
+    """(rows per tile, rows, row bytes, pitch, weights) of a staged linear's w
+    (a gate_up's two), or None."""
     if not c.params.get(STAGED):
         return None
-    from mpk.lowering.mpk_stage_weights import row_pitch
+    from mpk.lowering.mpk_stage_weights import WEIGHTS, row_pitch
     (_, (n, k), dtype, _) = c.inputs[1]
     row_bytes = k * {"bf16": 2, "f32": 4}[dtype]
-    return [c.tile[1], n, row_bytes, row_pitch(row_bytes)]
+    return [c.tile[1], n, row_bytes, row_pitch(row_bytes), WEIGHTS[c.kind]]
 
 
 def build(folder: Path) -> dict:
@@ -608,7 +620,7 @@ def build(folder: Path) -> dict:
         (folder / cubin).write_bytes(link_cubin(ptx, max_registers=MAX_REGISTERS[threads]))
         staged = [_stage(c) for c in members if _stage(c)]
         programs[program] = {"cubin": cubin, "smem_bytes": smem_bytes, "threads": threads,
-                             "stage_bytes": max([s[0] * s[3] for s in staged], default=0)}
+                             "ring_bytes": max([s[0] * s[3] * s[4] for s in staged], default=0)}
     stages = {c.name: _stage(c) for c in selected}
     meta = {"threads": THREADS, "programs": programs, "groups": [
         {**dataclasses.asdict(c), "fn": fns[c.name], "tasks": math.prod(c.grid), "stage": stages[c.name],

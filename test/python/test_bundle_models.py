@@ -94,30 +94,36 @@ def test_qwen3_8b_bundle_at_real_size(tmp_path, capsys):
     assert seconds < 120   # both programs: decode and the 256-row prefill
 
 
-def test_weight_stages(compiled, tmp_path):
-    """By default nothing is staged. With `--stage-bytes` mpk-stage-weights marks every
-    layer linear of the tiny model (their tiles are small): their tasks' prefetch rows
-    name whole rows of w that fit a stage, and their task records say `staged`."""
+def test_weight_ring(compiled, tmp_path):
+    """By default nothing is staged. With `--ring-bytes` mpk-stage-weights marks every
+    layer linear and gate_up of the tiny model (their tiles are small): their tasks'
+    prefetch rows name whole rows of w (gate_up: of gate, then of up as the second
+    range) whose chunk fits the ring, and their task records say `staged`."""
     import numpy as np
-    from mpk.lowering.mpk_stage_weights import row_pitch
+    from mpk.lowering.mpk_stage_weights import chunk_bytes
     from mpk.runtime import tables as layout
     name, out = compiled
     off = bundle.read(out / "model.mpk")
-    assert off.kernel["stage_bytes"] == 0 and (off.tables["prefetch"][:, 3] == 0).all()
+    assert off.kernel["ring_bytes"] == 0 and (off.tables["prefetch"][:, 3] == 0).all()
 
     assert mpk("compile", "--model", name, "--max-seq", 64, "--steps", 4, "--num-sms", 16,
-               "--stage-bytes", 57344, "-o", tmp_path / "staged.mpk", "--quiet") == 0
+               "--ring-bytes", 16384, "-o", tmp_path / "staged.mpk", "--quiet") == 0
     b = bundle.read(tmp_path / "staged.mpk")
-    stage, prefetch = b.kernel["stage_bytes"], b.tables["prefetch"]
+    ring, depth, prefetch = b.kernel["ring_bytes"], b.kernel["ring_depth"], b.tables["prefetch"]
     flags = b.tables["tasks"][:, layout.task_field("flags")]
     assert np.array_equal(flags, prefetch[:, 3] > 0)
     staged = [g for g in b.plan["groups"] if flags[g["first_task"]]]
-    assert 0 < stage <= 57344 and len(staged) >= 4 * b.plan["model"]["num_layers"]
-    assert {g["kind"] for g in staged} == {"linear"}
+    assert ring == 16384 and 1 <= depth <= layout.RING_MAX_DEPTH
+    assert len(staged) >= 4 * b.plan["model"]["num_layers"]
+    assert {g["kind"] for g in staged} == {"linear", "gate_up"}
     for g in staged:
         rows = prefetch[g["first_task"]:g["first_task"] + g["num_tasks"]]
+        names = [b.plan["buffers"][b.tables["group_buffers"][k]]["name"] for k in rows[0, [0, 4]] if k >= 0]
+        assert names == g["inputs"][1:1 + len(names)] and len(names) == (2 if g["kind"] == "gate_up" else 1)
         w = b.plan["buffers"][b.tables["group_buffers"][rows[0, 0]]]
         assert w["space"] == "weight" and rows[0, 3] == w["shape"][1] * 2      # bf16 rows
         assert (rows[:, 2] % rows[:, 3] == 0).all()
-        assert (rows[:, 2] // rows[:, 3] * row_pitch(rows[0, 3]) <= stage).all()
+        assert (chunk_bytes(len(names), rows[0, 2] // rows[0, 3], rows[0, 3]) <= ring)
         assert np.array_equal(rows[:, 1], np.arange(g["num_tasks"]) * g["tile"][1] * rows[0, 3])
+        if len(names) == 2:
+            assert np.array_equal(rows[:, 5], rows[:, 1])     # the same rows of up

@@ -52,7 +52,7 @@ class Kinds:
         for name, program in self.meta["programs"].items():
             module = _ok(cu.cuModuleLoadData((folder / program["cubin"]).read_bytes()))
             kernel = _ok(cu.cuModuleGetFunction(module, b"run_group"))
-            smem = program["smem_bytes"] + program["stage_bytes"]
+            smem = program["smem_bytes"] + program["ring_bytes"]
             _ok(cu.cuFuncSetAttribute(
                 kernel, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
             self.programs[name] = (module, kernel, program["smem_bytes"], smem, program.get("threads", 512))
@@ -76,9 +76,9 @@ class Kinds:
 
     def launch(self, group: dict, table, step: int = 0) -> None:
         _, kernel, scratch, smem, threads = self.programs[group.get("program", "decode")]
-        stage = group.get("stage") or [0, 0, 0, 0]   # a staged linear: its rows copied first
+        stage = group.get("stage") or [0, 0, 0, 0, 0]   # a staged linear or gate_up: its rows copied first
         args = ((group["fn"], group["tasks"], step, table.data_ptr(), scratch, *stage),
-                (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p) + (ctypes.c_int,) * 5)
+                (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p) + (ctypes.c_int,) * 6)
         _ok(self.cu.cuLaunchKernel(kernel, group["tasks"], 1, 1, threads, 1, 1, smem, 0, args, 0))
 
 

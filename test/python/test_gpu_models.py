@@ -26,7 +26,7 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 STEPS = 32
-# qwen3-0.6b-staged: compiled with --stage-bytes 57344 (weight tiles staged in shared memory)
+# qwen3-0.6b-staged: compiled with --ring-bytes 114688 (weight tiles streamed through the weight ring)
 MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b", "qwen3-0.6b-staged")
 
 
@@ -71,7 +71,7 @@ def run_and_check(b: bundle.Bundle, steps: int) -> list:
 @pytest.mark.parametrize("model", MODELS)
 def test_32_steps_in_one_launch_match_pytorch(gpu, model):
     b = prebuilt(model, gpu)
-    assert (b.kernel.get("stage_bytes", 0) > 0) == model.endswith("-staged")
+    assert (b.kernel.get("ring_bytes", 0) > 0) == model.endswith("-staged")
     launches = run_and_check(b, STEPS)
     # The prompt in one launch of the prefill kernel (its first new token), then the
     # other 31 steps in one launch of the decode kernel.

@@ -14,12 +14,12 @@ done
 # Batch 3, for prompts of different lengths.
 mpk compile --model qwen3-tiny --batch 3 --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   -o .bundles/qwen3-tiny-b3-bf16-s32 --quiet
-# Linear weight tiles staged in shared memory (mpk-stage-weights): the 0.6B for the
-# model tests, the tiny one for compute-sanitizer.
+# Linear and gate_up weight tiles streamed through the shared-memory weight ring
+# (mpk-stage-weights): the 0.6B for the model tests, the tiny one for compute-sanitizer.
 mpk compile --model qwen3-0.6b --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
-  --stage-bytes 57344 -o .bundles/qwen3-0.6b-staged-bf16-s32 --quiet
+  --ring-bytes 114688 -o .bundles/qwen3-0.6b-staged-bf16-s32 --quiet
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
-  --stage-bytes 57344 -o .bundles/qwen3-tiny-staged --quiet
+  --ring-bytes 16384 -o .bundles/qwen3-tiny-staged --quiet
 # Tensor-parallel bundles, their ranks emulated on one GPU (1/N of the SMs each): test_gpu_tp.py.
 for model in qwen3-tiny llama3-tiny; do
   for tp in 2 4; do
