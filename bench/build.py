@@ -39,7 +39,8 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
           ring_bytes: int | None = None, rope_in_attention: bool = True, prefill_chunk: int = 0,
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
-          tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None) -> Path:
+          tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None,
+          caller_saves: bool = False) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -47,7 +48,7 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
                              rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
                              merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
                              runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp,
-                             store_in_product=store_in_product)
+                             store_in_product=store_in_product, caller_saves=caller_saves)
     if ring_bytes is not None:
         options = dataclasses.replace(options, ring_bytes=ring_bytes)
     if smem_bytes is not None:
@@ -75,6 +76,9 @@ def main(argv=None) -> int:
     parser.add_argument("--num-sms", type=int, default=defaults.NUM_SMS)
     parser.add_argument("--ring-bytes", type=int, help="mpk-stage-weights{ring-bytes}: the weight ring "
                         "(0: none, for an A/B comparison); default: the compiler's")
+    parser.add_argument("--caller-saves", action="store_true",
+                        help="task calls preserve no registers, the caller saves what it needs "
+                             "(runtime.build.caller_saves_ptx; NOTES round 12)")
     parser.add_argument("--smem-bytes", type=int, help="mpk-lower-tasks{smem-bytes}: the tasks' shared-memory "
                         "scratch (room for a larger ring); default: the compiler's")
     parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",
@@ -120,7 +124,7 @@ def main(argv=None) -> int:
             path = build(model, batch, args.root, args.num_sms, args.ring_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
                          args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp,
-                         args.store_in_product, args.smem_bytes)
+                         args.store_in_product, args.smem_bytes, args.caller_saves)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -75,6 +75,7 @@ class Options:
     steps: int = defaults.STEPS            # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     runtime_defines: tuple[tuple[str, str], ...] = ()   # -DNAME=VALUE for the runtime (bench.build's A/B)
+    caller_saves: bool = False             # task calls preserve no registers (runtime.build; NOTES round 12)
     ring_bytes: int = 0                    # mpk-stage-weights{ring-bytes}: the weight ring; 0: none (bench/NOTES.md round 12)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
@@ -245,7 +246,7 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
     with stage("cubin"):
         try:
             cubin = build.build_cubin([("tasks.ptx", task_ptx)], options.arch, options.max_registers,
-                                      dict(options.runtime_defines))
+                                      dict(options.runtime_defines), options.caller_saves)
         except build.BuildError as e:
             raise CompileError("cubin", str(e)) from None
         dump("cubin", cubin, "cubin")
@@ -254,7 +255,7 @@ def _compile_program(module: ir.Module, options: Options, out: Path, model_confi
         kernel = {"name": graph.kernel_attr("sym_name"), "entry": build.KERNEL_NAME,
                   **_from_ir(graph, options), "ring_bytes": int(graph.kernel_attr("ring_bytes", 0)),
                   "ring_depth": int(graph.kernel_attr("ring_depth", 0)),
-                  "max_registers": options.max_registers,
+                  "max_registers": options.max_registers, "caller_saves": options.caller_saves,
                   "num_tasks": graph.num_tasks, "num_workers": tables.num_workers}
         batch, max_seq = cache_sizes(module) or (options.batch, options.max_seq)    # the IR is the truth
         if (batch, max_seq) != (options.batch, options.max_seq):

@@ -4,6 +4,11 @@
                                                        +--nvJitLink (-lto -O3)--> kernel.cubin
     MLIR task code -------------------------> PTX     /
 
+With `caller_saves` the runtime goes in as PTX instead (`caller_saves_ptx`):
+every call from the kernel into the task code then saves only what the caller
+needs across it, instead of each callee saving the registers it uses
+(bench/NOTES.md, round 12).
+
 Needs no GPU. The toolkit's libraries come from the `nvidia-cuda-nvrtc` and
 `nvidia-nvjitlink` wheels (cuda-python loads them). A cubin linked here loads
 on any driver of the same CUDA major version; NVRTC's own PTX and LTO-IR are
@@ -23,6 +28,9 @@ DISPATCH_NAME = "mpk_dispatch"
 # As measured on an H100: the generated code is a callee, not
 # inlined, so without a cap it schedules loads late; 96 or 64 spill.
 DEFAULT_MAX_REGISTERS = 128
+# Registers a callee preserves for its caller under `caller_saves` (PTX 9.0's
+# `.abi_preserve`): the fewest ptxas takes (0 and 1 overlap the return address).
+PRESERVED_REGISTERS = 2
 
 
 class BuildError(RuntimeError):
@@ -74,22 +82,50 @@ def runtime_default(macro: str) -> int:
     return int(found.group(1))
 
 
-def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None) -> bytes:
-    """The runtime as LTO-IR for `arch`; `defines`: -DNAME=VALUE (the switches at the top
-    of mpk_runtime.cu, for an A/B build)."""
+def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None,
+                    caller_saves: bool = False) -> bytes | str:
+    """The runtime as LTO-IR for `arch` (with `caller_saves`: as PTX whose call into
+    the task code preserves almost nothing); `defines`: -DNAME=VALUE (the switches at the
+    top of mpk_runtime.cu, for an A/B build)."""
     sources = runtime_source()
     headers = {n: s for n, s in sources.items() if n.endswith(".h")}
-    return compile_ltoir(sources["mpk_runtime.cu"], "mpk_runtime.cu", arch, headers, defines)
+    code = compile_ltoir(sources["mpk_runtime.cu"], "mpk_runtime.cu", arch, headers, defines, ptx=caller_saves)
+    return caller_saves_ptx(code, {DISPATCH_NAME}) if caller_saves else code
+
+
+def caller_saves_ptx(ptx: str, functions: set[str] | None = None) -> str:
+    """`ptx` with each `.func` header (definition or declaration) of `functions` (None:
+    all) marked `.abi_preserve PRESERVED_REGISTERS`: a callee then saves none of the
+    registers it uses, and each caller saves what it needs across the call. A task
+    function saves 12-63 registers a thread on every call otherwise, through L1.
+
+    The directive is PTX 9.0's (the version is raised to it); LLVM's NVPTX backend
+    does not emit it yet, hence the text. Caller and callee must agree, so both sides
+    of a call are marked here: nvJitLink only warns on stderr about a mismatch."""
+    import re
+    out, pos = [], 0
+    for name, end in _func_headers(ptx):
+        if functions is None or name in functions:
+            out += [ptx[pos:end], f" .abi_preserve {PRESERVED_REGISTERS}"]
+            pos = end
+    out.append(ptx[pos:])
+    text = "".join(out)
+    version = re.search(r"^\.version (\d+)\.(\d+)$", text, re.MULTILINE)
+    if version and (int(version.group(1)), int(version.group(2))) < (9, 0):
+        text = text[:version.start()] + ".version 9.0" + text[version.end():]
+    return text
 
 
 def compile_ltoir(source: str, name: str, arch: str = "sm_90", headers: dict[str, str] | None = None,
-                  defines: dict[str, str] | None = None) -> bytes:
+                  defines: dict[str, str] | None = None, ptx: bool = False) -> bytes | str:
     """CUDA C++ `source` (file `name`; `headers` by the names it includes them by) as
-    LTO-IR for `arch`, for `link`. No CUDA headers: NVRTC's builtins and inline PTX only."""
+    LTO-IR for `arch`, for `link` (or, with `ptx`, as PTX text). No CUDA headers:
+    NVRTC's builtins and inline PTX only."""
     from cuda.bindings import nvrtc
 
     headers = headers or {}
-    options = [f"-arch={feature_arch(arch)}", "-dlto", "-rdc=true", "-std=c++17", "-default-device"]
+    options = [f"-arch={feature_arch(arch)}", *([] if ptx else ["-dlto"]), "-rdc=true", "-std=c++17",
+               "-default-device"]
     options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
 
     err, program = nvrtc.nvrtcCreateProgram(
@@ -101,6 +137,13 @@ def compile_ltoir(source: str, name: str, arch: str = "sm_90", headers: dict[str
         if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
             raise BuildError(f"NVRTC failed to compile {name} ({' '.join(options)}):\n"
                              f"{_nvrtc_log(program)}")
+        if ptx:
+            err, size = nvrtc.nvrtcGetPTXSize(program)
+            _check_nvrtc(err, "nvrtcGetPTXSize")
+            text = b" " * size
+            (err,) = nvrtc.nvrtcGetPTX(program, text)
+            _check_nvrtc(err, "nvrtcGetPTX")
+            return text.rstrip(b"\0").decode()
         err, size = nvrtc.nvrtcGetLTOIRSize(program)
         _check_nvrtc(err, "nvrtcGetLTOIRSize")
         ltoir = b" " * size
@@ -111,14 +154,17 @@ def compile_ltoir(source: str, name: str, arch: str = "sm_90", headers: dict[str
         nvrtc.nvrtcDestroyProgram(program)
 
 
-def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_90",
+def link(runtime_ltoir: bytes | str, task_ptx: list[tuple[str, str]], arch: str = "sm_90",
          max_registers: int = DEFAULT_MAX_REGISTERS, extra_options: tuple[str, ...] = (),
          ltoir_name: str = "mpk_runtime.ltoir") -> bytes:
     """One cubin from the runtime's LTO-IR (or another `compile_ltoir` output, named
-    `ltoir_name` in errors) and the (name, PTX text) of the task code."""
+    `ltoir_name` in errors; PTX text when it is a str) and the (name, PTX text) of the
+    task code."""
     from cuda.bindings import nvjitlink
 
-    options = [f"-arch={feature_arch(arch)}", "-lto", "-O3", f"-maxrregcount={max_registers}", *extra_options]
+    lto = not isinstance(runtime_ltoir, str)
+    options = [f"-arch={feature_arch(arch)}", *(["-lto"] if lto else []), "-O3", f"-maxrregcount={max_registers}",
+               *extra_options]
     handle = nvjitlink.create(len(options), options)
     try:
         def add(kind, data: bytes, name: str):
@@ -127,7 +173,10 @@ def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_
             except nvjitlink.nvJitLinkError as e:
                 raise BuildError(f"nvJitLink refused {name}: {e}\n{_link_log(handle)}") from None
 
-        add(nvjitlink.InputType.LTOIR, runtime_ltoir, ltoir_name)
+        if lto:
+            add(nvjitlink.InputType.LTOIR, runtime_ltoir, ltoir_name)
+        else:
+            add(nvjitlink.InputType.PTX, runtime_ltoir.encode() + b"\0", ltoir_name.replace(".ltoir", ".ptx"))
         for name, ptx in task_ptx:
             add(nvjitlink.InputType.PTX, ptx.encode() + b"\0", name)
         try:
@@ -142,9 +191,33 @@ def link(runtime_ltoir: bytes, task_ptx: list[tuple[str, str]], arch: str = "sm_
 
 
 def build_cubin(task_ptx: list[tuple[str, str]], arch: str = "sm_90",
-                max_registers: int = DEFAULT_MAX_REGISTERS, defines: dict[str, str] | None = None) -> bytes:
-    """Runtime (compiled with `defines`) + task code, linked for `arch`."""
-    return link(compile_runtime(arch, defines), task_ptx, arch, max_registers)
+                max_registers: int = DEFAULT_MAX_REGISTERS, defines: dict[str, str] | None = None,
+                caller_saves: bool = False) -> bytes:
+    """Runtime (compiled with `defines`) + task code, linked for `arch`; with
+    `caller_saves`, every task call preserves almost no register (`caller_saves_ptx`)."""
+    runtime = compile_runtime(arch, defines, caller_saves)
+    if caller_saves:
+        task_ptx = [(name, caller_saves_ptx(ptx)) for name, ptx in task_ptx]
+        # Both sides of the one call between the modules must say it (a mismatch links, silently wrong).
+        for name, ptx in [("the runtime", runtime), *task_ptx]:
+            if DISPATCH_NAME in ptx and not _preserves(ptx, DISPATCH_NAME):
+                raise BuildError(f"{name}: the header of {DISPATCH_NAME} did not take .abi_preserve")
+    return link(runtime, task_ptx, arch, max_registers)
+
+
+def _func_headers(ptx: str):
+    """(name, end) of each `.func` header in `ptx`, definition or declaration: `end` is
+    just past its parameter list (`.param` lines, so no nested parentheses)."""
+    import re
+    header = re.compile(r"^(?:\.(?:extern|visible|weak) )?\.func\s+(?:\([^)]*\)\s*)?(\w+)\s*\(", re.MULTILINE)
+    for m in header.finditer(ptx):
+        yield m.group(1), ptx.index(")", m.end()) + 1
+
+
+def _preserves(ptx: str, function: str) -> bool:
+    """Whether `ptx` has a `.func` header of `function` and every one carries `.abi_preserve`."""
+    marked = [ptx[end:].lstrip(" ").startswith(".abi_preserve") for name, end in _func_headers(ptx) if name == function]
+    return bool(marked) and all(marked)
 
 
 def _check_nvrtc(err, call: str) -> None:

@@ -48,6 +48,10 @@ def add_arguments(parser) -> None:
                              "copies decode linears' weight tiles ahead of their tasks (mpk-stage-weights; "
                              "a multiple of 128; default 0: off, bench/NOTES.md round 12; at most about "
                              "120 KiB beside the tasks' 96 KiB and the task cache)")
+    parser.add_argument("--caller-saves", action="store_true",
+                        help="calls into the task code preserve no registers: the caller saves what it "
+                             "needs instead of every task function saving the registers it uses "
+                             "(experimental, not yet measured on a GPU: bench/NOTES.md round 12)")
     parser.add_argument("--prefill-chunk", type=int, default=defaults.PREFILL_CHUNK,
                         help="prompt tokens per sequence in one prefill launch (mpk-prefill; default "
                              f"{defaults.PREFILL_CHUNK}, "
@@ -113,7 +117,7 @@ def run(args) -> int:
     options = driver.Options(batch=args.batch or defaults.BATCH, dtype=args.dtype,
                              max_seq=args.max_seq or defaults.MAX_SEQ,
                              arch=args.arch, num_sms=args.num_sms, threads=args.threads, steps=args.steps,
-                             ring_bytes=args.ring_bytes, prefill_chunk=args.prefill_chunk if args.tp == 1 else 0,
+                             ring_bytes=args.ring_bytes, caller_saves=args.caller_saves, prefill_chunk=args.prefill_chunk if args.tp == 1 else 0,
                              tp=args.tp, allreduce=args.allreduce,
                              prefill_all_logits=args.prefill_logits == "all", report=not args.quiet)
     folder = args.graph if args.graph and Path(args.graph).is_dir() else None

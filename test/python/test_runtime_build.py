@@ -37,6 +37,44 @@ def test_missing_dispatch_is_a_link_error(runtime_ltoir):
         build.link(runtime_ltoir, [])
 
 
+CALLS = """.version 8.0
+.target sm_90a
+.address_size 64
+.extern .func mpk_dispatch
+(
+	.param .b32 mpk_dispatch_param_0
+)
+;
+.visible .func  (.param .b32 func_retval0) mpk_linear_1(
+	.param .b64 mpk_linear_1_param_0
+)
+{
+	ret;
+}
+"""
+
+
+def test_caller_saves_marks_both_sides_of_a_call():
+    """Every `.func` header named (a declaration too) takes `.abi_preserve N`, and the
+    PTX version rises to 9.0, the directive's; headers not named are left alone."""
+    marked = build.caller_saves_ptx(CALLS, {"mpk_dispatch"})
+    assert f") .abi_preserve {build.PRESERVED_REGISTERS}\n;" in marked
+    assert marked.startswith(".version 9.0\n") and marked.count(".abi_preserve") == 1
+    assert build._preserves(marked, "mpk_dispatch") and not build._preserves(CALLS, "mpk_dispatch")
+    every = build.caller_saves_ptx(CALLS)
+    assert every.count(".abi_preserve") == 2 and build._preserves(every, "mpk_linear_1")
+
+
+def test_caller_saves_links_with_the_stub_dispatch():
+    """With `caller_saves` the runtime goes in as PTX, its declaration of the dispatcher
+    marked as the task code's definition is, and the two link into a kernel."""
+    runtime = build.compile_runtime("sm_90", caller_saves=True)
+    assert isinstance(runtime, str) and build._preserves(runtime, build.DISPATCH_NAME)
+    image = build.build_cubin([("stub.ptx", runtime_stub.stub_ptx())], "sm_90", caller_saves=True)
+    functions = cubin.functions(image)
+    assert build.KERNEL_NAME in functions and build.DISPATCH_NAME in functions
+
+
 def test_a_compile_error_carries_the_nvrtc_log():
     with pytest.raises(build.BuildError, match="NVRTC failed"):
         build.compile_runtime("sm_90", defines={"mpk_dispatch": "("})
