@@ -2,8 +2,9 @@
 
 Prints tasks and groups, events (ops, counters, primed), the dependent
 stages per step and per layer (`TaskGraph.dependent_stages`), queue lengths,
-critical path and predicted step time (from `mpk.schedule`) and the peak
-workspace (from `mpk.kernel`), for whatever stage the module is at. With
+critical path and predicted step time (from `mpk.schedule`), the peak
+workspace and the weight ring (from `mpk.kernel`, `mpk-stage-weights`), for
+whatever stage the module is at. With
 `dot=FILE` (`-` for stderr) it writes the group-level task graph: one node
 per `mpk.tasks` group, one edge per producer/consumer pair of an event,
 labelled with the event's counters x triggers.
@@ -77,6 +78,11 @@ class MpkStats(ModulePass):
         workspace = graph.kernel_attr("workspace_bytes")
         if workspace is not None:
             print(f"mpk-stats: workspace {workspace} bytes", file=out)
+        ring = graph.kernel_attr("ring_bytes", 0)
+        if ring:
+            staged = [g for g in graph.groups if g.params.get("staged_weights")]
+            print(f"mpk-stats: weight ring {ring} bytes, {graph.kernel_attr('ring_depth', 0)} tasks in flight at "
+                  f"most; {len(staged)} groups staged ({sum(g.num_tasks for g in staged)} tasks)", file=out)
         if self.dot:
             text = to_dot(graph)
             if self.dot == "-":

@@ -10,6 +10,7 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-stage-weights{ring-bytes=0})' | filecheck %s --check-prefix=OFF
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-stage-weights{ring-bytes=6144},mpk-lower-tasks)' | filecheck %s --check-prefix=LOWER
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-stage-weights{ring-bytes=6144})' | mpk-opt | filecheck %s
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-stage-weights{ring-bytes=6144},mpk-stats)' -o /dev/null 2>&1 | filecheck %s --check-prefix=STATS
 
 // narrow: 16 rows of 128 bytes, 16 * 144 = 2304 bytes; both: 2 x 8 rows of 128
 // bytes, 2304 bytes. The wide linear's 16 rows of 512 bytes (8448) do not fit the
@@ -23,6 +24,8 @@
 // (buffer, offset, bytes, row bytes, second buffer, its offset): narrow's two tiles
 // are staged, wide's prefetched to L2; both's tiles are gate's rows, then up's.
 // TABLE: prefetch {{\[}}[1, 0, 2048, 128, -1, 0], [1, 2048, 2048, 128, -1, 0], [4, 0, 8192, 0, -1, 0], [-1, 0, 0, 0, -1, 0], [10, 0, 1024, 128, 11, 0], [10, 1024, 1024, 128, 11, 1024]]
+
+// STATS: mpk-stats: weight ring 6144 bytes, 2 tasks in flight at most; 2 groups staged (4 tasks)
 
 // OFF: ring_bytes = 0 : i64, ring_depth = 0 : i64
 // OFF-NOT: staged_weights
