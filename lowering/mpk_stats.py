@@ -21,6 +21,7 @@ from mlir import ir
 
 from mpk.dialects.taskir import TaskGraph
 from mpk.lowering import ModulePass, analyses
+from mpk.lowering.mpk_stage_weights import PARAM as STAGED
 
 
 def to_dot(graph: TaskGraph) -> str:
@@ -80,7 +81,7 @@ class MpkStats(ModulePass):
             print(f"mpk-stats: workspace {workspace} bytes", file=out)
         ring = graph.kernel_attr("ring_bytes", 0)
         if ring:
-            staged = [g for g in graph.groups if g.params.get("staged_weights")]
+            staged = [g for g in graph.groups if g.params.get(STAGED)]
             print(f"mpk-stats: weight ring {ring} bytes, {graph.kernel_attr('ring_depth', 0)} tasks in flight at "
                   f"most; {len(staged)} groups staged ({sum(g.num_tasks for g in staged)} tasks)", file=out)
         if self.dot:

@@ -18,6 +18,7 @@ tied to its minor version, so they never leave this machine.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 RUNTIME_DIR = Path(__file__).resolve().parent
@@ -31,6 +32,8 @@ DEFAULT_MAX_REGISTERS = 128
 # Registers a callee preserves for its caller under `caller_saves` (PTX 9.0's
 # `.abi_preserve`): the fewest ptxas takes (0 and 1 overlap the return address).
 PRESERVED_REGISTERS = 2
+# A PTX `.func` header, definition or declaration, up to its parameter list's "(".
+FUNC_HEADER = re.compile(r"^(?:\.(?:extern|visible|weak) )?\.func\s+(?:\([^)]*\)\s*)?(\w+)\s*\(", re.MULTILINE)
 
 
 class BuildError(RuntimeError):
@@ -75,7 +78,6 @@ def runtime_source() -> dict[str, str]:
 def runtime_default(macro: str) -> int:
     """The default value of one of the runtime's switches (`#define NAME N` in
     mpk_runtime.cu): the one place a number the compiler also plans with is set."""
-    import re
     found = re.search(rf"^#define {macro} (\d+)$", (RUNTIME_DIR / "mpk_runtime.cu").read_text(), re.MULTILINE)
     if found is None:
         raise KeyError(f"mpk_runtime.cu defines no {macro}")
@@ -102,7 +104,6 @@ def caller_saves_ptx(ptx: str, functions: set[str] | None = None) -> str:
     The directive is PTX 9.0's (the version is raised to it); LLVM's NVPTX backend
     does not emit it yet, hence the text. Caller and callee must agree, so both sides
     of a call are marked here: nvJitLink only warns on stderr about a mismatch."""
-    import re
     out, pos = [], 0
     for name, end in _func_headers(ptx):
         if functions is None or name in functions:
@@ -208,15 +209,14 @@ def build_cubin(task_ptx: list[tuple[str, str]], arch: str = "sm_90",
 def _func_headers(ptx: str):
     """(name, end) of each `.func` header in `ptx`, definition or declaration: `end` is
     just past its parameter list (`.param` lines, so no nested parentheses)."""
-    import re
-    header = re.compile(r"^(?:\.(?:extern|visible|weak) )?\.func\s+(?:\([^)]*\)\s*)?(\w+)\s*\(", re.MULTILINE)
-    for m in header.finditer(ptx):
+    for m in FUNC_HEADER.finditer(ptx):
         yield m.group(1), ptx.index(")", m.end()) + 1
 
 
 def _preserves(ptx: str, function: str) -> bool:
     """Whether `ptx` has a `.func` header of `function` and every one carries `.abi_preserve`."""
-    marked = [ptx[end:].lstrip(" ").startswith(".abi_preserve") for name, end in _func_headers(ptx) if name == function]
+    directive = re.compile(r" *\.abi_preserve\b")
+    marked = [directive.match(ptx, end) is not None for name, end in _func_headers(ptx) if name == function]
     return bool(marked) and all(marked)
 
 
