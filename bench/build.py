@@ -40,7 +40,7 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
           tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None,
-          caller_saves: bool = False) -> Path:
+          caller_saves: bool = True) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -76,9 +76,9 @@ def main(argv=None) -> int:
     parser.add_argument("--num-sms", type=int, default=defaults.NUM_SMS)
     parser.add_argument("--ring-bytes", type=int, help="mpk-stage-weights{ring-bytes}: the weight ring "
                         "(0: none, for an A/B comparison); default: the compiler's")
-    parser.add_argument("--caller-saves", action="store_true",
-                        help="task calls preserve no registers, the caller saves what it needs "
-                             "(runtime.build.caller_saves_ptx; NOTES round 12)")
+    parser.add_argument("--no-caller-saves", dest="caller_saves", action="store_false",
+                        help="task functions save the registers they use (the default calling convention; "
+                             "runtime.build.caller_saves_ptx; NOTES round 13)")
     parser.add_argument("--smem-bytes", type=int, help="mpk-lower-tasks{smem-bytes}: the tasks' shared-memory "
                         "scratch (room for a larger ring); default: the compiler's")
     parser.add_argument("--no-rope-in-attention", dest="rope_in_attention", action="store_false",

@@ -116,10 +116,11 @@ def stage_limit_ms(floor_ms: float, stage_overhead_us: float, dependent_stages: 
     return floor_ms + stage_overhead_us * dependent_stages / 1e3
 
 
-def measure_hop(bandwidth: float) -> dict:
-    """bench.hop's probe (flag latency, per-stage overhead), measured in this process."""
+def measure_hop(bandwidth: float, bundles: Path) -> dict:
+    """bench.hop's probe (flag latency, per-stage overhead), measured in this process
+    with the cubin bench.build put beside the bundles."""
     from bench import hop
-    result = hop.measure(bandwidth=bandwidth)
+    result = hop.measure(bundles / "hop.cubin", bandwidth=bandwidth)
     print(f"hop probe: one-way flag latency {result['flag_one_way_ns']:.0f} ns, per-stage overhead "
           f"{result['stage_overhead_us']:.2f} us", flush=True)
     return result
@@ -429,7 +430,7 @@ def main(argv=None) -> int:
     bandwidth = device_bandwidth()
     print(f"{torch.cuda.get_device_name()}: read bandwidth (torch.sum, 4 GiB bf16) {bandwidth / 1e12:.3f} TB/s",
           flush=True)
-    hop = measure_hop(bandwidth) if args.hop else None
+    hop = measure_hop(bandwidth, args.bundles) if args.hop else None
     stage_overhead_us = hop["stage_overhead_us"] if hop else None
     compile_left = [args.compile_budget]
     result = {"card": torch.cuda.get_device_name(), "read_bandwidth_bytes_per_s": bandwidth, "hop": hop,

@@ -75,7 +75,7 @@ class Options:
     steps: int = defaults.STEPS            # decode steps per launch (per-step io buffers hold this many)
     max_registers: int = build.DEFAULT_MAX_REGISTERS
     runtime_defines: tuple[tuple[str, str], ...] = ()   # -DNAME=VALUE for the runtime (bench.build's A/B)
-    caller_saves: bool = False             # task calls preserve no registers (runtime.build; NOTES round 12)
+    caller_saves: bool = True              # task calls preserve no registers (runtime.build; NOTES round 13)
     ring_bytes: int = 0                    # mpk-stage-weights{ring-bytes}: the weight ring; 0: none (bench/NOTES.md round 12)
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)

@@ -11,7 +11,9 @@
 // A worker copies its queue's task descriptors into shared memory at launch
 // (when the loader found room, MpkLaunch::task_cache): between two tasks
 // thread 0 then reads its next task from there, and the only global access
-// before the next task starts is the poll of its event counter.
+// before the next task starts is the poll of its event counter. The loop's own
+// state is in shared memory as well, so that nothing on thread 0's way from a
+// task's end to its trigger and to the next poll reloads from the stack.
 //
 // Waiting is thread 0's alone: it polls its task's counter and does nothing
 // else meanwhile. Lane 0 of the last warp ("the side lane") uses the wait to
@@ -59,6 +61,14 @@ __device__ __forceinline__ void prefetch_l2_while_waiting(const MpkLaunch& launc
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base), "r"(p.bytes) : "memory");
 }
 
+// threadIdx.x, read anew: the compiler can neither reuse an earlier read nor keep
+// a condition on it in a register (i.e. on the stack) across a call.
+__device__ __forceinline__ unsigned int thread_index() {
+  unsigned int t;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+  return t;
+}
+
 __device__ __forceinline__ int load_volatile(const int* p) {
   return *static_cast<const volatile int*>(p);
 }
@@ -79,6 +89,15 @@ __device__ void record_error(const MpkLaunch& launch, int code, int task_id, int
   }
 }
 
+// A staged task's weight rows, resolved when the worker starts, one record per
+// queue position (row_bytes 0: not staged), so that issuing a task's copies
+// reads shared memory only (bench/NOTES.md round 13).
+struct StagedRows {
+  const char* src[2];            // the first row of each weight; src[1] null: one weight
+  int bytes;                     // of each weight's rows
+  int row_bytes;
+};
+
 // The weight ring: `bytes` of shared memory that the copy warp fills with the
 // weight rows of this worker's staged tasks, in queue order over all steps of
 // the launch, as far ahead as there is room (at most `depth` tasks in flight).
@@ -87,81 +106,75 @@ __device__ void record_error(const MpkLaunch& launch, int code, int task_id, int
 // when its rows land; thread 0 waits for that before the task starts. The copy
 // warp frees a chunk when its task has finished (tasks use their chunks in
 // order, so the ring is a FIFO of byte ranges). A chunk never straddles the
-// ring's end, and an empty ring starts over at 0, so any chunk of at most
-// `bytes` (the compiler's bound) fits once the chunks before it are free.
+// ring's end (the bytes it skips count as its own until it is freed), and an
+// empty ring starts over at 0, so any chunk of at most `bytes` (the compiler's
+// bound) fits once the chunks before it are free. All of it is 32-bit
+// arithmetic: no 64-bit division on the issuing path (NOTES round 13).
 // All lanes of the copy warp keep the same state; lane 0 writes the shared parts.
 struct Ring {
   const MpkLaunch* launch;
-  const MpkTask* cache;          // the worker's task cache, or null
-  int queue_begin, queue_len;
-  long long end;                 // queue positions in the launch: steps * queue_len
-  long long scan;                // last position looked at
+  const StagedRows* rows_of;     // [queue_len]
+  int queue_len;
+  int scan_q, scan_step;         // the last queue position looked at, and its step
   unsigned int issued, freed;    // staged tasks whose copy was started / whose chunk is free again
-  unsigned int used;             // staged tasks that started (thread 0's count)
-  long long head, tail;          // bytes ever allocated / freed (their difference is in use)
+  int head;                      // where the next chunk may start
+  int in_use;                    // bytes of the chunks not freed yet, with the ends they skipped
   char* ring;
   unsigned long long* full;      // [depth] mbarriers
   int* offset;                   // [depth] chunk offsets
-  long long* end_of;             // [depth] head after each chunk (what freeing it moves tail to)
+  int* held;                     // [depth] the bytes freeing each chunk gives back
 
   __device__ unsigned int slot(unsigned int ordinal) const { return ordinal % (unsigned int)launch->ring_depth; }
   __device__ unsigned int barrier(unsigned int ordinal) const { return shared_address(full + slot(ordinal)); }
   __device__ const char* chunk(unsigned int ordinal) const { return ring + offset[slot(ordinal)]; }
-
-  __device__ bool staged(long long position, int* task_id) const {
-    const int q = queue_begin + (int)(position % queue_len);
-    if (cache != nullptr) {
-      *task_id = cache[q - queue_begin].group;
-      return cache[q - queue_begin].flags & MPK_TASK_STAGED;
-    }
-    *task_id = launch->queue_tasks[q];
-    return launch->tasks[*task_id].flags & MPK_TASK_STAGED;
-  }
 
   // Starts the copies of the next staged tasks' rows while the ring has room.
   // Called by all of the copy warp: lane 0 arms each mbarrier, the lanes issue
   // the row copies between them.
   __device__ void fill() {
     const unsigned int lane = threadIdx.x & 31u;
-    const long long R = launch->ring_bytes;
-    while (issued - freed < (unsigned int)launch->ring_depth) {
-      long long next = scan;
-      int task_id = -1;
-      while (++next < end && !staged(next, &task_id)) {}
-      if (next >= end) { scan = next; return; }
-      const MpkPrefetch p = launch->prefetch[task_id];
-      const int rows = p.bytes / p.row_bytes, pitch = p.row_bytes + MPK_STAGE_ROW_PAD;
-      const int weights = p.second_buffer >= 0 ? 2 : 1;
-      const long long need = ((long long)weights * rows * pitch + 127) / 128 * 128;
-      if (head == tail) head = tail = 0;                 // empty: start over at 0
-      long long at = head;
-      if (at % R + need > R) at += R - at % R;           // no room before the end: wrap
-      if (at + need - tail > R) return;                  // not free yet: after the next task
-      scan = next;
+    const int R = launch->ring_bytes;
+    while (queue_len > 0 && issued - freed < (unsigned int)launch->ring_depth) {
+      int q = scan_q, step = scan_step;
+      do {
+        if (++q == queue_len) { q = 0; ++step; }
+      } while (step < launch->steps && rows_of[q].row_bytes == 0);
+      if (step >= launch->steps) { scan_q = q; scan_step = step; return; }
+      const StagedRows r = rows_of[q];
+      const int rows = r.bytes / r.row_bytes, pitch = r.row_bytes + MPK_STAGE_ROW_PAD;
+      const int weights = r.src[1] != nullptr ? 2 : 1;
+      const int need = (weights * rows * pitch + 127) / 128 * 128;
+      if (in_use == 0) head = 0;                         // empty: start over at 0
+      const bool wrap = head + need > R;                 // no room before the end (head may be R)
+      const int skip = wrap ? R - head : 0;
+      if (in_use + skip + need > R) return;              // not free yet: after the next task
+      scan_q = q;
+      scan_step = step;
       const unsigned int bar = barrier(issued);
-      char* dst = ring + at % R;
+      const int at = wrap ? 0 : head;
+      char* dst = ring + at;
       if (lane == 0) {
-        offset[slot(issued)] = (int)(at % R);
-        end_of[slot(issued)] = at + need;
+        offset[slot(issued)] = at;
+        held[slot(issued)] = skip + need;
         asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
-                     ::"r"(bar), "r"(weights * p.bytes) : "memory");
+                     ::"r"(bar), "r"(weights * r.bytes) : "memory");
       }
       __syncwarp();
-      for (int r = lane; r < weights * rows; r += 32) {
-        const int w = r / rows, row = r % rows;
-        const char* src = reinterpret_cast<const char*>(launch->buffer_ptrs[w ? p.second_buffer : p.buffer]) +
-                          (w ? p.second_offset : p.offset) + (long long)row * p.row_bytes;
+      for (int i = lane; i < weights * rows; i += 32) {
+        const int w = i / rows, row = i % rows;
         asm volatile(
             "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-            ::"r"(shared_address(dst + r * pitch)), "l"(src), "r"(p.row_bytes), "r"(bar) : "memory");
+            ::"r"(shared_address(dst + i * pitch)), "l"(r.src[w] + (long long)row * r.row_bytes),
+              "r"(r.row_bytes), "r"(bar) : "memory");
       }
       head = at + need;
+      in_use += skip + need;
       ++issued;
     }
   }
 
   // The oldest chunk's task has finished: its bytes are free again.
-  __device__ void free_oldest() { tail = end_of[slot(freed++)]; }
+  __device__ void free_oldest() { in_use -= held[slot(freed++)]; }
 
   // Waits until staged task `ordinal`'s rows are in the ring; false on timeout.
   __device__ bool arrived(unsigned int ordinal, unsigned long long timeout_ns) const {
@@ -214,97 +227,146 @@ __device__ void trigger_on_rank(const MpkLaunch& launch, int slot, int rank) {
 __device__ __forceinline__ long long round_up_128(long long n) { return (n + 127) / 128 * 128; }
 
 extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
-  // Dynamic shared memory: [task cache][weight ring][the tasks' scratch].
+  // Dynamic shared memory: [task cache][staged rows][weight ring][the tasks' scratch].
   extern __shared__ __align__(128) char smem[];
   __shared__ int proceed;
   __shared__ const char* staged;          // the running task's weight rows in the ring, or null
+  // The loop's state lives in shared memory, not in registers: a register live
+  // across the task's call is spilled to the stack, and after a task has streamed
+  // its weights through L1 every reload is an L2 round trip on thread 0's way from
+  // the task's end to its trigger and to the next wait (bench/NOTES.md round 13).
+  // Thread 0 walks the queue (`lead`) and publishes the task to run (`running`); the
+  // side lane walks its own copy (`side`) to prefetch while thread 0 waits.
+  struct Position { int q, step; };
+  __shared__ Position lead, side;
+  __shared__ struct {
+    int fn, task, step, buffers;           // mpk_dispatch's arguments
+    int trigger_slot, flags;               // for thread 0 after it
+    unsigned long long* profile_end;       // where the end time goes, or null
+  } running;
+  __shared__ bool chunk_in_use;           // the running task's rows are in the ring (the copy warp's)
+  __shared__ unsigned int chunks_used;    // staged tasks that started (thread 0's)
   __shared__ __align__(8) unsigned long long ring_full[MPK_RING_MAX_DEPTH];
-  __shared__ long long ring_end[MPK_RING_MAX_DEPTH];
+  __shared__ int ring_held[MPK_RING_MAX_DEPTH];
   __shared__ int ring_offset[MPK_RING_MAX_DEPTH];
-
   const int worker = blockIdx.x;
   const int queue_begin = launch.queue_offsets[worker];
   const int queue_end = launch.queue_offsets[worker + 1];
   const bool staging = launch.ring_bytes > 0 && launch.prefetch != nullptr;
+  const int queue_len = queue_end - queue_begin;
   MpkTask* cache = launch.task_cache > 0 ? reinterpret_cast<MpkTask*>(smem) : nullptr;
-  char* ring = smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask));
+  StagedRows* rows_of = reinterpret_cast<StagedRows*>(smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask)));
+  char* ring = reinterpret_cast<char*>(rows_of) + (staging ? round_up_128((long long)queue_len * sizeof(StagedRows)) : 0);
   char* scratch = ring + (staging ? launch.ring_bytes : 0);  // the tasks' own shared memory
 
   // The cached copy of a task holds its global id where `group` was (the kernel never
   // reads the group): thread 0 then needs no global load for it while it waits.
-  if (cache != nullptr)
-    for (int q = queue_begin + threadIdx.x; q < queue_end; q += blockDim.x) {
-      MpkTask task = launch.tasks[launch.queue_tasks[q]];
-      task.group = launch.queue_tasks[q];
+  for (int q = queue_begin + threadIdx.x; q < queue_end && (cache != nullptr || staging); q += blockDim.x) {
+    const int task_id = launch.queue_tasks[q];
+    MpkTask task = launch.tasks[task_id];
+    if (staging) {
+      StagedRows r{{nullptr, nullptr}, 0, 0};
+      if (task.flags & MPK_TASK_STAGED) {
+        const MpkPrefetch p = launch.prefetch[task_id];
+        r = {{reinterpret_cast<const char*>(launch.buffer_ptrs[p.buffer]) + p.offset,
+              p.second_buffer >= 0 ? reinterpret_cast<const char*>(launch.buffer_ptrs[p.second_buffer]) + p.second_offset
+                                   : nullptr},
+             p.bytes, p.row_bytes};
+      }
+      rows_of[q - queue_begin] = r;
+    }
+    if (cache != nullptr) {
+      task.group = task_id;
       cache[q - queue_begin] = task;
     }
+  }
   const unsigned int side_lane = (blockDim.x / 32 - 1) * 32;   // lane 0 of the last warp (one warp: none)
 
-  Ring weights{&launch, cache, queue_begin, queue_end - queue_begin,
-               (long long)launch.steps * (queue_end - queue_begin), -1, 0u, 0u, 0u, 0, 0,
-               ring, ring_full, ring_offset, ring_end};
+  Ring weights{&launch, rows_of, queue_len, -1, 0, 0u, 0u, 0, 0, ring, ring_full, ring_offset, ring_held};
   // Warp 1 issues the copies, so that thread 0 goes on to the next task's wait meanwhile.
-  const bool copy_warp = threadIdx.x / 32 == 1 % (blockDim.x / 32);
+  const unsigned int copy_warp_index = 1 % (blockDim.x / 32);
+  const bool copy_warp = threadIdx.x / 32 == copy_warp_index;
   if (copy_warp && staging && threadIdx.x % 32 == 0) {
     for (int s = 0; s < launch.ring_depth; ++s)
       asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_address(ring_full + s)) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
   }
-  __syncthreads();  // the task cache is filled (the ring's scan reads its flags), the ring's mbarriers exist
+  __syncthreads();  // the task cache and the staged rows are filled, the ring's mbarriers exist
   if (copy_warp && staging) weights.fill();   // thread 0 waits on the mbarriers, not on this
 
-  bool stopped = false;
-  for (int step = 0; step < launch.steps && !stopped; ++step) {
-    for (int q = queue_begin; q < queue_end; ++q) {
-      const MpkTask task = cache != nullptr ? cache[q - queue_begin] : launch.tasks[launch.queue_tasks[q]];
-      const int task_id = cache != nullptr ? task.group : launch.queue_tasks[q];
-      const bool is_staged = staging && (task.flags & MPK_TASK_STAGED);
-      const unsigned int expected = (unsigned int)task.wait_triggers * (unsigned int)(step + 1);
+  // The next queue position of `p` (queue order, then the next step).
+  const auto advance = [&](Position& p) {
+    if (++p.q == queue_end) {
+      p.q = queue_begin;
+      ++p.step;
+    }
+  };
+  if (threadIdx.x == 0) {
+    lead = {queue_end - 1, -1};
+    chunks_used = 0;
+  }
+  if (threadIdx.x == side_lane) side = {queue_end - 1, -1};
+  while (queue_len > 0) {   // uniform across the CTA, like `proceed`
+    if (threadIdx.x == 0) {
+      Position at = lead;
+      advance(at);
+      lead = at;
+      const MpkTask task = cache != nullptr ? cache[at.q - queue_begin] : launch.tasks[launch.queue_tasks[at.q]];
+      const int task_id = cache != nullptr ? task.group : launch.queue_tasks[at.q];
+      // Past the last step: done. Another worker gave up: stop too (checked once a
+      // step; a task's wait checks, too).
+      bool ok = at.step < launch.steps && (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
+      if (ok && task.wait_slot >= 0)
+        ok = wait_for_event(launch, task_id, task.wait_slot, (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1),
+                            at.step, task.flags & MPK_TASK_WAIT_ON_RANKS);
+      staged = nullptr;
+      if (ok && staging && (task.flags & MPK_TASK_STAGED)) {
+        ok = weights.arrived(chunks_used, launch.timeout_ns);
+        if (ok) staged = weights.chunk(chunks_used++);
+        else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, task_id, -1, at.step, chunks_used, 0);
+      }
+      unsigned long long* profile =
+          launch.profile ? launch.profile + 2 * ((long long)at.step * launch.num_tasks + task_id) : nullptr;
+      running = {task.fn, task.task, at.step, task.buffers, task.trigger_slot, task.flags, profile ? profile + 1 : nullptr};
+      proceed = ok;
+      if (ok && profile) *profile = global_time_ns();
+    } else if (threadIdx.x == side_lane) {
+      Position at = side;
+      advance(at);
+      side = at;
+      const MpkTask task = cache != nullptr ? cache[at.q - queue_begin] : launch.tasks[launch.queue_tasks[at.q]];
+      // Inputs not ready yet: use the wait to bring the task's weights into L2.
+      if (at.step < launch.steps && task.wait_slot >= 0 && !(staging && (task.flags & MPK_TASK_STAGED)))
+        prefetch_l2_while_waiting(launch, cache != nullptr ? task.group : launch.queue_tasks[at.q], task.wait_slot,
+                                  (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1));
+    }
+    __syncthreads();
+    if (!proceed) break;  // uniform across the CTA
+    // The copy warp notes whether this task holds a chunk (before thread 0 resets
+    // `staged`), in shared memory: kept in a register, the flag would be spilled
+    // across the call and thread 0 would wait for its reload too.
+    if (staging && thread_index() / 32 == copy_warp_index) chunk_in_use = staged != nullptr;
 
-      if (threadIdx.x == 0) {
-        // Another worker gave up: stop too (checked once a step; a task's wait checks, too).
-        bool ok = q != queue_begin || load_volatile(&launch.error->code) == MPK_OK;
-        if (ok && task.wait_slot >= 0)
-          ok = wait_for_event(launch, task_id, task.wait_slot, expected, step, task.flags & MPK_TASK_WAIT_ON_RANKS);
-        staged = nullptr;
-        if (ok && is_staged) {
-          ok = weights.arrived(weights.used, launch.timeout_ns);
-          if (ok) staged = weights.chunk(weights.used++);
-          else record_error(launch, MPK_ERROR_STAGE_TIMEOUT, task_id, -1, step, weights.used, 0);
-        }
-        proceed = ok;
-        if (ok && launch.profile)
-          launch.profile[2 * ((long long)step * launch.num_tasks + task_id)] = global_time_ns();
-      } else if (threadIdx.x == side_lane && task.wait_slot >= 0 && !is_staged) {
-        // Inputs not ready yet: use the wait to bring the task's weights into L2.
-        prefetch_l2_while_waiting(launch, task_id, task.wait_slot, expected);
-      }
-      __syncthreads();
-      if (!proceed) {  // uniform across the CTA
-        stopped = true;
-        break;
-      }
+    mpk_dispatch(running.fn, running.task, running.step, launch.buffer_ptrs + running.buffers, scratch, staged);
+    __syncthreads();
 
-      mpk_dispatch(task.fn, task.task, step, launch.buffer_ptrs + task.buffers, scratch, staged);
-      __syncthreads();
-
-      if (threadIdx.x == 0) {
-        if (launch.profile)
-          launch.profile[2 * ((long long)step * launch.num_tasks + task_id) + 1] = global_time_ns();
-        // The barrier above orders every thread's writes before this release (cumulative).
-        if (task.trigger_slot >= 0) {
-          if (task.flags & MPK_TASK_TRIGGER_EVERY_RANK)
-            for (int k = 0; k < launch.ranks; ++k) trigger_on_rank(launch, task.trigger_slot, k);
-          else if (task.flags & MPK_TASK_TRIGGER_ONE_RANK)
-            trigger_on_rank(launch, task.trigger_slot, task.flags >> MPK_TASK_RANK_SHIFT);
-          else add_release(launch.event_counters + task.trigger_slot, 1u);
-        }
+    if (threadIdx.x == 0) {
+      const int slot = running.trigger_slot, flags = running.flags;
+      if (running.profile_end) *running.profile_end = global_time_ns();
+      // The barrier above orders every thread's writes before this release (cumulative).
+      if (slot >= 0) {
+        if (flags & MPK_TASK_TRIGGER_EVERY_RANK)
+          for (int k = 0; k < launch.ranks; ++k) trigger_on_rank(launch, slot, k);
+        else if (flags & MPK_TASK_TRIGGER_ONE_RANK)
+          trigger_on_rank(launch, slot, flags >> MPK_TASK_RANK_SHIFT);
+        else add_release(launch.event_counters + slot, 1u);
       }
-      if (copy_warp && is_staged) {  // its chunk is free: copy the next staged tasks' rows
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        weights.free_oldest();
-        weights.fill();
-      }
+    }
+    // Its chunk is free: copy the next staged tasks' rows.
+    if (staging && thread_index() / 32 == copy_warp_index && chunk_in_use) {
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      weights.free_oldest();
+      weights.fill();
     }
   }
   // After an error, let the copies still in flight land before the shared memory goes away.

@@ -48,10 +48,10 @@ def add_arguments(parser) -> None:
                              "copies decode linears' weight tiles ahead of their tasks (mpk-stage-weights; "
                              "a multiple of 128; default 0: off, bench/NOTES.md round 12; at most about "
                              "120 KiB beside the tasks' 96 KiB and the task cache)")
-    parser.add_argument("--caller-saves", action="store_true",
-                        help="calls into the task code preserve no registers: the caller saves what it "
-                             "needs instead of every task function saving the registers it uses "
-                             "(experimental, not yet measured on a GPU: bench/NOTES.md round 12)")
+    parser.add_argument("--no-caller-saves", dest="caller_saves", action="store_false",
+                        help="link calls into the task code under the default calling convention, in which "
+                             "every task function saves and restores the registers it uses (about 5-18%% "
+                             "slower at batch 1: bench/NOTES.md round 13)")
     parser.add_argument("--prefill-chunk", type=int, default=defaults.PREFILL_CHUNK,
                         help="prompt tokens per sequence in one prefill launch (mpk-prefill; default "
                              f"{defaults.PREFILL_CHUNK}, "

@@ -128,12 +128,15 @@ def test_weight_ring(compiled, tmp_path):
         if len(names) == 2:
             assert np.array_equal(rows[:, 5], rows[:, 1])     # the same rows of up
 
-def test_caller_saves(tmp_path):
-    """`--caller-saves` links the task code with calls that preserve no registers: the
-    plan says so, and the kernel and the dispatcher are in the cubin."""
-    assert mpk("compile", "--model", "qwen3-tiny", "--max-seq", 64, "--steps", 2, "--num-sms", 8,
-               "--prefill-chunk", 0, "--caller-saves", "-o", tmp_path / "cs.mpk", "--quiet") == 0
-    b = bundle.read(tmp_path / "cs.mpk")
-    assert b.kernel["caller_saves"] is True
-    functions = cubin.functions(b.cubin)
-    assert build.KERNEL_NAME in functions and build.DISPATCH_NAME in functions
+def test_caller_saves_is_the_default(tmp_path):
+    """Task calls preserve no registers unless `--no-caller-saves` asks for the default
+    calling convention: the plan says which, and the kernel and the dispatcher are in
+    the cubin either way."""
+    for flags, expected in (((), True), (("--no-caller-saves",), False)):
+        out = tmp_path / f"{expected}.mpk"
+        assert mpk("compile", "--model", "qwen3-tiny", "--max-seq", 64, "--steps", 2, "--num-sms", 8,
+                   "--prefill-chunk", 0, *flags, "-o", out, "--quiet") == 0
+        b = bundle.read(out)
+        assert b.kernel["caller_saves"] is expected
+        functions = cubin.functions(b.cubin)
+        assert build.KERNEL_NAME in functions and build.DISPATCH_NAME in functions

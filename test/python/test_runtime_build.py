@@ -102,16 +102,17 @@ def test_loader_structs_match_the_header(struct, tmp_path):
 
 
 def test_shared_memory_plan():
-    """[task cache][weight ring][scratch]: the cache (32 B per task of the longest
-    queue, whole 128-byte lines) only where it fits; scratch and ring always."""
+    """[task cache][staged rows][weight ring][scratch]: the cache (32 B per task of the
+    longest queue, whole 128-byte lines) only where it fits; scratch always; with a
+    ring, the ring and its copy records (24 B per task)."""
     queues = np.array([0, 300, 301, 401])          # the longest queue: 300 tasks, 9600 B
     kernel = {"smem_bytes": 98304, "ring_bytes": 0, "ring_depth": 0}
     assert loader.shared_memory_plan(kernel, queues, 232448) == (300, 98304 + 9600)
-    staged = {"smem_bytes": 98304, "ring_bytes": 131072, "ring_depth": 4}
-    assert loader.shared_memory_plan(staged, queues, 232448) == (0, 98304 + 131072)
+    staged = {"smem_bytes": 98304, "ring_bytes": 122880, "ring_depth": 4}
+    assert loader.shared_memory_plan(staged, queues, 232448) == (0, 98304 + 122880 + 7296)
     small_ring = {"smem_bytes": 98304, "ring_bytes": 65536, "ring_depth": 2}
-    assert loader.shared_memory_plan(small_ring, queues, 232448) == (300, 98304 + 65536 + 9600)
-    with pytest.raises(loader.LoaderError, match="needs 262144 B of shared memory"):
+    assert loader.shared_memory_plan(small_ring, queues, 232448) == (300, 98304 + 65536 + 7296 + 9600)
+    with pytest.raises(loader.LoaderError, match="needs 269440 B of shared memory"):
         loader.shared_memory_plan({"smem_bytes": 131072, "ring_bytes": 131072, "ring_depth": 2}, queues, 232448)
     with pytest.raises(loader.LoaderError, match="weight ring holds 17 tasks, the runtime 1 to 16"):
         loader.shared_memory_plan({"smem_bytes": 1024, "ring_bytes": 4096, "ring_depth": 17}, queues, 232448)

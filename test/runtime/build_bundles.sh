@@ -20,10 +20,10 @@ mpk compile --model qwen3-0.6b --dtype bfloat16 --max-seq 1024 --steps 32 --num-
   --ring-bytes 114688 -o .bundles/qwen3-0.6b-staged-bf16-s32 --quiet
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   --ring-bytes 16384 -o .bundles/qwen3-tiny-staged --quiet
-# Task calls that preserve no registers (--caller-saves, bench/NOTES.md round 12): the
-# model check of run_on_gpu.sh runs it like the others.
+# Task functions that save the registers they use (--no-caller-saves, the calling
+# convention before round 13): the model check of run_on_gpu.sh runs it like the others.
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
-  --caller-saves -o .bundles/qwen3-tiny-caller-saves-bf16-s32 --quiet
+  --no-caller-saves -o .bundles/qwen3-tiny-callee-saves-bf16-s32 --quiet
 # Tensor-parallel bundles, their ranks emulated on one GPU (1/N of the SMs each): test_gpu_tp.py.
 for model in qwen3-tiny llama3-tiny; do
   for tp in 2 4; do
