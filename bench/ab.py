@@ -10,12 +10,19 @@ reference of an 8B model beside two sessions does not fit an 80 GB card),
 then times them interleaved (`--rounds` rounds of `--launches` launches
 each, alternating), and reports the medians, the p10-p90 spread and, with
 `--profile`, the in-kernel profile of each. Writes `--out` (JSON).
+
+Each (model, batch) runs in a child process of its own: a build that faults
+on the GPU leaves its CUDA context unusable, and would otherwise take every
+later row with it. Such a row (or one whose logit check failed) is recorded
+with its error, the rows after it run, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +73,16 @@ def compare(model_name: str, batch: int, ctx: int, roots: list[Path], args) -> d
     return row
 
 
+def isolated(run, *args) -> dict:
+    """`run(*args)` (a row) in a fresh child process; if it raises or the child
+    dies, the row is {"error": ...} instead."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(run, *args).result()
+        except Exception as err:          # what run raised, or BrokenProcessPool
+            return {"error": f"{type(err).__name__}: {err}"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path, help="bundle roots (python -m bench.build --root)")
@@ -81,14 +98,18 @@ def main(argv=None) -> int:
     rows = []
     for model_name in args.models:
         for batch in args.batches:
-            row = compare(model_name, batch, args.ctx, args.roots, args)
+            row = {"model": model_name, "batch": batch, "ctx": args.ctx,
+                   **isolated(compare, model_name, batch, args.ctx, args.roots, args)}
             rows.append(row)
+            args.out.write_text(json.dumps({"card": card_name(), "rows": rows}, indent=1))
+            if "error" in row:
+                print(f"{model_name:12s} b{batch} ctx {args.ctx}: {row['error']}", flush=True)
+                continue
             base = next(iter(row["builds"].values()))["ms"]
             print(f"{model_name:12s} b{batch} ctx {args.ctx}: " + "  ".join(
                 f"{root}: {b['ms']:.3f} ms ({b['ms_p10']:.3f}-{b['ms_p90']:.3f}, "
                 f"{100 * (b['ms'] / base - 1):+.1f}%)" for root, b in row["builds"].items()), flush=True)
-            args.out.write_text(json.dumps({"card": card_name(), "rows": rows}, indent=1))
-    return 0
+    return int(any("error" in row for row in rows))
 
 
 if __name__ == "__main__":
