@@ -39,6 +39,7 @@ prints a table; `python -m bench.plot <json>` draws the chart.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -225,8 +226,9 @@ def profile_summary(mpk: MpkRun) -> dict:
     """Per kind: tasks, SM time, mean task time (mpk.runtime.trace.summarize); per
     worker: time between one task's end and the next one's start (waiting on
     events, dispatch; trace.previous_end); the event hop of the tasks that
-    waited (trace.event_hops: last trigger to start), from the in-kernel
-    profiler of the last launch."""
+    waited (trace.event_hops: last trigger to start); per dependent stage, its
+    period, hop and tasks (trace.stages); from the in-kernel profiler of the
+    last launch."""
     from mpk.runtime import trace
     mpk.session.profile = mpk.profile_buffer
     try:
@@ -251,7 +253,8 @@ def profile_summary(mpk: MpkRun) -> dict:
             "busy_fraction": busy_total / (workers * step_us),
             "gap_us_median": float(np.median(gaps)), "gap_us_mean": float(gaps.mean()),
             "hops": int(hops.size), "hop_us_median": float(np.median(hops)) if hops.size else None,
-            "hop_us_p90": float(np.percentile(hops, 90)) if hops.size else None, "kinds": kinds}
+            "hop_us_p90": float(np.percentile(hops, 90)) if hops.size else None, "kinds": kinds,
+            "stages": [dataclasses.asdict(s) for s in trace.stages(mpk.bundle.plan, times)]}
 
 
 # --------------------------------------------------------------- baselines

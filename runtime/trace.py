@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,75 @@ def event_hops(plan: dict, tables: dict, records: np.ndarray) -> np.ndarray:
     before = previous_end(tables, records)[:, waiting]
     waited = (ready >= 0) & (before >= 0) & (before < ready)
     return (records[:, waiting, 0] - ready)[waited]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTime:
+    """A dependent stage: the groups that wait on one event, after the groups that
+    trigger it. Times in µs from the stage's `ready` (its producers' last end), the
+    mean over the steps and over the decoder layers that have the stage (its name
+    holds `layers.*.` for the layer index)."""
+    name: str
+    count: int            # instances per step (the layers that have it)
+    tasks: int            # per instance
+    period_us: float      # ready -> the stage's last end: what it adds to the step
+    first_start_us: float     # ready -> its first task's start: the hop
+    median_start_us: float    # ready -> its median task's start
+    task_us: float        # median task
+    slowest_us: float     # slowest task
+    tail_us: float        # median end -> last end
+
+
+def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
+    """Per dependent stage, in the plan's order, where its period goes: waiting
+    for its tasks to start after the last producer ended, its median task, and
+    its slowest. A stage that waits on a primed event (a step's first, after
+    the previous step's last) is timed from the second step on. Where the event
+    has several slots (a task waits for its own slice of the producers), a task
+    may start before the stage's ready: the hop then reads short."""
+    records = np.asarray(records, np.int64)
+    records = records - records[..., 0].min()     # globaltimer ns are ~1.8e18: float64 would round them
+    primed = {e["name"]: bool(e["primed"]) for e in plan.get("events", [])}
+    tasks = lambda g: slice(g["first_task"], g["first_task"] + g["num_tasks"])   # noqa: E731
+    producers: dict[str, list] = {}
+    for g in plan["groups"]:
+        if g.get("trigger"):
+            producers.setdefault(g["trigger"], []).append(g)
+    waiters: dict[str, list] = {}
+    for g in plan["groups"]:
+        if g.get("wait") and g["wait"] in producers:
+            waiters.setdefault(g["wait"], []).append(g)
+    rows: dict[str, list] = {}
+    for event, groups in waiters.items():
+        ready = np.max([records[:, tasks(g), 1].max(axis=1) for g in producers[event]], axis=0)
+        start = np.concatenate([records[:, tasks(g), 0] for g in groups], axis=1)
+        end = np.concatenate([records[:, tasks(g), 1] for g in groups], axis=1)
+        if primed[event]:
+            ready, start, end = ready[:-1], start[1:], end[1:]
+        if not len(ready):
+            continue
+        run = end - start
+        per_step = np.stack([end.max(1) - ready, start.min(1) - ready, np.median(start, 1) - ready,
+                             np.median(run, 1), run.max(1), end.max(1) - np.median(end, 1)]) / NS_PER_US
+        names = [re.sub(r"(^|\.)layers\.\d+\.", r"\1layers.*.", g["name"]) for g in groups]
+        name = ", ".join(names[:1] + [n.rsplit(".", 1)[-1] for n in names[1:]])   # q_proj, k_proj, v_proj
+        rows.setdefault(name, []).append((start.shape[1], per_step.mean(axis=1)))
+    return [StageTime(name, len(seen), seen[0][0], *np.mean([t for _, t in seen], axis=0).tolist())
+            for name, seen in rows.items()]
+
+
+def format_stages(rows: list[StageTime], width: int = 50) -> str:
+    """The stages as a table, and the step they add up to ("" for none)."""
+    if not rows:
+        return ""
+    title = "dependent stage (µs from its producers' last end)"
+    lines = [f"  {title:<{width}} {'x':>3} {'tasks':>5} "
+             f"{'period':>7} {'hop':>6} {'start':>6} {'task':>6} {'slowest':>7} {'tail':>6}"]
+    lines += [f"  {r.name[:width]:<{width}} {r.count:>3} {r.tasks:>5} {r.period_us:>7.2f} {r.first_start_us:>6.2f} "
+              f"{r.median_start_us:>6.2f} {r.task_us:>6.2f} {r.slowest_us:>7.2f} {r.tail_us:>6.2f}" for r in rows]
+    total = sum(r.count * r.period_us for r in rows)
+    lines.append(f"  the periods add up to {total:.1f} µs a step")
+    return "\n".join(lines)
 
 
 def format_summary(s: Summary, top_groups: int = 8) -> str:

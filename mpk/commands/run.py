@@ -47,7 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="seconds a task may wait for its inputs before the kernel gives up (default 2)")
     parser.add_argument("--profile", nargs="?", const=True, metavar="TRACE.json",
-                        help="time every task of the last launch (gpu): print the time per task kind; with a "
+                        help="time every task of the last launch (gpu): print the time per task kind and "
+                             "where each dependent stage's time goes; with a "
                              "file name, also write a Perfetto/Chrome trace there (ui.perfetto.dev)")
     parser.add_argument("--repeat", type=int, default=5,
                         help="timed launches after the run, which warms up (gpu; default 5, 0: none)")
@@ -133,6 +134,8 @@ def _profile(session, trace_path) -> None:
     from mpk.runtime import trace
     records = session.profile_ns()
     print(trace.format_summary(trace.summarize(session.plan, session.bundle.tables, records)))
+    if stages := trace.format_stages(trace.stages(session.plan, records)):
+        print(stages)
     if trace_path is not True:
         try:
             path = trace.write_trace(trace_path, session.plan, session.bundle.tables, records,

@@ -104,6 +104,32 @@ def test_event_hops():
     np.testing.assert_array_equal(trace.event_hops(plan, tables, records), [50, 70, 20])
 
 
+def test_stages():
+    """Two layers of q (2 tasks) then o (1 task), two steps; layer 0's q waits on the
+    primed `step` event that layer 1's o triggers, so it is timed in step 1 only.
+    Times in µs, chosen so the answer is known."""
+    chain = [("model.layers.0.q", 2, "step", "r0o"), ("model.layers.0.o", 1, "r0o", "r1q"),
+             ("model.layers.1.q", 2, "r1q", "r1o"), ("model.layers.1.o", 1, "r1o", "step")]
+    first = np.cumsum([0] + [n for _, n, _, _ in chain])
+    plan = {"groups": [{"name": name, "kind": "linear", "first_task": int(f), "num_tasks": n, "wait": w, "trigger": t}
+                       for (name, n, w, t), f in zip(chain, first)],
+            "events": [{"name": e, "primed": e == "step"} for e in ("step", "r0o", "r1q", "r1o")]}
+    us = np.array([[[0, 10], [0, 12], [13, 20], [21, 30], [22, 31], [32, 40]],
+                   [[41, 50], [43, 52], [53, 60], [61, 70], [62, 72], [73, 80]]])
+    q, o = trace.stages(plan, us * 1000 + 1_700_000_000_000_000_000)
+    assert (q.name, q.count, q.tasks, o.name, o.count, o.tasks) == \
+        ("model.layers.*.q", 2, 2, "model.layers.*.o", 2, 1)
+    # o: ready at its layer's q's last end (12, 52 | 31, 72).
+    assert [o.period_us, o.first_start_us, o.median_start_us, o.task_us, o.slowest_us, o.tail_us] == \
+        pytest.approx([(8 + 8.5) / 2, 1, 1, (7 + 7.5) / 2, (7 + 7.5) / 2, 0])
+    # q: layer 1 ready at layer 0's o (20, 60); layer 0 at the previous step's last o (40), step 1 only.
+    assert [q.period_us, q.first_start_us, q.median_start_us, q.task_us, q.slowest_us, q.tail_us] == \
+        pytest.approx([(11.5 + 12) / 2, 1, (1.5 + 2) / 2, (9.25 + 9) / 2, (9.5 + 9) / 2, (0.75 + 1) / 2])
+    text = trace.format_stages([q, o])
+    assert "model.layers.*.q" in text and text.endswith("the periods add up to 40.0 µs a step")
+    assert trace.stages(PLAN, records()) == [] and trace.format_stages([]) == ""   # no events: no stages
+
+
 def test_records_that_do_not_fit_the_plan():
     with pytest.raises(trace.TraceError, match=r"\[steps, 6, 2\] was expected"):
         trace.summarize(PLAN, TABLES, np.zeros((2, 5, 2), np.uint64))
