@@ -14,7 +14,9 @@ one track per worker CTA (one per SM), one complete event per task run,
 named `group[index]` with its kind, group, task index and step as args, and
 a `steps` track with one slice per decode step. `event_hops` measures what
 a dependent stage costs in the kernel: the time from an event's last trigger
-to the start of a task that waited for it. Pure numpy and json.
+to the start of a task that waited for it; `stages` splits a step into its
+dependent stages (hop, tasks, tail: their periods add up to the step). Pure
+numpy and json.
 """
 
 from __future__ import annotations
