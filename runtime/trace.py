@@ -32,6 +32,9 @@ import numpy as np
 from mpk.runtime import tables as layout
 
 NS_PER_US = 1e3
+# A decoder layer's index in a group name (dialects.taskir.LAYER_NAME, which this
+# module cannot import: the GPU machine has no MLIR).
+LAYER = re.compile(r"(^|\.)layers\.\d+\.")
 
 
 class TraceError(ValueError):
@@ -228,7 +231,10 @@ def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
     records = np.asarray(records, np.int64)
     records = records - records[..., 0].min()     # globaltimer ns are ~1.8e18: float64 would round them
     primed = {e["name"]: bool(e["primed"]) for e in plan.get("events", [])}
-    tasks = lambda g: slice(g["first_task"], g["first_task"] + g["num_tasks"])   # noqa: E731
+
+    def tasks(g):
+        return slice(g["first_task"], g["first_task"] + g["num_tasks"])
+
     producers: dict[str, list] = {}
     for g in plan["groups"]:
         if g.get("trigger"):
@@ -249,7 +255,7 @@ def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
         run = end - start
         per_step = np.stack([end.max(1) - ready, start.min(1) - ready, np.median(start, 1) - ready,
                              np.median(run, 1), run.max(1), end.max(1) - np.median(end, 1)]) / NS_PER_US
-        names = [re.sub(r"(^|\.)layers\.\d+\.", r"\1layers.*.", g["name"]) for g in groups]
+        names = [LAYER.sub(r"\1layers.*.", g["name"]) for g in groups]
         name = ", ".join(names[:1] + [n.rsplit(".", 1)[-1] for n in names[1:]])   # q_proj, k_proj, v_proj
         rows.setdefault(name, []).append((start.shape[1], per_step.mean(axis=1)))
     return [StageTime(name, len(seen), seen[0][0], *np.mean([t for _, t in seen], axis=0).tolist())

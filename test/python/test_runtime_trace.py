@@ -130,6 +130,12 @@ def test_stages():
     assert trace.stages(PLAN, records()) == [] and trace.format_stages([]) == ""   # no events: no stages
 
 
+def test_stage_names_find_layers_as_taskir_does():
+    from mpk.dialects.taskir import LAYER_NAME
+    for name in ("model.layers.12.mlp.gate_up", "layers.3.attention", "model.norm", "lm_head", "xlayers.1.q"):
+        assert bool(trace.LAYER.search(name)) == bool(LAYER_NAME.search(name)), name
+
+
 def test_records_that_do_not_fit_the_plan():
     with pytest.raises(trace.TraceError, match=r"\[steps, 6, 2\] was expected"):
         trace.summarize(PLAN, TABLES, np.zeros((2, 5, 2), np.uint64))
