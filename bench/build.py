@@ -40,7 +40,7 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
           tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None,
-          caller_saves: bool = True) -> Path:
+          caller_saves: bool = True, split_sample: bool = True) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -48,7 +48,8 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
                              rope_in_attention=rope_in_attention, prefill_chunk=prefill_chunk,
                              merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
                              runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp,
-                             store_in_product=store_in_product, caller_saves=caller_saves)
+                             store_in_product=store_in_product, caller_saves=caller_saves,
+                             split_sample=split_sample)
     if ring_bytes is not None:
         options = dataclasses.replace(options, ring_bytes=ring_bytes)
     if smem_bytes is not None:
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-merge-in-attention", dest="merge_in_attention", action="store_false",
                         help="merge a split attention in a combine group of its own "
                              "(mpk-partition{merge-in-attention=false})")
+    parser.add_argument("--no-split-sample", dest="split_sample", action="store_false",
+                        help="one sampler task per row (mpk-partition{split-sample=false}; NOTES round 15)")
     parser.add_argument("--no-gate-up-in-decode", dest="gate_up_in_decode", action="store_false",
                         help="keep an MLP's gate, up and silu_mul apart at decode rows "
                              "(mpk-fuse-gate-up{decode=false})")
@@ -124,7 +127,8 @@ def main(argv=None) -> int:
             path = build(model, batch, args.root, args.num_sms, args.ring_bytes, args.rope_in_attention,
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
                          args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp,
-                         args.store_in_product, args.smem_bytes, args.caller_saves)
+                         args.store_in_product, args.smem_bytes, args.caller_saves,
+                         split_sample=args.split_sample)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -195,7 +195,8 @@ def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
     rounding error of a few percent even in PyTorch, so a step passes when mpk's
     error is under TOLERANCE or no worse than BF16_SLACK times PyTorch-bf16's on
     the same step (mpk.check.logits_ok); both errors are reported. mpk's tokens
-    must be the reference's argmax wherever its margin is clear of the error."""
+    must be the reference's argmax wherever its margin is clear of the error, and
+    exactly the argmax of mpk's own logits (the greedy sampler's)."""
     mpk.launch(tokens, ctx - 1)
     logits = mpk.session.read("logits")                  # [steps, B, V] float32
     generated = mpk.session.read("next_tokens")          # [steps, B]
@@ -217,7 +218,12 @@ def check(model, mpk: MpkRun, tokens: np.ndarray, ctx: int) -> dict:
                               f"{step.error:.3e} against PyTorch fp32 (passes under {TOLERANCE:g} or "
                               f"{BF16_SLACK:g} x PyTorch-bf16's {step.torch_error:.3e}); tokens (mpk, ref) "
                               f"{step.tokens}, margin {step.margin:.3e}, 2 max|err| {step.threshold:.3e}")
-    agree = float(np.mean(logits.argmax(-1) == ref.argmax(-1)))
+    own = logits.argmax(-1)
+    if not np.array_equal(generated, own):         # greedy: the first maximum of the logits it was given
+        s, b = np.argwhere(generated != own)[0]
+        raise CheckFailed(f"step {s}, row {b}: the sampler chose token {generated[s, b]}, the argmax of mpk's "
+                          f"own logits is {own[s, b]}")
+    agree = float(np.mean(own == ref.argmax(-1)))
     return {"mpk_rel_err": report.worst, "torch_bf16_rel_err": max(s.torch_error for s in report.steps),
             "argmax_agreement": agree}
 

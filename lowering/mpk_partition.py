@@ -17,7 +17,10 @@ with `merge-in-attention=false` an `attention_partial` and an
 caches come from a `rope_append` (mpk-fuse-rope-append), the split tasks do
 that too (`rope-in-attention`, on by default): each rotates its query heads
 and the one holding row positions[b] appends k and v (dialects/README.md),
-so the rope_append is no group. The other fusions are graph passes that run
+so the rope_append is no group. Likewise a decode step's `mpk.sample` becomes
+tasks over about one wave of splits of each logits row, the last of which to
+finish merges (`sample_split`; `split-sample=false` keeps one task per row,
+`mpk.splits` sets P). The other fusions are graph passes that run
 before this one (mpk-fuse-residual, -gate-up, -norm, -silu, -rope-append):
 their ops and params become the groups' kinds and params as they are.
 
@@ -49,8 +52,9 @@ from mpk.lowering.kinds import ROW_COUNTS, OpInfo
 from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
 from mpk.lowering.kinds.attention_partial import partial_width
 from mpk.lowering.kinds.linear import gemm_tile_rows
+from mpk.lowering.kinds.sample_split import split_columns
 
-SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group)
+SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group); on an mpk.sample: logits splits
 ALGORITHM_ATTR = "mpk.algorithm"   # on an mpk.allreduce: "one-shot" or "two-shot" (else the cost model's)
 # A decode linear's task streams its rows 16 at a time (a warp each at 512 threads; a
 # tensor-core block): the tiles of linears that share the SMs (`_share`) take whole
@@ -80,6 +84,9 @@ class MpkPartition(ModulePass):
     min_split_rows: int = MIN_SPLIT_ROWS   # split-KV attention: fewest cache rows per split
     rope_in_attention: bool = True   # a split attention's rope_append runs in its partial tasks
     merge_in_attention: bool = True  # its last split merges: `attention_split`, no combine group
+    # The sampler in splits of each logits row, the last of which merges (`sample_split`):
+    # one CTA over a whole row took 17-21 us a step on the H200 (bench/NOTES.md round 15).
+    split_sample: bool = True
     # A batch-1 linear sharing the SMs (q, k, v) whose one-wave tiles hold more weight bytes
     # than this, but at most twice it, takes two waves of half tiles (0: never). Default:
     # the runtime's L2 prefetch bound; -3.2% (Qwen3-1.7B), -3.5% (Llama 3.2 1B) a step on
@@ -295,6 +302,9 @@ class MpkPartition(ModulePass):
         if kind == "attention" and self._splits(op, info) > 1:      # decode only
             self._split_attention(op, info, name, inputs, outputs[0], attrs, rope)
             return
+        if kind == "sample" and (splits := self._sample_splits(op, info)) > 1:
+            self._split_sample(op, splits, name, inputs, outputs, attrs)
+            return
         inputs = self._row_counts(kind, inputs, attrs, tile, domain[0])
         with op.location:
             self.tasks_of[outputs[0]] = mpk.tasks(name, kind, tiling.grid_for(domain, tile), tile, inputs, outputs,
@@ -397,11 +407,17 @@ class MpkPartition(ModulePass):
         mpk.tasks(name, "allreduce", tiling.grid_for((rows, cols), tile), tile, inputs, [output], params=params)
         return tile
 
+    def _chosen_splits(self, op: ir.Operation) -> int | None:
+        """The op's `mpk.splits`, if it has one."""
+        if SPLITS_ATTR not in op.attributes:
+            return None
+        splits = python_value(op.attributes[SPLITS_ATTR])
+        if not isinstance(splits, int) or splits < 1:
+            self.fail(op, f"'{SPLITS_ATTR}' must be a positive integer")
+        return splits
+
     def _splits(self, op: ir.Operation, info: OpInfo) -> int:
-        if SPLITS_ATTR in op.attributes:
-            splits = python_value(op.attributes[SPLITS_ATTR])
-            if not isinstance(splits, int) or splits < 1:
-                self.fail(op, f"'{SPLITS_ATTR}' must be a positive integer")
+        if (splits := self._chosen_splits(op)) is not None:
             return splits
         if TILE_ATTR in op.attributes:
             return 1                          # a chosen tile asks for the one-group attention
@@ -458,6 +474,28 @@ class MpkPartition(ModulePass):
             tile = tiling.choose_tile(combine, self.target)
             mpk.tasks(name, combine.kind, tiling.grid_for(info.output, tile), tile, [partials], [output],
                       params=ir.DictAttr.get({"head_dim": attrs["head_dim"]}))
+
+    def _sample_splits(self, op: ir.Operation, info: OpInfo) -> int:
+        if (splits := self._chosen_splits(op)) is not None:
+            return splits
+        if not self.split_sample or TILE_ATTR in op.attributes:
+            return 1
+        batch, vocab = info.inputs[0]
+        producer = self.group_tile.get(self.buffer_of[op.operands[0]])
+        if producer is not None:      # one split per tile of the logits: a split waits for its tile only
+            splits = -(-vocab // producer[0][-1])
+            if 1 < splits <= self.num_sms // batch and split_columns(vocab, splits) == producer[0][-1]:
+                return splits
+        return kinds.get("sample_split").splits(batch, vocab, self.num_sms)
+
+    def _split_sample(self, op, splits: int, name: str, inputs: list[str], outputs: list[str], attrs: dict) -> None:
+        """The sampler in P splits of each logits row, merged by the last (`sample_split`)."""
+        batch = self.shape_of[inputs[0]][0]
+        partials = self._buffer(name + ".partials", mpk.tensor([batch, splits, 4], ir.F32Type.get()), "workspace")
+        arrivals = self._buffer(name + ".arrivals", mpk.tensor([batch], ir.IntegerType.get_signless(32)), "counters")
+        with op.location:
+            self.tasks_of[outputs[0]] = mpk.tasks(name, "sample_split", (batch, splits, 1), (1, 1, 4), inputs,
+                                                  [partials, *outputs, arrivals], params=ir.DictAttr.get(attrs))
 
     def _tile(self, op: ir.Operation, info: OpInfo, operands) -> tuple[int, ...]:
         if TILE_ATTR in op.attributes:

@@ -80,6 +80,7 @@ class Options:
     rope_in_attention: bool = True         # mpk-partition{rope-in-attention} (bench/NOTES.md round 6)
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
     gate_up_in_decode: bool = True         # mpk-fuse-gate-up{decode} (bench/NOTES.md round 8)
+    split_sample: bool = True              # mpk-partition{split-sample} (bench/NOTES.md round 15)
     shared_tile_max_bytes: int = dataclasses.field(   # mpk-partition{shared-tile-max-bytes} (NOTES round 11)
         default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
@@ -120,6 +121,7 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                    MpkPartition(num_sms=options.num_sms, arch=options.arch,
                                 rope_in_attention=options.rope_in_attention,
                                 merge_in_attention=options.merge_in_attention,
+                                split_sample=options.split_sample,
                                 shared_tile_max_bytes=options.shared_tile_max_bytes,
                                 allreduce=options.allreduce, store_in_product=options.store_in_product),
                    MpkStageWeights(ring_bytes=options.ring_bytes)]),

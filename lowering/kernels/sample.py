@@ -26,9 +26,12 @@ and a decode step's `tokens`) and advances `positions` when that is an output
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from mlir import ir
 from mlir.dialects import arith
+
+from mpk.lowering.kinds.sample_split import split_columns
 
 from . import require
 from .argmax import better_pair, publish
@@ -41,85 +44,186 @@ BINS = 256
 def sample(e, g, task, buffers):
     require(len(g.inputs) == 4, "sample reads logits, positions, params and seeds")
     logits, positions, params, seeds = buffers[:4]
+    outputs, advance = _token_outputs(g.outputs, buffers[4:])
+    V = logits.shape[1]
+    _require_smem(e)
+    vec = widest_vector(V, element_bytes=byte_width(logits.element))
+    row = logits.row(task)
+    each, better = _fold(e, row, 0, V // vec, vec), partial(better_pair, e)
+    top, greedy = e.block_reduce(each(lambda x, i, acc: better(acc, [x, i]), LOWEST(e)), better, LOWEST(e),
+                                 byte_offset=REDUCE_AT)
+    setting = Setting(e, params, seeds, positions, task, V)
+    token = e.if_(setting.hot, lambda: [_draw(e, setting, row, V, vec, top)], lambda: [greedy], [i32()])[0]
+    publish(e, task, token, outputs, advance)
+
+
+def sample_split(e, g, task, buffers):
+    """A sample_split task (kinds/sample_split.py): split p of row b's columns, its partial
+    row, its arrival; the last split of the row merges and publishes."""
+    require(len(g.inputs) == 4, "sample_split reads logits, positions, params and seeds")
+    logits, positions, params, seeds, partials = buffers[:5]
+    arrivals = buffers[-1]
+    outputs, advance = _token_outputs(g.outputs[1:-1], buffers[5:-1])
+    (_, P, _), V = partials.shape, logits.shape[1]
+    _require_smem(e)
+    vec = widest_vector(V, element_bytes=byte_width(logits.element))
+    columns = split_columns(V, P)
+    b, p, _ = e.unravel(task, g.grid)
+    row = logits.row(b)
+    setting = Setting(e, params, seeds, positions, b, V)
+    better = partial(better_pair, e)
+
+    # This split's max and argmax, and for a plain temperature draw its best Gumbel score
+    # relative to its own max (exact near the max, as the whole row's draw is: merged below).
+    first = e.mul(p, columns // vec)
+    each = _fold(e, row, first, e.min(e.add(first, columns // vec), V // vec), vec)
+    top, index = e.block_reduce(each(lambda x, i, acc: better(acc, [x, i]), LOWEST(e)), better, LOWEST(e),
+                                byte_offset=REDUCE_AT)
+
+    def scores():
+        masked = arith.cmpf(arith.CmpFPredicate.OEQ, top, e.f32(float("-inf")))   # a split of -inf logits only
+        drawn = each(lambda x, i, acc: better(acc, [e.select(masked, e.f32(float("-inf")),
+                                                             setting.score(x, i, top)), i]), LOWEST(e))
+        return e.block_reduce(drawn, better, LOWEST(e), byte_offset=REDUCE_AT)
+    score, drawn = e.if_(setting.plain, scores, lambda: LOWEST(e), [f32(), i32()])
+
+    def store():
+        words = [top, arith.bitcast(f32(), index), score, arith.bitcast(f32(), drawn)]
+        partials.store(e.from_elements(words), b, p, 0)
+    e.if_(e.eq(e.tid, 0), store)
+    e.barrier()                              # every thread's loads, before thread 0 arrives
+    last = e.shared(i32(), [1], SLOTS_AT + 12)
+
+    def arrive():
+        is_last = e.eq(e.fetch_add_acq_rel(arrivals, 1, b), P - 1)
+        e.if_(is_last, lambda: arrivals.store(e.int(0), b))   # ready for the next step
+        last.store(arith.extui(i32(), is_last), 0)
+    e.if_(e.eq(e.tid, 0), arrive)
+    e.barrier()
+
+    def merge():
+        def gather(q, acc):
+            words = e.elements(partials.load(b, q, 0, n=4))
+            return better(acc, [words[0], arith.bitcast(i32(), words[1])])
+        top, greedy = e.block_reduce(e.loop(e.tid, P, e.threads, LOWEST(e), gather), better, LOWEST(e),
+                                     byte_offset=REDUCE_AT)
+
+        def merged_draw():
+            def gather(q, acc):
+                words = e.elements(partials.load(b, q, 0, n=4))
+                # Split q's best score, relative to the row's max instead of its own.
+                shift = arith.mulf(arith.subf(words[0], top), setting.scale)
+                return better(acc, [arith.addf(words[2], shift), arith.bitcast(i32(), words[3])])
+            return [e.block_reduce(e.loop(e.tid, P, e.threads, LOWEST(e), gather), better, LOWEST(e),
+                                   byte_offset=REDUCE_AT)[1]]
+
+        def draw():
+            return e.if_(setting.plain, merged_draw, lambda: [_draw(e, setting, row, V, vec, top)], [i32()])
+        token = e.if_(setting.hot, draw, lambda: [greedy], [i32()])[0]
+        publish(e, b, token, outputs, advance)
+    e.if_(e.eq(last.load(0), 1), merge)
+
+
+# Shared memory: the radix select's bins and masses, its broadcast slots, a block reduction.
+SLOTS_AT = 8 * BINS
+REDUCE_AT = 8 * BINS + 64
+LOWEST = lambda e: [e.f32(float("-inf")), e.int(2**31 - 1)]     # (value, index) no pair loses to
+
+
+def _require_smem(e):
+    require(e.smem_bytes >= REDUCE_AT + 8 * e.warps, "sample needs 3 KiB of shared memory")
+
+
+def _token_outputs(buffers, views):
+    """The integer outputs a row's token goes to, and the positions it advances (or None)."""
     outputs, advance = [], None
-    for b, view in zip(g.outputs, buffers[4:]):
+    for b, view in zip(buffers, views):
         if b.role == "positions":
             advance = view
         else:
             outputs.append(view)
-    V = logits.shape[1]
-    require(e.smem_bytes >= 3 * BINS * 4 + 16 * e.warps + 64, "sample needs 3 KiB of shared memory")
-    vec = widest_vector(V, element_bytes=byte_width(logits.element))
-    row = logits.row(task)
-    counts = e.shared(i32(), [BINS])
-    masses = e.shared(f32(), [BINS], 4 * BINS)
-    slots = e.shared(i32(), [4], 8 * BINS)            # broadcast: digit, above (i32 or f32 bits)
-    reduce_at = 8 * BINS + 64
+    return outputs, advance
 
-    def each(body, init):
-        """Fold body(value, index, carried) over the row's elements of this thread."""
+
+def _fold(e, row, first, end, vec):
+    """fold(body, init): body(value, column, carried) over the row's elements of this
+    thread in vectors first..end-1 of `vec` columns."""
+    def fold(body, init):
         def chunk(c, carried):
             v = e.to_f32(row.load(e.mul(c, vec), n=vec))
             for k, x in enumerate(e.elements(v)):
                 carried = body(x, e.add(e.mul(c, vec), k), carried)
             return carried
-        return e.loop(e.tid, V // vec, e.threads, init, chunk)
+        return e.loop(e.add(first, e.tid), end, e.threads, init, chunk)
+    return fold
 
-    better = lambda a, b: better_pair(e, a, b)
 
-    lowest = [e.f32(float("-inf")), e.int(2**31 - 1)]
-    best = each(lambda x, i, acc: better(acc, [x, i]), lowest)
-    top, greedy = e.block_reduce(best, better, lowest, byte_offset=reduce_at)
+class Setting:
+    """A row's sampling parameters, seed and position, as the kernel uses them."""
 
-    p = params.row(task)
-    temperature, top_k, top_p, min_p = (p.load(j) for j in range(4))
-    hot = arith.cmpf(arith.CmpFPredicate.OGT, temperature, e.f32(0.0))
+    def __init__(self, e, params, seeds, positions, b, vocab: int):
+        self.e = e
+        p = params.row(b)
+        self.temperature, self.top_k, self.top_p, self.min_p = (p.load(j) for j in range(4))
+        self.hot = arith.cmpf(arith.CmpFPredicate.OGT, self.temperature, e.f32(0.0))
+        self.k_on = arith.andi(arith.cmpf(arith.CmpFPredicate.OGT, self.top_k, e.f32(0.0)),
+                               arith.cmpf(arith.CmpFPredicate.OLT, self.top_k, e.f32(float(vocab))))
+        self.p_on = arith.cmpf(arith.CmpFPredicate.OLT, self.top_p, e.f32(1.0))
+        self.m_on = arith.cmpf(arith.CmpFPredicate.OGT, self.min_p, e.f32(0.0))
+        # A draw from the whole softmax: its Gumbel maximum splits like the argmax does.
+        no = lambda c: arith.xori(c, e.constant(ir.IntegerType.get_signless(1), 1))
+        self.plain = arith.andi(self.hot, arith.andi(no(self.k_on), arith.andi(no(self.p_on), no(self.m_on))))
+        # Of (l - m): the log2 domain (safe to divide when not hot: never used then).
+        self.scale = arith.divf(e.f32(LOG2E), e.select(self.hot, self.temperature, e.f32(1.0)))
+        seed = e.cast_int(seeds.load(b), i32())
+        self.base = _lowbias32(e, arith.addi(_lowbias32(e, seed), e.as_i32(positions.load(b))))
 
-    def draw():
-        scale = arith.divf(e.f32(LOG2E), temperature)          # of (l - m): log2 domain
-        key_of = lambda x: _key(e, x)
-        # Top-k: the K-th largest key (0 when off: every key is >= 0).
-        k_on = arith.andi(arith.cmpf(arith.CmpFPredicate.OGT, top_k, e.f32(0.0)),
-                          arith.cmpf(arith.CmpFPredicate.OLT, top_k, e.f32(float(V))))
-        k = arith.fptosi(i32(), top_k)
-        kth = e.if_(k_on, lambda: [_radix_select(e, each, key_of, None, k, counts, slots, e.int(0))],
-                    lambda: [e.int(0)], [i32()])[0]
+    def score(self, x, i, top):
+        """Token i's Gumbel score (l_i - top) log2(e) / T - log2(-log2(u_i))."""
+        e = self.e
+        h = _lowbias32(e, arith.addi(self.base, i))
+        u = arith.mulf(arith.addf(arith.uitofp(f32(), arith.shrui(h, e.int(8))), e.f32(0.5)), e.f32(2.0 ** -24))
+        noise = e._intrinsic("llvm.nvvm.lg2.approx.f", arith.negf(e._intrinsic("llvm.nvvm.lg2.approx.f", u)))
+        return arith.subf(arith.mulf(arith.subf(x, top), self.scale), noise)
 
-        def weight(x, key):
-            w = e.exp2(arith.mulf(arith.subf(x, top), scale))
-            return e.select(_uge(key, kth), w, e.f32(0.0))
 
-        total = each(lambda x, i, acc: [arith.addf(acc[0], weight(x, key_of(x)))], [e.f32(0.0)])
-        total = e.block_reduce(total, e.sum, [e.f32(0.0)], byte_offset=reduce_at)[0]
-        # Top-p: the largest key whose tokens at or above it carry P * Z.
-        p_on = arith.cmpf(arith.CmpFPredicate.OLT, top_p, e.f32(1.0))
-        need = arith.mulf(top_p, total)
-        pth = e.if_(p_on, lambda: [_radix_select(e, each, key_of, weight, need, masses, slots, kth)],
-                    lambda: [kth], [i32()])[0]
-        keep_key = e.select(_uge(pth, kth), pth, kth)
-        # Min-p: l >= m + T ln(M) (-inf when off).
-        m_on = arith.cmpf(arith.CmpFPredicate.OGT, min_p, e.f32(0.0))
-        ln_m = arith.mulf(e._intrinsic("llvm.nvvm.lg2.approx.f", e.select(m_on, min_p, e.f32(1.0))),
-                          e.f32(math.log(2)))
-        floor = e.select(m_on, arith.addf(top, arith.mulf(temperature, ln_m)), e.f32(float("-inf")))
-        # Gumbel-max over the kept tokens.
-        seed = e.cast_int(seeds.load(task), i32())
-        base = _lowbias32(e, arith.addi(_lowbias32(e, seed), e.as_i32(positions.load(task))))
+def _draw(e, s: Setting, row, V, vec, top):
+    """The token of a hot row (module docstring, steps 2-6), over the whole row; `top`
+    is its max. Every thread of the CTA calls it."""
+    counts = e.shared(i32(), [BINS])
+    masses = e.shared(f32(), [BINS], 4 * BINS)
+    slots = e.shared(i32(), [4], SLOTS_AT)            # broadcast: digit, above (i32 or f32 bits)
+    each = _fold(e, row, 0, V // vec, vec)
+    better = partial(better_pair, e)
+    key_of = lambda x: _key(e, x)
+    # Top-k: the K-th largest key (0 when off: every key is >= 0).
+    k = arith.fptosi(i32(), s.top_k)
+    kth = e.if_(s.k_on, lambda: [_radix_select(e, each, key_of, None, k, counts, slots, e.int(0))],
+                lambda: [e.int(0)], [i32()])[0]
 
-        def score(x, i, acc):
-            h = _lowbias32(e, arith.addi(base, i))
-            u = arith.mulf(arith.addf(arith.uitofp(f32(), arith.shrui(h, e.int(8))), e.f32(0.5)),
-                           e.f32(2.0 ** -24))
-            noise = e._intrinsic("llvm.nvvm.lg2.approx.f", arith.negf(e._intrinsic("llvm.nvvm.lg2.approx.f", u)))
-            s = arith.subf(arith.mulf(arith.subf(x, top), scale), noise)
-            kept = arith.andi(_uge(key_of(x), keep_key), arith.cmpf(arith.CmpFPredicate.OGE, x, floor))
-            return better(acc, [e.select(kept, s, e.f32(float("-inf"))), e.select(kept, i, e.int(2**31 - 1))])
-        drawn = each(score, lowest)
-        return [e.block_reduce(drawn, better, lowest, byte_offset=reduce_at)[1]]
+    def weight(x, key):
+        w = e.exp2(arith.mulf(arith.subf(x, top), s.scale))
+        return e.select(_uge(key, kth), w, e.f32(0.0))
 
-    token = e.if_(hot, draw, lambda: [greedy], [i32()])[0]
+    total = each(lambda x, i, acc: [arith.addf(acc[0], weight(x, key_of(x)))], [e.f32(0.0)])
+    total = e.block_reduce(total, e.sum, [e.f32(0.0)], byte_offset=REDUCE_AT)[0]
+    # Top-p: the largest key whose tokens at or above it carry P * Z.
+    need = arith.mulf(s.top_p, total)
+    pth = e.if_(s.p_on, lambda: [_radix_select(e, each, key_of, weight, need, masses, slots, kth)],
+                lambda: [kth], [i32()])[0]
+    keep_key = e.select(_uge(pth, kth), pth, kth)
+    # Min-p: l >= m + T ln(M) (-inf when off).
+    ln_m = arith.mulf(e._intrinsic("llvm.nvvm.lg2.approx.f", e.select(s.m_on, s.min_p, e.f32(1.0))),
+                      e.f32(math.log(2)))
+    floor = e.select(s.m_on, arith.addf(top, arith.mulf(s.temperature, ln_m)), e.f32(float("-inf")))
 
-    publish(e, task, token, outputs, advance)
+    # Gumbel-max over the kept tokens.
+    def score(x, i, acc):
+        kept = arith.andi(_uge(key_of(x), keep_key), arith.cmpf(arith.CmpFPredicate.OGE, x, floor))
+        return better(acc, [e.select(kept, s.score(x, i, top), e.f32(float("-inf"))),
+                            e.select(kept, i, e.int(2**31 - 1))])
+    drawn = each(score, LOWEST(e))
+    return e.block_reduce(drawn, better, LOWEST(e), byte_offset=REDUCE_AT)[1]
 
 
 def _key(e, x):

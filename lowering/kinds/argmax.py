@@ -57,11 +57,14 @@ class Argmax(TaskKind):
         return self.reference(*task.tiles(1))
 
     def run_task(self, task):
-        result = self.token(task)
-        box = task.out_box
-        for name in task.group.outputs:
+        self.publish(task, self.token(task), task.group.outputs, task.out_box)
+
+    @staticmethod
+    def publish(task, token, outputs, box):
+        """The rows' token into every output but `positions`, which advances."""
+        for name in outputs:
             values = task.write(name, box)
-            values[box] = values[box] + 1 if name == "positions" else result
+            values[box] = values[box] + 1 if name == "positions" else token
 
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import argmax

@@ -166,3 +166,31 @@
 "mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
 // expected-error@+1 {{needs the param 'eps'}}
 "mpk.tasks"() {sym_name = "t", kind = "rmsnorm", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>, inputs = [@x, @w], outputs = [@y], params = {}} : () -> ()
+
+// -----
+
+// A sample_split whose splits leave the last without logits (splits of 8 columns of 10).
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "logits", type = tensor<1x10xf32>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "positions", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "params", type = tensor<1x4xf32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "seeds", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "parts", type = tensor<1x3x4xf32>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "next_tokens", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "arrivals", type = tensor<1xi32>, space = "counters"} : () -> ()
+// expected-error@+1 {{3 splits of 10 logits leave the last without columns (splits of 8)}}
+"mpk.tasks"() {sym_name = "sample", kind = "sample_split", grid = array<i64: 1, 3, 1>, tile = array<i64: 1, 1, 4>, inputs = [@logits, @positions, @params, @seeds], outputs = [@parts, @next_tokens, @arrivals], params = {}} : () -> ()
+
+// -----
+
+// A sample_split's partials: [B, P, 4] f32.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "logits", type = tensor<1x10xf32>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "positions", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "params", type = tensor<1x4xf32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "seeds", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "parts", type = tensor<1x2x2xf32>, space = "workspace"} : () -> ()
+"mpk.buffer"() {sym_name = "next_tokens", type = tensor<1xi32>, space = "io"} : () -> ()
+"mpk.buffer"() {sym_name = "arrivals", type = tensor<1xi32>, space = "counters"} : () -> ()
+// expected-error@+1 {{the partials must be tensor<1xPx4xf32> (P splits of a row), got tensor<1x2x2xf32>}}
+"mpk.tasks"() {sym_name = "sample", kind = "sample_split", grid = array<i64: 1, 2, 1>, tile = array<i64: 1, 1, 2>, inputs = [@logits, @positions, @params, @seeds], outputs = [@parts, @next_tokens, @arrivals], params = {}} : () -> ()

@@ -410,6 +410,22 @@ def cases() -> list[Case]:
         Case("sample_chi_square_t", "sample", (8192,), (1,), *sample_io(8192, 48),
              setup={"sampling": [[1.3, 0, 1.0, 0.0]], "shared_logits": True, "scale": 2.0}),
     ]
+
+    # The same in splits of each row (sample_split): greedy rows merge the splits' argmax,
+    # plain temperature rows their Gumbel maxima, the others draw from the whole row.
+    def split_io(B, V, P):
+        ins, outs = sample_io(B, V)
+        return ins, [("partials", (B, P, 4), "f32", "workspace"), *outs, ("arrivals", (B,), i32, "counters")]
+    out += [
+        Case("sample_split_greedy", "sample_split", (4, 33, 1), (1, 1, 4), *split_io(4, 151936, 33),
+             setup={"sampling": [[0.0, 0, 1.0, 0.0]] * 4}),
+        Case("sample_split_mixed", "sample_split", (8, 4, 1), (1, 1, 4), *split_io(8, 1000, 4),
+             setup=dict(out[-3].setup)),
+        Case("sample_split_chi_square", "sample_split", (8192, 2, 1), (1, 1, 4), *split_io(8192, 64, 2),
+             setup=dict(out[-2].setup)),
+        Case("sample_split_chi_square_t", "sample_split", (8192, 2, 1), (1, 1, 4), *split_io(8192, 48, 2),
+             setup=dict(out[-1].setup)),
+    ]
     # Bandwidth, with `unroll` 16-byte loads in flight per lane.
     for n, k, tn in ((4096, 4096, 32), (4096, 12288, 32), (24576, 4096, 128),
                      (151936, 4096, 128)):

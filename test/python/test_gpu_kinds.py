@@ -309,7 +309,10 @@ def test_kind(kinds, name):
                  step=1)
     torch.cuda.synchronize()
     inputs = [value(before, b[0]) for b in group["inputs"]]
-    if group["kind"] == "sample":
+    if group["kind"] in ("sample", "sample_split"):
+        for out in group["outputs"]:
+            if spaces[out[0]] == "counters":
+                assert not data[out[0]].any(), f"{out[0]} not reset for the next step"
         return _check_sample(name, group, inputs, value(data, "next_tokens"), data, before)
     if group["kind"] == "argmax":
         token = inputs[0].float().argmax(-1)

@@ -80,3 +80,43 @@ def test_scheduled_tasks_match_pytorch(name, split_rows, fuse, rope, merge, gate
                                        rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(state[f"layers.{i}.v_cache"], layer.self_attn.v_cache.numpy(),
                                        rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("splits", [1, 3], ids=["sample", "sample_split"])
+def test_sampled_steps_follow_the_spec(splits):
+    """mpk-sample's draw in the task interpreter, one task per row or in splits of
+    each row (`sample_split`, whose last split merges): every step's tokens are
+    mpk.sampling's draw from that step's logits (a plain temperature row, a
+    filtered one, a greedy one), positions advance once a step, and the tokens
+    feed the next step."""
+    from mlir import ir
+    from mpk import sampling
+    batch = 3
+    config = preset("qwen3-tiny")
+    model = random_model(config, seed=3)
+    module = import_model(config, batch, MAX_SEQ)
+    pipeline.run(module, "builtin.module(mpk-sample)")
+    func = next(op for op in module.body.operations if op.operation.name == "func.func")
+    draw = next(op for op in func.regions[0].blocks[0].operations if op.operation.name == "mpk.sample")
+    with module.context:
+        draw.attributes["mpk.splits"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), splits)
+    pipeline.run(module, PIPELINE.format(rows=MAX_SEQ, fuse="", rope="true", merge="true", gate_up="true"))
+    kinds = {op.operation.attributes["kind"].value for op in module.body.operations
+             if op.operation.name == "mpk.tasks"}
+    assert ("sample_split" in kinds) == (splits > 1) and ("sample" in kinds) == (splits == 1), kinds
+    rng = np.random.default_rng(5)
+    params = sampling.pack_params(temperature=[0.8, 1.2, 0.0], top_k=[0, 20, 0], top_p=[1.0, 0.9, 1.0])
+    seeds = np.array([11, 12, 13], np.int32)
+    positions = rng.integers(0, MAX_SEQ - STEPS, batch)
+    inputs = {"tokens": rng.integers(0, config.vocab_size, batch), "positions": positions,
+              "sample_params": params, "sample_seeds": seeds}
+    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    kv_dim = config.num_kv_heads * config.head_dim
+    for seed, queues in ((0, False), (1, True)):
+        state = {f"layers.{i}.{kind}_cache": np.zeros((batch, MAX_SEQ, kv_dim), np.float32)
+                 for i in range(config.num_layers) for kind in "kv"}
+        out = run_tasks(module, weights, state, dict(inputs), steps=STEPS, seed=seed, queues=queues)
+        for s in range(STEPS):
+            want = sampling.sample(out["logits"][s], params, seeds.astype(np.uint32), positions + s)
+            np.testing.assert_array_equal(out["next_tokens"][s], want)
+        np.testing.assert_array_equal(out["positions"], positions + STEPS)
