@@ -52,7 +52,6 @@ from mpk.lowering.kinds import ROW_COUNTS, OpInfo
 from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
 from mpk.lowering.kinds.attention_partial import partial_width
 from mpk.lowering.kinds.linear import gemm_tile_rows
-from mpk.lowering.kinds.sample_split import split_columns
 
 SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group); on an mpk.sample: logits splits
 ALGORITHM_ATTR = "mpk.algorithm"   # on an mpk.allreduce: "one-shot" or "two-shot" (else the cost model's)
@@ -482,11 +481,7 @@ class MpkPartition(ModulePass):
             return 1
         batch, vocab = info.inputs[0]
         producer = self.group_tile.get(self.buffer_of[op.operands[0]])
-        if producer is not None:      # one split per tile of the logits: a split waits for its tile only
-            splits = -(-vocab // producer[0][-1])
-            if 1 < splits <= self.num_sms // batch and split_columns(vocab, splits) == producer[0][-1]:
-                return splits
-        return kinds.get("sample_split").splits(batch, vocab, self.num_sms)
+        return kinds.get("sample_split").splits(batch, vocab, self.num_sms, producer and producer[0][-1])
 
     def _split_sample(self, op, splits: int, name: str, inputs: list[str], outputs: list[str], attrs: dict) -> None:
         """The sampler in P splits of each logits row, merged by the last (`sample_split`)."""

@@ -21,6 +21,13 @@ whole CTA on it:
 The task of row b writes its token to every integer output (`next_tokens`,
 and a decode step's `tokens`) and advances `positions` when that is an output
 (the next step's input, as argmax does).
+
+`sample_split` (kinds/sample_split.py) runs step 1 on P splits of a row at
+once, and step 6 too for a plain temperature draw, with each split's scores
+taken relative to its own max m_p: the split that arrives last shifts each
+split's best score by (m_p - m) log2(e) / T to the row's max m, which keeps
+the scores that can win exact, and takes the best. A row with top-k, top-p or
+min-p is drawn by the last split from the whole row, as above.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ def sample(e, g, task, buffers):
     vec = widest_vector(V, element_bytes=byte_width(logits.element))
     row = logits.row(task)
     each, better = _fold(e, row, 0, V // vec, vec), partial(better_pair, e)
-    top, greedy = e.block_reduce(each(lambda x, i, acc: better(acc, [x, i]), LOWEST(e)), better, LOWEST(e),
+    top, greedy = e.block_reduce(each(lambda x, i, acc: better(acc, [x, i]), _lowest(e)), better, _lowest(e),
                                  byte_offset=REDUCE_AT)
     setting = Setting(e, params, seeds, positions, task, V)
     token = e.if_(setting.hot, lambda: [_draw(e, setting, row, V, vec, top)], lambda: [greedy], [i32()])[0]
@@ -77,21 +84,20 @@ def sample_split(e, g, task, buffers):
     # relative to its own max (exact near the max, as the whole row's draw is: merged below).
     first = e.mul(p, columns // vec)
     each = _fold(e, row, first, e.min(e.add(first, columns // vec), V // vec), vec)
-    top, index = e.block_reduce(each(lambda x, i, acc: better(acc, [x, i]), LOWEST(e)), better, LOWEST(e),
+    top, index = e.block_reduce(each(lambda x, i, acc: better(acc, [x, i]), _lowest(e)), better, _lowest(e),
                                 byte_offset=REDUCE_AT)
 
     def scores():
         masked = arith.cmpf(arith.CmpFPredicate.OEQ, top, e.f32(float("-inf")))   # a split of -inf logits only
         drawn = each(lambda x, i, acc: better(acc, [e.select(masked, e.f32(float("-inf")),
-                                                             setting.score(x, i, top)), i]), LOWEST(e))
-        return e.block_reduce(drawn, better, LOWEST(e), byte_offset=REDUCE_AT)
-    score, drawn = e.if_(setting.plain, scores, lambda: LOWEST(e), [f32(), i32()])
+                                                             setting.score(x, i, top)), i]), _lowest(e))
+        return e.block_reduce(drawn, better, _lowest(e), byte_offset=REDUCE_AT)
+    score, drawn = e.if_(setting.plain, scores, lambda: _lowest(e), [f32(), i32()])
 
     def store():
         words = [top, arith.bitcast(f32(), index), score, arith.bitcast(f32(), drawn)]
         partials.store(e.from_elements(words), b, p, 0)
-    e.if_(e.eq(e.tid, 0), store)
-    e.barrier()                              # every thread's loads, before thread 0 arrives
+    e.if_(e.eq(e.tid, 0), store)           # the arrival's release publishes it
     last = e.shared(i32(), [1], SLOTS_AT + 12)
 
     def arrive():
@@ -105,7 +111,7 @@ def sample_split(e, g, task, buffers):
         def gather(q, acc):
             words = e.elements(partials.load(b, q, 0, n=4))
             return better(acc, [words[0], arith.bitcast(i32(), words[1])])
-        top, greedy = e.block_reduce(e.loop(e.tid, P, e.threads, LOWEST(e), gather), better, LOWEST(e),
+        top, greedy = e.block_reduce(e.loop(e.tid, P, e.threads, _lowest(e), gather), better, _lowest(e),
                                      byte_offset=REDUCE_AT)
 
         def merged_draw():
@@ -114,7 +120,7 @@ def sample_split(e, g, task, buffers):
                 # Split q's best score, relative to the row's max instead of its own.
                 shift = arith.mulf(arith.subf(words[0], top), setting.scale)
                 return better(acc, [arith.addf(words[2], shift), arith.bitcast(i32(), words[3])])
-            return [e.block_reduce(e.loop(e.tid, P, e.threads, LOWEST(e), gather), better, LOWEST(e),
+            return [e.block_reduce(e.loop(e.tid, P, e.threads, _lowest(e), gather), better, _lowest(e),
                                    byte_offset=REDUCE_AT)[1]]
 
         def draw():
@@ -127,11 +133,16 @@ def sample_split(e, g, task, buffers):
 # Shared memory: the radix select's bins and masses, its broadcast slots, a block reduction.
 SLOTS_AT = 8 * BINS
 REDUCE_AT = 8 * BINS + 64
-LOWEST = lambda e: [e.f32(float("-inf")), e.int(2**31 - 1)]     # (value, index) no pair loses to
+
+
+def _lowest(e):
+    """The (value, index) pair that loses to every other."""
+    return [e.f32(float("-inf")), e.int(2**31 - 1)]
 
 
 def _require_smem(e):
-    require(e.smem_bytes >= REDUCE_AT + 8 * e.warps, "sample needs 3 KiB of shared memory")
+    need = REDUCE_AT + 8 * e.warps
+    require(e.smem_bytes >= need, f"sample needs {need} bytes of shared memory")
 
 
 def _token_outputs(buffers, views):
@@ -222,8 +233,8 @@ def _draw(e, s: Setting, row, V, vec, top):
         kept = arith.andi(_uge(key_of(x), keep_key), arith.cmpf(arith.CmpFPredicate.OGE, x, floor))
         return better(acc, [e.select(kept, s.score(x, i, top), e.f32(float("-inf"))),
                             e.select(kept, i, e.int(2**31 - 1))])
-    drawn = each(score, LOWEST(e))
-    return e.block_reduce(drawn, better, LOWEST(e), byte_offset=REDUCE_AT)[1]
+    drawn = each(score, _lowest(e))
+    return e.block_reduce(drawn, better, _lowest(e), byte_offset=REDUCE_AT)[1]
 
 
 def _key(e, x):

@@ -27,8 +27,10 @@ from mpk.interp import ops
 from . import cols
 from .sample import Sample
 
-# Fewest logit columns per split: a split streams at least 2-4 KB.
-MIN_SPLIT_COLUMNS = 512
+# Fewest logit columns per split (0.25-0.5 KB). Real vocabularies split into SMs / B
+# splits long before this bound; a test model's 256 logits still split in two, so the
+# GPU checks and sanitizers of the tiny models run the merge too.
+MIN_SPLIT_COLUMNS = 128
 
 
 def split_columns(vocab: int, splits: int) -> int:
@@ -41,10 +43,16 @@ class SampleSplit(Sample):
     name = "sample_split"
 
     @staticmethod
-    def splits(batch: int, vocab: int, num_sms: int) -> int:
-        """About one wave of tasks at `MIN_SPLIT_COLUMNS` or more columns each, and no
-        split without columns."""
-        wanted = max(1, min(num_sms // batch, vocab // MIN_SPLIT_COLUMNS))
+    def splits(batch: int, vocab: int, num_sms: int, tile_columns: int | None = None) -> int:
+        """One split per tile of the logits' producer where the tile (`tile_columns`) is as
+        wide as a split (then a split waits for its own tile only), else about one wave of
+        tasks; at least `MIN_SPLIT_COLUMNS` columns a split, none without columns."""
+        wave = max(1, num_sms // batch)
+        if tile_columns is not None and tile_columns >= MIN_SPLIT_COLUMNS:
+            tiles = -(-vocab // tile_columns)
+            if 1 < tiles <= wave and split_columns(vocab, tiles) == tile_columns:
+                return tiles
+        wanted = max(1, min(wave, vocab // MIN_SPLIT_COLUMNS))
         return -(-vocab // split_columns(vocab, wanted))
 
     def tile_unit(self, op):

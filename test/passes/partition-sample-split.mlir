@@ -6,7 +6,7 @@
 
 // A decode step's sampler in splits of each logits row (`split-sample`, the
 // default): about one wave of tasks (8 SMs / 2 rows = 4 splits of the 2048
-// logits; at least 512 columns each), partials [B, P, 4], one arrival counter
+// logits; at least 128 columns each), partials [B, P, 4], one arrival counter
 // per row; the last split of a row publishes its token.
 // CHECK: "mpk.buffer"() {space = "workspace", sym_name = "logits.sample.partials", type = tensor<2x4x4xf32>}
 // CHECK: "mpk.buffer"() {space = "counters", sym_name = "logits.sample.arrivals", type = tensor<2xi32>}

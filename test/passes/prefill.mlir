@@ -26,7 +26,7 @@
 // Partitioned: the linears are GEMM tiles of 128 rows (grid [1, N / tile]), the
 // QK-norm, rope and append one `rope_append` group of row tiles, the attention
 // `attention_prefill` tiles of rows x one KV head group, the last rows sampled
-// one task per sequence. The rope_append and attention tasks read `row_counts` to
+// in 4 splits of their 512 logits (`sample_split`). The rope_append and attention tasks read `row_counts` to
 // skip padding rows; the GEMM tiles cannot (128 rows span the two sequences of 64).
 // TASKS: "mpk.buffer"() {space = "io", sym_name = "last_rows", type = tensor<2xi32>}
 // TASKS: kind = "linear"{{.*}}sym_name = "wq"{{.*}}tile = array<i64: 128, {{[0-9]+}}>
@@ -34,7 +34,7 @@
 // TASKS: inputs = [{{.*}}, @row_counts], kind = "rope_append"{{.*}}row_counts{{.*}}tile = array<i64: {{[0-9]+}}, 128>
 // TASKS: grid = array<i64: 2, 2>, inputs = [@layers.0.rope_append.out, @layers.0.k_cache, @layers.0.v_cache, @positions, @row_counts], kind = "attention_prefill"{{.*}}tile = array<i64: 64, 128>
 // TASKS: inputs = [@last_rows, @{{.*}}], kind = "embedding"
-// TASKS: grid = array<i64: 2>, inputs = [@logits, @last_positions, @sample_params, @sample_seeds], kind = "sample", outputs = [@next_tokens]
+// TASKS: grid = array<i64: 2, 4, 1>, inputs = [@logits, @last_positions, @sample_params, @sample_seeds], kind = "sample_split", outputs = [@logits.sample.partials, @next_tokens, @logits.sample.arrivals]
 func.func @decode_step(%tokens: tensor<2xi64>, %pos: tensor<2xi64>) -> (tensor<2xi32>, tensor<2x512xbf16>) {
   %emb = "mpk.weight"() {name = "embed.weight"} : () -> tensor<512x256xbf16>
   %x = "mpk.embedding"(%tokens, %emb) : (tensor<2xi64>, tensor<512x256xbf16>) -> tensor<2x256xbf16>

@@ -113,6 +113,11 @@ def cases() -> list[Case]:
              [("x", (8, 2048), bf, "workspace"), ("wg", (2048, 2048), bf, "weight"),
               ("wu", (2048, 2048), bf, "weight"), ("nw", (2048,), bf, "weight")],
              [("y", (8, 2048), bf, "workspace")], {"norm_eps": 1e-6}),
+        # Qwen3-8B's gate_up tile at batch 8: 6 blocks of 16 rows, 2 K slices each.
+        Case("gate_up_b8_mma_norm_96_rows", "gate_up", (1, 2), (8, 96),
+             [("x", (8, 4096), bf, "workspace"), ("wg", (192, 4096), bf, "weight"),
+              ("wu", (192, 4096), bf, "weight"), ("nw", (4096,), bf, "weight")],
+             [("y", (8, 192), bf, "workspace")], {"norm_eps": 1e-6}),
         Case("gate_up_b3_ragged", "gate_up", (1, 16), (3, 64),
              [("x", (3, 512), bf, "workspace"), ("wg", (1000, 512), bf, "weight"),
               ("wu", (1000, 512), bf, "weight")],

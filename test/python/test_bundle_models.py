@@ -57,7 +57,7 @@ def test_stages_and_bundle(compiled):
     assert b.prefill_chunk == 64 and b.prefill.kernel["steps"] == 1
     assert_every_task_function(b.prefill)
     kinds = {g["kind"] for g in b.prefill.plan["groups"]}
-    assert {"attention_prefill", "rope_append", "linear", "sample"} <= kinds
+    assert {"attention_prefill", "rope_append", "linear", "sample_split"} <= kinds   # 256 logits: 2 splits
     assert len(b.prefill.tables["tensor_maps"]) == 2 * sum(g["kind"] == "linear" and g["tile"][0] == 64
                                                            for g in b.prefill.plan["groups"])
     assert {w["dtype"] for w in b.weights().values()} == {"bf16"}   # mpk compile's default dtype
