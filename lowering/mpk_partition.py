@@ -53,7 +53,8 @@ from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
 from mpk.lowering.kinds.attention_partial import partial_width
 from mpk.lowering.kinds.linear import gemm_tile_rows
 
-SPLITS_ATTR = "mpk.splits"   # on an mpk.attention: KV splits (1: one task per KV head group); on an mpk.sample: logits splits
+# On an mpk.attention: KV splits (1: one task per KV head group); on an mpk.sample: splits of each logits row.
+SPLITS_ATTR = "mpk.splits"
 ALGORITHM_ATTR = "mpk.algorithm"   # on an mpk.allreduce: "one-shot" or "two-shot" (else the cost model's)
 # A decode linear's task streams its rows 16 at a time (a warp each at 512 threads; a
 # tensor-core block): the tiles of linears that share the SMs (`_share`) take whole

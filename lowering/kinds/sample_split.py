@@ -106,9 +106,13 @@ class SampleSplit(Sample):
         logits, positions, params, seeds = task.tiles()
         split, splits = int(task.out_lo[1]), task.interp.graph.buffers[g.outputs[0]].shape[1]
         first = split * split_columns(task.interp.graph.buffers[g.inputs[0]].shape[1], splits)
-        partial = np.stack([logits.max(-1), ops.argmax(logits).astype(np.float32) + first,
-                            np.zeros(len(logits)), np.zeros(len(logits))], -1)
-        task.write_output(partial.reshape(len(logits), 1, 4).astype(np.float32))
+        # The kernel's layout; the merge below draws from the whole row, so the Gumbel
+        # columns hold "no score" (-inf, INT_MAX), as the kernel's do for a non-plain row.
+        bits = lambda ints: np.asarray(ints, np.int32).view(np.float32)
+        n = len(logits)
+        partial = np.stack([logits.max(-1).astype(np.float32), bits(ops.argmax(logits) + first),
+                            np.full(n, -np.inf, np.float32), bits(np.full(n, 2**31 - 1))], -1)
+        task.write_output(partial.reshape(n, 1, 4))
         arrivals = task.values(g.outputs[-1])
         arrivals[rows] += 1
         if (arrivals[rows] < splits).all():
