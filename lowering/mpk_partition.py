@@ -52,6 +52,7 @@ from mpk.lowering.kinds import ROW_COUNTS, OpInfo
 from mpk.lowering.kinds.attention import MIN_SPLIT_ROWS
 from mpk.lowering.kinds.attention_partial import partial_width
 from mpk.lowering.kinds.linear import gemm_tile_rows
+from mpk.lowering.kinds.sample_split import uneven_splits
 
 # On an mpk.attention: KV splits (1: one task per KV head group); on an mpk.sample: splits of each logits row.
 SPLITS_ATTR = "mpk.splits"
@@ -477,6 +478,8 @@ class MpkPartition(ModulePass):
 
     def _sample_splits(self, op: ir.Operation, info: OpInfo) -> int:
         if (splits := self._chosen_splits(op)) is not None:
+            if splits > 1 and (why := uneven_splits(info.inputs[0][1], splits)):
+                self.fail(op, f"invalid '{SPLITS_ATTR}': {why}")
             return splits
         if not self.split_sample or TILE_ATTR in op.attributes:
             return 1

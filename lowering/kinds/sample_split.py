@@ -39,6 +39,14 @@ def split_columns(vocab: int, splits: int) -> int:
     return -(-vocab // (8 * splits)) * 8
 
 
+def uneven_splits(vocab: int, splits: int) -> str | None:
+    """Why `splits` splits of `vocab` logits are not a sample_split's, or None."""
+    if splits <= vocab and (splits - 1) * split_columns(vocab, splits) < vocab:
+        return None
+    return (f"{splits} splits of {vocab} logits leave the last without columns "
+            f"(splits of {split_columns(vocab, splits)})")
+
+
 class SampleSplit(Sample):
     name = "sample_split"
 
@@ -92,10 +100,8 @@ class SampleSplit(Sample):
                        and partials.shape[2] == 4, op,
                        f"the partials must be tensor<{batch}xPx4xf32> (P splits of a row), got {partials}"):
             return
-        splits = partials.shape[1]
-        c.check(splits <= vocab and (splits - 1) * split_columns(vocab, splits) < vocab, op,
-                f"{splits} splits of {vocab} logits leave the last without columns "
-                f"(splits of {split_columns(vocab, splits)})")
+        why = uneven_splits(vocab, partials.shape[1])
+        c.check(why is None, op, why or "")
         c.check(arrivals.rank == 1 and arrivals.shape == [batch] and v.elt(arrivals) == "i32", op,
                 f"the arrival counters must be tensor<{batch}xi32> (one per row), got {arrivals}")
 
@@ -104,8 +110,8 @@ class SampleSplit(Sample):
         and every logit of the row is this step's and publishes the row's token."""
         g, rows = task.group, task.rows
         logits, positions, params, seeds = task.tiles()
-        split, splits = int(task.out_lo[1]), task.interp.graph.buffers[g.outputs[0]].shape[1]
-        first = split * split_columns(task.interp.graph.buffers[g.inputs[0]].shape[1], splits)
+        split, splits = int(task.out_lo[1]), task.values(g.outputs[0]).shape[1]
+        first = split * split_columns(task.values(g.inputs[0]).shape[-1], splits)
         # The kernel's layout; the merge below draws from the whole row, so the Gumbel
         # columns hold "no score" (-inf, INT_MAX), as the kernel's do for a non-plain row.
         bits = lambda ints: np.asarray(ints, np.int32).view(np.float32)

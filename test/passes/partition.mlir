@@ -40,3 +40,21 @@ func.func @decode_step(%x: tensor<2x64xf32>, %pos: tensor<2xi32>) -> tensor<2x64
   %o = "mpk.attention"(%x, %kc, %vc, %pos) {head_dim = 16 : i64, scale = 0.25 : f32, mpk.tile = array<i64: 2, 32>} : (tensor<2x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>, tensor<2xi32>) -> tensor<2x64xf32>
   return %o : tensor<2x64xf32>
 }
+
+// -----
+
+// `mpk.splits` on a sample must be a positive integer.
+func.func @decode_step(%logits: tensor<1x64xf32>, %pos: tensor<1xi32>, %params: tensor<1x4xf32>, %seeds: tensor<1xi32>) -> tensor<1xi32> {
+  // expected-error @+1 {{'mpk.splits' must be a positive integer}}
+  %t = "mpk.sample"(%logits, %pos, %params, %seeds) {mpk.splits = 0} : (tensor<1x64xf32>, tensor<1xi32>, tensor<1x4xf32>, tensor<1xi32>) -> tensor<1xi32>
+  return %t : tensor<1xi32>
+}
+
+// -----
+
+// Splits of 8 columns (16-byte vectors) of 10 logits: a third would get none.
+func.func @decode_step(%logits: tensor<1x10xf32>, %pos: tensor<1xi32>, %params: tensor<1x4xf32>, %seeds: tensor<1xi32>) -> tensor<1xi32> {
+  // expected-error @+1 {{invalid 'mpk.splits': 3 splits of 10 logits leave the last without columns (splits of 8)}}
+  %t = "mpk.sample"(%logits, %pos, %params, %seeds) {mpk.splits = 3} : (tensor<1x10xf32>, tensor<1xi32>, tensor<1x4xf32>, tensor<1xi32>) -> tensor<1xi32>
+  return %t : tensor<1xi32>
+}
