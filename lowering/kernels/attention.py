@@ -21,8 +21,9 @@ A task does flash-decoding inside the CTA (`attend`):
   lane keeps an online-softmax state (max m, sum l, its 8 output elements)
   per query head, in the log2 domain (q is pre-scaled by scale * log2 e);
 * `UNROLL` positions' K and V loads per lane are issued before their math
-  (the group param `unroll` overrides it; 4 measured slower than 2, and so
-  did software-pipelining the rounds: bench/NOTES.md rounds 4 and 5);
+  (the group param `unroll` overrides it; 3 and 4 measured slower than 2, and
+  so did software-pipelining the rounds and a cp.async ring of rows ahead of
+  the math: bench/NOTES.md rounds 4, 5 and 16);
 * positions past the end are clamped (a valid address) and masked to -inf;
 * states merge across the position slots of a warp by shuffles, then across
   warps through shared memory, where one lane per 8 outputs finishes.
@@ -339,24 +340,33 @@ def attention_partial(e, g, task, buffers):
     require(tuple(g.tile[:2]) == (1, 1) and g.tile[2] == G * width and partials.shape[1] == splits,
             f"a tile must be one row, one split and one KV group ({G * width} columns)")
     b, p, kv = e.unravel(task, g.grid)
-    length = e.add(e.as_i32(positions.load(b)), 1)
-    chunk = e.div(e.add(length, splits - 1), splits)          # split_rows in mpk.interp.ops
-    begin = e.min(e.mul(p, chunk), length)
-    end = e.min(e.add(begin, chunk), length)
+    pos = e.as_i32(positions.load(b))
+
+    def rows(pos):
+        """This split's rows [begin, end) of 0..pos (split_rows in mpk.interp.ops)."""
+        length = e.add(pos, 1)
+        chunk = e.div(e.add(length, splits - 1), splits)
+        begin = e.min(e.mul(p, chunk), length)
+        return begin, e.min(e.add(begin, chunk), length)
     row = partials.row(b, p)
     q_heads = q.at(b, e.mul(kv, G * D), shape=[G * D])
     if rope:
         # Every split normalizes and rotates its G query heads into shared memory
         # (after attend's scratch); the split holding row positions[b] also appends
-        # k and v there, before its own warps read that row.
+        # k and v there, before its own warps read that row. The split's rows are
+        # worked out after the rope, which issues its loads before it uses pos.
         offset = _q_offset(e, G, D)
         require(offset + G * D * byte_width(q.element) <= e.smem_bytes,
                 f"the fused rope needs {G * D * byte_width(q.element)} more bytes of shared memory")
         q_heads = e.shared(q.element, [G * D], offset)
-        owner = arith.andi(e.lt(begin, length), e.lt(e.sub(length, 1), end))   # begin <= pos < end
+
+        def owner(pos):                                       # begin <= pos < end
+            begin, end = rows(pos)
+            return arith.andi(e.lt(begin, e.add(pos, 1)), e.lt(pos, end))
         rope_group(e, g, b, kv, (q, k, v, positions, norms, kc, vc),
-                   lambda i: q_heads.at(e.mul(i, D), shape=[D]), append=owner)
+                   lambda i: q_heads.at(e.mul(i, D), shape=[D]), append=owner, pos=pos)
         e.barrier()
+    begin, end = rows(pos)
 
     def finish(h, c, top, den, num):
         base = e.mul(e.add(e.mul(kv, G), h), width)

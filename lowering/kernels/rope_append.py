@@ -54,16 +54,15 @@ def rope_append(e, g, task, buffers):
     def row_unit(u, r):
         j = e.rem(u, units)
         pos = e.as_i32(positions.load(r))
-        pos_f = rotate.position(pos)
         seq = e.div(r, per_seq)
         col = e.mul(h, D)
 
         def query():
             head = e.mul(e.add(e.mul(h, ratio), j), D)
-            rotate(q.at(r, head, shape=[D]), q_out.at(r, head, shape=[D]), q_norm, pos_f)
+            rotate(q.at(r, head, shape=[D]), q_out.at(r, head, shape=[D]), q_norm, pos)
 
         def key():
-            rotate(k.at(r, col, shape=[D]), caches[0].at(seq, pos, col, shape=[D]), k_norm, pos_f)
+            rotate(k.at(r, col, shape=[D]), caches[0].at(seq, pos, col, shape=[D]), k_norm, pos)
 
         def value():
             _copy_head(e, v.at(r, col, shape=[D]), caches[1].at(seq, pos, col, shape=[D]))
@@ -97,21 +96,39 @@ class _Rotation:
         self.slots = -(-self.items // 32)
         self.table = e.constant_table("inv_freq", freqs)
 
-    def position(self, pos):
-        """The rotation's operand for an i32 position (computed once, used by every head)."""
-        return self.e.splat(self.e.to_f32(pos), self.vec)
+    def __call__(self, src, dst, weight, pos):
+        """src, dst: views of one head [D]; weight: its norm weight or None; pos: the i32 position."""
+        self.apply(*self.fetch(src, weight, pos), dst)
 
-    def __call__(self, src, dst, weight, pos_f):
-        """src, dst: views of one head [D]; weight: its norm weight or None; pos_f: `position(pos)`."""
-        e, vec, half, D = self.e, self.vec, self.half, self.D
+    def fetch(self, src, weight, pos):
+        """The head's loads (src, the norm weight, the frequencies) issued at once
+        and pinned together with `pos` (`Emitter.pinned`): one round trip, not one
+        after each use. Returns (the loaded head, pos)."""
+        e, vec, half = self.e, self.vec, self.half
         lanes = []  # (j, in range?) of this lane's vectors
         for m in range(self.slots):
             j = e.add(e.lane, 32 * m)
             ragged = (m + 1) * 32 > self.items
             lanes.append((e.mul(e.min(j, self.items - 1) if ragged else j, vec),
                           e.lt(j, self.items) if ragged else None))
-        pairs = [(e.to_f32(src.load(j, n=vec)), e.to_f32(src.load(e.add(j, half), n=vec))) for j, _ in lanes]
-        if weight is not None:
+        pairs = [(src.load(j, n=vec), src.load(e.add(j, half), n=vec)) for j, _ in lanes]
+        weights = ([(weight.load(j, n=vec), weight.load(e.add(j, half), n=vec)) for j, _ in lanes]
+                   if weight is not None else [])
+        freqs = [self.table.load(j, n=vec) for j, _ in lanes]
+        flat = e.pinned([x for pair in pairs + weights for x in pair] + freqs + [pos])
+        n = len(lanes)
+        pairs, weights = list(zip(flat[0:2 * n:2], flat[1:2 * n:2])), flat[2 * n:-(n + 1)]
+        weights = list(zip(weights[0::2], weights[1::2])) or None
+        return (lanes, pairs, weights, flat[-(n + 1):-1], src.element), flat[-1]
+
+    def apply(self, fetched, pos, dst, store=None):
+        """QK-norm and rotation of `fetch`'s head into dst; `store`: an i1 that
+        gates the stores (default: always)."""
+        e, vec, half, D = self.e, self.vec, self.half, self.D
+        lanes, pairs, weights, freqs, element = fetched
+        pairs = [(e.to_f32(a), e.to_f32(c)) for a, c in pairs]
+        pos_f = e.splat(e.to_f32(pos), vec)
+        if weights is not None:
             ss = e.f32(0.0)
             for (a, c), (_, valid) in zip(pairs, lanes):
                 part = arith.addf(e.hsum(arith.mulf(a, a)), e.hsum(arith.mulf(c, c)))
@@ -119,43 +136,55 @@ class _Rotation:
             ss = e.warp_reduce([ss], e.sum)[0]
             inv = e.splat(e.rsqrt(arith.addf(arith.mulf(ss, e.f32(1.0 / D)), e.f32(self.eps))), vec)
 
-            def norm(x, col):
-                y = arith.mulf(arith.mulf(x, inv), e.to_f32(weight.load(col, n=vec)))
-                return e.to_f32(e.to(src.element, y))
-            pairs = [(norm(a, j), norm(c, e.add(j, half))) for (a, c), (j, _) in zip(pairs, lanes)]
-        for (a, c), (j, valid) in zip(pairs, lanes):
-            def rotate(a=a, c=c, j=j):
-                sin, cos = e.sincos(arith.mulf(pos_f, self.table.load(j, n=vec)))
-                dst.store(e.to(dst.element, arith.subf(arith.mulf(a, cos), arith.mulf(c, sin))), j)
-                dst.store(e.to(dst.element, e.fma(a, sin, arith.mulf(c, cos))), e.add(j, half))
-            rotate() if valid is None else e.if_(valid, rotate)
+            def norm(x, w):
+                return e.to_f32(e.to(element, arith.mulf(arith.mulf(x, inv), e.to_f32(w))))
+            pairs = [(norm(a, wa), norm(c, wc)) for (a, c), (wa, wc) in zip(pairs, weights)]
+        for (a, c), (j, valid), freq in zip(pairs, lanes, freqs):
+            sin, cos = e.sincos(arith.mulf(pos_f, freq))
+            lo = e.to(dst.element, arith.subf(arith.mulf(a, cos), arith.mulf(c, sin)))
+            hi = e.to(dst.element, e.fma(a, sin, arith.mulf(c, cos)))
+
+            def put(lo=lo, hi=hi, j=j):
+                dst.store(lo, j)
+                dst.store(hi, e.add(j, half))
+            gate = valid if store is None else store if valid is None else arith.andi(valid, store)
+            put() if gate is None else e.if_(gate, put)
 
 
-def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None) -> None:
+def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None, pos=None) -> None:
     """QK-norm, rope and KV append of KV head h of row b (of cache sequence
     `sequence`, default b): query head i of the group into the view `q_dst(i)`
-    [D], k and v into the caches' row positions[b] (when the i1 `append` holds,
-    if given). `buffers`: q, k, v, positions, the norm weights (a list, empty
-    without QK-norm), k_cache, v_cache."""
+    [D], k and v into the caches' row positions[b] (where `append(pos)`, an
+    i1, holds, if given). `buffers`: q, k, v, positions, the norm weights (a
+    list, empty without QK-norm), k_cache, v_cache. `pos`: positions[b], if
+    the caller loaded it.
+
+    Each warp issues all its loads before it first uses the position: a
+    consumer of that load ahead of them would make two round trips of one."""
     q, k, v, positions, norms, k_cache, v_cache = buffers
     D = int(g.param("head_dim"))
     ratio = q.shape[1] // k.shape[1]
     rotate = _Rotation(e, g, q)
     sequence = b if sequence is None else sequence
-    pos = e.as_i32(positions.load(b))
-    pos_f = rotate.position(pos)
+    pos = e.as_i32(positions.load(b)) if pos is None else pos
     q_norm, k_norm = norms if norms else (None, None)
     k_col = e.mul(h, D)
 
     def query(i):
-        rotate(q.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]), q_dst(i), q_norm, pos_f)
+        rotate(q.at(b, e.mul(e.add(e.mul(h, ratio), i), D), shape=[D]), q_dst(i), q_norm, pos)
     e.strided(e.warp, ratio, e.warps, query)
 
-    def key():
-        rotate(k.at(b, k_col, shape=[D]), k_cache.at(sequence, pos, k_col, shape=[D]), k_norm, pos_f)
+    def key():   # the cache row's address waits for pos, after the loads
+        head, at = rotate.fetch(k.at(b, k_col, shape=[D]), k_norm, pos)
+        rotate.apply(head, at, k_cache.at(sequence, at, k_col, shape=[D]), None if append is None else append(at))
 
     def copy_v():
-        _copy_head(e, v.at(b, k_col, shape=[D]), v_cache.at(sequence, pos, k_col, shape=[D]))
+        n = widest_vector(D, element_bytes=byte_width(v.element))
+        require(D // n <= 32, f"head_dim {D} is more than a warp's 16-byte vectors")
+        lane = e.min(e.lane, D // n - 1)
+        value, at = e.pinned([v.at(b, k_col, shape=[D]).load(e.mul(lane, n), n=n), pos])
+        live = e.lt(e.lane, D // n)
+        e.if_(live if append is None else arith.andi(live, append(at)),
+              lambda: v_cache.at(sequence, at, k_col, shape=[D]).store(value, e.mul(lane, n)))
     for w, body in ((ratio % e.warps, key), ((ratio + 1) % e.warps, copy_v)):
-        cond = e.eq(e.warp, w)
-        e.if_(cond if append is None else arith.andi(cond, append), body)
+        e.if_(e.eq(e.warp, w), body)

@@ -100,14 +100,21 @@
 "mpk.tasks"() {sym_name = "attn.partial", kind = "attention_partial", grid = array<i64: 1, 4, 8>, tile = array<i64: 1, 1, 264>, inputs = [@q, @k, @v, @kc, @vc, @positions], outputs = [@parts, @kc, @vc], params = {head_dim = 128 : i64, scale = 0.0883883461 : f32, splits = 4 : i64, inv_freq = array<f32: 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125>}} : () -> ()
 // The rope_append fused in: every split rotates its query heads into shared
 // memory; only the split that holds row positions[b] stores k and v there
-// (a store under the warp test and the owner test), then a barrier before the
-// cache rows are read.
+// (a store under the owner test), then a barrier before the cache rows are
+// read. Each warp's loads (its head, the norm weight, the frequencies) and the
+// position pass one asm together before their first use: one round trip.
 // CHECK-LABEL: func.func @mpk_attention_partial_0
-// CHECK: %[[OWNER:.*]] = arith.andi %{{.*}}, %{{.*}} : i1
+// CHECK: llvm.load {{.*}} : !llvm.ptr<1> -> i32
+// CHECK: llvm.inline_asm has_side_effects "mov.b32 $0, $5;
 // CHECK: llvm.call_intrinsic "llvm.nvvm.sin.approx.f"
 // CHECK: llvm.store {{.*}} : vector<2xbf16>, !llvm.ptr<3>
-// CHECK: arith.andi %{{.*}}, %[[OWNER]] : i1
+// CHECK: llvm.inline_asm has_side_effects "mov.b32 $0, $5;
+// CHECK: %[[OWNER:.*]] = arith.andi %{{.*}}, %{{.*}} : i1
+// CHECK: scf.if %[[OWNER]] {
 // CHECK: llvm.store {{.*}} : vector<2xbf16>, !llvm.ptr<1>
+// CHECK: llvm.inline_asm has_side_effects
+// CHECK: arith.andi %{{.*}}, %{{.*}} : i1
+// CHECK: llvm.store {{.*}} : vector<8xbf16>, !llvm.ptr<1>
 // CHECK: gpu.barrier
 // CHECK: llvm.load {{.*}} : !llvm.ptr<3> -> vector<8xbf16>
 // CHECK: scf.for

@@ -216,6 +216,17 @@ def cases() -> list[Case]:
               ("vc", (1, 400, 512), bf, "state"), ("o", (1, 2048), bf, "workspace"),
               ("arrivals", (1, 8), i32, "counters")],
              {"head_dim": 64, "scale": 64 ** -0.5, "splits": 5, "inv_freq": _theta_freqs(64)}),
+        # A short cache on the CUDA cores: splits of ~10 rows (some empty), where the row
+        # the owner appends weighs about a tenth of its split, so a stale read fails.
+        Case("attention_split_rope_short", "attention_split", (B, 4, 8), (1, 1, 2 * 132),
+             [("q", (B, 2048), bf, "workspace"), ("k", (B, 1024), bf, "workspace"),
+              ("v", (B, 1024), bf, "workspace"), ("kc", (B, 40, 1024), bf, "state"),
+              ("vc", (B, 40, 1024), bf, "state"), ("pos", (B,), i32, "io"),
+              ("qw", (128,), bf, "weight"), ("kw", (128,), bf, "weight")],
+             [("partials", (B, 4, 16 * 132), "f32", "workspace"), ("kc", (B, 40, 1024), bf, "state"),
+              ("vc", (B, 40, 1024), bf, "state"), ("o", (B, 2048), bf, "workspace"),
+              ("arrivals", (B, 8), i32, "counters")],
+             {"head_dim": 128, "scale": 128 ** -0.5, "splits": 4, "inv_freq": _theta_freqs(128), "eps": 1e-6}),
         # The other paths (`mma`, `mma_rows`): by default G = 4 takes the tensor cores
         # (blocks of 8 rows), G = 2 the CUDA cores.
         Case("attention_partial_mma", "attention_partial", (B, 4, 8), (1, 1, 2 * 132),
