@@ -110,10 +110,6 @@ def _as_vector(v: ir.Value) -> ir.Value:
     return v if isinstance(v.type, ir.VectorType) else vector.from_elements(ir.VectorType.get([1], v.type), [v])
 
 
-def _scalar(e, v: ir.Value) -> ir.Value:
-    return vector.extract(v, [], [0]) if isinstance(v.type, ir.VectorType) else v
-
-
 def _alignment(n: int, element: ir.Type) -> int:
     """A vector is aligned to its size, up to the 16 bytes of the widest access."""
     return min(n * byte_width(element), 16)
@@ -452,38 +448,33 @@ class Emitter:
         uses the result cannot start before all of them arrived, and the loads
         cannot be sunk into a later branch: loads issued together wait together
         (one round trip), which LLVM's scheduling does not promise."""
-        words, kinds = [], []
+        i16 = ir.IntegerType.get_signless(16)
+        words, layout = [], []
         for v in values:
-            bits = _bits(v.type)
-            if bits == 16:         # a 16-bit scalar rides in the low half of a word
-                kinds.append((v.type, 0))
-                as_int = arith.bitcast(ir.IntegerType.get_signless(16), _scalar(self, v))
-                words.append(arith.extui(i32(), as_int))
-                continue
-            assert bits % 32 == 0, f"cannot pin a {v.type}"
-            n = bits // 32
-            as_words = vector.bitcast(ir.VectorType.get([n], i32()), _as_vector(v))
-            words += [vector.extract(as_words, [], [k]) for k in range(n)]
-            kinds.append((v.type, n))
+            vt = _as_vector(v)
+            bits = _bits(vt.type)
+            assert bits == 16 or bits % 32 == 0, f"cannot pin a {v.type}"
+            if bits == 16:   # in the low half of a word
+                half = vector.extract(vector.bitcast(ir.VectorType.get([1], i16), vt), [], [0])
+                words.append(arith.extui(i32(), half))
+            else:
+                as_words = vector.bitcast(ir.VectorType.get([bits // 32], i32()), vt)
+                words += [vector.extract(as_words, [], [k]) for k in range(bits // 32)]
+            layout.append((v.type, vt.type, max(bits // 32, 1)))
         n = len(words)
-        body = " ".join(f"mov.b32 ${k}, ${k + n};" for k in range(n))
-        struct = llvm.StructType.get_literal([i32()] * n)
-        asm = llvm.InlineAsmOp(struct, words, body, ",".join(["=r"] * n + ["r"] * n),
-                               has_side_effects=True).result
+        asm = llvm.InlineAsmOp(llvm.StructType.get_literal([i32()] * n), words,
+                               " ".join(f"mov.b32 ${k}, ${k + n};" for k in range(n)),
+                               ",".join(["=r"] * n + ["r"] * n), has_side_effects=True).result
         out, k = [], 0
-        for t, m in kinds:
-            if m == 0:
-                half = arith.trunci(ir.IntegerType.get_signless(16), llvm.extractvalue(i32(), asm, [k]))
-                scalar = arith.bitcast(ir.VectorType(t).element_type if isinstance(t, ir.VectorType) else t, half)
-                out.append(vector.from_elements(t, [scalar]) if isinstance(t, ir.VectorType) else scalar)
-                k += 1
-                continue
-            got = vector.from_elements(ir.VectorType.get([m], i32()),
-                                       [llvm.extractvalue(i32(), asm, [k + j]) for j in range(m)])
-            back = vector.bitcast(ir.VectorType.get([ir.VectorType(t).shape[0]], ir.VectorType(t).element_type)
-                                  if isinstance(t, ir.VectorType) else ir.VectorType.get([1], t), got)
-            out.append(back if isinstance(t, ir.VectorType) else vector.extract(back, [], [0]))
+        for t, vt, m in layout:
+            got = [llvm.extractvalue(i32(), asm, [k + j]) for j in range(m)]
             k += m
+            if _bits(vt) == 16:
+                half = arith.trunci(i16, got[0])
+                back = vector.bitcast(vt, vector.from_elements(ir.VectorType.get([1], i16), [half]))
+            else:
+                back = vector.bitcast(vt, vector.from_elements(ir.VectorType.get([m], i32()), got))
+            out.append(back if isinstance(t, ir.VectorType) else vector.extract(back, [], [0]))
         return out
 
     def pack_bf16(self, lo: ir.Value, hi: ir.Value) -> ir.Value:
