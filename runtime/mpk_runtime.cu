@@ -294,13 +294,20 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   __syncthreads();  // the task cache and the staged rows are filled, the ring's mbarriers exist
   if (copy_warp && staging) weights.fill();   // thread 0 waits on the mbarriers, not on this
 
-  // The next queue position of `p` (queue order, then the next step).
+  // Moves `p` (in shared memory) to its next queue position, in queue order, then
+  // the next step; returns the new position.
   const auto advance = [&](Position& p) {
-    if (++p.q == queue_end) {
-      p.q = queue_begin;
-      ++p.step;
+    Position at = p;
+    if (++at.q == queue_end) {
+      at.q = queue_begin;
+      ++at.step;
     }
+    p = at;
+    return at;
   };
+  // The task at queue position q, from the task cache when there is one, and its global id.
+  const auto task_at = [&](int q) { return cache != nullptr ? cache[q - queue_begin] : launch.tasks[launch.queue_tasks[q]]; };
+  const auto id_of = [&](const MpkTask& task, int q) { return cache != nullptr ? task.group : launch.queue_tasks[q]; };
   if (threadIdx.x == 0) {
     lead = {queue_end - 1, -1};
     chunks_used = 0;
@@ -308,11 +315,9 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   if (threadIdx.x == side_lane) side = {queue_end - 1, -1};
   while (queue_len > 0) {   // uniform across the CTA, like `proceed`
     if (threadIdx.x == 0) {
-      Position at = lead;
-      advance(at);
-      lead = at;
-      const MpkTask task = cache != nullptr ? cache[at.q - queue_begin] : launch.tasks[launch.queue_tasks[at.q]];
-      const int task_id = cache != nullptr ? task.group : launch.queue_tasks[at.q];
+      const Position at = advance(lead);
+      const MpkTask task = task_at(at.q);
+      const int task_id = id_of(task, at.q);
       // Past the last step: done. Another worker gave up: stop too (checked once a
       // step; a task's wait checks, too).
       bool ok = at.step < launch.steps && (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
@@ -331,13 +336,11 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       proceed = ok;
       if (ok && profile) *profile = global_time_ns();
     } else if (threadIdx.x == side_lane) {
-      Position at = side;
-      advance(at);
-      side = at;
-      const MpkTask task = cache != nullptr ? cache[at.q - queue_begin] : launch.tasks[launch.queue_tasks[at.q]];
+      const Position at = advance(side);
+      const MpkTask task = task_at(at.q);
       // Inputs not ready yet: use the wait to bring the task's weights into L2.
       if (at.step < launch.steps && task.wait_slot >= 0 && !(staging && (task.flags & MPK_TASK_STAGED)))
-        prefetch_l2_while_waiting(launch, cache != nullptr ? task.group : launch.queue_tasks[at.q], task.wait_slot,
+        prefetch_l2_while_waiting(launch, id_of(task, at.q), task.wait_slot,
                                   (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1));
     }
     __syncthreads();

@@ -45,6 +45,8 @@ and both paths read them from there.
 
 from __future__ import annotations
 
+from functools import reduce
+
 from mlir import ir
 from mlir.dialects import arith
 
@@ -57,6 +59,11 @@ from .emit import View, byte_width, f32, widest_vector
 
 UNROLL = 8  # 16-byte weight loads in flight per lane
 MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-core path
+# Independent accumulators per weight on the tensor-core path: a k-step's MMAs
+# alternate between them, so its last MMA waits for half as many before it
+# (bench/NOTES.md round 17: -0.7 to -1.1% at batch 8 on the 0.6B, Llama and
+# the 1.7B; next step's loads issued before this step's MMAs measured slower).
+MMA_CHAINS = 2
 
 
 def linear(e, g, task, buffers):
@@ -239,15 +246,18 @@ def _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine)
             k = [e.add(e.mul(s, kstep), e.add(e.mul(t, 8 * runs), 8 * r)) for r in range(runs)]
             a = [[[e.words(w_row, c) for c in k] for w_row in pair] for pair in w_rows]  # weight loads first
             b = [e.words(xr, c) for c in k]
-            out = []
+            acc = [acc[4 * i:4 * i + 4] for i in range(W * MMA_CHAINS)]
             for j, (a_lo, a_hi) in enumerate(a):
-                acc_j = acc[4 * j:4 * j + 4]
-                for lo_w, hi_w, x_w in zip(a_lo, a_hi, b):
-                    acc_j = e.mma_bf16(acc_j, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]], x_w[:2])
-                    acc_j = e.mma_bf16(acc_j, [lo_w[2], hi_w[2], lo_w[3], hi_w[3]], x_w[2:])
-                out += acc_j
-            return out
-        acc = e.loop(part, steps, slices, [e.f32(0.0)] * (4 * W), step)
+                frags = [(frag, x_w[h:h + 2]) for lo_w, hi_w, x_w in zip(a_lo, a_hi, b)
+                         for h, frag in ((0, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]]),
+                                         (2, [lo_w[2], hi_w[2], lo_w[3], hi_w[3]]))]
+                for i, (frag, x_pair) in enumerate(frags):   # round robin over the chains
+                    c = j * MMA_CHAINS + i % MMA_CHAINS
+                    acc[c] = e.mma_bf16(acc[c], frag, x_pair)
+            return [v for chain in acc for v in chain]
+        chains = e.loop(part, steps, slices, [e.f32(0.0)] * (4 * W * MMA_CHAINS), step)
+        acc = [reduce(arith.addf, [chains[4 * (j * MMA_CHAINS + c) + k] for c in range(MMA_CHAINS)])
+               for j in range(W) for k in range(4)]
         if sums is None:
             _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine)
         else:
@@ -258,13 +268,13 @@ def _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine)
     if sums is not None:
         e.barrier()
 
-        def reduce():
+        def add_slices():
             block = e.div(e.tid, 32)
             acc = [e.f32(0.0)] * (4 * W)
             for part in range(slices):
                 acc = [arith.addf(a, sums.load(part, block, e.lane, k)) for k, a in enumerate(acc)]
             _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine)
-        e.if_(e.lt(e.tid, blocks * 32), reduce)
+        e.if_(e.lt(e.tid, blocks * 32), add_slices)
 
 
 def _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine):

@@ -65,17 +65,24 @@ def rope_append(e, g, task, buffers):
             rotate(k.at(r, col, shape=[D]), caches[0].at(seq, pos, col, shape=[D]), k_norm, pos)
 
         def value():
-            _copy_head(e, v.at(r, col, shape=[D]), caches[1].at(seq, pos, col, shape=[D]))
+            _copy_head(e, v.at(r, col, shape=[D]), lambda at: caches[1].at(seq, at, col, shape=[D]), pos)
         e.if_(e.lt(j, ratio), query,
               lambda: e.if_(e.eq(j, ratio), key, lambda: value() or []) or [])
     e.strided(e.warp, e.mul(rows, units), e.warps, unit)
 
 
-def _copy_head(e, src, dst) -> None:
-    """One head [D] copied by one warp."""
+def _copy_head(e, src, dst, pos, store=None) -> None:
+    """One head [D] copied by one warp, a 16-byte vector a lane, into the view
+    `dst(pos)`: the load is pinned with `pos` (one round trip, and the row's
+    address after both); `store(pos)`, an i1, gates the store (default: always)."""
     D = src.shape[0]
     n = widest_vector(D, element_bytes=byte_width(src.element))
-    e.strided(e.lane, D // n, 32, lambda c: dst.store(src.load(e.mul(c, n), n=n), e.mul(c, n)))
+    require(D // n <= 32, f"head_dim {D} is more than a warp's 16-byte vectors")
+    lane = e.min(e.lane, D // n - 1)
+    value, at = e.pinned([src.load(e.mul(lane, n), n=n), pos])
+    live = e.lt(e.lane, D // n)
+    e.if_(live if store is None else arith.andi(live, store(at)),
+          lambda: dst(at).store(value, e.mul(lane, n)))
 
 
 class _Rotation:
@@ -179,12 +186,7 @@ def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None, pos=None)
         rotate.apply(head, at, k_cache.at(sequence, at, k_col, shape=[D]), None if append is None else append(at))
 
     def copy_v():
-        n = widest_vector(D, element_bytes=byte_width(v.element))
-        require(D // n <= 32, f"head_dim {D} is more than a warp's 16-byte vectors")
-        lane = e.min(e.lane, D // n - 1)
-        value, at = e.pinned([v.at(b, k_col, shape=[D]).load(e.mul(lane, n), n=n), pos])
-        live = e.lt(e.lane, D // n)
-        e.if_(live if append is None else arith.andi(live, append(at)),
-              lambda: v_cache.at(sequence, at, k_col, shape=[D]).store(value, e.mul(lane, n)))
+        _copy_head(e, v.at(b, k_col, shape=[D]), lambda at: v_cache.at(sequence, at, k_col, shape=[D]),
+                   pos, append)
     for w, body in ((ratio % e.warps, key), ((ratio + 1) % e.warps, copy_v)):
         e.if_(e.eq(e.warp, w), body)
