@@ -242,11 +242,11 @@ def _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine)
         lo = e.add(e.mul(block, 16), quad)
         w_rows = [[weight_row(e.min(r, last)) for r in (lo, e.add(lo, 8))] for weight_row in weight_rows]
 
-        def step(s, acc):
+        def step(s, carried):   # carried: MMA_CHAINS accumulators of 4 per weight
             k = [e.add(e.mul(s, kstep), e.add(e.mul(t, 8 * runs), 8 * r)) for r in range(runs)]
             a = [[[e.words(w_row, c) for c in k] for w_row in pair] for pair in w_rows]  # weight loads first
             b = [e.words(xr, c) for c in k]
-            acc = [acc[4 * i:4 * i + 4] for i in range(W * MMA_CHAINS)]
+            acc = [carried[4 * i:4 * i + 4] for i in range(W * MMA_CHAINS)]
             for j, (a_lo, a_hi) in enumerate(a):
                 frags = [(frag, x_w[h:h + 2]) for lo_w, hi_w, x_w in zip(a_lo, a_hi, b)
                          for h, frag in ((0, [lo_w[0], hi_w[0], lo_w[1], hi_w[1]]),
