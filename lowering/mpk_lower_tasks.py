@@ -15,7 +15,16 @@ and `mpk_dispatch` maps an id to its function:
 
 `buffers` holds the group's buffer addresses, inputs then outputs; the
 dispatcher moves `per_step` io buffers to copy `step`, so task functions never
-see the step. Task functions are `(i32 task, !llvm.ptr<1> buffers..., !llvm.ptr<3> smem,
+see the step. A kind with a `prefetch` lowering also gets `<function>_prefetch`
+(task, buffers...), run by one thread of the worker while the task still waits
+for its inputs, through
+
+    extern "C" __device__ void mpk_prefetch_dispatch(int fn, int task, int step,
+                                                     const unsigned long long* buffers);
+
+and its group the unit attribute `prefetch` (the task table's flag).
+
+Task functions are `(i32 task, !llvm.ptr<1> buffers..., !llvm.ptr<3> smem,
 !llvm.ptr<3> staged)`: `staged` holds the task's weight rows when mpk-stage-weights
 marked its group (the runtime copied them there), else it is null.
 The threads per CTA and the shared-memory budget are recorded on `mpk.kernel`
@@ -43,6 +52,7 @@ from .kernels.emit import Emitter, View, byte_width, i32, ptr
 
 GPU_MODULE = "mpk_tasks"
 DISPATCH = "mpk_dispatch"
+PREFETCH_DISPATCH = "mpk_prefetch_dispatch"
 
 # convert-nvvm-to-llvm: NVVM ops without an LLVM intrinsic (wgmma, TMA copies) become inline PTX.
 TO_NVVM = ("builtin.module(gpu.module(convert-scf-to-cf,convert-nvvm-to-llvm,"
@@ -79,6 +89,7 @@ class LowerTasks(ModulePass):
         graph = analyses.task_graph(module)
         self._groups = {tg.name: tg for tg in graph.groups}
         self._graph, self._block, self._functions = graph, block, {}
+        self._prefetching: set[str] = set()   # kinds whose functions have a prefetch function
         self._refused: set[str] = set()
         rewrite.walk_and_apply_patterns(module, self.patterns().freeze())
         for tg in graph.groups:
@@ -90,6 +101,8 @@ class LowerTasks(ModulePass):
 
         with module.location, ir.InsertionPoint(block):
             _dispatch([(symbol, g, maps) for _, symbol, g, maps in functions.values()])  # in fn order
+            _prefetch_dispatch([(fn, f"{symbol}_prefetch", g) for fn, symbol, g, _ in functions.values()
+                                if g.kind in self._prefetching])
         i64 = ir.IntegerType.get_signless(64)
         kernels[0].attributes["threads"] = ir.IntegerAttr.get(i64, self.threads)
         kernels[0].attributes["smem_bytes"] = ir.IntegerAttr.get(i64, self.smem_bytes)
@@ -123,6 +136,9 @@ class LowerTasks(ModulePass):
             if key not in self._functions:
                 symbol = f"mpk_{group.kind}_{len(self._functions)}"
                 self._function(self._block, symbol, group, kind.emit, len(maps))
+                if kind.prefetch is not None:
+                    self._function(self._block, f"{symbol}_prefetch", group, kind.prefetch, prefetch=True)
+                    self._prefetching.add(group.kind)
                 self._functions[key] = (len(self._functions), symbol, group, len(maps))
         except Unsupported as e:
             self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")
@@ -131,6 +147,8 @@ class LowerTasks(ModulePass):
         op.attributes["fn"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), self._functions[key][0])
         if maps:   # the runtime encodes these TMA descriptors (mpk-materialize's tensor_maps)
             op.attributes["tensor_maps"] = ir.ArrayAttr.get([m.attribute() for m in maps])
+        if kind.prefetch is not None:
+            op.attributes["prefetch"] = ir.UnitAttr.get()
         return None
 
     # ------------------------------------------------------------------ views
@@ -155,18 +173,22 @@ class LowerTasks(ModulePass):
                      tuple(graph.domain(tg)), inputs, outputs, dict(tg.params))
 
     # -------------------------------------------------------------- functions
-    def _function(self, block: ir.Block, symbol: str, group: Group, emit, maps: int = 0) -> None:
+    def _function(self, block: ir.Block, symbol: str, group: Group, emit, maps: int = 0,
+                  prefetch: bool = False) -> None:
+        """A task function (a prefetch function: the task and its buffers only, one thread)."""
         global_ptr = ptr(1)
-        types = [i32()] + [global_ptr] * (len(group.buffers) + maps) + [ptr(3), ptr(3)]
+        types = [i32()] + [global_ptr] * (len(group.buffers) + maps) + ([] if prefetch else [ptr(3), ptr(3)])
         with group.op.location, ir.InsertionPoint(block):
             f = func.FuncOp(symbol, ir.FunctionType.get(types, []))
             f.attributes["mpk.group"] = ir.StringAttr.get(group.name)
             entry = f.add_entry_block()
         try:
             with group.op.location, ir.InsertionPoint(entry):
-                task, *addresses, smem, staged = entry.arguments
+                task, *addresses = entry.arguments
+                smem, staged = (None, None) if prefetch else addresses[-2:]
+                addresses = addresses if prefetch else addresses[:-2]
                 addresses, descriptors = addresses[:len(group.buffers)], addresses[len(group.buffers):]
-                e = Emitter(self.threads, smem, self.smem_bytes, block, staged)
+                e = Emitter(self.threads, smem, 0 if prefetch else self.smem_bytes, block, staged)
                 e.tensor_maps = descriptors
                 views = [View(e, p, b.element, b.shape, b.readonly)
                          for p, b in zip(addresses, group.buffers)]
@@ -186,27 +208,52 @@ def _dispatch(functions: list[tuple[str, Group, int]]) -> None:
     with ir.InsertionPoint(entry):
         fn, task, step, table, smem, staged = entry.arguments
         shared, stage = (llvm.AddrSpaceCastOp(ptr(3), p).result for p in (smem, staged))
-        i64 = ir.IntegerType.get_signless(64)
-        step64 = arith.extsi(i64, step)
-        index = arith.index_cast(ir.IndexType.get(), fn)
-        switch = scf.IndexSwitchOp([], index, list(range(len(functions))))
-        for region, (symbol, group, maps) in zip(switch.caseRegions, functions):
-            with ir.InsertionPoint(_block(region)):
-                args = [task]
-                for k, b in enumerate(list(group.buffers) + [None] * maps):
-                    slot = llvm.GEPOp(generic, table, [], [k], i64, 0).result
-                    address = llvm.IntToPtrOp(ptr(1), llvm.LoadOp(i64, slot, alignment=8)).result
-                    if b is not None and b.per_step:  # one copy of the buffer per step of the launch
-                        nbytes = math.prod(b.shape) * byte_width(b.element)
-                        offset = arith.muli(step64, arith.constant(i64, nbytes))
-                        address = llvm.GEPOp(ptr(1), address, [offset], [-2147483648],
-                                             ir.IntegerType.get_signless(8), 0).result
-                    args.append(address)
-                func.CallOp([], symbol, args + [shared, stage])
-                scf.YieldOp([])
-        with ir.InsertionPoint(_block(switch.defaultRegion)):
-            scf.YieldOp([])
+        cases = [(k, symbol, group, maps) for k, (symbol, group, maps) in enumerate(functions)]
+        _switch(fn, cases, lambda symbol, group, maps: func.CallOp(
+            [], symbol, [task] + _buffer_args(table, step, group, maps) + [shared, stage]))
         func.ReturnOp([])
+
+
+def _prefetch_dispatch(functions: list[tuple[int, str, Group]]) -> None:
+    """`mpk_prefetch_dispatch`: `mpk_dispatch`'s switch over the groups that have a
+    prefetch function (`fn`, its symbol, the group); any other `fn` does nothing."""
+    generic = ptr(0)
+    f = func.FuncOp(PREFETCH_DISPATCH, ir.FunctionType.get([i32(), i32(), i32(), generic], []))
+    entry = f.add_entry_block()
+    with ir.InsertionPoint(entry):
+        fn, task, step, table = entry.arguments
+        _switch(fn, [(k, symbol, group, 0) for k, symbol, group in functions],
+                lambda symbol, group, _: func.CallOp([], symbol, [task] + _buffer_args(table, step, group, 0)))
+        func.ReturnOp([])
+
+
+def _switch(fn: ir.Value, cases: list[tuple[int, str, Group, int]], call) -> None:
+    """A switch on `fn`: case k runs `call(symbol, group, maps)`; others nothing."""
+    switch = scf.IndexSwitchOp([], arith.index_cast(ir.IndexType.get(), fn), [k for k, *_ in cases])
+    for region, (_, *case) in zip(switch.caseRegions, cases):
+        with ir.InsertionPoint(_block(region)):
+            call(*case)
+            scf.YieldOp([])
+    with ir.InsertionPoint(_block(switch.defaultRegion)):
+        scf.YieldOp([])
+
+
+def _buffer_args(table: ir.Value, step: ir.Value, group: Group, maps: int) -> list[ir.Value]:
+    """The group's buffer addresses (then its tensor maps') from the table; a per-step
+    io buffer's is moved to the copy of `step`."""
+    i64 = ir.IntegerType.get_signless(64)
+    step64 = arith.extsi(i64, step)
+    args = []
+    for k, b in enumerate(list(group.buffers) + [None] * maps):
+        slot = llvm.GEPOp(ptr(0), table, [], [k], i64, 0).result
+        address = llvm.IntToPtrOp(ptr(1), llvm.LoadOp(i64, slot, alignment=8)).result
+        if b is not None and b.per_step:  # one copy of the buffer per step of the launch
+            nbytes = math.prod(b.shape) * byte_width(b.element)
+            offset = arith.muli(step64, arith.constant(i64, nbytes))
+            address = llvm.GEPOp(ptr(1), address, [offset], [-2147483648],
+                                 ir.IntegerType.get_signless(8), 0).result
+        args.append(address)
+    return args
 
 
 def _block(region: ir.Region) -> ir.Block:
@@ -252,7 +299,12 @@ def _gpu_module(op: ir.Operation):
 
 def _keep_calls(module: ir.Operation) -> None:
     """Mark task functions `noinline`: they stay PTX `.func`s, each allocating
-    its own registers, instead of melting into one huge dispatcher."""
+    its own registers, instead of melting into one huge dispatcher. Prefetch
+    functions, a few instructions each, become internal: they melt into theirs."""
     for f in _gpu_module(module).regions[0].blocks[0].operations:
-        if f.name == "llvm.func" and _name(f) != DISPATCH:
+        if f.name != "llvm.func" or _name(f) in (DISPATCH, PREFETCH_DISPATCH):
+            continue
+        if _name(f).endswith("_prefetch"):
+            f.attributes["linkage"] = ir.Attribute.parse("#llvm.linkage<internal>")
+        else:
             f.attributes["no_inline"] = ir.UnitAttr.get()

@@ -123,12 +123,18 @@ def materialize(graph: TaskGraph) -> Materialized:
                     task_table[rows, layout.task_field("wait_triggers")] = event.triggers
             task_table[rows, layout.task_field(f"{field}_slot")] = slots
         prefetch[rows] = prefetch_ranges(graph, g, len(group_buffers))
+        if "prefetch" in g.op.attributes:     # mpk-lower-tasks built it a prefetch function
+            flags |= layout.FLAGS["prefetch"]
         task_table[rows, layout.task_field("flags")] = flags | np.where(prefetch[rows, 3] > 0, layout.FLAGS["staged"], 0)
         group_buffers += [buffer_ids[n] for n in names]
         for m in (ir.ArrayAttr(g.op.attributes["tensor_maps"]) if "tensor_maps" in g.op.attributes else []):
             position, rows, cols = ir.DenseI64ArrayAttr(m)
             group_buffers.append(len(buffers) + len(tensor_maps))
             tensor_maps.append((buffer_ids[names[position]], rows, cols))
+        listed = len(group_buffers) - group_buffer_offsets[-1]
+        if listed > layout.GROUP_BUFFERS_MAX:
+            raise MaterializeError(g.op, f"group '{g.name}' lists {listed} buffers and tensor maps, "
+                                   f"the runtime passes at most {layout.GROUP_BUFFERS_MAX}")
         group_buffer_offsets.append(len(group_buffers))
         groups.append({"name": g.name, "kind": g.kind, "fn": fn, "grid": list(g.grid), "tile": list(g.tile),
                        "first_task": g.first_task, "num_tasks": g.num_tasks,

@@ -26,6 +26,7 @@ RUNTIME_DIR = Path(__file__).resolve().parent
 RUNTIME_SOURCES = ("mpk_runtime.h", "mpk_sync.h", "mpk_runtime.cu")
 KERNEL_NAME = "mpk_persistent_kernel"
 DISPATCH_NAME = "mpk_dispatch"
+PREFETCH_DISPATCH_NAME = "mpk_prefetch_dispatch"   # the side lane's call while a task waits
 
 # As measured on an H100: the generated code is a callee, not
 # inlined, so without a cap it schedules loads late; 96 or 64 spill.
@@ -93,7 +94,7 @@ def compile_runtime(arch: str = "sm_90", defines: dict[str, str] | None = None,
     sources = runtime_source()
     headers = {n: s for n, s in sources.items() if n.endswith(".h")}
     code = compile_ltoir(sources["mpk_runtime.cu"], "mpk_runtime.cu", arch, headers, defines, ptx=caller_saves)
-    return caller_saves_ptx(code, {DISPATCH_NAME}) if caller_saves else code
+    return caller_saves_ptx(code, {DISPATCH_NAME, PREFETCH_DISPATCH_NAME}) if caller_saves else code
 
 
 def caller_saves_ptx(ptx: str, functions: set[str] | None = None) -> str:
@@ -200,10 +201,11 @@ def build_cubin(task_ptx: list[tuple[str, str]], arch: str = "sm_90",
     runtime = compile_runtime(arch, defines, caller_saves)
     if caller_saves:
         task_ptx = [(name, caller_saves_ptx(ptx)) for name, ptx in task_ptx]
-        # Both sides of the one call between the modules must say it (a mismatch links, silently wrong).
+        # Both sides of the calls between the modules must say it (a mismatch links, silently wrong).
         for name, ptx in [("the runtime", runtime), *task_ptx]:
-            if DISPATCH_NAME in ptx and not _preserves(ptx, DISPATCH_NAME):
-                raise BuildError(f"{name}: the header of {DISPATCH_NAME} did not take .abi_preserve")
+            for function in (DISPATCH_NAME, PREFETCH_DISPATCH_NAME):
+                if function in ptx and not _preserves(ptx, function):
+                    raise BuildError(f"{name}: the header of {function} did not take .abi_preserve")
     return link(runtime, task_ptx, arch, max_registers)
 
 

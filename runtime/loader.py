@@ -400,7 +400,14 @@ class Session:
         self.d_tasks = _upload_new(t["tasks"].astype(np.int32), "tasks")
         self.d_queue_offsets = _upload_new(t["queue_offsets"].astype(np.int32), "queue offsets")
         self.d_queue_tasks = _upload_new(t["queue_tasks"].astype(np.int32), "queues")
-        self.d_buffer_ptrs = _upload_new(addresses[t["group_buffers"]], "buffer pointers")
+        lists = np.diff(t["group_buffer_offsets"])
+        if lists.size and lists.max() > layout.GROUP_BUFFERS_MAX:
+            raise LoaderError(f"a group lists {lists.max()} buffers and tensor maps, this runtime "
+                              f"passes at most {layout.GROUP_BUFFERS_MAX}")
+        # Padded: a worker copies GROUP_BUFFERS_MAX entries of a task's list, whatever its length.
+        padding = np.zeros(layout.GROUP_BUFFERS_MAX, np.uint64)
+        self.d_buffer_ptrs = _upload_new(np.concatenate([addresses[t["group_buffers"]], padding]),
+                                         "buffer pointers")
         self.d_prefetch = _upload_new(t["prefetch"].astype(np.int32), "prefetch table")
         self.d_error = DeviceBuffer(ctypes.sizeof(MpkError), "error record")
 

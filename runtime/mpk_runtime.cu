@@ -17,8 +17,11 @@
 //
 // Waiting is thread 0's alone: it polls its task's counter and does nothing
 // else meanwhile. Lane 0 of the last warp ("the side lane") uses the wait to
-// pull the task's weights into L2 when they are small enough to help
-// (MPK_WAIT_PREFETCH_MAX_BYTES; bench/NOTES.md rounds 1 and 9).
+// copy the task's buffer list into shared memory for its dispatch (bench/NOTES.md
+// round 18: read from global memory after the wait, it was a round trip before
+// every task's first load), and to pull the task's weights into L2 when they are
+// small enough to help (MPK_WAIT_PREFETCH_MAX_BYTES; rounds 1 and 9), or run its
+// group's prefetch function (an attention task's cache rows; round 18).
 //
 // The weight ring (mpk-stage-weights): a staged task reads its weight rows
 // from shared memory. A copy warp fills a ring of `MpkLaunch::ring_bytes` with
@@ -45,17 +48,12 @@
 
 namespace {
 
-// The side lane, while thread 0 waits for `slot` to reach `expected`: starts an
-// asynchronous copy of the task's weights from memory into L2 (sm_90 bulk prefetch:
-// one instruction, no registers, no completion to wait for) if the counter is short
-// and the range small enough. The prefetch record is loaded beside the (relaxed) look
-// at the counter, so that a task whose event is complete costs one round trip here,
-// as it does thread 0.
-__device__ __forceinline__ void prefetch_l2_while_waiting(const MpkLaunch& launch, int task_id, int slot,
-                                                          unsigned int expected) {
+// The side lane, while thread 0 waits for the task's inputs: starts an asynchronous
+// copy of the task's weights from memory into L2 (sm_90 bulk prefetch: one
+// instruction, no registers, no completion to wait for) if the range is small enough.
+__device__ __forceinline__ void prefetch_weights_l2(const MpkLaunch& launch, int task_id) {
   if (MPK_WAIT_PREFETCH_MAX_BYTES <= 0 || launch.prefetch == nullptr) return;
   const MpkPrefetch p = launch.prefetch[task_id];
-  if (load_relaxed(launch.event_counters + slot) >= expected) return;
   if (p.buffer < 0 || p.bytes <= 0 || p.bytes > MPK_WAIT_PREFETCH_MAX_BYTES) return;
   const char* base = reinterpret_cast<const char*>(launch.buffer_ptrs[p.buffer]) + p.offset;
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base), "r"(p.bytes) : "memory");
@@ -240,10 +238,14 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   struct Position { int q, step; };
   __shared__ Position lead, side;
   __shared__ struct {
-    int fn, task, step, buffers;           // mpk_dispatch's arguments
+    int fn, task, step;                    // mpk_dispatch's arguments (and buffer_list)
     int trigger_slot, flags;               // for thread 0 after it
     unsigned long long* profile_end;       // where the end time goes, or null
   } running;
+  // The running task's buffer list, copied from global memory while thread 0 waits
+  // for its inputs (by the side lane): the dispatch then reads shared memory, not a
+  // round trip to L2 between the wait and the task's first load.
+  __shared__ unsigned long long buffer_list[MPK_GROUP_BUFFERS_MAX];
   __shared__ bool chunk_in_use;           // the running task's rows are in the ring (the copy warp's)
   __shared__ unsigned int chunks_used;    // staged tasks that started (thread 0's)
   __shared__ __align__(8) unsigned long long ring_full[MPK_RING_MAX_DEPTH];
@@ -308,6 +310,15 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   // The task at queue position q, from the task cache when there is one, and its global id.
   const auto task_at = [&](int q) { return cache != nullptr ? cache[q - queue_begin] : launch.tasks[launch.queue_tasks[q]]; };
   const auto id_of = [&](const MpkTask& task, int q) { return cache != nullptr ? task.group : launch.queue_tasks[q]; };
+  // The task's buffer list into shared memory: all its loads (the table is padded),
+  // then `meanwhile()` (more loads of the same round trip), then the stores.
+  const auto copy_buffer_list = [&](const MpkTask& task, auto&& meanwhile) {
+    unsigned long long list[MPK_GROUP_BUFFERS_MAX];
+    for (int k = 0; k < MPK_GROUP_BUFFERS_MAX; ++k) list[k] = launch.buffer_ptrs[task.buffers + k];
+    const auto result = meanwhile();
+    for (int k = 0; k < MPK_GROUP_BUFFERS_MAX; ++k) buffer_list[k] = list[k];
+    return result;
+  };
   if (threadIdx.x == 0) {
     lead = {queue_end - 1, -1};
     chunks_used = 0;
@@ -318,6 +329,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       const Position at = advance(lead);
       const MpkTask task = task_at(at.q);
       const int task_id = id_of(task, at.q);
+      if (side_lane == 0) copy_buffer_list(task, [] { return 0; });   // one warp: no side lane
       // Past the last step: done. Another worker gave up: stop too (checked once a
       // step; a task's wait checks, too).
       bool ok = at.step < launch.steps && (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
@@ -332,16 +344,25 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       }
       unsigned long long* profile =
           launch.profile ? launch.profile + 2 * ((long long)at.step * launch.num_tasks + task_id) : nullptr;
-      running = {task.fn, task.task, at.step, task.buffers, task.trigger_slot, task.flags, profile ? profile + 1 : nullptr};
+      running = {task.fn, task.task, at.step, task.trigger_slot, task.flags, profile ? profile + 1 : nullptr};
       proceed = ok;
       if (ok && profile) *profile = global_time_ns();
     } else if (threadIdx.x == side_lane) {
       const Position at = advance(side);
       const MpkTask task = task_at(at.q);
-      // Inputs not ready yet: use the wait to bring the task's weights into L2.
-      if (at.step < launch.steps && task.wait_slot >= 0 && !(staging && (task.flags & MPK_TASK_STAGED)))
-        prefetch_l2_while_waiting(launch, id_of(task, at.q), task.wait_slot,
-                                  (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1));
+      const unsigned int expected = (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1);
+      // A (relaxed) look at the counter beside the list's loads: a task whose event is
+      // complete costs the side lane one round trip, as it does thread 0.
+      const bool waits = copy_buffer_list(task, [&] {
+        return at.step < launch.steps && task.wait_slot >= 0 &&
+               load_relaxed(launch.event_counters + task.wait_slot) < expected;
+      });
+      // Inputs not ready yet: use the wait to bring what the task reads into L2, what
+      // its prefetch function finds at run time or its weights (the static range).
+      if (waits && (task.flags & MPK_TASK_PREFETCH))
+        mpk_prefetch_dispatch(task.fn, task.task, at.step, buffer_list);
+      else if (waits && !(staging && (task.flags & MPK_TASK_STAGED)))
+        prefetch_weights_l2(launch, id_of(task, at.q));
     }
     __syncthreads();
     if (!proceed) break;  // uniform across the CTA
@@ -350,7 +371,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
     // across the call and thread 0 would wait for its reload too.
     if (staging && thread_index() / 32 == copy_warp_index) chunk_in_use = staged != nullptr;
 
-    mpk_dispatch(running.fn, running.task, running.step, launch.buffer_ptrs + running.buffers, scratch, staged);
+    mpk_dispatch(running.fn, running.task, running.step, buffer_list, scratch, staged);
     __syncthreads();
 
     if (threadIdx.x == 0) {

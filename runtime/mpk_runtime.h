@@ -29,6 +29,7 @@ enum {
   MPK_TASK_TRIGGER_EVERY_RANK = 2,  // bump trigger_slot on every rank of a tensor-parallel step
   MPK_TASK_WAIT_ON_RANKS = 4,       // other ranks (GPUs) bump its wait counter: acquire at system scope
   MPK_TASK_TRIGGER_ONE_RANK = 8,    // bump trigger_slot on rank flags >> MPK_TASK_RANK_SHIFT only
+  MPK_TASK_PREFETCH = 16,           // its group has a prefetch function (mpk_prefetch_dispatch)
 };
 #define MPK_TASK_RANK_SHIFT 8
 
@@ -51,6 +52,9 @@ typedef struct MpkPrefetch {
 } MpkPrefetch;
 
 #define MPK_STAGE_ROW_PAD 16  // spreads the rows a tensor-core step reads over the banks
+// Entries of a group's buffer list (buffers, then tensor maps) the worker copies into
+// shared memory for the task's dispatch; the loader pads buffer_ptrs by as many.
+#define MPK_GROUP_BUFFERS_MAX 16
 #define MPK_RING_MAX_DEPTH 16 // staged tasks whose weights a worker has in flight at most
 
 // Written by the first worker that gives up; every other worker then stops.
@@ -77,7 +81,8 @@ typedef struct MpkLaunch {
   const int* queue_offsets;                // [num_workers + 1], CSR over queue_tasks
   const int* queue_tasks;                  // [num_tasks], each worker's tasks in order
   unsigned int* event_counters;            // [num_slots]; zero, or triggers if primed, at launch
-  const unsigned long long* buffer_ptrs;   // every group's buffer list, concatenated
+  const unsigned long long* buffer_ptrs;   // every group's buffer list, concatenated, then
+                                           // MPK_GROUP_BUFFERS_MAX entries of padding
   MpkError* error;                         // zeroed before the launch
   unsigned long long* profile;             // [steps][num_tasks][2] start/end ns, or null
   unsigned long long timeout_ns;           // longest a wait may spin
@@ -103,6 +108,12 @@ typedef struct MpkLaunch {
 // `staged` the task's weight rows in the ring (a staged task only).
 __device__ void mpk_dispatch(int fn, int task, int step, const unsigned long long* buffers,
                              char* smem, const char* staged);
+
+// One thread, while a MPK_TASK_PREFETCH task still waits for its inputs: starts
+// copies into L2 of what the task will read that depends on no event but on
+// run-time values (an attention task's cache rows, found from the positions).
+// A hint: it writes nothing the task reads.
+__device__ void mpk_prefetch_dispatch(int fn, int task, int step, const unsigned long long* buffers);
 
 // The persistent kernel: grid = number of queues (one per SM), all resident.
 __global__ void mpk_persistent_kernel(const MpkLaunch launch);

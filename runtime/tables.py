@@ -36,8 +36,9 @@ import numpy as np
 TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "trigger_slot", "flags")
 # MpkTask::flags (mpk_runtime.h): its weights come in the worker's weight ring; its trigger
 # bumps the counter on every rank of a tensor-parallel step, or on one rank (given in the
-# bits from RANK_SHIFT up); its wait is on a counter that other ranks (other GPUs) bump.
-FLAGS = {"staged": 1, "trigger_every_rank": 2, "wait_on_ranks": 4, "trigger_one_rank": 8}
+# bits from RANK_SHIFT up); its wait is on a counter that other ranks (other GPUs) bump; its
+# group has a prefetch function (mpk_prefetch_dispatch, run while the task waits).
+FLAGS = {"staged": 1, "trigger_every_rank": 2, "wait_on_ranks": 4, "trigger_one_rank": 8, "prefetch": 16}
 RANK_SHIFT = 8
 TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
           "group_buffers", "group_buffer_offsets", "prefetch", "tensor_maps")
@@ -48,6 +49,7 @@ NO_EVENT = -1
 PREFETCH_FIELDS = ("buffer", "offset", "bytes", "row_bytes", "second_buffer", "second_offset")
 STAGE_ROW_PAD = 16   # MPK_STAGE_ROW_PAD
 RING_MAX_DEPTH = 16  # MPK_RING_MAX_DEPTH: staged tasks a worker has in flight at most
+GROUP_BUFFERS_MAX = 16  # MPK_GROUP_BUFFERS_MAX: a group's buffers and tensor maps, at most
 STAGED_ROWS_BYTES = 24  # sizeof(StagedRows) in mpk_runtime.cu: a queue position's resolved ring copy
 TENSOR_MAP_FIELDS = ("buffer", "box_rows", "box_cols")
 OPTIONAL = {"prefetch": lambda tables: np.tile(np.array([-1, 0, 0, 0, -1, 0], np.int32),

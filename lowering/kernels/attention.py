@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import math
 
-from mlir.dialects import arith
+from mlir import ir
+from mlir.dialects import arith, llvm
 
 from . import require
 from .emit import byte_width, f32, i32, ptr, widest_vector
@@ -343,11 +344,7 @@ def attention_partial(e, g, task, buffers):
     pos = e.as_i32(positions.load(b))
 
     def rows(pos):
-        """This split's rows [begin, end) of 0..pos (split_rows in mpk.interp.ops)."""
-        length = e.add(pos, 1)
-        chunk = e.div(e.add(length, splits - 1), splits)
-        begin = e.min(e.mul(p, chunk), length)
-        return begin, e.min(e.add(begin, chunk), length)
+        return _split_rows(e, pos, p, splits)
     row = partials.row(b, p)
     q_heads = q.at(b, e.mul(kv, G * D), shape=[G * D])
     if rope:
@@ -379,6 +376,52 @@ def attention_partial(e, g, task, buffers):
                 row.store(e.f32(0.0), e.add(base, pad))
         e.if_(e.eq(c, 0), totals)
     attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish)
+
+
+def _split_rows(e, pos, p, splits):
+    """Split p's rows [begin, end) of 0..pos (split_rows in mpk.interp.ops)."""
+    length = e.add(pos, 1)
+    chunk = e.div(e.add(length, splits - 1), splits)
+    begin = e.min(e.mul(p, chunk), length)
+    return begin, e.min(e.add(begin, chunk), length)
+
+
+def prefetch_cache_rows(e, g, task, buffers):
+    """The prefetch of an attention_partial or attention_split task, run by one
+    thread while the task waits for q, k and v (mpk_prefetch_dispatch): the
+    cache rows its first round of `attend` reads, into L2, so that they stream
+    from memory during the wait and not after it. The Hkv tasks of a split read
+    the same rows (a head each, D of a row's Hkv * D elements), so each copies
+    1/Hkv of the rows, whole, with one bulk copy per cache: together they copy
+    every byte once. Only the first round: the whole split (at batch 8, ctx 1024,
+    8 times the rows), copied by the task itself, measured 1.4-5% slower a step
+    (bench/NOTES.md round 18)."""
+    rope = g.typed.inv_freq is not None
+    q, kc, vc, positions = (buffers[0], *buffers[3:6]) if rope else buffers[:4]
+    D, G, vec = _heads(g, q, kc)
+    b, p, kv = e.unravel(task, g.grid)
+    begin, end = _split_rows(e, e.as_i32(positions.load(b)), p, int(g.param("splits")))
+    end = e.min(end, e.add(begin, _round_rows(e, g, q, kc, D, G, vec)))
+    hkv = kc.shape[2] // D
+    share = e.div(e.add(e.sub(end, begin), hkv - 1), hkv)
+    lo = e.min(e.add(begin, e.mul(kv, share)), end)
+    hi = e.min(e.add(lo, share), end)
+    row_bytes = kc.shape[2] * byte_width(kc.element)
+
+    def copy():
+        size = e.mul(e.sub(hi, lo), row_bytes)
+        for cache in (kc, vc):
+            address = llvm.PtrToIntOp(ir.IntegerType.get_signless(64), cache.row(b).address(lo, 0)).result
+            llvm.InlineAsmOp(None, [address, size], "cp.async.bulk.prefetch.L2.global [$0], $1;", "l,r",
+                             has_side_effects=True)
+    e.if_(e.lt(lo, hi), copy)
+
+
+def _round_rows(e, g, q, kc, D, G, vec) -> int:
+    """The cache rows one round of `attend` reads (all warps)."""
+    if _mma_fits(g, q, kc, D, G):
+        return int(g.param("mma_rows", 8)) * e.warps
+    return e.warps * (32 // (D // vec)) * int(g.param("unroll", UNROLL))
 
 
 def attention_split(e, g, task, buffers):

@@ -286,6 +286,11 @@ class TaskKind:
     # running task `task` of group `g` (lowering/kernels/__init__.py says what the arguments
     # are); None: the kind has none.
     emit: ClassVar[Callable | None] = None
+    # Its prefetch: prefetch(e, g, task, views) builds a function that one thread runs
+    # while the task still waits for its inputs, to start copies into L2 of what the
+    # task will read that depends on no event but on run-time values (an attention
+    # task's cache rows, found from the positions); None: the kind has none.
+    prefetch: ClassVar[Callable | None] = None
 
     def tensor_maps(self, g, threads: int) -> list:
         """The TMA descriptors (kernels.TensorMap) the group's tasks need."""

@@ -162,3 +162,7 @@ class AttentionPartial(Attention):
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import attention
         attention.attention_partial(e, g, task, views)
+
+    def prefetch(self, e, g, task, views):
+        from mpk.lowering.kernels import attention
+        attention.prefetch_cache_rows(e, g, task, views)

@@ -65,3 +65,7 @@ class AttentionSplit(AttentionPartial):
     def emit(self, e, g, task, views):
         from mpk.lowering.kernels import attention
         attention.attention_split(e, g, task, views)
+
+    def prefetch(self, e, g, task, views):
+        from mpk.lowering.kernels import attention
+        attention.prefetch_cache_rows(e, g, task, views)

@@ -543,9 +543,12 @@ TEST_KERNEL = r"""
 extern "C" __device__ void mpk_dispatch(int fn, int task, int step,
                                         const unsigned long long* buffers, char* smem,
                                         const char* staged);
+extern "C" __device__ void mpk_prefetch_dispatch(int fn, int task, int step,
+                                                 const unsigned long long* buffers);
 
-// One CTA per task of one group; every thread calls the dispatcher, as the
-// persistent runtime does. A staged linear or gate_up (stage_rows > 0: its
+// One CTA per task of one group; thread 0 calls the prefetch dispatcher (a
+// hint; as the runtime's side lane does while a task waits), then every
+// thread calls the dispatcher, as the persistent runtime does. A staged linear or gate_up (stage_rows > 0: its
 // tile's rows of each of its `weights` weights = buffers[1], buffers[2], row_bytes
 // each, of total_rows) first gets its rows copied after the scratch, `pitch`
 // bytes apart, one weight's rows after the other's, as the runtime's bulk copies
@@ -566,6 +569,7 @@ extern "C" __global__ void run_group(int fn, int tasks, int step, const unsigned
       }
       __syncthreads();
     }
+    if (threadIdx.x == 0) mpk_prefetch_dispatch(fn, t, step, buffers);
     mpk_dispatch(fn, t, step, buffers, smem, stage_rows > 0 ? stage : nullptr);
     __syncthreads();
   }

@@ -35,7 +35,7 @@ def test_equal_groups_share_one_function(ctx):
     gpu_module = _ops(module, "gpu.module")[0]
     names = [ir.StringAttr(f.attributes["sym_name"]).value
              for f in gpu_module.regions[0].blocks[0].operations]
-    assert names == ["mpk_linear_0", "mpk_linear_1", "mpk_dispatch"]
+    assert names == ["mpk_linear_0", "mpk_linear_1", "mpk_dispatch", "mpk_prefetch_dispatch"]
 
 
 def test_kernel_records_threads_and_shared_memory(ctx):

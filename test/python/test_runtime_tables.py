@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("mlir")
@@ -10,7 +13,8 @@ from mlir import ir  # noqa: E402
 from mpk import dialects  # noqa: E402
 from mpk.dialects.taskir import TaskGraph  # noqa: E402
 from mpk.lowering.mpk_materialize import MaterializeError, materialize  # noqa: E402
-from mpk.runtime.tables import NO_EVENT, TASK_FIELDS, task_field  # noqa: E402
+from mpk.runtime import tables  # noqa: E402
+from mpk.runtime.tables import FLAGS, NO_EVENT, TASK_FIELDS, task_field  # noqa: E402
 
 import runtime_stub  # noqa: E402
 
@@ -70,6 +74,37 @@ def test_affine_maps_and_fn_attribute():
     assert field(t, "fn").tolist() == [0] * 4 + [7] * 2
     assert t["group_buffers"].tolist() == [0, 0, 1, 1, 1, 0]
     assert t["queue_offsets"].tolist() == [0, 3, 6, 6, 6]
+
+
+def test_layout_is_the_runtime_headers():
+    header = (Path(tables.__file__).parent / "mpk_runtime.h").read_text()
+    assert {name.lower(): int(v) for name, v in re.findall(r"MPK_TASK_(\w+) = (\d+)", header)} == FLAGS
+    defines = dict(re.findall(r"#define MPK_(\w+) (\d+)", header))
+    assert int(defines["GROUP_BUFFERS_MAX"]) == tables.GROUP_BUFFERS_MAX
+    assert int(defines["RING_MAX_DEPTH"]) == tables.RING_MAX_DEPTH
+
+
+def test_a_group_lists_at_most_what_the_runtime_copies():
+    """The worker copies GROUP_BUFFERS_MAX entries of a task's buffer list into shared
+    memory for its dispatch: a longer list is refused at the group."""
+    wide = ", ".join(["@x"] * tables.GROUP_BUFFERS_MAX)
+    text = (MODULE.replace("inputs = [@y, @y]", f"inputs = [{wide}]").replace("WAIT", "d1")
+            .replace("QUEUES", "array<i32: 0, 1, 4>, array<i32: 2, 3, 5>"))
+    with dialects.context():
+        with pytest.raises(MaterializeError, match=f"group 'layers.3.second' lists {tables.GROUP_BUFFERS_MAX + 1} "
+                           f"buffers and tensor maps, the runtime passes at most {tables.GROUP_BUFFERS_MAX}"):
+            materialize(TaskGraph.from_module(ir.Module.parse(text)))
+
+
+def test_prefetch_attribute_sets_the_flag():
+    """A group that mpk-lower-tasks gave a prefetch function (its `prefetch` unit
+    attribute): its tasks, and only those, carry the flag the side lane looks at."""
+    text = (MODULE.replace("fn = 7 : i64,", "fn = 7 : i64, prefetch,").replace("WAIT", "d1")
+            .replace("QUEUES", "array<i32: 0, 1, 4>, array<i32: 2, 3, 5>"))
+    with dialects.context():
+        t = materialize(TaskGraph.from_module(ir.Module.parse(text))).tables
+    assert field(t, "flags").tolist() == [0] * 4 + [FLAGS["prefetch"]] * 2
+    assert "prefetch" not in MODULE and not field(materialize(graph()).tables, "flags").any()
 
 
 @pytest.mark.parametrize("kwargs, message", [

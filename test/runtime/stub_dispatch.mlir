@@ -65,5 +65,9 @@ module attributes {gpu.container_module} {
     ^done:
       llvm.return
     }
+    // No task of the stub has a prefetch function.
+    llvm.func @mpk_prefetch_dispatch(%fn: i32, %task: i32, %step: i32, %buffers: !llvm.ptr) {
+      llvm.return
+    }
   }
 }
