@@ -89,7 +89,6 @@ class LowerTasks(ModulePass):
         graph = analyses.task_graph(module)
         self._groups = {tg.name: tg for tg in graph.groups}
         self._graph, self._block, self._functions = graph, block, {}
-        self._prefetching: set[str] = set()   # kinds whose functions have a prefetch function
         self._refused: set[str] = set()
         rewrite.walk_and_apply_patterns(module, self.patterns().freeze())
         for tg in graph.groups:
@@ -102,7 +101,7 @@ class LowerTasks(ModulePass):
         with module.location, ir.InsertionPoint(block):
             _dispatch([(symbol, g, maps) for _, symbol, g, maps in functions.values()])  # in fn order
             _prefetch_dispatch([(fn, f"{symbol}_prefetch", g) for fn, symbol, g, _ in functions.values()
-                                if g.kind in self._prefetching])
+                                if "prefetch" in g.op.attributes])
         i64 = ir.IntegerType.get_signless(64)
         kernels[0].attributes["threads"] = ir.IntegerAttr.get(i64, self.threads)
         kernels[0].attributes["smem_bytes"] = ir.IntegerAttr.get(i64, self.smem_bytes)
@@ -138,7 +137,6 @@ class LowerTasks(ModulePass):
                 self._function(self._block, symbol, group, kind.emit, len(maps))
                 if kind.prefetch is not None:
                     self._function(self._block, f"{symbol}_prefetch", group, kind.prefetch, prefetch=True)
-                    self._prefetching.add(group.kind)
                 self._functions[key] = (len(self._functions), symbol, group, len(maps))
         except Unsupported as e:
             self.error(op, f"cannot lower '{group.kind}' group @{group.name}: {e}")

@@ -94,7 +94,8 @@ def attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish) -> None:
     sub, slot = e.rem(e.lane, lanes), e.div(e.lane, lanes)
     last = e.sub(end, 1)
     unroll = int(g.param("unroll", UNROLL))
-    rounds = e.div(e.add(e.sub(end, begin), stride * unroll - 1), stride * unroll)
+    per_round = _round_rows(e, g, q_heads, kc, D, G, vec)   # stride * unroll
+    rounds = e.div(e.add(e.sub(end, begin), per_round - 1), per_round)
     first = e.add(begin, e.add(e.mul(e.warp, slots), slot))
     col = e.mul(sub, vec)
     k_row, v_row = kc.row(b), vc.row(b)  # [S, Hkv*D]
@@ -250,7 +251,7 @@ def _attend_mma(e, g, q_heads, kc, vc, b, kv, begin, end, finish) -> None:
 
     R = int(g.param("mma_rows", 8))      # cache rows per block: 8 (k8 mma) or 16 (k16)
     require(R in (8, 16), f"mma_rows must be 8 or 16, not {R}")
-    stride = R * e.warps
+    stride = _round_rows(e, g, q_heads, kc, D, G, vec)   # R * warps
     iters = e.div(e.add(e.sub(end, begin), stride - 1), stride)
     first = e.add(begin, e.mul(e.warp, R))
     heads_of_c = [e.mul(e.add(e.mul(t, 2), c), 4) for c in range(2)]   # lane holding head 2t + c
@@ -418,7 +419,8 @@ def prefetch_cache_rows(e, g, task, buffers):
 
 
 def _round_rows(e, g, q, kc, D, G, vec) -> int:
-    """The cache rows one round of `attend` reads (all warps)."""
+    """The cache rows one round of `attend` reads (all warps): its loop's step, and
+    what a prefetch function copies ahead of it."""
     if _mma_fits(g, q, kc, D, G):
         return int(g.param("mma_rows", 8)) * e.warps
     return e.warps * (32 // (D // vec)) * int(g.param("unroll", UNROLL))

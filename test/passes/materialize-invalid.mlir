@@ -30,3 +30,17 @@
 "mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 2>, tile = array<i64: 1, 5>,
                inputs = [@x, @w], outputs = [@y], params = {staged_weights = true}} : () -> ()
 "mpk.schedule"() {queues = [array<i32: 0>, array<i32: 1>]} : () -> ()
+
+// -----
+
+// A task's buffer list (its buffers, then its TMA descriptors) is copied into the
+// worker's shared memory for its dispatch, MPK_GROUP_BUFFERS_MAX entries: a
+// longer list cannot run.
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "w", type = tensor<64x64xbf16>, space = "weight", name = "w"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace", offset = 256 : i64} : () -> ()
+// expected-error@+1 {{group 't' lists 17 buffers and tensor maps, the runtime passes at most 16}}
+"mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>,
+               inputs = [@x, @w], outputs = [@y], params = {}, tensor_maps = [array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>]} : () -> ()
+"mpk.schedule"() {queues = [array<i32: 0>]} : () -> ()
