@@ -52,6 +52,21 @@ def function_id(group, index: int) -> int:
     return index
 
 
+def group_tensor_maps(g, operands: int) -> list[tuple[int, int, int]]:
+    """The group's `tensor_maps` (mpk-lower-tasks): (operand, box rows, box cols) each."""
+    if "tensor_maps" not in g.op.attributes:
+        return []
+    attr = g.op.attributes["tensor_maps"]
+    try:
+        maps = [tuple(ir.DenseI64ArrayAttr(m)) for m in ir.ArrayAttr(attr)]
+    except ValueError:
+        maps = None
+    if maps is None or any(len(m) != 3 or not 0 <= m[0] < operands for m in maps):
+        raise MaterializeError(g.op, f"group '{g.name}' has tensor_maps = {attr}: each entry must be "
+                               f"array<i64: operand, box rows, box cols> with an operand below {operands}")
+    return maps
+
+
 def materialize(graph: TaskGraph) -> Materialized:
     """Tables for `graph`; raises MaterializeError naming the offending op."""
     if graph.kernel is None:
@@ -127,8 +142,7 @@ def materialize(graph: TaskGraph) -> Materialized:
             flags |= layout.FLAGS["prefetch"]
         task_table[rows, layout.task_field("flags")] = flags | np.where(prefetch[rows, 3] > 0, layout.FLAGS["staged"], 0)
         group_buffers += [buffer_ids[n] for n in names]
-        for m in (ir.ArrayAttr(g.op.attributes["tensor_maps"]) if "tensor_maps" in g.op.attributes else []):
-            position, rows, cols = ir.DenseI64ArrayAttr(m)
+        for position, rows, cols in group_tensor_maps(g, len(names)):
             group_buffers.append(len(buffers) + len(tensor_maps))
             tensor_maps.append((buffer_ids[names[position]], rows, cols))
         listed = len(group_buffers) - group_buffer_offsets[-1]

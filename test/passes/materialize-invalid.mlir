@@ -44,3 +44,25 @@
 "mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>,
                inputs = [@x, @w], outputs = [@y], params = {}, tensor_maps = [array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>, array<i64: 1, 64, 64>]} : () -> ()
 "mpk.schedule"() {queues = [array<i32: 0>]} : () -> ()
+
+// -----
+
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "w", type = tensor<64x64xbf16>, space = "weight", name = "w"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace", offset = 256 : i64} : () -> ()
+// expected-error@+1 {{group 't' has tensor_maps = [array<i8: 1, 64, 64>]: each entry must be array<i64: operand, box rows, box cols> with an operand below 3}}
+"mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>,
+               inputs = [@x, @w], outputs = [@y], params = {}, tensor_maps = [array<i8: 1, 64, 64>]} : () -> ()
+"mpk.schedule"() {queues = [array<i32: 0>]} : () -> ()
+
+// -----
+
+"mpk.kernel"() {sym_name = "k", num_sms = 2 : i64, arch = "sm_90"} : () -> ()
+"mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace", offset = 0 : i64} : () -> ()
+"mpk.buffer"() {sym_name = "w", type = tensor<64x64xbf16>, space = "weight", name = "w"} : () -> ()
+"mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace", offset = 256 : i64} : () -> ()
+// expected-error@+1 {{group 't' has tensor_maps = [array<i64: 3, 64, 64>]: each entry must be array<i64: operand, box rows, box cols> with an operand below 3}}
+"mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 1>, tile = array<i64: 1, 64>,
+               inputs = [@x, @w], outputs = [@y], params = {}, tensor_maps = [array<i64: 3, 64, 64>]} : () -> ()
+"mpk.schedule"() {queues = [array<i32: 0>]} : () -> ()
