@@ -37,22 +37,24 @@ class RuntimeTimeout(LoaderError):
 
 def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int) -> tuple[int, int]:
     """(MpkLaunch::task_cache, dynamic shared memory bytes) of a launch
-    (mpk_runtime.cu: [task cache][staged rows][weight ring][task scratch]). The
-    tasks' scratch is required; so are, with a weight ring, the ring and a record
-    per queue position of what to copy into it. Each worker also keeps its queue's
-    task descriptors there when they fit (else it reads them from global memory)."""
+    (mpk_runtime.cu: [task cache][weight records][weight ring][task scratch]). The
+    tasks' scratch is required; so is a record per queue position of the task's
+    weights (where the worker copies or prefetches them from), and the ring if the
+    bundle has one. Each worker also keeps its queue's task descriptors there when
+    they fit (else it reads them from global memory)."""
     scratch, ring = int(kernel.get("smem_bytes", 0)), int(kernel.get("ring_bytes", 0))
     depth = int(kernel.get("ring_depth", 0))
     if ring and not 1 <= depth <= layout.RING_MAX_DEPTH:
         raise LoaderError(f"the bundle's weight ring holds {depth} tasks, the runtime 1 to {layout.RING_MAX_DEPTH}")
     longest = int(np.diff(queue_offsets).max(initial=0))
     lines = lambda n: -(-n // 128) * 128
-    staged_rows = lines(longest * layout.STAGED_ROWS_BYTES) if ring else 0
-    required = scratch + ring + staged_rows
+    records = lines(longest * layout.TASK_WEIGHTS_BYTES)
+    required = scratch + ring + records
     if required > max_smem:
         raise LoaderError(f"the bundle needs {required} B of shared memory per CTA "
-                          f"({scratch} B for tasks, a weight ring of {ring} B and {staged_rows} B to "
-                          f"plan its copies), the GPU allows {max_smem}: recompile with a smaller --ring-bytes")
+                          f"({scratch} B for tasks, a weight ring of {ring} B and {records} B to "
+                          f"record its tasks' weights), the GPU allows {max_smem}: recompile with a smaller "
+                          f"--ring-bytes" + ("" if ring else " or more SMs"))
     cache = lines(longest * 4 * len(layout.TASK_FIELDS))   # int32 MpkTask records
     return (longest, required + cache) if required + cache <= max_smem else (0, required)
 

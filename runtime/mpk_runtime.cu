@@ -21,7 +21,9 @@
 // round 18: read from global memory after the wait, it was a round trip before
 // every task's first load), and to pull the task's weights into L2 when they are
 // small enough to help (MPK_WAIT_PREFETCH_MAX_BYTES; rounds 1 and 9), or run its
-// group's prefetch function (an attention task's cache rows; round 18).
+// group's prefetch function (an attention task's cache rows; round 18). It finds the
+// weights' address in a record resolved at launch, and skips the prefetch once thread
+// 0 has seen the inputs: either way it would hold the task back (round 19).
 //
 // The weight ring (mpk-stage-weights): a staged task reads its weight rows
 // from shared memory. A copy warp fills a ring of `MpkLaunch::ring_bytes` with
@@ -41,23 +43,13 @@
 // cost where they read 256 KB and more (Llama 3.2 1B's gate_up and down, every
 // Qwen3-8B linear: a stage's ranges outgrow L2 and compete with the producers' loads);
 // 128 KB was a wash. `python -m bench.build --runtime-define MPK_WAIT_PREFETCH_MAX_BYTES=N`
-// builds another bound for an A/B.
+// builds another bound for an A/B. Round 19 (the address resolved at launch): without
+// it batch 1 is 3.2% slower on Qwen3-0.6B, batch 8 0.1-0.3% faster (within noise).
 #ifndef MPK_WAIT_PREFETCH_MAX_BYTES
 #define MPK_WAIT_PREFETCH_MAX_BYTES 65536
 #endif
 
 namespace {
-
-// The side lane, while thread 0 waits for the task's inputs: starts an asynchronous
-// copy of the task's weights from memory into L2 (sm_90 bulk prefetch: one
-// instruction, no registers, no completion to wait for) if the range is small enough.
-__device__ __forceinline__ void prefetch_weights_l2(const MpkLaunch& launch, int task_id) {
-  if (MPK_WAIT_PREFETCH_MAX_BYTES <= 0 || launch.prefetch == nullptr) return;
-  const MpkPrefetch p = launch.prefetch[task_id];
-  if (p.buffer < 0 || p.bytes <= 0 || p.bytes > MPK_WAIT_PREFETCH_MAX_BYTES) return;
-  const char* base = reinterpret_cast<const char*>(launch.buffer_ptrs[p.buffer]) + p.offset;
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base), "r"(p.bytes) : "memory");
-}
 
 // threadIdx.x, read anew: the compiler can neither reuse an earlier read nor keep
 // a condition on it in a register (i.e. on the stack) across a call.
@@ -87,14 +79,25 @@ __device__ void record_error(const MpkLaunch& launch, int code, int task_id, int
   }
 }
 
-// A staged task's weight rows, resolved when the worker starts, one record per
-// queue position (row_bytes 0: not staged), so that issuing a task's copies
-// reads shared memory only (bench/NOTES.md round 13).
-struct StagedRows {
+// A task's weights, resolved when the worker starts, one record per queue position,
+// so that neither the copy warp nor the side lane makes a round trip for their
+// address (bench/NOTES.md rounds 13 and 19). row_bytes > 0: a staged task, its rows
+// come through the ring; row_bytes 0 and src[0] set: the side lane pulls the range
+// into L2 while the task waits; src[0] null: neither.
+struct TaskWeights {
   const char* src[2];            // the first row of each weight; src[1] null: one weight
   int bytes;                     // of each weight's rows
   int row_bytes;
 };
+static_assert(sizeof(TaskWeights) == 24, "runtime/tables.py TASK_WEIGHTS_BYTES");
+
+// The side lane, while thread 0 waits for the task's inputs: starts an asynchronous
+// copy of the task's weights from memory into L2 (sm_90 bulk prefetch: one
+// instruction, no registers, no completion to wait for).
+__device__ __forceinline__ void prefetch_weights_l2(const TaskWeights& w) {
+  if (w.row_bytes == 0 && w.src[0] != nullptr)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(w.src[0]), "r"(w.bytes) : "memory");
+}
 
 // The weight ring: `bytes` of shared memory that the copy warp fills with the
 // weight rows of this worker's staged tasks, in queue order over all steps of
@@ -111,7 +114,7 @@ struct StagedRows {
 // All lanes of the copy warp keep the same state; lane 0 writes the shared parts.
 struct Ring {
   const MpkLaunch* launch;
-  const StagedRows* rows_of;     // [queue_len]
+  const TaskWeights* rows_of;    // [queue_len]
   int queue_len;
   int scan_q, scan_step;         // the last queue position looked at, and its step
   unsigned int issued, freed;    // staged tasks whose copy was started / whose chunk is free again
@@ -138,7 +141,7 @@ struct Ring {
         if (++q == queue_len) { q = 0; ++step; }
       } while (step < launch->steps && rows_of[q].row_bytes == 0);
       if (step >= launch->steps) { scan_q = q; scan_step = step; return; }
-      const StagedRows r = rows_of[q];
+      const TaskWeights r = rows_of[q];
       const int rows = r.bytes / r.row_bytes, pitch = r.row_bytes + MPK_STAGE_ROW_PAD;
       const int weights = r.src[1] != nullptr ? 2 : 1;
       const int need = (weights * rows * pitch + 127) / 128 * 128;
@@ -191,9 +194,15 @@ struct Ring {
 
 // Spins until the counter reaches `expected`. False if the launch was
 // aborted meanwhile, or the wait timed out (then the error is recorded).
-// A poll is an L2 round trip (~140 ns on an idle H200); __nanosleep(32) between
-// two adds ~60 ns (polling back to back for the first 2 us measured the same).
+// A poll is an L2 round trip (~140 ns on an idle H200, more while the other SMs
+// stream). Between two it sleeps MPK_WAIT_SLEEP_NS (__nanosleep(32) takes ~64 ns). On
+// the H200 (bench/NOTES.md round 19) both directions lost: a second poll in flight
+// made the hop 0.13-0.16 us longer and a step up to 0.8% slower, sleeping 128 or 256
+// ns made steps up to 0.5% and 1.2% slower.
 // `system`: other GPUs bump the counter (MPK_TASK_WAIT_ON_RANKS).
+#ifndef MPK_WAIT_SLEEP_NS
+#define MPK_WAIT_SLEEP_NS 32
+#endif
 __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
                                unsigned int expected, int step, bool system) {
   const unsigned int* counter = launch.event_counters + slot;
@@ -207,7 +216,7 @@ __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
       if (load_volatile(&launch.error->code) != MPK_OK) return false;
       if (global_time_ns() - start > launch.timeout_ns) break;
     }
-    __nanosleep(32);
+    __nanosleep(MPK_WAIT_SLEEP_NS);
   }
   record_error(launch, MPK_ERROR_TIMEOUT, task_id, slot, step, observed, expected);
   return false;
@@ -225,7 +234,7 @@ __device__ void trigger_on_rank(const MpkLaunch& launch, int slot, int rank) {
 __device__ __forceinline__ long long round_up_128(long long n) { return (n + 127) / 128 * 128; }
 
 extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
-  // Dynamic shared memory: [task cache][staged rows][weight ring][the tasks' scratch].
+  // Dynamic shared memory: [task cache][weight records][weight ring][the tasks' scratch].
   extern __shared__ __align__(128) char smem[];
   __shared__ int proceed;
   __shared__ const char* staged;          // the running task's weight rows in the ring, or null
@@ -246,6 +255,9 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   // for its inputs (by the side lane): the dispatch then reads shared memory, not a
   // round trip to L2 between the wait and the task's first load.
   __shared__ unsigned long long buffer_list[MPK_GROUP_BUFFERS_MAX];
+  // Thread 0's wait for the running task's inputs is over: the side lane stops
+  // prefetching (atomics: the two look at it between the same barriers).
+  __shared__ int inputs_seen;
   __shared__ bool chunk_in_use;           // the running task's rows are in the ring (the copy warp's)
   __shared__ unsigned int chunks_used;    // staged tasks that started (thread 0's)
   __shared__ __align__(8) unsigned long long ring_full[MPK_RING_MAX_DEPTH];
@@ -257,25 +269,28 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   const bool staging = launch.ring_bytes > 0 && launch.prefetch != nullptr;
   const int queue_len = queue_end - queue_begin;
   MpkTask* cache = launch.task_cache > 0 ? reinterpret_cast<MpkTask*>(smem) : nullptr;
-  StagedRows* rows_of = reinterpret_cast<StagedRows*>(smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask)));
-  char* ring = reinterpret_cast<char*>(rows_of) + (staging ? round_up_128((long long)queue_len * sizeof(StagedRows)) : 0);
+  TaskWeights* weights_of = reinterpret_cast<TaskWeights*>(smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask)));
+  char* ring = reinterpret_cast<char*>(weights_of) +
+               (launch.prefetch != nullptr ? round_up_128((long long)queue_len * sizeof(TaskWeights)) : 0);
   char* scratch = ring + (staging ? launch.ring_bytes : 0);  // the tasks' own shared memory
 
   // The cached copy of a task holds its global id where `group` was (the kernel never
   // reads the group): thread 0 then needs no global load for it while it waits.
-  for (int q = queue_begin + threadIdx.x; q < queue_end && (cache != nullptr || staging); q += blockDim.x) {
+  for (int q = queue_begin + threadIdx.x; q < queue_end; q += blockDim.x) {
     const int task_id = launch.queue_tasks[q];
     MpkTask task = launch.tasks[task_id];
-    if (staging) {
-      StagedRows r{{nullptr, nullptr}, 0, 0};
-      if (task.flags & MPK_TASK_STAGED) {
-        const MpkPrefetch p = launch.prefetch[task_id];
-        r = {{reinterpret_cast<const char*>(launch.buffer_ptrs[p.buffer]) + p.offset,
-              p.second_buffer >= 0 ? reinterpret_cast<const char*>(launch.buffer_ptrs[p.second_buffer]) + p.second_offset
-                                   : nullptr},
+    if (launch.prefetch != nullptr) {
+      const MpkPrefetch p = launch.prefetch[task_id];
+      const auto address = [&](int buffer, int offset) {
+        return reinterpret_cast<const char*>(launch.buffer_ptrs[buffer]) + offset;
+      };
+      TaskWeights w{{nullptr, nullptr}, 0, 0};
+      if (staging && (task.flags & MPK_TASK_STAGED))
+        w = {{address(p.buffer, p.offset), p.second_buffer >= 0 ? address(p.second_buffer, p.second_offset) : nullptr},
              p.bytes, p.row_bytes};
-      }
-      rows_of[q - queue_begin] = r;
+      else if (p.buffer >= 0 && p.row_bytes == 0 && p.bytes > 0 && p.bytes <= MPK_WAIT_PREFETCH_MAX_BYTES)
+        w = {{address(p.buffer, p.offset), nullptr}, p.bytes, 0};
+      weights_of[q - queue_begin] = w;
     }
     if (cache != nullptr) {
       task.group = task_id;
@@ -284,7 +299,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   }
   const unsigned int side_lane = (blockDim.x / 32 - 1) * 32;   // lane 0 of the last warp (one warp: none)
 
-  Ring weights{&launch, rows_of, queue_len, -1, 0, 0u, 0u, 0, 0, ring, ring_full, ring_offset, ring_held};
+  Ring weights{&launch, weights_of, queue_len, -1, 0, 0u, 0u, 0, 0, ring, ring_full, ring_offset, ring_held};
   // Warp 1 issues the copies, so that thread 0 goes on to the next task's wait meanwhile.
   const unsigned int copy_warp_index = 1 % (blockDim.x / 32);
   const bool copy_warp = threadIdx.x / 32 == copy_warp_index;
@@ -293,7 +308,8 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_address(ring_full + s)) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
   }
-  __syncthreads();  // the task cache and the staged rows are filled, the ring's mbarriers exist
+  if (threadIdx.x == 0) inputs_seen = 0;
+  __syncthreads();  // the task cache and the weight records are filled, the ring's mbarriers exist
   if (copy_warp && staging) weights.fill();   // thread 0 waits on the mbarriers, not on this
 
   // Moves `p` (in shared memory) to its next queue position, in queue order, then
@@ -347,6 +363,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       running = {task.fn, task.task, at.step, task.trigger_slot, task.flags, profile ? profile + 1 : nullptr};
       proceed = ok;
       if (ok && profile) *profile = global_time_ns();
+      atomicExch(&inputs_seen, 1);
     } else if (threadIdx.x == side_lane) {
       const Position at = advance(side);
       const MpkTask task = task_at(at.q);
@@ -358,14 +375,16 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
                load_relaxed(launch.event_counters + task.wait_slot) < expected;
       });
       // Inputs not ready yet: use the wait to bring what the task reads into L2, what
-      // its prefetch function finds at run time or its weights (the static range).
-      if (waits && (task.flags & MPK_TASK_PREFETCH))
-        mpk_prefetch_dispatch(task.fn, task.task, at.step, buffer_list);
-      else if (waits && !(staging && (task.flags & MPK_TASK_STAGED)))
-        prefetch_weights_l2(launch, id_of(task, at.q));
+      // its prefetch function finds at run time or its weights (the static range);
+      // unless thread 0 has seen them meanwhile (a prefetch then holds the task back).
+      if (waits && atomicAdd(&inputs_seen, 0) == 0) {
+        if (task.flags & MPK_TASK_PREFETCH) mpk_prefetch_dispatch(task.fn, task.task, at.step, buffer_list);
+        else if (launch.prefetch != nullptr) prefetch_weights_l2(weights_of[at.q - queue_begin]);
+      }
     }
     __syncthreads();
     if (!proceed) break;  // uniform across the CTA
+    if (threadIdx.x == 0) inputs_seen = 0;   // for the next task (the barriers order it)
     // The copy warp notes whether this task holds a chunk (before thread 0 resets
     // `staged`), in shared memory: kept in a register, the flag would be spilled
     // across the call and thread 0 would wait for its reload too.

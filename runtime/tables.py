@@ -50,7 +50,7 @@ PREFETCH_FIELDS = ("buffer", "offset", "bytes", "row_bytes", "second_buffer", "s
 STAGE_ROW_PAD = 16   # MPK_STAGE_ROW_PAD
 RING_MAX_DEPTH = 16  # MPK_RING_MAX_DEPTH: staged tasks a worker has in flight at most
 GROUP_BUFFERS_MAX = 16  # MPK_GROUP_BUFFERS_MAX: a group's buffers and tensor maps, at most
-STAGED_ROWS_BYTES = 24  # sizeof(StagedRows) in mpk_runtime.cu: a queue position's resolved ring copy
+TASK_WEIGHTS_BYTES = 24  # sizeof(TaskWeights) in mpk_runtime.cu: a queue position's resolved weights
 TENSOR_MAP_FIELDS = ("buffer", "box_rows", "box_cols")
 OPTIONAL = {"prefetch": lambda tables: np.tile(np.array([-1, 0, 0, 0, -1, 0], np.int32),
                                                (tables["tasks"].shape[0], 1)),

@@ -80,7 +80,7 @@ def attend(e, g, q_heads, kc, vc, b, kv, begin, end, finish) -> None:
     `finish(h, c, top, den, num)` runs in the threads tid < G * D/vec, one per
     (query head h of the group, columns c..c+vec): the output is num / den,
     with running max `top` (log2 domain). An empty range gives top = NEG,
-    den = 0, num = 0."""
+    den = 0, num = 0. Ends with a CTA barrier, after finish's stores."""
     D, G, vec = _group_of(g, q_heads)
     if _mma_fits(g, q_heads, kc, D, G):
         return _attend_mma(e, g, q_heads, kc, vc, b, kv, begin, end, finish)
@@ -434,8 +434,7 @@ def attention_split(e, g, task, buffers):
     (_, splits, _), heads = partials.shape, out.shape[1] // D
     G, width, vec = heads // arrivals.shape[1], partials.shape[2] // heads, widest_vector(D, element_bytes=4)
     b, _, kv = e.unravel(task, g.grid)
-    e.barrier()                              # every thread's partial stores, before thread 0 arrives
-    last = e.shared(i32(), [1])
+    last = e.shared(i32(), [1])   # attend's closing barrier ordered every partial store before the arrival
 
     def arrive():
         is_last = e.eq(e.fetch_add_acq_rel(arrivals, 1, b, kv), splits - 1)

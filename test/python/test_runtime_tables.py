@@ -82,6 +82,8 @@ def test_layout_is_the_runtime_headers():
     defines = dict(re.findall(r"#define MPK_(\w+) (\d+)", header))
     assert int(defines["GROUP_BUFFERS_MAX"]) == tables.GROUP_BUFFERS_MAX
     assert int(defines["RING_MAX_DEPTH"]) == tables.RING_MAX_DEPTH
+    kernel = (Path(tables.__file__).parent / "mpk_runtime.cu").read_text()
+    assert int(re.search(r"sizeof\(TaskWeights\) == (\d+)", kernel).group(1)) == tables.TASK_WEIGHTS_BYTES
 
 
 def test_a_group_lists_at_most_what_the_runtime_copies():
