@@ -183,8 +183,7 @@ class LowerTasks(ModulePass):
         try:
             with group.op.location, ir.InsertionPoint(entry):
                 task, *addresses = entry.arguments
-                smem, staged = (None, None) if prefetch else addresses[-2:]
-                addresses = addresses if prefetch else addresses[:-2]
+                addresses, (smem, staged) = (addresses, (None, None)) if prefetch else (addresses[:-2], addresses[-2:])
                 addresses, descriptors = addresses[:len(group.buffers)], addresses[len(group.buffers):]
                 e = Emitter(self.threads, smem, 0 if prefetch else self.smem_bytes, block, staged)
                 e.tensor_maps = descriptors

@@ -53,8 +53,9 @@ def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int) -
     if required > max_smem:
         raise LoaderError(f"the bundle needs {required} B of shared memory per CTA "
                           f"({scratch} B for tasks, a weight ring of {ring} B and {records} B to "
-                          f"record its tasks' weights), the GPU allows {max_smem}: recompile with a smaller "
-                          f"--ring-bytes" + ("" if ring else " or more SMs"))
+                          f"record its tasks' weights), the GPU allows {max_smem}: " +
+                          ("recompile with a smaller --ring-bytes" if ring else
+                           f"its longest queue holds {longest} tasks, too many for one worker"))
     cache = lines(longest * 4 * len(layout.TASK_FIELDS))   # int32 MpkTask records
     return (longest, required + cache) if required + cache <= max_smem else (0, required)
 

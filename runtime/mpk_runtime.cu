@@ -274,8 +274,9 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
                (launch.prefetch != nullptr ? round_up_128((long long)queue_len * sizeof(TaskWeights)) : 0);
   char* scratch = ring + (staging ? launch.ring_bytes : 0);  // the tasks' own shared memory
 
-  // The cached copy of a task holds its global id where `group` was (the kernel never
-  // reads the group): thread 0 then needs no global load for it while it waits.
+  // Each queue position's weight record, and the cached copy of its task, which holds
+  // the task's global id where `group` was (the kernel never reads the group): thread 0
+  // then needs no global load for it while it waits.
   for (int q = queue_begin + threadIdx.x; q < queue_end; q += blockDim.x) {
     const int task_id = launch.queue_tasks[q];
     MpkTask task = launch.tasks[task_id];

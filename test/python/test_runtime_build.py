@@ -109,7 +109,7 @@ def test_shared_memory_plan():
     queues = np.array([0, 300, 301, 401])          # the longest queue: 300 tasks, 9600 B
     kernel = {"smem_bytes": 98304, "ring_bytes": 0, "ring_depth": 0}
     assert loader.shared_memory_plan(kernel, queues, 232448) == (300, 98304 + 7296 + 9600)
-    with pytest.raises(loader.LoaderError, match=r"needs 232576 B .* or more SMs"):
+    with pytest.raises(loader.LoaderError, match=r"needs 232576 B .*: its longest queue holds 300 tasks, too many for one worker"):
         loader.shared_memory_plan({"smem_bytes": 225280, "ring_bytes": 0}, queues, 232448)
     staged = {"smem_bytes": 98304, "ring_bytes": 122880, "ring_depth": 4}
     assert loader.shared_memory_plan(staged, queues, 232448) == (0, 98304 + 122880 + 7296)
