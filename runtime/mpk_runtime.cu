@@ -203,6 +203,11 @@ struct Ring {
 #ifndef MPK_WAIT_SLEEP_NS
 #define MPK_WAIT_SLEEP_NS 32
 #endif
+// Measuring: 1 stamps a task's profile end after the release's fence, so that the
+// profile's hop is the add's way to the waiting SM and the task's time holds the fence.
+#ifndef MPK_PROFILE_END_AFTER_FENCE
+#define MPK_PROFILE_END_AFTER_FENCE 0
+#endif
 __device__ bool wait_for_event(const MpkLaunch& launch, int task_id, int slot,
                                unsigned int expected, int step, bool system) {
   const unsigned int* counter = launch.event_counters + slot;
@@ -396,14 +401,24 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
 
     if (threadIdx.x == 0) {
       const int slot = running.trigger_slot, flags = running.flags;
+#if MPK_PROFILE_END_AFTER_FENCE
+      if (slot >= 0 && !(flags & (MPK_TASK_TRIGGER_EVERY_RANK | MPK_TASK_TRIGGER_ONE_RANK)))
+        fence_acq_rel_gpu();   // the release's fence, here to be timed (the add below is relaxed)
+#endif
       if (running.profile_end) *running.profile_end = global_time_ns();
       // The barrier above orders every thread's writes before this release (cumulative).
+      // The release is a fence (MEMBAR.ALL.GPU) and the add: on the H200 the fence is
+      // ~0.35 us of every ~1 us hop, with or without loads in flight (bench/NOTES.md round 20).
       if (slot >= 0) {
         if (flags & MPK_TASK_TRIGGER_EVERY_RANK)
           for (int k = 0; k < launch.ranks; ++k) trigger_on_rank(launch, slot, k);
         else if (flags & MPK_TASK_TRIGGER_ONE_RANK)
           trigger_on_rank(launch, slot, flags >> MPK_TASK_RANK_SHIFT);
+#if MPK_PROFILE_END_AFTER_FENCE
+        else add_relaxed(launch.event_counters + slot, 1u);
+#else
         else add_release(launch.event_counters + slot, 1u);
+#endif
       }
     }
     // Its chunk is free: copy the next staged tasks' rows.
