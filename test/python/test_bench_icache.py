@@ -12,14 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))    # bench/ is not an installed package
 from bench import icache  # noqa: E402
-from mpk.runtime import build, cubin, loader  # noqa: E402
-
-
-def _skip_without_toolkit() -> None:
-    try:
-        build.toolkit()
-    except build.BuildError as e:  # pragma: no cover - depends on the wheels installed
-        pytest.skip(str(e))
+from mpk.runtime import cubin, loader  # noqa: E402
+from test_bench_hop import _skip_without_toolkit  # noqa: E402
 
 
 def test_each_function_holds_its_kilobytes_of_code(tmp_path):
