@@ -24,7 +24,7 @@ PRESETS = ("qwen3-tiny", "qwen3-tiny-untied", "llama3-tiny")
 BATCH, MAX_SEQ, STEPS = 3, 12, 5
 
 
-def _rank(rank: int, world: int, port: int) -> None:
+def _rank(rank: int, world: int, port: int, torn_down) -> None:
     """One gloo rank: every preset's sharded decoder against the full one, step by step."""
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -49,11 +49,15 @@ def _rank(rank: int, world: int, port: int) -> None:
         dist.barrier()            # no rank leaves (taking the store with it) while another still talks
     finally:
         dist.destroy_process_group()
+    # Nor while another still tears its group down: once in a CI run a rank aborted in
+    # its teardown ("terminate called without an active exception") after the barrier.
+    torn_down.wait(timeout=120)
 
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_sharded_logits_equal_the_full_model(world):
-    torch.multiprocessing.spawn(_rank, args=(world, tp.free_port()), nprocs=world, join=True)
+    torn_down = torch.multiprocessing.get_context("spawn").Barrier(world)
+    torch.multiprocessing.spawn(_rank, args=(world, tp.free_port(), torn_down), nprocs=world, join=True)
 
 
 def test_kv_heads_split_or_replicated_as_mpk_shard_cuts_them():
