@@ -82,14 +82,15 @@ def measure(cubin: Path, sweep: tuple[int, ...] = SWEEP, rounds: int = ROUNDS) -
     driver = loader._driver()
     props = loader.device_properties(0)
     context = loader._check(driver.cuDevicePrimaryCtxRetain(props["device"]), "cuDevicePrimaryCtxRetain")
+    module, buffers = None, []
     try:
         loader._check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
         image = np.frombuffer(Path(cubin).read_bytes(), np.uint8)
         module = loader._check(driver.cuModuleLoadData(image.ctypes.data), f"cuModuleLoadData({cubin})")
         kernel = loader._check(driver.cuModuleGetFunction(module, b"icache_probe"), "cuModuleGetFunction")
         sms = props["num_sms"]
-        cycles = loader.DeviceBuffer(sms * rounds * max(sweep) * 8, "cycles")
-        sink = loader.DeviceBuffer(sms * max(THREADS) * 4, "sink")
+        buffers.append(cycles := loader.DeviceBuffer(sms * rounds * max(sweep) * 8, "cycles"))
+        buffers.append(sink := loader.DeviceBuffer(sms * max(THREADS) * 4, "sink"))
         rows = []
         for k in sweep:
             row = {"functions": k, "working_set_kb": k * KB_PER_FUNCTION, "cycles_per_call": {}}
@@ -104,9 +105,12 @@ def measure(cubin: Path, sweep: tuple[int, ...] = SWEEP, rounds: int = ROUNDS) -
                     samples = cycles.download(np.int64, grid * rounds * k).reshape(grid, rounds, k)[:, 2:, :]
                     row["cycles_per_call"][f"{grid}x{threads}"] = float(np.median(samples))
             rows.append(row)
-        loader._check(driver.cuModuleUnload(module), "cuModuleUnload")
         return {"device": props["name"], "sms": sms, "kb_per_function": KB_PER_FUNCTION, "rows": rows}
-    finally:
+    finally:   # the context may outlive the probe (torch's, in a benchmark's process)
+        for buffer in buffers:
+            driver.cuMemFree(buffer.ptr)
+        if module is not None:
+            driver.cuModuleUnload(module)
         driver.cuDevicePrimaryCtxRelease(props["device"])
 
 
