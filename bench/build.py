@@ -40,7 +40,7 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
           tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None,
-          caller_saves: bool = True, split_sample: bool = True) -> Path:
+          caller_saves: bool = True, split_sample: bool = True, data_flags: int = 0) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -49,7 +49,7 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
                              merge_in_attention=merge_in_attention, gate_up_in_decode=gate_up_in_decode,
                              runtime_defines=tuple(sorted((runtime_defines or {}).items())), tp=tp,
                              store_in_product=store_in_product, caller_saves=caller_saves,
-                             split_sample=split_sample)
+                             split_sample=split_sample, data_flags=data_flags)
     if ring_bytes is not None:
         options = dataclasses.replace(options, ring_bytes=ring_bytes)
     if smem_bytes is not None:
@@ -109,6 +109,9 @@ def main(argv=None) -> int:
                              "emulated on one GPU give --num-sms SMs/N")
     parser.add_argument("--no-store-in-product", dest="store_in_product", action="store_false",
                         help="mpk-partition{store-in-product=false}: an allgather task after o_proj/down (A/B)")
+    parser.add_argument("--data-flags", type=int, nargs="?", const=1, default=0, metavar="MAX_ROWS",
+                        help="mpk-data-flags{max-rows}: the linears' activations of at most MAX_ROWS rows (default "
+                             "1) carry their flags, no counter between them (NOTES round 21)")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
     defines = dict(parse_define(d, parser) for d in args.runtime_define)
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
                          args.prefill_chunk if args.prefill else 0, args.merge_in_attention,
                          args.gate_up_in_decode, defines, args.shared_tile_max_bytes, args.tp,
                          args.store_in_product, args.smem_bytes, args.caller_saves,
-                         split_sample=args.split_sample)
+                         split_sample=args.split_sample, data_flags=args.data_flags)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             print(f"{path}: {size / 2**20:.1f} MiB in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -67,6 +67,12 @@ class Buffer:
     per_step: bool
     op: ir.Operation
     shard: list[int] | None = None  # `mpk.shard` (mpk-shard): dim, size, each rank's start
+    flagged: bool = False           # mpk-data-flags: each element a 32-bit word with a flag
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes in memory: a flagged buffer stores each element in a 32-bit word."""
+        return self.numel * 4 if self.flagged else self.nbytes
 
     @property
     def numel(self) -> int:
@@ -85,6 +91,7 @@ class Event:
     primed: bool
     op: ir.Operation
     ranks: int = 1                  # >1: every rank of a tensor-parallel step triggers it (allgather)
+    flagged: bool = False           # mpk-data-flags: its waiters poll the data's flags, no counter
 
 
 @dataclasses.dataclass
@@ -194,7 +201,7 @@ class TaskGraph:
                 a = op.attributes
                 graph.events[_str(a["sym_name"])] = Event(
                     _str(a["sym_name"]), _int(a["size"]), _int(a["triggers"]), "primed" in a, op,
-                    _int(a["ranks"]) if "ranks" in a else 1)
+                    _int(a["ranks"]) if "ranks" in a else 1, "flagged" in a)
             elif name == "mpk.tasks":
                 g = _group(op, next_task)
                 next_task += g.num_tasks
@@ -263,7 +270,8 @@ def _buffer(op: ir.Operation) -> Buffer:
         weight_name=_str(a["name"]) if "name" in a else None,
         per_step="per_step" in a,
         op=op,
-        shard=list(ir.DenseI64ArrayAttr(a["mpk.shard"])) if "mpk.shard" in a else None)
+        shard=list(ir.DenseI64ArrayAttr(a["mpk.shard"])) if "mpk.shard" in a else None,
+        flagged="flagged" in a)
 
 
 def _group(op: ir.Operation, first_task: int) -> TaskGroup:

@@ -48,7 +48,7 @@ from mpk.runtime.build import feature_arch
 
 from . import ModulePass, PassFailure, analyses, kinds
 from .kernels import Buffer, Group, Unsupported
-from .kernels.emit import Emitter, View, byte_width, i32, ptr
+from .kernels.emit import Emitter, FlaggedView, View, byte_width, i32, ptr
 
 GPU_MODULE = "mpk_tasks"
 DISPATCH = "mpk_dispatch"
@@ -162,7 +162,7 @@ class LowerTasks(ModulePass):
 
         def buffer(name: str) -> Buffer:
             b = graph.buffers[name]
-            return Buffer(name, tuple(b.shape), ir.Type.parse(b.dtype), b.space, b.per_step)
+            return Buffer(name, tuple(b.shape), ir.Type.parse(b.dtype), b.space, b.per_step, b.flagged)
         inputs, outputs = tuple(map(buffer, tg.inputs)), tuple(map(buffer, tg.outputs))
         if any(math.prod(b.shape) >= 2**31 for b in inputs + outputs):
             self.error(tg.op, "buffers of 2^31 elements or more need 64-bit indexing")
@@ -175,7 +175,8 @@ class LowerTasks(ModulePass):
                   prefetch: bool = False) -> None:
         """A task function (a prefetch function: the task and its buffers only, one thread)."""
         global_ptr = ptr(1)
-        types = [i32()] + [global_ptr] * (len(group.buffers) + maps) + ([] if prefetch else [ptr(3), ptr(3)])
+        polls = [i32(), ptr(3)] if group.flagged and not prefetch else []   # the step's flag, the stuck word
+        types = [i32()] + [global_ptr] * (len(group.buffers) + maps) + ([] if prefetch else [ptr(3), ptr(3)]) + polls
         with group.op.location, ir.InsertionPoint(block):
             f = func.FuncOp(symbol, ir.FunctionType.get(types, []))
             f.attributes["mpk.group"] = ir.StringAttr.get(group.name)
@@ -183,12 +184,13 @@ class LowerTasks(ModulePass):
         try:
             with group.op.location, ir.InsertionPoint(entry):
                 task, *addresses = entry.arguments
+                flag, stuck = (addresses.pop(-2), addresses.pop()) if polls else (None, None)
                 addresses, (smem, staged) = (addresses, (None, None)) if prefetch else (addresses[:-2], addresses[-2:])
                 addresses, descriptors = addresses[:len(group.buffers)], addresses[len(group.buffers):]
                 e = Emitter(self.threads, smem, 0 if prefetch else self.smem_bytes, block, staged)
-                e.tensor_maps = descriptors
-                views = [View(e, p, b.element, b.shape, b.readonly)
-                         for p, b in zip(addresses, group.buffers)]
+                e.tensor_maps, e.stuck = descriptors, stuck
+                views = [FlaggedView(e, p, b.element, b.shape, flag) if b.flagged else
+                         View(e, p, b.element, b.shape, b.readonly) for p, b in zip(addresses, group.buffers)]
                 emit(e, group, task, views)
                 func.ReturnOp([])
         except Exception:
@@ -206,8 +208,14 @@ def _dispatch(functions: list[tuple[str, Group, int]]) -> None:
         fn, task, step, table, smem, staged = entry.arguments
         shared, stage = (llvm.AddrSpaceCastOp(ptr(3), p).result for p in (smem, staged))
         cases = [(k, symbol, group, maps) for k, (symbol, group, maps) in enumerate(functions)]
+        if any(group.flagged for _, group, _ in functions):
+            # mpk-data-flags: step s's flag is s + 1; the stuck word lies 16 bytes before the
+            # scratch (mpk_runtime.h MPK_POLL_STUCK_BYTES).
+            flags = [arith.addi(step, arith.constant(i32(), 1)),
+                     llvm.GEPOp(ptr(3), shared, [], [-16], ir.IntegerType.get_signless(8), 0).result]
         _switch(fn, cases, lambda symbol, group, maps: func.CallOp(
-            [], symbol, [task] + _buffer_args(table, step, group, maps) + [shared, stage]))
+            [], symbol, [task] + _buffer_args(table, step, group, maps) + [shared, stage] +
+            (flags if group.flagged else [])))
         func.ReturnOp([])
 
 

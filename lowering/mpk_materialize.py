@@ -79,6 +79,8 @@ def materialize(graph: TaskGraph) -> Materialized:
     # Counter slots.
     events, first_slot, slot = [], {}, 0
     for e in graph.events.values():
+        if e.flagged:       # mpk-data-flags: its waiters poll the data itself
+            continue
         first_slot[e.name] = slot
         events.append({"name": e.name, "size": e.size, "triggers": e.triggers,
                        "primed": e.primed, "first_slot": slot, "ranks": e.ranks})
@@ -98,7 +100,7 @@ def materialize(graph: TaskGraph) -> Materialized:
         if b.space == "workspace" and b.offset is None:
             raise MaterializeError(b.op, f"workspace buffer '{b.name}' has no offset: run mpk-plan-memory first")
         buffers.append({"name": b.name, "space": b.space, "dtype": b.dtype, "shape": list(b.shape),
-                        "nbytes": b.nbytes, "offset": b.offset, "weight_name": b.weight_name,
+                        "nbytes": b.stored_bytes, "offset": b.offset, "flagged": b.flagged, "weight_name": b.weight_name,
                         "per_step": b.per_step, "read_as": read_as.get(b.name, "whole"),
                         **({"shard": b.shard} if b.shard else {})})
 
@@ -124,6 +126,11 @@ def materialize(graph: TaskGraph) -> Materialized:
                 if ref.event not in graph.events:
                     raise MaterializeError(g.op, f"group '{g.name}' {field}s on unknown event '{ref.event}'")
                 event = graph.events[ref.event]
+                if event.flagged:
+                    if field == "wait":
+                        flags |= layout.FLAGS["polls"]
+                    task_table[rows, layout.task_field(f"{field}_slot")] = slots
+                    continue
                 indices = ref.indices(g.grid_indices())
                 bad = np.flatnonzero((indices < 0) | (indices >= event.size))
                 if bad.size:

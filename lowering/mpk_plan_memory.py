@@ -52,11 +52,14 @@ class MpkPlanMemory(ModulePass):
             """Every access of a happens before every write of b."""
             return bool(writers[b.name]) and all(touchers[a.name] <= before[w] for w in writers[b.name])
 
+        # A flagged buffer (mpk-data-flags) shares its bytes with nothing: the flag of its
+        # words is the step, so that a word must have no other writer.
         placed, peak, total = [], 0, 0
         for b in buffers:
-            size = -(-b.nbytes // self.alignment) * self.alignment
+            size = -(-b.stored_bytes // self.alignment) * self.alignment
             total += size
-            busy = sorted((o, o + s) for p, o, s in placed if not (dead_before(p, b) or dead_before(b, p)))
+            busy = sorted((o, o + s) for p, o, s in placed
+                          if b.flagged or p.flagged or not (dead_before(p, b) or dead_before(b, p)))
             offset = 0
             for lo, hi in busy:
                 if offset + size <= lo:

@@ -6,7 +6,7 @@ writes what it produced:
     graph      mpk graph IR (torch.export -> torch-mlir -> torch-to-mpk)
     tasks      mpk-sample, [mpk-prefill], the fusions (mpk-fuse-residual, -gate-up, -norm,
                -silu, -rope-append), mpk-partition: every op split into SM-sized task groups
-    events     mpk-build-events: tile-granular dependencies
+    events     mpk-build-events: tile-granular dependencies; [mpk-data-flags]
     scheduled  mpk-schedule, mpk-plan-memory: per-SM queues, workspace offsets
     gpu        mpk-lower-tasks: + gpu.module @mpk_tasks with mpk_dispatch
     ptx        the gpu.module through NVVM to PTX text
@@ -88,6 +88,8 @@ class Options:
     allreduce: str = "auto"                # mpk-partition{allreduce}: auto (cost model), one-shot, two-shot
     store_in_product: bool = True          # mpk-partition{store-in-product}: o_proj/down store into the ranks' slots
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
+    data_flags: int = 0                    # mpk-data-flags{max-rows}: activations of this many rows at most
+                                           # carry flags; 0: none (bench/NOTES.md round 21)
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 
     def prefill(self) -> "Options":
@@ -105,6 +107,7 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
     """The passes of each task-level stage, configured from `options` (typed values, no
     pipeline text in between; `mpk-opt` runs the same passes by their pipeline names)."""
     from mpk.lowering.mpk_build_events import MpkBuildEvents
+    from mpk.lowering.mpk_data_flags import MpkDataFlags
     from mpk.lowering.mpk_partition import MpkPartition
     from mpk.lowering.mpk_plan_memory import MpkPlanMemory
     from mpk.lowering.mpk_prefill import MpkPrefill
@@ -125,7 +128,9 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                                 shared_tile_max_bytes=options.shared_tile_max_bytes,
                                 allreduce=options.allreduce, store_in_product=options.store_in_product),
                    MpkStageWeights(ring_bytes=options.ring_bytes)]),
-        ("events", [MpkBuildEvents(report=options.report)]),
+        ("events", [MpkBuildEvents(report=options.report),
+                    *([MpkDataFlags(max_rows=options.data_flags, report=options.report)]
+                      if options.data_flags and not prefill else [])]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),
     ]
 

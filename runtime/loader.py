@@ -24,7 +24,7 @@ from mpk.runtime.build import KERNEL_NAME
 from mpk.runtime.bundle import Bundle
 
 DEFAULT_TIMEOUT_S = 2.0
-MPK_OK, MPK_ERROR_TIMEOUT, MPK_ERROR_STAGE_TIMEOUT = 0, 1, 2
+MPK_OK, MPK_ERROR_TIMEOUT, MPK_ERROR_STAGE_TIMEOUT, MPK_ERROR_POLL_TIMEOUT = 0, 1, 2, 3
 
 
 class LoaderError(RuntimeError):
@@ -35,9 +35,10 @@ class RuntimeTimeout(LoaderError):
     """The persistent kernel gave up waiting on an event (a broken dependency table)."""
 
 
-def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int) -> tuple[int, int]:
+def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int,
+                       stuck_bytes: int = 0) -> tuple[int, int]:
     """(MpkLaunch::task_cache, dynamic shared memory bytes) of a launch
-    (mpk_runtime.cu: [task cache][weight records][weight ring][task scratch]). The
+    (mpk_runtime.cu: [task cache][weight records][weight ring][`stuck_bytes`][task scratch]). The
     tasks' scratch is required; so is a record per queue position of the task's
     weights (where the worker copies or prefetches them from), and the ring if the
     bundle has one. Each worker also keeps its queue's task descriptors there when
@@ -49,7 +50,7 @@ def shared_memory_plan(kernel: dict, queue_offsets: np.ndarray, max_smem: int) -
     longest = int(np.diff(queue_offsets).max(initial=0))
     lines = lambda n: -(-n // 128) * 128
     records = lines(longest * layout.TASK_WEIGHTS_BYTES)
-    required = scratch + ring + records
+    required = scratch + ring + records + stuck_bytes
     if required > max_smem:
         raise LoaderError(f"the bundle needs {required} B of shared memory per CTA "
                           f"({scratch} B for tasks, a weight ring of {ring} B and {records} B to "
@@ -75,7 +76,7 @@ class MpkLaunch(ctypes.Structure):
                 ("profile", ctypes.c_uint64), ("timeout_ns", ctypes.c_uint64),
                 ("num_tasks", ctypes.c_int), ("steps", ctypes.c_int), ("prefetch", ctypes.c_uint64),
                 ("ring_bytes", ctypes.c_int), ("ring_depth", ctypes.c_int), ("task_cache", ctypes.c_int),
-                ("rank_distances", ctypes.c_uint64), ("ranks", ctypes.c_int)]
+                ("rank_distances", ctypes.c_uint64), ("ranks", ctypes.c_int), ("poll_stuck_bytes", ctypes.c_int)]
 
 
 # -------------------------------------------------------------- dtypes
@@ -329,8 +330,10 @@ class Session:
             share = f" of its {props['num_sms']} for each of {props['num_sms'] // have} ranks" if self.sms else ""
             raise LoaderError(f"{self.bundle.path} was scheduled for {sms} SMs, but {props['name']} has "
                               f"{have}{share}: recompile with `mpk compile --num-sms {have}`")
+        polls = any(b.get("flagged") for b in self.plan["buffers"])     # mpk-data-flags
+        self.poll_stuck_bytes = layout.POLL_STUCK_BYTES if polls else 0
         self.task_cache, self.smem_bytes = shared_memory_plan(
-            self.kernel, self.bundle.tables["queue_offsets"], props["max_smem_per_block"])
+            self.kernel, self.bundle.tables["queue_offsets"], props["max_smem_per_block"], self.poll_stuck_bytes)
 
     def _load_kernel(self) -> None:
         driver = _driver()
@@ -363,6 +366,10 @@ class Session:
         buffers = self.plan["buffers"]
         workspace = max([b["offset"] + b["nbytes"] for b in buffers if b["space"] == "workspace"], default=0)
         self.workspace = DeviceBuffer(workspace, "workspace")
+        # mpk-data-flags: the range of the flagged buffers' bytes, zeroed before each launch.
+        flagged = [(b["offset"], b["offset"] + b["nbytes"]) for b in buffers
+                   if b["space"] == "workspace" and b.get("flagged")]
+        self.flagged_bytes = (min(flagged)[0], max(hi for _, hi in flagged)) if flagged else None
         self.storage: dict[str, DeviceBuffer] = {}   # weight/state/io/peer name -> memory
         self.owned: set[str] = set()
         self.addresses = []
@@ -522,6 +529,9 @@ class Session:
             raise LoaderError(f"a launch runs 1..{self.steps_per_launch} steps, not {steps}")
         self.d_counters.upload(self.bundle.tables["event_initial"].astype(np.uint32))
         _check(driver.cuMemsetD8(self.d_error.ptr, 0, ctypes.sizeof(MpkError)), "cuMemsetD8(error)")
+        if self.flagged_bytes:     # no flag of the last launch may pass for one of this launch
+            lo, hi = self.flagged_bytes
+            _check(driver.cuMemsetD8(self.workspace.ptr + lo, 0, hi - lo), "cuMemsetD8(flagged buffers)")
         # Poison what the launch must write (all-ones bits: NaN floats, -1 ints): an unwritten output shows.
         for b in self.plan["buffers"]:
             if b["space"] in ("io", "peer") and b.get("per_step"):
@@ -540,7 +550,7 @@ class Session:
                                  self.d_counters.ptr, self.d_buffer_ptrs.ptr, self.d_error.ptr,
                                  self.profile.ptr if self.profile else 0, int(self.timeout_s * 1e9),
                                  self.num_tasks, steps, self.d_prefetch.ptr, *self.ring, self.task_cache,
-                                 distances, self.ranks)
+                                 distances, self.ranks, self.poll_stuck_bytes)
         args = (ctypes.c_void_p * 1)(ctypes.addressof(self._params))
         if timed:
             begin, end = self._timing_events()
@@ -611,6 +621,11 @@ class Session:
             layer = re.search(r"layers?[._](\d+)", group["name"])
             where = (f"task {index} of group '{group['name']}' (kind {group['kind']}"
                      f"{f', layer {layer.group(1)}' if layer else ''}, global task {error.task})")
+        if error.code == MPK_ERROR_POLL_TIMEOUT:
+            return (f"mpk runtime timeout: {where} on worker {error.worker} (SM {error.smid}) polled its "
+                    f"flagged inputs (mpk-data-flags) {layout.POLL_LIMIT} times at step {error.step} without "
+                    f"finding this step's flag: a producer of them did not run. The dependency tables "
+                    f"are inconsistent.")
         if error.code == MPK_ERROR_STAGE_TIMEOUT:
             return (f"mpk runtime timeout: the weights of {where} on worker {error.worker} (SM {error.smid}) "
                     f"did not arrive in its weight ring within {self.timeout_s:g} s at step "

@@ -253,7 +253,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   __shared__ Position lead, side;
   __shared__ struct {
     int fn, task, step;                    // mpk_dispatch's arguments (and buffer_list)
-    int trigger_slot, flags;               // for thread 0 after it
+    int id, trigger_slot, flags;           // for thread 0 after it
     unsigned long long* profile_end;       // where the end time goes, or null
   } running;
   // The running task's buffer list, copied from global memory while thread 0 waits
@@ -277,7 +277,14 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
   TaskWeights* weights_of = reinterpret_cast<TaskWeights*>(smem + round_up_128((long long)launch.task_cache * sizeof(MpkTask)));
   char* ring = reinterpret_cast<char*>(weights_of) +
                (launch.prefetch != nullptr ? round_up_128((long long)queue_len * sizeof(TaskWeights)) : 0);
-  char* scratch = ring + (staging ? launch.ring_bytes : 0);  // the tasks' own shared memory
+  char* scratch = ring + (staging ? launch.ring_bytes : 0) + launch.poll_stuck_bytes;  // the tasks' own shared memory
+  // The word a task's flagged poll sets when it gave up (mpk-data-flags), or null without
+  // flagged buffers; thread 0 then reports the task. Its address lives in shared memory and
+  // the checks read only it: a register (the pointer, or the launch's poll_stuck_bytes)
+  // live across the task's call is spilled, and with one more reload after every task
+  // each step was 1.3% slower (NOTES round 21; ptxas -v: 4 bytes more of spills).
+  __shared__ volatile int* poll_stuck;
+  if (threadIdx.x == 0) poll_stuck = launch.poll_stuck_bytes ? reinterpret_cast<int*>(scratch - 16) : nullptr;
 
   // Each queue position's weight record, and the cached copy of its task, which holds
   // the task's global id where `group` was (the kernel never reads the group): thread 0
@@ -314,7 +321,10 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_address(ring_full + s)) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
   }
-  if (threadIdx.x == 0) inputs_seen = 0;
+  if (threadIdx.x == 0) {
+    inputs_seen = 0;
+    if (poll_stuck) *poll_stuck = 0;
+  }
   __syncthreads();  // the task cache and the weight records are filled, the ring's mbarriers exist
   if (copy_warp && staging) weights.fill();   // thread 0 waits on the mbarriers, not on this
 
@@ -354,7 +364,8 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       if (side_lane == 0) copy_buffer_list(task, [] { return 0; });   // one warp: no side lane
       // Past the last step: done. Another worker gave up: stop too (checked once a
       // step; a task's wait checks, too).
-      bool ok = at.step < launch.steps && (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
+      bool ok = at.step < launch.steps && !(poll_stuck && *poll_stuck) &&
+                (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
       if (ok && task.wait_slot >= 0)
         ok = wait_for_event(launch, task_id, task.wait_slot, (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1),
                             at.step, task.flags & MPK_TASK_WAIT_ON_RANKS);
@@ -366,7 +377,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       }
       unsigned long long* profile =
           launch.profile ? launch.profile + 2 * ((long long)at.step * launch.num_tasks + task_id) : nullptr;
-      running = {task.fn, task.task, at.step, task.trigger_slot, task.flags, profile ? profile + 1 : nullptr};
+      running = {task.fn, task.task, at.step, task_id, task.trigger_slot, task.flags, profile ? profile + 1 : nullptr};
       proceed = ok;
       if (ok && profile) *profile = global_time_ns();
       atomicExch(&inputs_seen, 1);
@@ -386,6 +397,10 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       if (waits && atomicAdd(&inputs_seen, 0) == 0) {
         if (task.flags & MPK_TASK_PREFETCH) mpk_prefetch_dispatch(task.fn, task.task, at.step, buffer_list);
         else if (launch.prefetch != nullptr) prefetch_weights_l2(weights_of[at.q - queue_begin]);
+      } else if ((task.flags & MPK_TASK_POLLS) && at.step < launch.steps && launch.prefetch != nullptr) {
+        // No counter to wait for: its loads poll their inputs. One instruction, issued
+        // beside the poll: its weights come into L2 while the inputs are not there yet.
+        prefetch_weights_l2(weights_of[at.q - queue_begin]);
       }
     }
     __syncthreads();
@@ -399,7 +414,9 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
     mpk_dispatch(running.fn, running.task, running.step, buffer_list, scratch, staged);
     __syncthreads();
 
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0 && poll_stuck && *poll_stuck) {   // its inputs never came: no trigger, stop
+      record_error(launch, MPK_ERROR_POLL_TIMEOUT, running.id, -1, running.step, 0, 0);
+    } else if (threadIdx.x == 0) {
       const int slot = running.trigger_slot, flags = running.flags;
 #if MPK_PROFILE_END_AFTER_FENCE
       if (slot >= 0 && !(flags & (MPK_TASK_TRIGGER_EVERY_RANK | MPK_TASK_TRIGGER_ONE_RANK)))

@@ -30,8 +30,13 @@ enum {
   MPK_TASK_WAIT_ON_RANKS = 4,       // other ranks (GPUs) bump its wait counter: acquire at system scope
   MPK_TASK_TRIGGER_ONE_RANK = 8,    // bump trigger_slot on rank flags >> MPK_TASK_RANK_SHIFT only
   MPK_TASK_PREFETCH = 16,           // its group has a prefetch function (mpk_prefetch_dispatch)
+  MPK_TASK_POLLS = 32,              // waits on no counter: its loads poll their data's flags (mpk-data-flags)
 };
 #define MPK_TASK_RANK_SHIFT 8
+// Dynamic shared memory a worker keeps before the tasks' scratch when its bundle has
+// flagged buffers (mpk-data-flags): at scratch - 16, the word a task's flagged poll sets
+// when it gives up.
+#define MPK_POLL_STUCK_BYTES 128
 
 // The weights a task streams: one contiguous byte range of one of its buffers
 // (buffer_ptrs[buffer] + offset, `bytes` long, 16-byte aligned), or buffer -1.
@@ -73,6 +78,7 @@ enum {
   MPK_OK = 0,
   MPK_ERROR_TIMEOUT = 1,    // a wait exceeded MpkLaunch::timeout_ns
   MPK_ERROR_STAGE_TIMEOUT = 2,  // a task's weights never arrived in the ring (slot -1)
+  MPK_ERROR_POLL_TIMEOUT = 3,   // a task's flagged inputs (mpk-data-flags) never arrived (slot -1)
 };
 
 // The persistent kernel's only parameter, passed by value.
@@ -97,6 +103,7 @@ typedef struct MpkLaunch {
   // memory, so rank k's counter of a slot is this rank's plus rank_distances[k] bytes.
   const long long* rank_distances;         // [ranks], or null: one rank
   int ranks;
+  int poll_stuck_bytes;                    // MPK_POLL_STUCK_BYTES if a task polls flagged buffers, else 0
 } MpkLaunch;
 
 #ifdef __CUDACC__

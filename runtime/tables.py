@@ -38,7 +38,7 @@ TASK_FIELDS = ("fn", "task", "group", "buffers", "wait_slot", "wait_triggers", "
 # bumps the counter on every rank of a tensor-parallel step, or on one rank (given in the
 # bits from RANK_SHIFT up); its wait is on a counter that other ranks (other GPUs) bump; its
 # group has a prefetch function (mpk_prefetch_dispatch, run while the task waits).
-FLAGS = {"staged": 1, "trigger_every_rank": 2, "wait_on_ranks": 4, "trigger_one_rank": 8, "prefetch": 16}
+FLAGS = {"staged": 1, "trigger_every_rank": 2, "wait_on_ranks": 4, "trigger_one_rank": 8, "prefetch": 16, "polls": 32}
 RANK_SHIFT = 8
 TABLES = ("tasks", "queue_offsets", "queue_tasks", "event_triggers", "event_initial",
           "group_buffers", "group_buffer_offsets", "prefetch", "tensor_maps")
@@ -49,6 +49,8 @@ NO_EVENT = -1
 PREFETCH_FIELDS = ("buffer", "offset", "bytes", "row_bytes", "second_buffer", "second_offset")
 STAGE_ROW_PAD = 16   # MPK_STAGE_ROW_PAD
 RING_MAX_DEPTH = 16  # MPK_RING_MAX_DEPTH: staged tasks a worker has in flight at most
+POLL_STUCK_BYTES = 128  # MPK_POLL_STUCK_BYTES: a worker's shared memory before the tasks' scratch
+POLL_LIMIT = 1 << 24    # a flagged poll (mpk-data-flags) gives up after this many stale loads
 GROUP_BUFFERS_MAX = 16  # MPK_GROUP_BUFFERS_MAX: a group's buffers and tensor maps, at most
 TASK_WEIGHTS_BYTES = 24  # sizeof(TaskWeights) in mpk_runtime.cu: a queue position's resolved weights
 TENSOR_MAP_FIELDS = ("buffer", "box_rows", "box_cols")

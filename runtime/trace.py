@@ -248,7 +248,7 @@ def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
         ready = np.max([records[:, tasks(g), 1].max(axis=1) for g in producers[event]], axis=0)
         start = np.concatenate([records[:, tasks(g), 0] for g in groups], axis=1)
         end = np.concatenate([records[:, tasks(g), 1] for g in groups], axis=1)
-        if primed[event]:
+        if primed.get(event, False):     # a flagged event (mpk-data-flags) is in no table: never primed
             ready, start, end = ready[:-1], start[1:], end[1:]
         if not len(ready):
             continue

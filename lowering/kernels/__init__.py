@@ -41,6 +41,7 @@ class Buffer:
     element: ir.Type
     space: str  # workspace | weight | state | io
     per_step: bool = False
+    flagged: bool = False  # mpk-data-flags: read and written through a FlaggedView
 
     @property
     def role(self) -> str | None:
@@ -74,6 +75,11 @@ class Group:
         return self.inputs + self.outputs
 
     @property
+    def flagged(self) -> bool:
+        """Its task function takes this step's flag (mpk-data-flags) after its shared memory."""
+        return any(b.flagged for b in self.buffers)
+
+    @property
     def typed(self):
         """The group's params as its kind's `Params` (lowering/kinds)."""
         from mpk.lowering import kinds
@@ -88,7 +94,7 @@ class Group:
     def key(self) -> tuple:
         """Groups with equal keys share one device function and one `fn`."""
         return (self.kind, self.grid, self.tile, self.domain,
-                tuple((b.shape, str(b.element), b.readonly, b.per_step, b.role)
+                tuple((b.shape, str(b.element), b.readonly, b.per_step, b.role, b.flagged)
                       for b in self.buffers),
                 tuple(sorted((k, str(v)) for k, v in self.params.items())))
 

@@ -55,7 +55,7 @@ from mpk.lowering.kinds import ROW_COUNTS
 from mpk.lowering.kinds.linear import gemm_tile_rows, linear_roles
 
 from . import gemm, require
-from .emit import View, byte_width, f32, widest_vector
+from .emit import FlaggedView, View, byte_width, f32, widest_vector
 
 UNROLL = 8  # 16-byte weight loads in flight per lane
 MMA_RUNS = 4  # 16-byte runs per lane, per weight row and k-step, on the tensor-core path
@@ -102,11 +102,15 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
     vec = widest_vector(K, element_bytes=byte_width(weights[0].element))
     chunks = K // vec
     staged = B * K * byte_width(x.element)
-    if staged + 4 * B * e.warps <= e.smem_bytes:
+    fits = staged + 4 * B * e.warps <= e.smem_bytes
+    residual, polled = _polled_residual(e, residual, n0, rows, tn, staged + 16 + 4 * B * e.warps if fits else 0)
+    if fits:
         xs = _stage(e, x, 0, norm, up)
     else:
         require(not fused, f"a fused norm or silu_mul needs x ({staged} bytes) in shared memory")
         xs = x
+        if polled:
+            e.barrier()      # the polled residual's tile
     zero = e.f32(0.0, vec)
 
     def accumulate(acc, wvs, col):
@@ -146,7 +150,7 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
             for b in range(B):
                 s = combine([sums[j * B + b] for j in range(W)])
                 if residual is not None:
-                    s = arith.addf(s, e.to_f32(residual.load(b, n)))
+                    s = arith.addf(s, e.to_f32(residual(b, n, r)))
                 y.store(e.to(y.element, s), b, n)
         e.if_(e.eq(e.lane, 0), write)
 
@@ -226,12 +230,17 @@ def _tensor_core(e, g, x, weight_rows, y, residual, norm, up, n0, rows, combine)
     slices = max(1, min(e.warps // blocks, steps))
     scratch = slices * blocks * 32 * 4 * W * 4 if slices > 1 else 0   # [slice, block, lane, 4 W] fp32
     staged = B * K * 2
-    if scratch + staged + 16 + 4 * B * e.warps <= e.smem_bytes:
+    fits = scratch + staged + 16 + 4 * B * e.warps <= e.smem_bytes
+    residual, polled = _polled_residual(e, residual, n0, rows, tn,
+                                        scratch + staged + 16 + 4 * B * e.warps if fits else scratch)
+    if fits:
         xs = _stage(e, x, scratch, norm, up)
     else:
         require(norm is None and up is None,
                 f"a fused norm or silu_mul needs x ({staged} bytes) in shared memory")
         xs = x
+        if polled:
+            e.barrier()      # the polled residual's tile
     sums = e.shared(f32(), [slices, blocks, 32, 4 * W]) if scratch else None
     quad, t = e.div(e.lane, 4), e.rem(e.lane, 4)   # mma "groupID" and "thread in group"
     xr = xs.row(e.min(quad, B - 1))                # the batch row this lane feeds
@@ -288,6 +297,29 @@ def _store(e, y, residual, B, n0, rows, block, quad, t, acc, combine):
         def write(k=k, r=r, b=b):
             n = e.add(n0, r)
             s = combine([acc[4 * j + k] for j in range(W)])
-            s = s if residual is None else arith.addf(s, e.to_f32(residual.load(b, n)))
+            s = s if residual is None else arith.addf(s, e.to_f32(residual(b, n, r)))
             y.store(e.to(y.element, s), b, n)
         e.if_(arith.andi(e.lt(r, rows), e.lt(b, B)), write)
+
+
+def _polled_residual(e, residual, n0, rows, tn, used_bytes):
+    """The residual as a function (batch row b, row n, its row r in the tile) -> value, or
+    None; and whether its tile was polled into shared memory (the caller's barrier must
+    follow). A flagged residual (mpk-data-flags) is polled once, its tile of [B, tn] into
+    the end of shared memory by the task's first threads: its writer finished long before
+    (the residual comes through x's chain), and a poll per row after the row's sums put a
+    round trip on the task's tail (the 8B's O and down 2-3 us a layer slower, NOTES round
+    21). Without room for the tile, each row polls."""
+    if residual is None:
+        return None, False
+    B = residual.shape[0]
+    at = (e.smem_bytes - B * tn * byte_width(residual.element)) // 16 * 16
+    if not isinstance(residual, FlaggedView) or used_bytes > at:
+        return (lambda b, n, r: residual.load(b, n)), False
+    tile = e.shared(residual.element, [B, tn], at)
+
+    def fill(i):
+        b, r = e.div(i, tn), e.rem(i, tn)
+        tile.store(residual.load(b, e.add(n0, e.min(r, e.sub(rows, 1)))), b, r)
+    e.strided(e.tid, B * tn, e.threads, fill)
+    return (lambda b, n, r: tile.load(b, r)), True

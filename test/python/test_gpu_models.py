@@ -26,8 +26,10 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 STEPS = 32
-# qwen3-0.6b-staged: compiled with --ring-bytes 114688 (weight tiles streamed through the weight ring)
-MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b", "qwen3-0.6b-staged")
+# qwen3-0.6b-staged: compiled with --ring-bytes 114688 (weight tiles streamed through the weight ring);
+# -flags: with --data-flags (the linears' activations carry their flags: mpk-data-flags)
+MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b", "qwen3-0.6b-staged",
+          "qwen3-tiny-flags", "llama3-tiny-flags", "qwen3-0.6b-flags")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,7 @@ def run_and_check(b: bundle.Bundle, steps: int) -> list:
 def test_32_steps_in_one_launch_match_pytorch(gpu, model):
     b = prebuilt(model, gpu)
     assert (b.kernel.get("ring_bytes", 0) > 0) == model.endswith("-staged")
+    assert any(x.get("flagged") for x in b.plan["buffers"]) == model.endswith("-flags")
     launches = run_and_check(b, STEPS)
     # The prompt in one launch of the prefill kernel (its first new token), then the
     # other 31 steps in one launch of the decode kernel.
@@ -114,3 +117,27 @@ def test_a_launch_refuses_more_steps_than_the_bundle_holds(gpu):
     with loader.Session(b) as session:
         with pytest.raises(loader.LoaderError, match=f"a launch runs 1..{b.kernel['steps']} steps"):
             session.launch(b.kernel["steps"] + 1)
+
+
+def test_a_flagged_input_never_written_stops_naming_the_waiting_task(gpu, tmp_path):
+    """The producer of a flagged buffer never runs (its tasks' function id matches no
+    function): its readers' polls give up and the launch ends with a timeout that names
+    one of them, instead of hanging."""
+    import shutil
+    from mpk.runtime import tables
+    source = prebuilt("qwen3-tiny-flags", gpu)
+    broken = shutil.copytree(source.path, tmp_path / "broken.mpk")
+    plan = source.plan
+    flagged = {x["name"] for x in plan["buffers"] if x.get("flagged")}
+    producer = next(g for g in plan["groups"] if set(g["outputs"]) & flagged)
+    t = tables.load(broken / bundle.TABLES)
+    t["tasks"][producer["first_task"]:producer["first_task"] + producer["num_tasks"], tables.task_field("fn")] = 999
+    tables.save(broken / bundle.TABLES, t)
+    b = bundle.read(broken)
+    with loader.Session(b, timeout_s=120) as session:
+        session.bind_weights(random_weights(b.weights(), 0))
+        with pytest.raises(loader.RuntimeTimeout) as failure:
+            session.launch()
+    message = str(failure.value)
+    print(message)
+    assert "polled its flagged inputs" in message and "step 0" in message

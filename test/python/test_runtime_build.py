@@ -103,12 +103,14 @@ def test_loader_structs_match_the_header(struct, tmp_path):
 
 
 def test_shared_memory_plan():
-    """[task cache][weight records][weight ring][scratch]: the cache (32 B per task of
-    the longest queue, whole 128-byte lines) only where it fits; scratch and the weight
-    records (24 B per task) always; the ring if there is one."""
+    """[task cache][weight records][weight ring][stuck word][scratch]: the cache (32 B per
+    task of the longest queue, whole 128-byte lines) only where it fits; scratch and the
+    weight records (24 B per task) always; the ring if there is one; the 128 B of the
+    stuck word if a task polls flagged buffers."""
     queues = np.array([0, 300, 301, 401])          # the longest queue: 300 tasks, 9600 B
     kernel = {"smem_bytes": 98304, "ring_bytes": 0, "ring_depth": 0}
     assert loader.shared_memory_plan(kernel, queues, 232448) == (300, 98304 + 7296 + 9600)
+    assert loader.shared_memory_plan(kernel, queues, 232448, 128) == (300, 98304 + 7296 + 128 + 9600)
     with pytest.raises(loader.LoaderError, match=r"needs 232576 B .*: its longest queue holds 300 tasks, too many for one worker"):
         loader.shared_memory_plan({"smem_bytes": 225280, "ring_bytes": 0}, queues, 232448)
     staged = {"smem_bytes": 98304, "ring_bytes": 122880, "ring_depth": 4}

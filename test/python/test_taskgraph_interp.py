@@ -97,3 +97,29 @@ def test_missing_cache_dependency_is_caught():
         _drop_wait(module, "model.layers.1.self_attn.attention")
         with pytest.raises(TaskInterpreterError, match="attention.*before"):
             run_tasks(module, weights, dict(caches), {"tokens": tokens, "positions": pos0}, steps=2, seed=1)
+
+
+@pytest.mark.parametrize("preset", ["qwen3-tiny", "llama3-tiny"])
+def test_flagged_events_order_the_same_tasks(preset):
+    """mpk-data-flags takes the counters off events, not the events off the graph: the
+    interpreter runs the flagged module in random valid orders to the same results,
+    and it did flag the linears' activations and their events."""
+    with mpk.context():
+        graph = decoder_graph(PRESETS[preset], 1, MAX_SEQ, dtype="bf16")
+        rng = np.random.default_rng(7)
+        pos0, tokens = rng.integers(0, MAX_SEQ - STEPS, 1), rng.integers(0, PRESETS[preset].vocab_size, 1)
+        arrays = graph_arrays(graph, 0, pos0)
+        weights = {k: v for k, v in arrays.items() if not k.endswith("_cache")}
+        caches = {k: v for k, v in arrays.items() if k.endswith("_cache")}
+        outs = []
+        for text in (FULL, FULL.replace("mpk-build-events{report=false}",
+                                        "mpk-build-events{report=false},mpk-data-flags{report=false}")):
+            module = _lower(graph, text)
+            state = {k: v.copy() for k, v in caches.items()}
+            outs.append(run_tasks(module, weights, state, {"tokens": tokens, "positions": pos0},
+                                  steps=STEPS, seed=3, queues=True))
+        flagged = [op for op in module.body.operations if "flagged" in op.attributes]
+        assert {op.name for op in flagged} == {"mpk.buffer", "mpk.event"}
+        for s in range(STEPS):
+            np.testing.assert_array_equal(outs[1]["logits"][s], outs[0]["logits"][s])
+            np.testing.assert_array_equal(outs[1]["next_tokens"][s], outs[0]["next_tokens"][s])

@@ -1,0 +1,114 @@
+"""mpk-data-flags: activations that carry their own readiness flag, for events with no counter.
+
+A task's trigger is a release (`red.release.gpu`): on the H200 its fence is
+~0.35 us of every ~1 us hop, because the signal and the data lie at different
+addresses (bench/NOTES.md round 20). NCCL's LL protocol puts them at one: each
+element of a flagged buffer is stored as a 32-bit word, the bf16 value in the
+low half and a 16-bit flag in the high half (one single-copy-atomic store),
+and a reader polls the words it loads until every flag says "this step's
+value". No fence, no counter, and the poll is the data's own load.
+
+Flags the `bf16` workspace buffers of at most `max-rows` rows written by one
+decode `linear` or `gate_up` group and read only by such groups (as x that
+they stage in shared memory, the residual or silu's `up`), and
+marks `flagged` the events whose every triggering group writes only flagged
+buffers and whose every waiting group reads no other activation: those
+waiters need no counter (their reads wait) and those triggerers no release
+(nothing else they wrote is read through the event). The events stay in the
+task graph, so mpk-verify, the CPU interpreter and mpk-plan-memory see the
+same dependencies; mpk-materialize gives a flagged event no counter slot.
+
+A flagged buffer gets the unit attribute `flagged`; its flag in step s of a
+launch is s + 1 (mpk-lower-tasks passes it to the task functions), which is
+unique among a word's writes in a launch because mpk-plan-memory gives a
+flagged buffer bytes of its own, and the loader zeroes them before each
+launch, so that no flag of the last launch passes for one of this launch.
+
+Off by default (the driver's `data_flags`): on the H200 it made batch 1 of
+Qwen3-0.6B, Llama-3.2-1B, Qwen3-1.7B and Qwen3-8B 2.4-3.5% faster than round
+20's code, batch 8 (`max-rows=8`) no faster (NOTES round 21). A poll that
+sees a stale flag 2^24 times gives up: the runtime reports the task (like a
+counter's wait that times out) and the launch ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections import defaultdict
+
+from mlir import ir
+
+from mpk.lowering import ModulePass, analyses, kinds
+from mpk.lowering.kinds.linear import gemm_tile_rows, linear_roles
+
+KINDS = ("linear", "gate_up")
+READ_ROLES = ("x", "residual", "up")     # what a flagged buffer may be to its readers
+FLAG_LIMIT = 1 << 16                     # 16-bit flags, 0 meaning "not written"
+STAGING_SCRATCH = 32 * 1024              # beside x, a linear's scratch (its K slices' sums, the norm's)
+
+
+def input_roles(g) -> list[str] | None:
+    """What each input of a decode linear/gate_up group is; None for other groups."""
+    if g.kind not in KINDS or not g.outputs or gemm_tile_rows(g.tile[0]) is not None:
+        return None
+    if g.kind == "gate_up":
+        return ["x", "w", "w"] + ["norm"] * (len(g.inputs) - 3)
+    p = kinds.get("linear").typed(g.params)
+    if p.ranks is not None or p.row_counts:
+        return None
+    return linear_roles(p, len(g.inputs))
+
+
+@dataclasses.dataclass
+class MpkDataFlags(ModulePass):
+    name = "mpk-data-flags"
+    summary = "flag the linears' activations and drop the counters of the events between them"
+    max_rows: int = 1       # flag buffers of at most this many rows (batch 8 gained nothing: NOTES round 21)
+    smem_bytes: int = 96 * 1024   # mpk-lower-tasks': a reader stages x in it, with room for its scratch
+    report: bool = True
+
+    def run(self, module: ir.Operation) -> None:
+        graph = analyses.task_graph(module)
+        if not graph.events:
+            self.fail(module, "no events: run 'mpk-build-events' before 'mpk-data-flags'")
+        roles = {g.name: input_roles(g) for g in graph.groups}
+        writers, read_as = defaultdict(list), defaultdict(list)
+        for g in graph.groups:
+            for b in g.outputs:
+                writers[b].append(g)
+            for i, b in enumerate(g.inputs):
+                role = roles[g.name][i] if roles[g.name] else None
+                if role == "x" and graph.buffers[b].nbytes + STAGING_SCRATCH > self.smem_bytes:
+                    role = None    # read from global memory in the task's loop: a poll per load
+                read_as[b].append(role)
+
+        def flaggable(b) -> bool:
+            w = writers[b.name]
+            return (b.space == "workspace" and b.dtype == "bf16" and len(b.shape) == 2
+                    and b.shape[0] <= self.max_rows and len(w) == 1
+                    and roles[w[0].name] is not None and len(w[0].outputs) == 1
+                    and bool(read_as[b.name]) and all(r in READ_ROLES for r in read_as[b.name]))
+        flagged = [b for b in graph.buffers.values() if flaggable(b)]
+        if int(graph.kernel_attr("steps", 1)) >= FLAG_LIMIT:
+            self.fail(graph.kernel, f"a launch of {FLAG_LIMIT} steps or more would repeat a 16-bit flag")
+        for b in flagged:
+            b.op.attributes["flagged"] = ir.UnitAttr.get()
+
+        names = {b.name for b in flagged}
+        activations = lambda g: [b for b in g.inputs if graph.buffers[b].space != "weight"]
+        triggered, waiting = defaultdict(list), defaultdict(list)
+        for g in graph.groups:
+            if g.trigger:
+                triggered[g.trigger.event].append(g)
+            if g.wait:
+                waiting[g.wait.event].append(g)
+        events = [e for e in graph.events.values() if not e.primed and e.ranks == 1
+                  and triggered[e.name] and waiting[e.name]
+                  and all(set(g.outputs) <= names for g in triggered[e.name])
+                  and all(set(activations(g)) <= names for g in waiting[e.name])]
+        for e in events:
+            e.op.attributes["flagged"] = ir.UnitAttr.get()
+        if self.report:
+            print(f"mpk-data-flags: {len(flagged)} flagged buffers, {len(events)} of {len(graph.events)} "
+                  f"events without a counter", file=sys.stderr)
