@@ -39,6 +39,7 @@ from collections import defaultdict
 
 from mlir import ir
 
+from mpk import defaults
 from mpk.lowering import ModulePass, analyses, kinds
 from mpk.lowering.kinds.linear import gemm_tile_rows, linear_roles
 
@@ -65,7 +66,7 @@ class MpkDataFlags(ModulePass):
     name = "mpk-data-flags"
     summary = "flag the linears' activations and drop the counters of the events between them"
     max_rows: int = 1       # flag buffers of at most this many rows (batch 8 gained nothing: NOTES round 21)
-    smem_bytes: int = 96 * 1024   # mpk-lower-tasks': a reader stages x in it, with room for its scratch
+    smem_bytes: int = defaults.TASK_SMEM_BYTES   # mpk-lower-tasks': a reader stages x in it, beside its scratch
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:

@@ -69,7 +69,7 @@ class LowerTasks(ModulePass):
     preserves_analyses = True   # adds the gpu.module and `fn`, which the task graph view ignores
 
     threads: int = defaults.THREADS
-    smem_bytes: int = 96 * 1024
+    smem_bytes: int = defaults.TASK_SMEM_BYTES
 
     def run(self, module: ir.Operation) -> None:
         body = module.regions[0].blocks[0]

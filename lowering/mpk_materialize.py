@@ -122,15 +122,13 @@ def materialize(graph: TaskGraph) -> Materialized:
         flags = np.zeros(g.num_tasks, np.int32)
         for field, ref in (("wait", g.wait), ("trigger", g.trigger)):
             slots = np.full(g.num_tasks, layout.NO_EVENT, np.int64)
-            if ref is not None:
-                if ref.event not in graph.events:
-                    raise MaterializeError(g.op, f"group '{g.name}' {field}s on unknown event '{ref.event}'")
+            if ref is not None and ref.event not in graph.events:
+                raise MaterializeError(g.op, f"group '{g.name}' {field}s on unknown event '{ref.event}'")
+            if ref is not None and graph.events[ref.event].flagged:   # mpk-data-flags: no slot
+                if field == "wait":
+                    flags |= layout.FLAGS["polls"]
+            elif ref is not None:
                 event = graph.events[ref.event]
-                if event.flagged:
-                    if field == "wait":
-                        flags |= layout.FLAGS["polls"]
-                    task_table[rows, layout.task_field(f"{field}_slot")] = slots
-                    continue
                 indices = ref.indices(g.grid_indices())
                 bad = np.flatnonzero((indices < 0) | (indices >= event.size))
                 if bad.size:

@@ -9,5 +9,6 @@ DTYPE = "bfloat16"
 ARCH = "sm_90"
 NUM_SMS = 132                  # an H100 SXM's and an H200's
 THREADS = 512                  # per worker CTA
+TASK_SMEM_BYTES = 96 * 1024    # shared memory of a decode task (mpk-lower-tasks' scratch)
 STEPS = 16                     # decode steps per launch
 PREFILL_CHUNK = 256            # prompt rows per sequence and prefill launch

@@ -129,7 +129,8 @@ def task_stages(options: Options, prefill: bool = False) -> list[tuple[str, list
                                 allreduce=options.allreduce, store_in_product=options.store_in_product),
                    MpkStageWeights(ring_bytes=options.ring_bytes)]),
         ("events", [MpkBuildEvents(report=options.report),
-                    *([MpkDataFlags(max_rows=options.data_flags, report=options.report)]
+                    *([MpkDataFlags(max_rows=options.data_flags, report=options.report,
+                                    smem_bytes=options.smem_bytes or defaults.TASK_SMEM_BYTES)]
                       if options.data_flags and not prefill else [])]),
         ("scheduled", [MpkSchedule(report=options.report), MpkPlanMemory(report=options.report)]),
     ]

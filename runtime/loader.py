@@ -280,6 +280,12 @@ class Session:
         self.sms = sms                                # the SMs this rank may use (default: all)
         self.timeout_s = timeout_s
         self.steps_per_launch = int(self.kernel.get("steps", 1))
+        # mpk-data-flags: the range of the flagged buffers' workspace bytes (zeroed before each
+        # launch), and the stuck word their pollers report through.
+        flagged = [(b["offset"], b["offset"] + b["nbytes"]) for b in self.plan["buffers"]
+                   if b["space"] == "workspace" and b.get("flagged")]
+        self.flagged_bytes = (min(lo for lo, _ in flagged), max(hi for _, hi in flagged)) if flagged else None
+        self.poll_stuck_bytes = layout.POLL_STUCK_BYTES if flagged else 0
         driver = _driver()
         self._check_device(device_properties(device))
         self._owner = shared is None              # retains the context and owns weights and states
@@ -330,8 +336,6 @@ class Session:
             share = f" of its {props['num_sms']} for each of {props['num_sms'] // have} ranks" if self.sms else ""
             raise LoaderError(f"{self.bundle.path} was scheduled for {sms} SMs, but {props['name']} has "
                               f"{have}{share}: recompile with `mpk compile --num-sms {have}`")
-        polls = any(b.get("flagged") for b in self.plan["buffers"])     # mpk-data-flags
-        self.poll_stuck_bytes = layout.POLL_STUCK_BYTES if polls else 0
         self.task_cache, self.smem_bytes = shared_memory_plan(
             self.kernel, self.bundle.tables["queue_offsets"], props["max_smem_per_block"], self.poll_stuck_bytes)
 
@@ -366,10 +370,6 @@ class Session:
         buffers = self.plan["buffers"]
         workspace = max([b["offset"] + b["nbytes"] for b in buffers if b["space"] == "workspace"], default=0)
         self.workspace = DeviceBuffer(workspace, "workspace")
-        # mpk-data-flags: the range of the flagged buffers' bytes, zeroed before each launch.
-        flagged = [(b["offset"], b["offset"] + b["nbytes"]) for b in buffers
-                   if b["space"] == "workspace" and b.get("flagged")]
-        self.flagged_bytes = (min(flagged)[0], max(hi for _, hi in flagged)) if flagged else None
         self.storage: dict[str, DeviceBuffer] = {}   # weight/state/io/peer name -> memory
         self.owned: set[str] = set()
         self.addresses = []

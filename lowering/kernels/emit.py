@@ -574,11 +574,8 @@ class Emitter:
         """8 bf16 at `index`, loaded as the four 32-bit registers of mma fragments
         (`volatile`: loaded where written, not hoisted out of a loop)."""
         t = ir.VectorType.get([4], i32())
-        if isinstance(view, FlaggedView):
-            v = vector.bitcast(t, view.load(*index, n=8))
-        else:
-            v = llvm.LoadOp(t, view.address(*index), alignment=16, volatile_=volatile or None,
-                            invariant=view.readonly or None).result
+        v = llvm.LoadOp(t, view.address(*index), alignment=16, volatile_=volatile or None,
+                        invariant=view.readonly or None).result
         return [vector.extract(v, [], [k]) for k in range(4)]
 
     def pinned(self, values: Values) -> Values:
