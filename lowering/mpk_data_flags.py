@@ -8,15 +8,23 @@ low half and a 16-bit flag in the high half (one single-copy-atomic store),
 and a reader polls the words it loads until every flag says "this step's
 value". No fence, no counter, and the poll is the data's own load.
 
-Flags the `bf16` workspace buffers of at most `max-rows` rows written by one
-decode `linear` or `gate_up` group and read only by such groups (as x that
-they stage in shared memory, the residual or silu's `up`), and
-marks `flagged` the events whose every triggering group writes only flagged
-buffers and whose every waiting group reads no other activation: those
-waiters need no counter (their reads wait) and those triggerers no release
-(nothing else they wrote is read through the event). The events stay in the
-task graph, so mpk-verify, the CPU interpreter and mpk-plan-memory see the
-same dependencies; mpk-materialize gives a flagged event no counter slot.
+Flags the `bf16` workspace buffers of at most `max-rows` rows that one group
+writes, a decode `linear` or `gate_up` (its only output) or an `attention_split`
+with the rope fused in (its merged output), and that only such groups read: a
+linear as x that it stages in shared memory, the residual or silu's `up`, the
+attention as q, k or v (its rope's loads). It marks `flagged` the events whose
+every triggering group writes only flagged buffers (an attention also its
+partials, caches and arrival counts, which no other group reads and its
+acquire-release arrival publishes) and whose every waiting group reads no other
+activation (but an attention's own caches, and its position, which it loads at
+GPU scope after its polls): those waiters need no counter (their reads wait)
+and those triggerers no release (nothing else they wrote is read through the
+event). Per dense-decoder layer that is every hop: down -> q/k/v -> attention
+-> o_proj -> gate_up -> down. The events stay in the task graph, so
+mpk-verify, the CPU interpreter and mpk-plan-memory see the same
+dependencies; mpk-materialize gives a flagged event no counter slot and marks
+every task that reads a flagged buffer `polls` (the runtime then looks at
+its stuck word).
 
 A flagged buffer gets the unit attribute `flagged`; its flag in step s of a
 launch is s + 1 (mpk-lower-tasks passes it to the task functions), which is
@@ -24,11 +32,12 @@ unique among a word's writes in a launch because mpk-plan-memory gives a
 flagged buffer bytes of its own, and the loader zeroes them before each
 launch, so that no flag of the last launch passes for one of this launch.
 
-Off by default (the driver's `data_flags`): on the H200 it made batch 1 of
-Qwen3-0.6B, Llama-3.2-1B, Qwen3-1.7B and Qwen3-8B 2.4-3.5% faster than round
-20's code, batch 8 (`max-rows=8`) no faster (NOTES round 21). A poll that
-sees a stale flag 2^24 times gives up: the runtime reports the task (like a
-counter's wait that times out) and the launch ends.
+On by default at batch 1 (the driver's `data_flags`, `--data-flags 0`: off):
+on the H200 it made batch 1 of Qwen3-0.6B, Llama-3.2-1B, Qwen3-1.7B and
+Qwen3-8B 9.9/6.2/8.5/3.5% faster than round 20's code, the linears' hops alone
+1.9-3.3% (NOTES rounds 21-22); batch 8 (`max-rows=8`) was no faster. A poll
+that sees a stale flag 2^24 times gives up: the runtime reports the task (like
+a counter's wait that times out) and the launch ends.
 """
 
 from __future__ import annotations
@@ -44,13 +53,24 @@ from mpk.lowering import ModulePass, analyses, kinds
 from mpk.lowering.kinds.linear import gemm_tile_rows, linear_roles
 
 KINDS = ("linear", "gate_up")
-READ_ROLES = ("x", "residual", "up")     # what a flagged buffer may be to its readers
+READ_ROLES = ("x", "residual", "up", "qkv")   # what a flagged buffer may be to its readers
 FLAG_LIMIT = 1 << 16                     # 16-bit flags, 0 meaning "not written"
 STAGING_SCRATCH = 32 * 1024              # beside x, a linear's scratch (its K slices' sums, the norm's)
 
 
+def fused_attention(g) -> bool:
+    """An attention_split with the rope and the KV append fused in: it polls q, k and v
+    in the rope's loads and stores its merged output as flagged words."""
+    return g.kind == "attention_split" and kinds.get(g.kind).typed(g.params).inv_freq is not None
+
+
 def input_roles(g) -> list[str] | None:
-    """What each input of a decode linear/gate_up group is; None for other groups."""
+    """What each input of a group that can poll flagged words is; None for other groups.
+    Besides READ_ROLES: `own`, a buffer only the group itself writes (a KV cache: its
+    rows of past steps), and `position`, which the attention loads after its polls at
+    GPU scope (never its L1's copy of the last step's)."""
+    if fused_attention(g):
+        return ["qkv"] * 3 + ["own", "own", "position"] + ["norm"] * (len(g.inputs) - 6)
     if g.kind not in KINDS or not g.outputs or gemm_tile_rows(g.tile[0]) is not None:
         return None
     if g.kind == "gate_up":
@@ -59,6 +79,15 @@ def input_roles(g) -> list[str] | None:
     if p.ranks is not None or p.row_counts:
         return None
     return linear_roles(p, len(g.inputs))
+
+
+def flaggable_output(g) -> str | None:
+    """The output a group can store as flagged words: a decode linear's or gate_up's only
+    one, a fused attention's merged output (its partials, caches and arrival counts are
+    its own, released by its arrival: kernels/attention.py)."""
+    if fused_attention(g):
+        return g.outputs[-2]
+    return g.outputs[0] if input_roles(g) is not None and len(g.outputs) == 1 else None
 
 
 @dataclasses.dataclass
@@ -87,8 +116,7 @@ class MpkDataFlags(ModulePass):
         def flaggable(b) -> bool:
             w = writers[b.name]
             return (b.space == "workspace" and b.dtype == "bf16" and len(b.shape) == 2
-                    and b.shape[0] <= self.max_rows and len(w) == 1
-                    and roles[w[0].name] is not None and len(w[0].outputs) == 1
+                    and b.shape[0] <= self.max_rows and len(w) == 1 and flaggable_output(w[0]) == b.name
                     and bool(read_as[b.name]) and all(r in READ_ROLES for r in read_as[b.name]))
         flagged = [b for b in graph.buffers.values() if flaggable(b)]
         if int(graph.kernel_attr("steps", 1)) >= FLAG_LIMIT:
@@ -97,7 +125,24 @@ class MpkDataFlags(ModulePass):
             b.op.attributes["flagged"] = ir.UnitAttr.get()
 
         names = {b.name for b in flagged}
-        activations = lambda g: [b for b in g.inputs if graph.buffers[b].space != "weight"]
+        readers = defaultdict(set)
+        for g in graph.groups:
+            for b in g.inputs:
+                readers[b].add(g.name)
+
+        def signals_only_flags(g) -> bool:
+            """Whether g writes nothing that its event's waiters or later tasks read through
+            its release: only flagged buffers, and a fused attention's own buffers."""
+            return all(b in names or (fused_attention(g) and readers[b] <= {g.name}) for b in g.outputs)
+
+        def reads_only_flags(g) -> bool:
+            """Whether every activation g reads is polled, its own, or loaded after its polls."""
+            for i, b in enumerate(g.inputs):
+                role = roles[g.name][i] if roles[g.name] else None
+                own = role == "own" and {w.name for w in writers[b]} == {g.name}
+                if graph.buffers[b].space != "weight" and not (b in names or own or role == "position"):
+                    return False
+            return any(b in names for b in g.inputs)
         triggered, waiting = defaultdict(list), defaultdict(list)
         for g in graph.groups:
             if g.trigger:
@@ -106,8 +151,8 @@ class MpkDataFlags(ModulePass):
                 waiting[g.wait.event].append(g)
         events = [e for e in graph.events.values() if not e.primed and e.ranks == 1
                   and triggered[e.name] and waiting[e.name]
-                  and all(set(g.outputs) <= names for g in triggered[e.name])
-                  and all(set(activations(g)) <= names for g in waiting[e.name])]
+                  and all(signals_only_flags(g) for g in triggered[e.name])
+                  and all(reads_only_flags(g) for g in waiting[e.name])]
         for e in events:
             e.op.attributes["flagged"] = ir.UnitAttr.get()
         if self.report:

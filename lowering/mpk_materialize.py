@@ -124,10 +124,7 @@ def materialize(graph: TaskGraph) -> Materialized:
             slots = np.full(g.num_tasks, layout.NO_EVENT, np.int64)
             if ref is not None and ref.event not in graph.events:
                 raise MaterializeError(g.op, f"group '{g.name}' {field}s on unknown event '{ref.event}'")
-            if ref is not None and graph.events[ref.event].flagged:   # mpk-data-flags: no slot
-                if field == "wait":
-                    flags |= layout.FLAGS["polls"]
-            elif ref is not None:
+            if ref is not None and not graph.events[ref.event].flagged:   # mpk-data-flags: no slot
                 event = graph.events[ref.event]
                 indices = ref.indices(g.grid_indices())
                 bad = np.flatnonzero((indices < 0) | (indices >= event.size))
@@ -142,6 +139,8 @@ def materialize(graph: TaskGraph) -> Materialized:
                 if field == "wait":
                     task_table[rows, layout.task_field("wait_triggers")] = event.triggers
             task_table[rows, layout.task_field(f"{field}_slot")] = slots
+        if any(graph.buffers[n].flagged for n in g.inputs):    # mpk-data-flags: it polls, it may give up
+            flags |= layout.FLAGS["polls"]
         prefetch[rows] = prefetch_ranges(graph, g, len(group_buffers))
         if "prefetch" in g.op.attributes:     # mpk-lower-tasks built it a prefetch function
             flags |= layout.FLAGS["prefetch"]

@@ -279,10 +279,10 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
                (launch.prefetch != nullptr ? round_up_128((long long)queue_len * sizeof(TaskWeights)) : 0);
   char* scratch = ring + (staging ? launch.ring_bytes : 0) + launch.poll_stuck_bytes;  // the tasks' own shared memory
   // The word a task's flagged poll sets when it gave up (mpk-data-flags), or null without
-  // flagged buffers; thread 0 then reports the task. Its address lives in shared memory and
-  // the checks read only it: a register (the pointer, or the launch's poll_stuck_bytes)
-  // live across the task's call is spilled, and with one more reload after every task
-  // each step was 1.3% slower (NOTES round 21; ptxas -v: 4 bytes more of spills).
+  // flagged buffers; thread 0 then reports the task. Its address lives in shared memory: a
+  // register live across the task's call is spilled (NOTES round 21). Thread 0 looks at it
+  // only after a task that polls (MPK_TASK_POLLS): two dependent loads after every task
+  // and two before every wait made each step 0.6-2.3% slower (NOTES round 22).
   __shared__ volatile int* poll_stuck;
   if (threadIdx.x == 0) poll_stuck = launch.poll_stuck_bytes ? reinterpret_cast<int*>(scratch - 16) : nullptr;
 
@@ -364,8 +364,7 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       if (side_lane == 0) copy_buffer_list(task, [] { return 0; });   // one warp: no side lane
       // Past the last step: done. Another worker gave up: stop too (checked once a
       // step; a task's wait checks, too).
-      bool ok = at.step < launch.steps && !(poll_stuck && *poll_stuck) &&
-                (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
+      bool ok = at.step < launch.steps && (at.q != queue_begin || load_volatile(&launch.error->code) == MPK_OK);
       if (ok && task.wait_slot >= 0)
         ok = wait_for_event(launch, task_id, task.wait_slot, (unsigned int)task.wait_triggers * (unsigned int)(at.step + 1),
                             at.step, task.flags & MPK_TASK_WAIT_ON_RANKS);
@@ -397,10 +396,11 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
       if (waits && atomicAdd(&inputs_seen, 0) == 0) {
         if (task.flags & MPK_TASK_PREFETCH) mpk_prefetch_dispatch(task.fn, task.task, at.step, buffer_list);
         else if (launch.prefetch != nullptr) prefetch_weights_l2(weights_of[at.q - queue_begin]);
-      } else if ((task.flags & MPK_TASK_POLLS) && at.step < launch.steps && launch.prefetch != nullptr) {
-        // No counter to wait for: its loads poll their inputs. One instruction, issued
-        // beside the poll: its weights come into L2 while the inputs are not there yet.
-        prefetch_weights_l2(weights_of[at.q - queue_begin]);
+      } else if ((task.flags & MPK_TASK_POLLS) && task.wait_slot < 0 && at.step < launch.steps) {
+        // No counter to wait for: its loads poll their inputs. Issued beside the poll, what
+        // it reads comes into L2 while the inputs are not there yet.
+        if (task.flags & MPK_TASK_PREFETCH) mpk_prefetch_dispatch(task.fn, task.task, at.step, buffer_list);
+        else if (launch.prefetch != nullptr) prefetch_weights_l2(weights_of[at.q - queue_begin]);
       }
     }
     __syncthreads();
@@ -414,19 +414,23 @@ extern "C" __global__ void mpk_persistent_kernel(const MpkLaunch launch) {
     mpk_dispatch(running.fn, running.task, running.step, buffer_list, scratch, staged);
     __syncthreads();
 
-    if (threadIdx.x == 0 && poll_stuck && *poll_stuck) {   // its inputs never came: no trigger, stop
-      record_error(launch, MPK_ERROR_POLL_TIMEOUT, running.id, -1, running.step, 0, 0);
-    } else if (threadIdx.x == 0) {
+    if (threadIdx.x == 0) {
       const int slot = running.trigger_slot, flags = running.flags;
+      const bool stuck = (flags & MPK_TASK_POLLS) && *poll_stuck;
+      if (stuck) {
+        // Its flagged inputs never came: no trigger, and the next task is past the last step.
+        record_error(launch, MPK_ERROR_POLL_TIMEOUT, running.id, -1, running.step, 0, 0);
+        lead = {queue_end - 1, launch.steps};
+      }
 #if MPK_PROFILE_END_AFTER_FENCE
       if (slot >= 0 && !(flags & (MPK_TASK_TRIGGER_EVERY_RANK | MPK_TASK_TRIGGER_ONE_RANK)))
         fence_acq_rel_gpu();   // the release's fence, here to be timed (the add below is relaxed)
 #endif
-      if (running.profile_end) *running.profile_end = global_time_ns();
+      if (running.profile_end && !stuck) *running.profile_end = global_time_ns();
       // The barrier above orders every thread's writes before this release (cumulative).
       // The release is a fence (MEMBAR.ALL.GPU) and the add: on the H200 the fence is
       // ~0.35 us of every ~1 us hop, with or without loads in flight (bench/NOTES.md round 20).
-      if (slot >= 0) {
+      if (slot >= 0 && !stuck) {
         if (flags & MPK_TASK_TRIGGER_EVERY_RANK)
           for (int k = 0; k < launch.ranks; ++k) trigger_on_rank(launch, slot, k);
         else if (flags & MPK_TASK_TRIGGER_ONE_RANK)

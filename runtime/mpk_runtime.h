@@ -30,7 +30,7 @@ enum {
   MPK_TASK_WAIT_ON_RANKS = 4,       // other ranks (GPUs) bump its wait counter: acquire at system scope
   MPK_TASK_TRIGGER_ONE_RANK = 8,    // bump trigger_slot on rank flags >> MPK_TASK_RANK_SHIFT only
   MPK_TASK_PREFETCH = 16,           // its group has a prefetch function (mpk_prefetch_dispatch)
-  MPK_TASK_POLLS = 32,              // waits on no counter: its loads poll their data's flags (mpk-data-flags)
+  MPK_TASK_POLLS = 32,              // its loads poll flagged data (mpk-data-flags): it may give up
 };
 #define MPK_TASK_RANK_SHIFT 8
 // Dynamic shared memory a worker keeps before the tasks' scratch when its bundle has

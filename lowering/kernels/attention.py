@@ -12,7 +12,10 @@ per query head, and a combine task merges the P splits of its heads. At
 batch 1 this turns the 8 tasks of a Qwen3 layer into 8 * P, filling the SMs.
 `attention_split` is the partial task plus the merge, done by whichever
 split of a KV group arrives last (an acquire-release count per sequence and
-KV head): no combine group, one event hop per layer less.
+KV head): no combine group, one event hop per layer less. With the rope fused
+in, its q, k, v and merged output may be flagged (mpk-data-flags): the rope
+polls its heads' words and then loads the position at GPU scope, the merge
+stores flagged words (`FlaggedView`).
 
 A task does flash-decoding inside the CTA (`attend`):
 
@@ -53,7 +56,7 @@ from mlir import ir
 from mlir.dialects import arith, llvm
 
 from . import require
-from .emit import byte_width, f32, i32, ptr, widest_vector
+from .emit import FlaggedView, byte_width, f32, i32, ptr, widest_vector
 from .rope_append import rope_group
 
 UNROLL = 2
@@ -342,7 +345,9 @@ def attention_partial(e, g, task, buffers):
     require(tuple(g.tile[:2]) == (1, 1) and g.tile[2] == G * width and partials.shape[1] == splits,
             f"a tile must be one row, one split and one KV group ({G * width} columns)")
     b, p, kv = e.unravel(task, g.grid)
-    pos = e.as_i32(positions.load(b))
+    polled = isinstance(q, FlaggedView)
+    require(rope or not polled, "flagged q needs the fused rope (mpk-data-flags)")
+    pos = None if polled else e.as_i32(positions.load(b))
 
     def rows(pos):
         return _split_rows(e, pos, p, splits)
@@ -354,16 +359,25 @@ def attention_partial(e, g, task, buffers):
         # k and v there, before its own warps read that row. The split's rows are
         # worked out after the rope, which issues its loads before it uses pos.
         offset = _q_offset(e, G, D)
-        require(offset + G * D * byte_width(q.element) <= e.smem_bytes,
-                f"the fused rope needs {G * D * byte_width(q.element)} more bytes of shared memory")
+        q_bytes = G * D * byte_width(q.element)
+        require(offset + q_bytes + 4 <= e.smem_bytes,
+                f"the fused rope needs {q_bytes + 4} more bytes of shared memory")
         q_heads = e.shared(q.element, [G * D], offset)
+        # Flagged q, k and v (mpk-data-flags): this step's position was written before
+        # them but may be older in this SM's L1 (no acquire started the task), so each
+        # warp loads it at GPU scope after its polls, and the k warp shares it.
+        shared_pos = e.shared(i32(), [1], offset + -(-q_bytes // 4) * 4) if polled else None
 
         def owner(pos):                                       # begin <= pos < end
             begin, end = rows(pos)
             return arith.andi(e.lt(begin, e.add(pos, 1)), e.lt(pos, end))
         rope_group(e, g, b, kv, (q, k, v, positions, norms, kc, vc),
-                   lambda i: q_heads.at(e.mul(i, D), shape=[D]), append=owner, pos=pos)
+                   lambda i: q_heads.at(e.mul(i, D), shape=[D]), append=owner,
+                   pos=(lambda: e.load_gpu_scope(positions, b)) if polled else pos,
+                   publish=(lambda at: shared_pos.store(at, 0)) if polled else None)
         e.barrier()
+        if polled:
+            pos = shared_pos.load(0)
     begin, end = rows(pos)
 
     def finish(h, c, top, den, num):

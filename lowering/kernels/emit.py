@@ -101,6 +101,10 @@ class View:
         return View(self.e, self.address(*index), self.element, self.shape[len(index):],
                     self.readonly)
 
+    def load_many(self, requests: Sequence[tuple[tuple, int]]) -> list[ir.Value]:
+        """`load(*index, n=n)` of every (index, n) (a FlaggedView polls them together)."""
+        return [self.load(*index, n=n) for index, n in requests]
+
 
 class FlaggedView(View):
     """A flagged buffer (mpk-data-flags): element i is 32-bit word i, the value's 16
@@ -470,6 +474,11 @@ class Emitter:
         address = llvm.PtrToIntOp(ir.IntegerType.get_signless(64), view.address(*index)).result
         return llvm.InlineAsmOp(i32(), [address, self.int(value)], "atom.acq_rel.gpu.add.u32 $0, [$1], $2;",
                                 "=r,l,r", has_side_effects=True).result
+
+    def load_gpu_scope(self, view: View, *index) -> ir.Value:
+        """The i32 at view[index] (an i64's low half), loaded relaxed at GPU scope: from L2,
+        never an L1 line of before the load's caller polled its flagged inputs."""
+        return self._words(view.address(*index), 1)[0]
 
     # ------------------------------------------------------ flagged words
     # A poll that has seen a stale flag POLL_LIMIT times (seconds: each is an L2 round

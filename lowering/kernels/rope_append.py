@@ -17,7 +17,7 @@ from __future__ import annotations
 from mlir.dialects import arith
 
 from . import require
-from .emit import byte_width, widest_vector
+from .emit import FlaggedView, byte_width, widest_vector
 
 
 def rope_append(e, g, task, buffers):
@@ -79,7 +79,8 @@ def _copy_head(e, src, dst, pos, store=None) -> None:
     n = widest_vector(D, element_bytes=byte_width(src.element))
     require(D // n <= 32, f"head_dim {D} is more than a warp's 16-byte vectors")
     lane = e.min(e.lane, D // n - 1)
-    value, at = e.pinned([src.load(e.mul(lane, n), n=n), pos])
+    value = src.load(e.mul(lane, n), n=n)
+    value, at = e.pinned([value, pos() if callable(pos) else pos])
     live = e.lt(e.lane, D // n)
     e.if_(live if store is None else arith.andi(live, store(at)),
           lambda: dst(at).store(value, e.mul(lane, n)))
@@ -118,11 +119,16 @@ class _Rotation:
             ragged = (m + 1) * 32 > self.items
             lanes.append((e.mul(e.min(j, self.items - 1) if ragged else j, vec),
                           e.lt(j, self.items) if ragged else None))
-        pairs = [(src.load(j, n=vec), src.load(e.add(j, half), n=vec)) for j, _ in lanes]
+        head = [((at,), vec) for j, _ in lanes for at in (j, e.add(j, half))]
+        # A flagged head (mpk-data-flags) is polled in one loop, after the other loads.
+        polled = isinstance(src, FlaggedView)
+        values = None if polled else src.load_many(head)
         weights = ([(weight.load(j, n=vec), weight.load(e.add(j, half), n=vec)) for j, _ in lanes]
                    if weight is not None else [])
         freqs = [self.table.load(j, n=vec) for j, _ in lanes]
-        flat = e.pinned([x for pair in pairs + weights for x in pair] + freqs + [pos])
+        values = src.load_many(head) if polled else values
+        pairs = list(zip(values[0::2], values[1::2]))
+        flat = e.pinned([x for pair in pairs + weights for x in pair] + freqs + [pos() if callable(pos) else pos])
         n = len(lanes)
         pairs, weights = list(zip(flat[0:2 * n:2], flat[1:2 * n:2])), flat[2 * n:-(n + 1)]
         weights = list(zip(weights[0::2], weights[1::2])) or None
@@ -158,13 +164,15 @@ class _Rotation:
             put() if gate is None else e.if_(gate, put)
 
 
-def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None, pos=None) -> None:
+def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None, pos=None, publish=None) -> None:
     """QK-norm, rope and KV append of KV head h of row b (of cache sequence
     `sequence`, default b): query head i of the group into the view `q_dst(i)`
     [D], k and v into the caches' row positions[b] (where `append(pos)`, an
     i1, holds, if given). `buffers`: q, k, v, positions, the norm weights (a
     list, empty without QK-norm), k_cache, v_cache. `pos`: positions[b], if
-    the caller loaded it.
+    the caller loaded it, or a function that loads it, called by each warp after
+    its flagged q, k or v arrived (mpk-data-flags); `publish(pos)`, if given, runs
+    in one lane of the k warp.
 
     Each warp issues all its loads before it first uses the position: a
     consumer of that load ahead of them would make two round trips of one."""
@@ -183,6 +191,8 @@ def rope_group(e, g, b, h, buffers, q_dst, append=None, sequence=None, pos=None)
 
     def key():   # the cache row's address waits for pos, after the loads
         head, at = rotate.fetch(k.at(b, k_col, shape=[D]), k_norm, pos)
+        if publish is not None:
+            e.if_(e.eq(e.lane, 0), lambda: publish(at))
         rotate.apply(head, at, k_cache.at(sequence, at, k_col, shape=[D]), None if append is None else append(at))
 
     def copy_v():

@@ -5,7 +5,8 @@
 // output as its residual, so its event keeps a counter; `c` reads only `b.out`,
 // so its event needs none. mpk-plan-memory gives each flagged buffer 4 bytes an
 // element, shared with nothing; mpk-materialize gives the flagged event no slot:
-// `c`'s tasks wait on none and poll (flag 32), `b`'s trigger none.
+// `c`'s tasks wait on none, `b`'s trigger none, and both poll (flag 32: they read a
+// flagged buffer, so the runtime looks at their stuck word).
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags,mpk-schedule{report=false},mpk-plan-memory{report=false})' 2>%t.err | filecheck %s
 // RUN: filecheck %s --check-prefix=REPORT < %t.err
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false})' | mpk-opt | filecheck %s --check-prefix=ROUND
@@ -26,7 +27,7 @@
 // Three slots (step, ready.a, ready.b); b's task 0 (global 9) triggers none; c's
 // task 0 (global 13) waits on none and polls.
 // TABLE: slots [4, 1, 8]
-// TABLE: tasks {{\[}}[2, 0, 2, 6, 2, 8, -1, 0], [3, 0, 3, 10, -1, 0, 0, 32]]
+// TABLE: tasks {{\[}}[2, 0, 2, 6, 2, 8, -1, 32], [3, 0, 3, 10, -1, 0, 0, 32]]
 
 // A group with a flagged buffer takes this step's flag (step + 1) and the
 // worker's stuck word after its shared memory; its flagged loads poll (and set

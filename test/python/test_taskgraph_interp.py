@@ -112,14 +112,20 @@ def test_flagged_events_order_the_same_tasks(preset):
         weights = {k: v for k, v in arrays.items() if not k.endswith("_cache")}
         caches = {k: v for k, v in arrays.items() if k.endswith("_cache")}
         outs = []
-        for text in (FULL, FULL.replace("mpk-build-events{report=false}",
-                                        "mpk-build-events{report=false},mpk-data-flags{report=false}")):
+        # Split-KV attention with the rope in it (as compiled for the GPU): its q, k, v and output flagged too.
+        split = FULL.replace("mpk-partition", "mpk-partition{min-split-rows=4}")
+        for text in (split, split.replace("mpk-build-events{report=false}",
+                                          "mpk-build-events{report=false},mpk-data-flags{report=false}")):
             module = _lower(graph, text)
             state = {k: v.copy() for k, v in caches.items()}
             outs.append(run_tasks(module, weights, state, {"tokens": tokens, "positions": pos0},
                                   steps=STEPS, seed=3, queues=True))
         flagged = [op for op in module.body.operations if "flagged" in op.attributes]
         assert {op.name for op in flagged} == {"mpk.buffer", "mpk.event"}
+        events = {ir.StringAttr(op.attributes["sym_name"]).value for op in flagged if op.name == "mpk.event"}
+        # Layer 1's five hops (layer 0's q/k/v and o_proj read the embedding's output).
+        assert {f"ready.model.layers.1.{hop}" for hop in ("self_attn.q_proj", "self_attn.attention",
+                                                          "self_attn.o_proj", "mlp.gate_up", "mlp.down_proj")} <= events
         for s in range(STEPS):
             np.testing.assert_array_equal(outs[1]["logits"][s], outs[0]["logits"][s])
             np.testing.assert_array_equal(outs[1]["next_tokens"][s], outs[0]["next_tokens"][s])

@@ -24,11 +24,12 @@ mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-
 # convention before round 13): the model check of run_on_gpu.sh runs it like the others.
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   --no-caller-saves -o .bundles/qwen3-tiny-callee-saves-bf16-s32 --quiet
-# Batch-1 linears whose activations carry their readiness flags (mpk-data-flags, --data-flags):
-# the model check of run_on_gpu.sh runs them like the others, sanitize.sh the tiny one.
+# The events between batch-1 linears and attention keep their counters (--data-flags 0, the
+# way before round 22; mpk-data-flags is on by default): run_on_gpu.sh checks them like the
+# others, sanitize.sh the tiny one.
 for model in qwen3-tiny llama3-tiny qwen3-0.6b; do
   mpk compile --model "$model" --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
-    --data-flags -o ".bundles/$model-flags-bf16-s32" --quiet
+    --data-flags 0 -o ".bundles/$model-counters-bf16-s32" --quiet
 done
 # Tensor-parallel bundles, their ranks emulated on one GPU (1/N of the SMs each): test_gpu_tp.py.
 for model in qwen3-tiny llama3-tiny; do

@@ -1,0 +1,26 @@
+// At batch 1 mpk-data-flags (on by default) flags every hop of a decoder layer,
+// the attention's too: q/k/v -> attention and attention -> o_proj lose their
+// counters; --data-flags 0 keeps them.
+// RUN: rm -rf %t.stages %t.mpk && mpk compile --model qwen3-tiny --max-seq 1024 --steps 4 --prefill-chunk 0 --dump-dir %t.stages -o %t.mpk 2>&1 | filecheck %s --check-prefix=REPORT
+// RUN: filecheck %s --check-prefix=EVENTS < %t.stages/2-events.mlir
+// RUN: filecheck %s < %t.stages/4-gpu.mlir
+// RUN: rm -rf %t.off.mpk && mpk compile --model qwen3-tiny --max-seq 1024 --steps 4 --prefill-chunk 0 --data-flags 0 -o %t.off.mpk 2>&1 | filecheck %s --check-prefix=OFF
+
+// REPORT: mpk-data-flags: 14 flagged buffers, 9 of 13 events without a counter
+// OFF-NOT: mpk-data-flags
+// EVENTS-DAG: "mpk.event"() {flagged, size = 2 : i64, sym_name = "ready.layers.1.attention"
+// EVENTS-DAG: "mpk.event"() {flagged, size = 1 : i64, sym_name = "ready.model.layers.1.self_attn.o_proj"
+// EVENTS-DAG: "mpk.buffer"() {flagged, space = "workspace", sym_name = "layers.1.attention.out"
+
+// The attention polls its q/k/v words, then loads the position at GPU scope (its
+// L1 may hold the last step's), arrives (acquire-release), and the last split
+// stores the merged output as flagged words.
+// CHECK-LABEL: func.func @mpk_attention_split_{{[0-9]+}}(
+// CHECK-SAME: %{{[a-z0-9]+}}: i32, %{{[a-z0-9]+}}: !llvm.ptr<3>) attributes {mpk.group = "layers.0.attention"}
+// CHECK: scf.while
+// CHECK: ld.relaxed.gpu.global.u32
+// CHECK: nanosleep
+// CHECK: ld.relaxed.gpu.global.u32
+// CHECK: atom.acq_rel.gpu.add.u32
+// CHECK: st.relaxed.gpu.global.v4.u32
+// CHECK-LABEL: func.func @mpk_attention_split_{{[0-9]+}}_prefetch(
