@@ -99,15 +99,18 @@ def test_missing_cache_dependency_is_caught():
             run_tasks(module, weights, dict(caches), {"tokens": tokens, "positions": pos0}, steps=2, seed=1)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("preset", ["qwen3-tiny", "llama3-tiny"])
-def test_flagged_events_order_the_same_tasks(preset):
+def test_flagged_events_order_the_same_tasks(preset, batch):
     """mpk-data-flags takes the counters off events, not the events off the graph: the
     interpreter runs the flagged module in random valid orders to the same results,
-    and it did flag the linears' activations and their events."""
+    and it did flag the linears' and the attention's activations and their events
+    (batch 2: with max-rows=2, as `--data-flags 2` compiles it)."""
     with mpk.context():
-        graph = decoder_graph(PRESETS[preset], 1, MAX_SEQ, dtype="bf16")
+        graph = decoder_graph(PRESETS[preset], batch, MAX_SEQ, dtype="bf16")
         rng = np.random.default_rng(7)
-        pos0, tokens = rng.integers(0, MAX_SEQ - STEPS, 1), rng.integers(0, PRESETS[preset].vocab_size, 1)
+        pos0 = rng.integers(0, MAX_SEQ - STEPS, batch)
+        tokens = rng.integers(0, PRESETS[preset].vocab_size, batch)
         arrays = graph_arrays(graph, 0, pos0)
         weights = {k: v for k, v in arrays.items() if not k.endswith("_cache")}
         caches = {k: v for k, v in arrays.items() if k.endswith("_cache")}
@@ -115,7 +118,8 @@ def test_flagged_events_order_the_same_tasks(preset):
         # Split-KV attention with the rope in it (as compiled for the GPU): its q, k, v and output flagged too.
         split = FULL.replace("mpk-partition", "mpk-partition{min-split-rows=4}")
         for text in (split, split.replace("mpk-build-events{report=false}",
-                                          "mpk-build-events{report=false},mpk-data-flags{report=false}")):
+                                          f"mpk-build-events{{report=false}},mpk-data-flags{{report=false "
+                                          f"max-rows={batch}}}")):
             module = _lower(graph, text)
             state = {k: v.copy() for k, v in caches.items()}
             outs.append(run_tasks(module, weights, state, {"tokens": tokens, "positions": pos0},
