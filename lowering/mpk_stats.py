@@ -1,13 +1,14 @@
 """mpk-stats: a summary of a task module on stderr, and optionally its graph in DOT.
 
-Prints tasks and groups, events (ops, counters, primed), the dependent
+Prints tasks and groups, events (ops, counters, primed, flagged), the dependent
 stages per step and per layer (`TaskGraph.dependent_stages`), queue lengths,
 critical path and predicted step time (from `mpk.schedule`), the peak
 workspace and the weight ring (from `mpk.kernel`, `mpk-stage-weights`), for
 whatever stage the module is at. With
 `dot=FILE` (`-` for stderr) it writes the group-level task graph: one node
 per `mpk.tasks` group, one edge per producer/consumer pair of an event,
-labelled with the event's counters x triggers.
+labelled with the event's counters x triggers (dashed: primed, dotted:
+flagged by mpk-data-flags).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def to_dot(graph: TaskGraph) -> str:
         if g.wait is None:
             continue
         e = graph.events[g.wait.event]
-        style = ", style=dashed" if e.primed else ""
+        style = ", style=dashed" if e.primed else ", style=dotted" if e.flagged else ""
         for p in triggerers[g.wait.event]:
             lines.append(f'  g{p} -> g{index[g.name]} [label="{e.name} {e.size}x{e.triggers}"{style}];')
     lines.append("}")
@@ -66,6 +67,10 @@ class MpkStats(ModulePass):
             barriers = sum(e.size == 1 and not e.primed for e in graph.events.values())
             print(f"mpk-stats: {len(graph.events)} events, {counters} counters, {barriers} of one counter, "
                   f"{sum(e.primed for e in graph.events.values())} primed", file=out)
+            flagged = [e for e in graph.events.values() if e.flagged]
+            if flagged:
+                print(f"mpk-stats: {len(flagged)} of {len(graph.events)} events flagged (mpk-data-flags: "
+                      f"no counter), {sum(b.flagged for b in graph.buffers.values())} flagged buffers", file=out)
             stages = graph.dependent_stages()
             per_layer = f", {stages.per_layer:.1f} per layer over {stages.layers} layers" if stages.layers else ""
             print(f"mpk-stats: {stages.per_step} dependent stages per step{per_layer}", file=out)

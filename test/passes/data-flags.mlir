@@ -14,6 +14,7 @@
 // RUN: %python -c "import numpy as np; t = np.load('%t.npz'); print('slots', t['event_triggers'].tolist()); print('tasks', t['tasks'][[9, 13]].tolist())" | filecheck %s --check-prefix=TABLE
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false},mpk-schedule{report=false},mpk-plan-memory{report=false},mpk-lower-tasks)' | filecheck %s --check-prefix=LOWER
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{max-rows=0 report=false})' | filecheck %s --check-prefix=NONE
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false},mpk-stats{dot=-})' -o /dev/null 2>&1 | filecheck %s --check-prefix=STATS
 
 // CHECK: "mpk.kernel"() {{.*}}workspace_bytes = 896 : i64
 // CHECK: "mpk.buffer"() {offset = 0 : i64, space = "workspace", sym_name = "embed.out"
@@ -47,6 +48,10 @@
 // LOWER: func.call @mpk_linear_3({{.*}}, %[[NEXT]], %[[STUCK]])
 
 // NONE-NOT: flagged
+
+// mpk-stats counts them; its DOT graph dots the flagged event's edge.
+// STATS: mpk-stats: 1 of 4 events flagged (mpk-data-flags: no counter), 2 flagged buffers
+// STATS: -> {{.*}}[label="ready.c 1x4", style=dotted];
 
 func.func @decode_step(%ids: tensor<1xi32>) -> tensor<1x64xbf16> {
   %table = "mpk.weight"() {name = "embed.weight"} : () -> tensor<100x64xbf16>
