@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                              "emulated on one GPU give --num-sms SMs/N")
     parser.add_argument("--no-store-in-product", dest="store_in_product", action="store_false",
                         help="mpk-partition{store-in-product=false}: an allgather task after o_proj/down (A/B)")
-    parser.add_argument("--data-flags", type=int, default=1, metavar="MAX_ROWS",
+    parser.add_argument("--data-flags", type=int, nargs="?", const=1, default=1, metavar="MAX_ROWS",
                         help="mpk-data-flags{max-rows}: activations of at most MAX_ROWS rows carry their flags, "
                              "no counter between their linears and attention (default 1; 0: off; NOTES round 22)")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")

@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
                              "copies decode linears' weight tiles ahead of their tasks (mpk-stage-weights; "
                              "a multiple of 128; default 0: off, bench/NOTES.md round 12; at most about "
                              "120 KiB beside the tasks' 96 KiB and the task cache)")
-    parser.add_argument("--data-flags", type=int, default=1, metavar="MAX_ROWS",
+    parser.add_argument("--data-flags", type=int, nargs="?", const=1, default=1, metavar="MAX_ROWS",
                         help="activations of at most MAX_ROWS rows (default 1: batch 1; 0: none) carry a "
                              "readiness flag in every element, so the events between the linears and the "
                              "attention that write and read them need no counter and no release "
@@ -89,6 +89,8 @@ def _validate(args) -> None:
         raise UserError(f"--threads must be a multiple of 32, got {args.threads}")
     if args.prefill_chunk < 0:
         raise UserError(f"--prefill-chunk must be 0 or positive, got {args.prefill_chunk}")
+    if args.data_flags < 0:
+        raise UserError(f"--data-flags must be 0 (off) or a number of rows, got {args.data_flags}")
     if args.ring_bytes < 0 or args.ring_bytes % 128:
         raise UserError(f"--ring-bytes must be 0 or a positive multiple of 128, got {args.ring_bytes}")
     check_arch(args.arch)

@@ -93,6 +93,11 @@ def test_unknown_arch_names_the_known_ones(capsys, tmp_path):
         mpk.compile(MODEL, arch="bogus", num_sms=8)
 
 
+def test_negative_data_flags_is_refused(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "compile", "--model", MODEL, "--data-flags", "-1", "-o", tmp_path / "x.mpk")
+    assert_one_line_error(code, err, "--data-flags must be 0 (off) or a number of rows, got -1", command="compile")
+
+
 @pytest.mark.parametrize("argument", [dict(batch=True), dict(max_seq=2.5), dict(num_sms=False),
                                       dict(steps_per_launch="4")])
 def test_api_compile_argument_types(argument):
