@@ -93,7 +93,7 @@ def flaggable_output(g) -> str | None:
 @dataclasses.dataclass
 class MpkDataFlags(ModulePass):
     name = "mpk-data-flags"
-    summary = "flag the linears' activations and drop the counters of the events between them"
+    summary = "flag the activations between linears and attention and drop their events' counters"
     max_rows: int = 1       # flag buffers of at most this many rows (batch 8 gained nothing: NOTES round 21)
     smem_bytes: int = defaults.TASK_SMEM_BYTES   # mpk-lower-tasks': a reader stages x in it, beside its scratch
     report: bool = True
@@ -103,11 +103,12 @@ class MpkDataFlags(ModulePass):
         if not graph.events:
             self.fail(module, "no events: run 'mpk-build-events' before 'mpk-data-flags'")
         roles = {g.name: input_roles(g) for g in graph.groups}
-        writers, read_as = defaultdict(list), defaultdict(list)
+        writers, readers, read_as = defaultdict(list), defaultdict(set), defaultdict(list)
         for g in graph.groups:
             for b in g.outputs:
                 writers[b].append(g)
             for i, b in enumerate(g.inputs):
+                readers[b].add(g.name)
                 role = roles[g.name][i] if roles[g.name] else None
                 if role == "x" and graph.buffers[b].nbytes + STAGING_SCRATCH > self.smem_bytes:
                     role = None    # read from global memory in the task's loop: a poll per load
@@ -125,10 +126,6 @@ class MpkDataFlags(ModulePass):
             b.op.attributes["flagged"] = ir.UnitAttr.get()
 
         names = {b.name for b in flagged}
-        readers = defaultdict(set)
-        for g in graph.groups:
-            for b in g.inputs:
-                readers[b].add(g.name)
 
         def signals_only_flags(g) -> bool:
             """Whether g writes nothing that its event's waiters or later tasks read through

@@ -359,14 +359,15 @@ def attention_partial(e, g, task, buffers):
         # k and v there, before its own warps read that row. The split's rows are
         # worked out after the rope, which issues its loads before it uses pos.
         offset = _q_offset(e, G, D)
-        q_bytes = G * D * byte_width(q.element)
-        require(offset + q_bytes + 4 <= e.smem_bytes,
-                f"the fused rope needs {q_bytes + 4} more bytes of shared memory")
-        q_heads = e.shared(q.element, [G * D], offset)
         # Flagged q, k and v (mpk-data-flags): this step's position was written before
         # them but may be older in this SM's L1 (no acquire started the task), so each
-        # warp loads it at GPU scope after its polls, and the k warp shares it.
-        shared_pos = e.shared(i32(), [1], offset + -(-q_bytes // 4) * 4) if polled else None
+        # warp loads it at GPU scope after its polls, and the k warp shares it in the
+        # word after the query heads.
+        q_bytes = -(-G * D * byte_width(q.element) // 4) * 4
+        need = q_bytes + (4 if polled else 0)
+        require(offset + need <= e.smem_bytes, f"the fused rope needs {need} more bytes of shared memory")
+        q_heads = e.shared(q.element, [G * D], offset)
+        shared_pos = e.shared(i32(), [1], offset + q_bytes) if polled else None
 
         def owner(pos):                                       # begin <= pos < end
             begin, end = rows(pos)

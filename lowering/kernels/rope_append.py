@@ -80,10 +80,15 @@ def _copy_head(e, src, dst, pos, store=None) -> None:
     require(D // n <= 32, f"head_dim {D} is more than a warp's 16-byte vectors")
     lane = e.min(e.lane, D // n - 1)
     value = src.load(e.mul(lane, n), n=n)
-    value, at = e.pinned([value, pos() if callable(pos) else pos])
+    value, at = e.pinned([value, _position(pos)])
     live = e.lt(e.lane, D // n)
     e.if_(live if store is None else arith.andi(live, store(at)),
           lambda: dst(at).store(value, e.mul(lane, n)))
+
+
+def _position(pos):
+    """`pos` as a value: loaded here if it is a function (rope_group's lazy position)."""
+    return pos() if callable(pos) else pos
 
 
 class _Rotation:
@@ -122,13 +127,13 @@ class _Rotation:
         head = [((at,), vec) for j, _ in lanes for at in (j, e.add(j, half))]
         # A flagged head (mpk-data-flags) is polled in one loop, after the other loads.
         polled = isinstance(src, FlaggedView)
-        values = None if polled else src.load_many(head)
+        values = [] if polled else src.load_many(head)
         weights = ([(weight.load(j, n=vec), weight.load(e.add(j, half), n=vec)) for j, _ in lanes]
                    if weight is not None else [])
         freqs = [self.table.load(j, n=vec) for j, _ in lanes]
-        values = src.load_many(head) if polled else values
+        values = values or src.load_many(head)
         pairs = list(zip(values[0::2], values[1::2]))
-        flat = e.pinned([x for pair in pairs + weights for x in pair] + freqs + [pos() if callable(pos) else pos])
+        flat = e.pinned([x for pair in pairs + weights for x in pair] + freqs + [_position(pos)])
         n = len(lanes)
         pairs, weights = list(zip(flat[0:2 * n:2], flat[1:2 * n:2])), flat[2 * n:-(n + 1)]
         weights = list(zip(weights[0::2], weights[1::2])) or None
