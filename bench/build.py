@@ -40,7 +40,8 @@ def build(model: str, batch: int, root: Path = ROOT, num_sms: int = defaults.NUM
           merge_in_attention: bool = True, gate_up_in_decode: bool = True,
           runtime_defines: dict[str, str] | None = None, shared_tile_max_bytes: int | None = None,
           tp: int = 1, store_in_product: bool = True, smem_bytes: int | None = None,
-          caller_saves: bool = True, split_sample: bool = True, data_flags: int = 1) -> Path:
+          caller_saves: bool = True, split_sample: bool = True,
+          data_flags: int = defaults.DATA_FLAG_ROWS) -> Path:
     from mpk import driver, frontend, models
     import dataclasses
     config = models.preset(model)
@@ -109,9 +110,11 @@ def main(argv=None) -> int:
                              "emulated on one GPU give --num-sms SMs/N")
     parser.add_argument("--no-store-in-product", dest="store_in_product", action="store_false",
                         help="mpk-partition{store-in-product=false}: an allgather task after o_proj/down (A/B)")
-    parser.add_argument("--data-flags", type=int, nargs="?", const=1, default=1, metavar="MAX_ROWS",
+    parser.add_argument("--data-flags", type=int, nargs="?", const=defaults.DATA_FLAG_ROWS,
+                        default=defaults.DATA_FLAG_ROWS, metavar="MAX_ROWS",
                         help="mpk-data-flags{max-rows}: activations of at most MAX_ROWS rows carry their flags, "
-                             "no counter between their linears and attention (default 1; 0: off; NOTES round 22)")
+                             f"no counter between their linears and attention (default {defaults.DATA_FLAG_ROWS}; "
+                             "0: off; NOTES rounds 22-23)")
     parser.add_argument("--hop-only", action="store_true", help="build only bench.hop's cubin")
     args = parser.parse_args(argv)
     defines = dict(parse_define(d, parser) for d in args.runtime_define)

@@ -32,12 +32,14 @@ unique among a word's writes in a launch because mpk-plan-memory gives a
 flagged buffer bytes of its own, and the loader zeroes them before each
 launch, so that no flag of the last launch passes for one of this launch.
 
-On by default at batch 1 (the driver's `data_flags`, `--data-flags 0`: off):
-on the H200 it made batch 1 of Qwen3-0.6B, Llama-3.2-1B, Qwen3-1.7B and
+On by default up to batch 8 (the driver's `data_flags`, `--data-flags 0`:
+off): on the H200 it made batch 1 of Qwen3-0.6B, Llama-3.2-1B, Qwen3-1.7B and
 Qwen3-8B 9.9/6.2/8.5/3.5% faster than round 20's code, the linears' hops alone
-1.9-3.3% (NOTES rounds 21-22); batch 8 (`max-rows=8`) was no faster. A poll
-that sees a stale flag 2^24 times gives up: the runtime reports the task (like
-a counter's wait that times out) and the launch ends.
+1.9-3.3% (NOTES rounds 21-22), and batch 8 4.9/2.3/0.6/0.4% faster than its
+counters (round 23), where a linear's x of more than `max-x-bytes` (the 8B's
+128 KB of flagged words at batch 8, which made it 1.5% slower) stays a counter's.
+A poll that sees a stale flag 2^24 times gives up: the runtime reports the task
+(like a counter's wait that times out) and the launch ends.
 """
 
 from __future__ import annotations
@@ -94,8 +96,11 @@ def flaggable_output(g) -> str | None:
 class MpkDataFlags(ModulePass):
     name = "mpk-data-flags"
     summary = "flag the activations between linears and attention and drop their events' counters"
-    max_rows: int = 1       # flag buffers of at most this many rows (batch 8 gained nothing: NOTES round 21)
+    max_rows: int = defaults.DATA_FLAG_ROWS      # flag buffers of at most this many rows
     smem_bytes: int = defaults.TASK_SMEM_BYTES   # mpk-lower-tasks': a reader stages x in it, beside its scratch
+    # A linear polls an x of at most this many bytes of flagged words (4 an element):
+    # at batch 8 the 0.6B's 96 KB paid, the 8B's 128 KB did not (NOTES round 23).
+    max_x_bytes: int = 96 * 1024
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
@@ -110,8 +115,9 @@ class MpkDataFlags(ModulePass):
             for i, b in enumerate(g.inputs):
                 readers[b].add(g.name)
                 role = roles[g.name][i] if roles[g.name] else None
-                if role == "x" and graph.buffers[b].nbytes + STAGING_SCRATCH > self.smem_bytes:
-                    role = None    # read from global memory in the task's loop: a poll per load
+                nbytes = graph.buffers[b].nbytes
+                if role == "x" and (nbytes + STAGING_SCRATCH > self.smem_bytes or 2 * nbytes > self.max_x_bytes):
+                    role = None    # read from global memory in the task's loop (a poll per load), or too large
                 read_as[b].append(role)
 
         def flaggable(b) -> bool:

@@ -12,3 +12,4 @@ THREADS = 512                  # per worker CTA
 TASK_SMEM_BYTES = 96 * 1024    # shared memory of a decode task (mpk-lower-tasks' scratch)
 STEPS = 16                     # decode steps per launch
 PREFILL_CHUNK = 256            # prompt rows per sequence and prefill launch
+DATA_FLAG_ROWS = 8             # mpk-data-flags{max-rows}: activations of at most this many rows carry flags

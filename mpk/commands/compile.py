@@ -48,11 +48,13 @@ def add_arguments(parser) -> None:
                              "copies decode linears' weight tiles ahead of their tasks (mpk-stage-weights; "
                              "a multiple of 128; default 0: off, bench/NOTES.md round 12; at most about "
                              "120 KiB beside the tasks' 96 KiB and the task cache)")
-    parser.add_argument("--data-flags", type=int, nargs="?", const=1, default=1, metavar="MAX_ROWS",
-                        help="activations of at most MAX_ROWS rows (default 1: batch 1; 0: none) carry a "
-                             "readiness flag in every element, so the events between the linears and the "
-                             "attention that write and read them need no counter and no release "
-                             "(mpk-data-flags; 3.5-9.9%% faster at batch 1 on an H200: bench/NOTES.md round 22)")
+    parser.add_argument("--data-flags", type=int, nargs="?", const=defaults.DATA_FLAG_ROWS,
+                        default=defaults.DATA_FLAG_ROWS, metavar="MAX_ROWS",
+                        help=f"activations of at most MAX_ROWS rows (default {defaults.DATA_FLAG_ROWS}; 0: none) "
+                             "carry a readiness flag in every element, so the events between the linears and the "
+                             "attention that write and read them need no counter and no release (mpk-data-flags; "
+                             "on an H200 3.5-9.9%% faster at batch 1, 0.4-4.9%% at batch 8: bench/NOTES.md "
+                             "rounds 22-23)")
     parser.add_argument("--no-caller-saves", dest="caller_saves", action="store_false",
                         help="link calls into the task code under the default calling convention, in which "
                              "every task function saves and restores the registers it uses (about 5-18%% "

@@ -14,6 +14,7 @@
 // RUN: %python -c "import numpy as np; t = np.load('%t.npz'); print('slots', t['event_triggers'].tolist()); print('tasks', t['tasks'][[9, 13]].tolist())" | filecheck %s --check-prefix=TABLE
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false},mpk-schedule{report=false},mpk-plan-memory{report=false},mpk-lower-tasks)' | filecheck %s --check-prefix=LOWER
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{max-rows=0 report=false})' | filecheck %s --check-prefix=NONE
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{max-x-bytes=256})' 2>&1 | filecheck %s --check-prefix=XBYTES
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false},mpk-stats{dot=-})' -o /dev/null 2>&1 | filecheck %s --check-prefix=STATS
 
 // CHECK: "mpk.kernel"() {{.*}}workspace_bytes = 896 : i64
@@ -48,6 +49,12 @@
 // LOWER: func.call @mpk_linear_3({{.*}}, %[[NEXT]], %[[STUCK]])
 
 // NONE-NOT: flagged
+
+// An x polled as more than max-x-bytes of flagged words keeps its counter: b's
+// x (a.out, 512 bytes of them) does, c's (b.out, 256) does not.
+// XBYTES: mpk-data-flags: 1 flagged buffers, 1 of 4 events without a counter
+// XBYTES-NOT: flagged, {{.*}}sym_name = "a.out"
+// XBYTES: "mpk.buffer"() {flagged, space = "workspace", sym_name = "b.out"
 
 // mpk-stats counts them; its DOT graph dots the flagged event's edge.
 // STATS: mpk-stats: 1 of 4 events flagged (mpk-data-flags: no counter), 2 flagged buffers

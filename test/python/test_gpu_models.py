@@ -27,7 +27,7 @@ pytestmark = pytest.mark.gpu
 
 STEPS = 32
 # qwen3-0.6b-staged: compiled with --ring-bytes 114688 (weight tiles streamed through the weight ring);
-# -counters: with --data-flags 0 (every event a counter; by default the batch-1 activations of the
+# -counters: with --data-flags 0 (every event a counter; by default the activations of the
 # linears and the attention carry their flags: mpk-data-flags)
 MODELS = ("qwen3-tiny", "llama3-tiny", "qwen3-0.6b", "qwen3-0.6b-staged",
           "qwen3-tiny-counters", "llama3-tiny-counters", "qwen3-0.6b-counters")

@@ -11,7 +11,7 @@ for model in qwen3-tiny llama3-tiny qwen3-0.6b qwen3-1.7b; do
     mpk compile --model "$model" --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
       -o ".bundles/$model-bf16-s32" --quiet
 done
-# Batch 3, for prompts of different lengths.
+# Batch 3, for prompts of different lengths (its activations flagged: mpk-data-flags' max-rows is 8).
 mpk compile --model qwen3-tiny --batch 3 --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   -o .bundles/qwen3-tiny-b3-bf16-s32 --quiet
 # Linear and gate_up weight tiles streamed through the shared-memory weight ring
@@ -24,8 +24,8 @@ mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-
 # convention before round 13): the model check of run_on_gpu.sh runs it like the others.
 mpk compile --model qwen3-tiny --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \
   --no-caller-saves -o .bundles/qwen3-tiny-callee-saves-bf16-s32 --quiet
-# The events between batch-1 linears and attention keep their counters (--data-flags 0, the
-# way before round 22; mpk-data-flags is on by default): run_on_gpu.sh checks them like the
+# The events between linears and attention keep their counters (--data-flags 0, the way
+# before round 22; mpk-data-flags is on by default): run_on_gpu.sh checks them like the
 # others, sanitize.sh the tiny one.
 for model in qwen3-tiny llama3-tiny qwen3-0.6b; do
   mpk compile --model "$model" --dtype bfloat16 --max-seq 1024 --steps 32 --num-sms "$SMS" \

@@ -5,8 +5,9 @@
 #      timeout), every task kind alone, whole bf16 models (32 steps, one launch)
 #   2. `mpk run --check` of every .bundles/*-bf16-s32: errors per step, ms/step
 #   3. compute-sanitizer memcheck, racecheck and synccheck on a tiny model, on the
-#      same model with its weights staged in shared memory, without data flags, and on its two
-#      tensor-parallel ranks emulated on the GPU (sanitize.sh)
+#      same model with its weights staged in shared memory, without data flags, at batch 3
+#      (flagged rows of three sequences), and on its two tensor-parallel ranks emulated on
+#      the GPU (sanitize.sh)
 # Logs go to $OUT (default /tmp/mpk-gpu); a summary table is printed last.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -32,6 +33,7 @@ done
 bash test/runtime/sanitize.sh >"$OUT/sanitize.txt" 2>&1
 [ -d .bundles/qwen3-tiny-staged ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-staged >>"$OUT/sanitize.txt" 2>&1
 [ -d .bundles/qwen3-tiny-counters-bf16-s32 ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-counters-bf16-s32 >>"$OUT/sanitize.txt" 2>&1
+[ -d .bundles/qwen3-tiny-b3-bf16-s32 ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-b3-bf16-s32 >>"$OUT/sanitize.txt" 2>&1
 # Two tensor-parallel ranks emulated side by side on the GPU (their stores into each other's memory).
 [ -d .bundles/qwen3-tiny-tp2 ] && bash test/runtime/sanitize.sh .bundles/qwen3-tiny-tp2 >>"$OUT/sanitize.txt" 2>&1
 
