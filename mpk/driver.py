@@ -89,7 +89,7 @@ class Options:
     store_in_product: bool = True          # mpk-partition{store-in-product}: o_proj/down store into the ranks' slots
     prefill_all_logits: bool = False       # mpk-prefill{all-logits}: logits of every prompt row
     data_flags: int = defaults.DATA_FLAG_ROWS   # mpk-data-flags{max-rows}: activations of this many rows at most
-                                           # carry flags; 0: none (bench/NOTES.md rounds 21-22)
+                                           # carry flags; 0: none (bench/NOTES.md rounds 21-23)
     report: bool = False                   # the passes' statistics on stderr (`mpk compile` without --quiet)
 
     def prefill(self) -> "Options":
