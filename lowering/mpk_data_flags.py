@@ -104,6 +104,9 @@ class MpkDataFlags(ModulePass):
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
+        for option, value in (("max-rows", self.max_rows), ("max-x-bytes", self.max_x_bytes)):
+            if value < 0:
+                self.fail(module, f"{option} must be 0 or more, not {value}")
         graph = analyses.task_graph(module)
         if not graph.events:
             self.fail(module, "no events: run 'mpk-build-events' before 'mpk-data-flags'")
