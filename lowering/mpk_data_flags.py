@@ -26,6 +26,11 @@ dependencies; mpk-materialize gives a flagged event no counter slot and marks
 every task that reads a flagged buffer `polls` (the runtime then looks at
 its stuck word).
 
+A batch-1 linear or gate_up that polls a flagged x starts before x is there;
+the pass sets its param `early_weights`, so that each warp's first weight
+loads go out before the poll (kernels/linear.py; pass option `early-weights`),
+except after the attention (bench/NOTES.md round 24).
+
 A flagged buffer gets the unit attribute `flagged`; its flag in step s of a
 launch is s + 1 (mpk-lower-tasks passes it to the task functions), which is
 unique among a word's writes in a launch because mpk-plan-memory gives a
@@ -101,6 +106,9 @@ class MpkDataFlags(ModulePass):
     # A linear polls an x of at most this many bytes of flagged words (4 an element):
     # at batch 8 the 0.6B's 96 KB paid, the 8B's 128 KB did not (NOTES round 23).
     max_x_bytes: int = 96 * 1024
+    # A batch-1 reader of a flagged x starts before x is there: its first weights load
+    # across the poll (`early_weights`), unless x is the attention's merged output.
+    early_weights: bool = True
     report: bool = True
 
     def run(self, module: ir.Operation) -> None:
@@ -135,6 +143,7 @@ class MpkDataFlags(ModulePass):
             b.op.attributes["flagged"] = ir.UnitAttr.get()
 
         names = {b.name for b in flagged}
+        early = self._early_weights(graph, roles, names) if self.early_weights else []
 
         def signals_only_flags(g) -> bool:
             """Whether g writes nothing that its event's waiters or later tasks read through
@@ -163,4 +172,24 @@ class MpkDataFlags(ModulePass):
             e.op.attributes["flagged"] = ir.UnitAttr.get()
         if self.report:
             print(f"mpk-data-flags: {len(flagged)} flagged buffers, {len(events)} of {len(graph.events)} "
-                  f"events without a counter", file=sys.stderr)
+                  f"events without a counter, {len(early)} groups load weights early", file=sys.stderr)
+
+    @staticmethod
+    def _early_weights(graph, roles, names) -> list:
+        """Mark `early_weights` the batch-1 linears and gate_ups that poll a flagged x: each
+        warp's first weight loads go out before the poll (kernels/linear.py), while the
+        producers still run. Not after the attention: there the weights of ~120 SMs met
+        the merging splits' round trips, and the attention stage grew by more than o_proj
+        gained (0.5-1.0 us on the H200, bench/NOTES.md round 24)."""
+        merged = {g.outputs[-2] for g in graph.groups if fused_attention(g)}
+        early = []
+        for g in graph.groups:
+            role = roles[g.name]
+            x = g.inputs[role.index("x")] if g.kind in KINDS and role and "x" in role else None
+            if x in names and x not in merged and graph.buffers[x].shape[0] == 1:
+                params = {a.name: a.attr for a in ir.DictAttr(g.op.attributes["params"])} \
+                    if "params" in g.op.attributes else {}
+                params["early_weights"] = ir.BoolAttr.get(True)
+                g.op.attributes["params"] = ir.DictAttr.get(params)
+                early.append(g)
+        return early

@@ -37,6 +37,14 @@ UNROLL 8 beat 4 by 1-2%; two rows per warp at once (to hide one row's
 reduction behind the other's loads) was up to 13% slower, so it is gone.
 The group param `unroll` overrides UNROLL (tuning).
 
+With `early_weights` (mpk-data-flags sets it on a batch-1 reader of a flagged x,
+which starts before its x is there and polls it) each warp issues its first
+row's first loop step of weight loads (or its tail) before the poll and the
+staging, and keeps them in registers across them: at batch 1 Llama 3.2 1B and
+Qwen3-1.7B 2.7-3.4% faster on an H100, within +-1% on an H200 (bench/NOTES.md
+round 24; round 14's L1 prefetch, issued after a wait that had already ended,
+was slower).
+
 With `staged_weights` (mpk-stage-weights) the tile's weight rows are already
 in shared memory when the task starts (the runtime copied them into its weight
 ring, rows `row_pitch` bytes apart, each weight's rows after the one before)
@@ -101,6 +109,36 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
     unroll = max(1, int(g.param("unroll", UNROLL)) // W)   # loads in flight per lane, over all weights
     vec = widest_vector(K, element_bytes=byte_width(weights[0].element))
     chunks = K // vec
+    per_step = 32 * unroll
+    full = chunks // per_step * per_step    # chunks of the loop's whole steps; the rest, the tail
+    tails = (chunks - full + 31) // 32      # tail chunks per lane
+    zero = e.f32(0.0, vec)
+
+    def step_cols(c0):
+        return [e.mul(e.add(e.add(c0, 32 * u), e.lane), vec) for u in range(unroll)]
+
+    def tail_col(u):
+        """The tail's u-th chunk of this lane: past the row's end a chunk index is clamped
+        (a valid load) and its weights zeroed (`ragged`)."""
+        c = e.add(full + 32 * u, e.lane)
+        ragged = chunks - full - 32 * u < 32
+        return c, ragged, e.mul(e.min(c, chunks - 1) if ragged else c, vec)
+
+    # `early_weights`: x is polled (flagged), so the task starts before x is there; the
+    # first weights of each warp's first row (its loop's first step, else its tail),
+    # which depend on no event, go out first.
+    early = None
+    if isinstance(x, FlaggedView) and g.param("early_weights", False) and not g.param(STAGED, False):
+        count = unroll if full else tails
+
+        def loads():
+            wrs = [w(e.warp) for w in weight_rows]
+            cols = step_cols(e.int(0)) if full else [tail_col(u)[2] for u in range(tails)]
+            return [wr.load(c, n=vec) for c in cols for wr in wrs]
+        flat = e.if_(e.lt(e.warp, rows), loads,
+                     lambda: [e.to(w.element, zero) for _ in range(count) for w in weights],   # no row
+                     types=[ir.VectorType.get([vec], w.element) for _ in range(count) for w in weights])
+        early = [list(flat[i * W:(i + 1) * W]) for i in range(count)]
     staged = B * K * byte_width(x.element)
     fits = staged + 4 * B * e.warps <= e.smem_bytes
     residual, polled = _polled_residual(e, residual, n0, rows, tn, staged + 16 + 4 * B * e.warps if fits else 0)
@@ -111,7 +149,6 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
         xs = x
         if polled:
             e.barrier()      # the polled residual's tile
-    zero = e.f32(0.0, vec)
 
     def accumulate(acc, wvs, col):
         """acc[j * B + b] += w_j chunk * x[b] chunk, for every weight j and batch row b."""
@@ -119,27 +156,27 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
         xv = [e.to_f32(xs.load(b, col, n=vec)) for b in range(B)]
         return [e.fma(w, xb, acc[j * B + b]) for j, w in enumerate(wf) for b, xb in enumerate(xv)]
 
-    def row(r):
+    def row(r, first=None):
         n = e.add(n0, r)
         wrs = [weight_row(r) for weight_row in weight_rows]
 
         def step(c0, acc):
-            cols = [e.mul(e.add(e.add(c0, 32 * u), e.lane), vec) for u in range(unroll)]
+            cols = step_cols(c0)
             loads = [[wr.load(c, n=vec) for wr in wrs] for c in cols]  # all in flight before the math
             for wvs, c in zip(loads, cols):
                 acc = accumulate(acc, wvs, c)
             return acc
 
-        per_step = 32 * unroll
-        full = chunks // per_step * per_step
-        acc = e.loop(0, full, per_step, [zero] * (W * B), step)
-        # The tail, fewer than `unroll` chunks per lane: past the row's end a
-        # chunk index is clamped (a valid load) and its weights zeroed.
-        for u in range((chunks - full + 31) // 32):
-            c = e.add(full + 32 * u, e.lane)
-            ragged = chunks - full - 32 * u < 32
-            col = e.mul(e.min(c, chunks - 1) if ragged else c, vec)
-            wvs = [wr.load(col, n=vec) for wr in wrs]
+        acc, start = [zero] * (W * B), 0
+        if first is not None and full:
+            for wvs, c in zip(first, step_cols(e.int(0))):
+                acc = accumulate(acc, wvs, c)
+            start = per_step
+        if start < full:
+            acc = e.loop(start, full, per_step, acc, step)
+        for u in range(tails):
+            c, ragged, col = tail_col(u)
+            wvs = first[u] if first is not None and not full else [wr.load(col, n=vec) for wr in wrs]
             if ragged:
                 wvs = [e.select(e.lt(c, chunks), wv, e.to(w.element, zero)) for wv, w in zip(wvs, weights)]
             acc = accumulate(acc, wvs, col)
@@ -154,7 +191,11 @@ def matrix_vector(e, g, task, x, weights, y, residual=None, norm=None, up=None, 
                 y.store(e.to(y.element, s), b, n)
         e.if_(e.eq(e.lane, 0), write)
 
-    e.strided(e.warp, rows, e.warps, row)
+    if early is None:
+        e.strided(e.warp, rows, e.warps, row)
+    else:
+        e.if_(e.lt(e.warp, rows), lambda: row(e.warp, early))
+        e.strided(e.add(e.warp, e.warps), rows, e.warps, row)
 
 
 def _weight_rows(e, g, w, n0, j, rows):

@@ -26,6 +26,7 @@ class GateUpParams(Params):
     row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
     unroll: int | None = None         # as a linear's (kernels/linear.py)
     staged_weights: bool = False      # both weights' tile rows wait in the weight ring (mpk-stage-weights)
+    early_weights: bool = False       # as a linear's (mpk-data-flags)
 
 
 class GateUp(Linear):

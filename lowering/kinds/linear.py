@@ -49,6 +49,7 @@ class LinearParams(Params):
     row_counts: bool = False          # a prefill chunk's rows per sequence, the last input
     unroll: int | None = None         # weight loads in flight per lane (tuning: kernels/linear.py)
     staged_weights: bool = False      # the tile's weight rows wait in shared memory (mpk-stage-weights)
+    early_weights: bool = False       # the first weights in flight across a flagged x's poll (mpk-data-flags)
     ranks: int | None = None          # the tile goes into every rank's slots [ranks, B, N] of an
                                       # allreduce (a row-parallel product, mpk-partition); `peers` last
 

@@ -517,7 +517,7 @@ func.func @rope_append_k(%q: tensor<1x128xbf16>, %k: tensor<1x32xbf16>, %v: tens
 
 // a graph op's attributes are its kind's params: an unknown one is refused
 func.func @linear_param(%x: tensor<1x64xbf16>, %w: tensor<32x64xbf16>) {
-  // expected-error@+1 {{unknown param 'norm' (takes: norm_eps, silu_gate, row_counts, unroll, staged_weights, ranks)}}
+  // expected-error@+1 {{unknown param 'norm' (takes: norm_eps, silu_gate, row_counts, unroll, staged_weights, early_weights, ranks)}}
   %0 = "mpk.linear"(%x, %w) {norm = 1.0 : f32} : (tensor<1x64xbf16>, tensor<32x64xbf16>) -> tensor<1x32xbf16>
   return
 }

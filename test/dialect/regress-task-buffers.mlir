@@ -154,7 +154,7 @@
 "mpk.buffer"() {sym_name = "x", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
 "mpk.buffer"() {sym_name = "w", type = tensor<64x64xbf16>, space = "weight", name = "w"} : () -> ()
 "mpk.buffer"() {sym_name = "y", type = tensor<1x64xbf16>, space = "workspace"} : () -> ()
-// expected-error@+1 {{unknown param 'nrom_eps' (takes: norm_eps, silu_gate, row_counts, unroll, staged_weights, ranks)}}
+// expected-error@+1 {{unknown param 'nrom_eps' (takes: norm_eps, silu_gate, row_counts, unroll, staged_weights, early_weights, ranks)}}
 "mpk.tasks"() {sym_name = "t", kind = "linear", grid = array<i64: 1, 8>, tile = array<i64: 1, 8>, inputs = [@x, @w], outputs = [@y], params = {nrom_eps = 1.0e-06 : f32}} : () -> ()
 
 // -----

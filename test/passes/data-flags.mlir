@@ -6,7 +6,9 @@
 // so its event needs none. mpk-plan-memory gives each flagged buffer 4 bytes an
 // element, shared with nothing; mpk-materialize gives the flagged event no slot:
 // `c`'s tasks wait on none, `b`'s trigger none, and both poll (flag 32: they read a
-// flagged buffer, so the runtime looks at their stuck word).
+// flagged buffer, so the runtime looks at their stuck word). `b` and `c` poll a
+// flagged x at batch 1, so their first weight loads go out before the poll
+// (`early_weights`; not with early-weights=false); `a` reads the embedding's.
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags,mpk-schedule{report=false},mpk-plan-memory{report=false})' 2>%t.err | filecheck %s
 // RUN: filecheck %s --check-prefix=REPORT < %t.err
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false})' | mpk-opt | filecheck %s --check-prefix=ROUND
@@ -16,6 +18,9 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{max-rows=0 report=false})' | filecheck %s --check-prefix=NONE
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{max-x-bytes=256})' 2>&1 | filecheck %s --check-prefix=XBYTES
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false},mpk-stats{dot=-})' -o /dev/null 2>&1 | filecheck %s --check-prefix=STATS
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false})' | filecheck %s --check-prefix=EARLY
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{early-weights=false})' 2>&1 | filecheck %s --check-prefix=LATE
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-build-events{report=false},mpk-data-flags{report=false},mpk-schedule{report=false},mpk-plan-memory{report=false},mpk-lower-tasks)' | filecheck %s --check-prefix=EARLYLOWER
 
 // CHECK: "mpk.kernel"() {{.*}}workspace_bytes = 896 : i64
 // CHECK: "mpk.buffer"() {offset = 0 : i64, space = "workspace", sym_name = "embed.out"
@@ -23,7 +28,7 @@
 // CHECK: "mpk.event"() {flagged, size = 1 : i64, sym_name = "ready.c", triggers = 4 : i64}
 // CHECK: "mpk.buffer"() {flagged, offset = 128 : i64, space = "workspace", sym_name = "a.out", type = tensor<1x128xbf16>}
 // CHECK: "mpk.buffer"() {flagged, offset = 640 : i64, space = "workspace", sym_name = "b.out", type = tensor<1x64xbf16>}
-// REPORT: mpk-data-flags: 2 flagged buffers, 1 of 4 events without a counter
+// REPORT: mpk-data-flags: 2 flagged buffers, 1 of 4 events without a counter, 2 groups load weights early
 // ROUND: "mpk.event"() {flagged, size = 1 : i64, sym_name = "ready.c"
 
 // Three slots (step, ready.a, ready.b); b's task 0 (global 9) triggers none; c's
@@ -49,6 +54,18 @@
 // LOWER: func.call @mpk_linear_3({{.*}}, %[[NEXT]], %[[STUCK]])
 
 // NONE-NOT: flagged
+
+// EARLY: kind = "linear", outputs = [@a.out], params = {}, sym_name = "a"
+// EARLY: outputs = [@b.out], params = {early_weights = true}, sym_name = "b"
+// EARLY: outputs = [@logits], params = {early_weights = true}, sym_name = "c"
+// LATE: 0 groups load weights early
+// LATE-NOT: early_weights
+// c's weight loads (plain, invariant) come before its poll of x (the scf.while).
+// EARLYLOWER-LABEL: func.func @mpk_linear_3(
+// EARLYLOWER: scf.if
+// EARLYLOWER: llvm.load {{.*}}invariant{{.*}} -> vector<8xbf16>
+// EARLYLOWER: scf.while
+// EARLYLOWER: ld.relaxed.gpu.global
 
 // An x polled as more than max-x-bytes of flagged words keeps its counter: b's
 // x (a.out, 512 bytes of them) does, c's (b.out, 256) does not.
