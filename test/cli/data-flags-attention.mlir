@@ -6,10 +6,14 @@
 // RUN: filecheck %s --check-prefix=EVENTS < %t.stages/2-events.mlir
 // RUN: filecheck %s < %t.stages/4-gpu.mlir
 // RUN: rm -rf %t.off.mpk && mpk compile --model qwen3-tiny --max-seq 1024 --steps 4 --prefill-chunk 0 --data-flags 0 -o %t.off.mpk 2>&1 | filecheck %s --check-prefix=OFF
-// RUN: rm -rf %t.b8.mpk && mpk compile --model qwen3-tiny --batch 8 --max-seq 1024 --steps 4 --prefill-chunk 0 -o %t.b8.mpk 2>&1 | filecheck %s --check-prefix=REPORT
+// RUN: rm -rf %t.b8.mpk && mpk compile --model qwen3-tiny --batch 8 --max-seq 1024 --steps 4 --prefill-chunk 0 -o %t.b8.mpk 2>&1 | filecheck %s --check-prefix=REPORT8
 // RUN: rm -rf %t.b8off.mpk && mpk compile --model qwen3-tiny --batch 8 --max-seq 1024 --steps 4 --prefill-chunk 0 --data-flags 4 -o %t.b8off.mpk 2>&1 | filecheck %s --check-prefix=NONE
 
-// REPORT: mpk-data-flags: 14 flagged buffers, 9 of 13 events without a counter
+// At batch 1 the readers of a flagged x load their first weights early, but not
+// o_proj (after the attention): q/k/v, gate_up and down of layer 1, gate_up and
+// down of layer 0 (its q/k/v read the embedding's output) and the lm_head.
+// REPORT: mpk-data-flags: 14 flagged buffers, 9 of 13 events without a counter, 8 groups load weights early
+// REPORT8: mpk-data-flags: 14 flagged buffers, 9 of 13 events without a counter, 0 groups load weights early
 // OFF-NOT: mpk-data-flags
 // NONE: mpk-data-flags: 0 flagged buffers, 0 of 13 events without a counter
 // EVENTS-DAG: "mpk.event"() {flagged, size = 2 : i64, sym_name = "ready.layers.1.attention"
