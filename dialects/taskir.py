@@ -246,6 +246,13 @@ def python_value(a: ir.Attribute):
     return a
 
 
+def set_param(op: ir.Operation, name: str, value: ir.Attribute) -> None:
+    """Set one entry of an `mpk.tasks` op's `params` (a pass's decision, visible in the IR)."""
+    params = {n.name: n.attr for n in ir.DictAttr(op.attributes["params"])} if "params" in op.attributes else {}
+    params[name] = value
+    op.attributes["params"] = ir.DictAttr.get(params)
+
+
 def event_ref(a: ir.Attribute) -> EventRef:
     """Parse `[@event, affine_map]`; raises ValueError when malformed."""
     if not isinstance(a, ir.ArrayAttr):

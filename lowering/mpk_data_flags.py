@@ -56,6 +56,7 @@ from collections import defaultdict
 from mlir import ir
 
 from mpk import defaults
+from mpk.dialects.taskir import set_param
 from mpk.lowering import ModulePass, analyses, kinds
 from mpk.lowering.kinds.linear import gemm_tile_rows, linear_roles
 
@@ -187,9 +188,6 @@ class MpkDataFlags(ModulePass):
             role = roles[g.name]
             x = g.inputs[role.index("x")] if g.kind in KINDS and role and "x" in role else None
             if x in names and x not in merged and graph.buffers[x].shape[0] == 1:
-                params = {a.name: a.attr for a in ir.DictAttr(g.op.attributes["params"])} \
-                    if "params" in g.op.attributes else {}
-                params["early_weights"] = ir.BoolAttr.get(True)
-                g.op.attributes["params"] = ir.DictAttr.get(params)
+                set_param(g.op, "early_weights", ir.BoolAttr.get(True))
                 early.append(g)
         return early

@@ -42,7 +42,7 @@ from mlir import ir
 
 from mpk import defaults
 from mpk import dialects as mpk
-from mpk.dialects.taskir import element_bytes, python_value
+from mpk.dialects.taskir import element_bytes, python_value, set_param
 from mpk.runtime import build
 from mpk.lowering import IN_USERS_ATTR, TILE_ATTR, ModulePass
 from mpk.lowering.mpk_fuse_norm import READERS
@@ -368,8 +368,7 @@ class MpkPartition(ModulePass):
         inputs = [ir.FlatSymbolRefAttr(a).value for a in ir.ArrayAttr(producer.attributes["inputs"])]
         if "residual" in linear_roles(LinearParams.of({n: python_value(a) for n, a in params.items()}), len(inputs)):
             return False
-        params["ranks"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), ranks)
-        producer.attributes["params"] = ir.DictAttr.get(params)
+        set_param(producer, "ranks", ir.IntegerAttr.get(ir.IntegerType.get_signless(64), ranks))
         producer.attributes["inputs"] = mpk.symbol_refs(inputs + ["peers"])
         producer.attributes["outputs"] = mpk.symbol_refs([slots])
         producer.attributes["domain"] = ir.DenseI64ArrayAttr.get(list(_shape(x.type)))

@@ -26,7 +26,7 @@ import dataclasses
 
 from mlir import ir
 
-from mpk.dialects.taskir import element_bytes
+from mpk.dialects.taskir import element_bytes, set_param
 from mpk.lowering import ModulePass, analyses
 from mpk.lowering.kinds.linear import gemm_tile_rows
 
@@ -64,10 +64,7 @@ class MpkStageWeights(ModulePass):
             need = self._chunk(graph, g)
             if need is None or need > self.ring_bytes:
                 continue
-            params = {n.name: n.attr for n in ir.DictAttr(g.op.attributes["params"])} \
-                if "params" in g.op.attributes else {}
-            params[PARAM] = ir.BoolAttr.get(True)
-            g.op.attributes["params"] = ir.DictAttr.get(params)
+            set_param(g.op, PARAM, ir.BoolAttr.get(True))
             chunks.append(need)
         i64 = ir.IntegerType.get_signless(64)
         ring = self.ring_bytes if chunks else 0
