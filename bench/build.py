@@ -103,8 +103,8 @@ def main(argv=None) -> int:
                              "<root>/runtime-defines.json")
     parser.add_argument("--shared-tile-max-bytes", type=int,
                         help="mpk-partition{shared-tile-max-bytes}: q/k/v tiles of more weight bytes than this "
-                             "(at most twice) take two waves at batch 1 (0: never; default: the runtime's "
-                             "prefetch bound)")
+                             "(at most twice) take two waves at batch 1 (default 0: never; round 11's rule was "
+                             "65536, the runtime's prefetch bound)")
     parser.add_argument("--tp", type=int, default=1,
                         help="tensor-parallel ranks (bench.tp's bundles, <model>-b<batch>-tp<N>); for ranks "
                              "emulated on one GPU give --num-sms SMs/N")

@@ -263,6 +263,20 @@ def profile_summary(mpk: MpkRun) -> dict:
             "stages": [dataclasses.asdict(s) for s in trace.stages(mpk.bundle.plan, times)]}
 
 
+def weight_stream(profile: dict, bandwidth: float) -> dict | None:
+    """How near the stage that streams the most weight bytes a step comes to the read
+    bandwidth: its median task's rate against one SM's share of it (the task's wait
+    for its inputs included, so a lower bound), and its bytes over its period against
+    the whole card."""
+    stages = [s for s in profile["stages"] if s["weight_bytes"]]
+    if not stages:
+        return None
+    s = max(stages, key=lambda s: s["count"] * s["tasks"] * s["weight_bytes"])
+    return {"stage": s["name"], "weight_bytes_per_task": s["weight_bytes"],
+            "task_fraction": s["weight_bytes"] / (s["task_us"] * 1e-6) / (bandwidth / profile["workers"]),
+            "stage_fraction": s["tasks"] * s["weight_bytes"] / (s["period_us"] * 1e-6) / bandwidth}
+
+
 # --------------------------------------------------------------- baselines
 
 def baselines(model, tokens: torch.Tensor, position: int, compile_budget_s: float) -> dict:
@@ -344,6 +358,7 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left, stage
             if args.profile:
                 mpk.profiled_launch(tokens, ctx - 1)
                 profile = profile_summary(mpk)
+                profile["weight_stream"] = weight_stream(profile, bandwidth)
             # PyTorch's cache: exactly the ctx rows the step attends.
             for layer in model.model.layers:
                 attn = layer.self_attn
@@ -391,6 +406,10 @@ def run_config(model_name, batch, contexts, args, bandwidth, compile_left, stage
                           ", ".join(f"{k} {v['sm_us']:.0f}/{v['tasks']}/{v['mean_task_us']:.2f}"
                                     for k, v in sorted(profile["kinds"].items(), key=lambda kv: -kv[1]["sm_us"]))),
                       flush=True)
+                if stream := profile["weight_stream"]:
+                    print(f"    weights: {stream['stage']} streams {stream['weight_bytes_per_task'] / 1024:.0f} KB "
+                          f"a task at {100 * stream['task_fraction']:.0f}% of an SM's share of the read bandwidth, "
+                          f"the stage at {100 * stream['stage_fraction']:.0f}% of the card's", flush=True)
     finally:
         mpk.session.close()
         del model
@@ -458,6 +477,7 @@ def main(argv=None) -> int:
         for batch in args.batches:
             result["results"] += run_config(model_name, batch, args.contexts, args, bandwidth, compile_left,
                                             stage_overhead_us)
+            result["results"].sort(key=_row_order)    # a run split over calls in any order reads as one
             path.write_text(json.dumps(result, indent=1))     # after every configuration: a cut run keeps them
     path.write_text(json.dumps(result, indent=1))
     rows = result["results"]
@@ -469,6 +489,11 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
+def _row_order(row) -> tuple:
+    known = lambda values, v: values.index(v) if v in values else len(values)
+    return known(MODELS, row["model"]), row["model"], row["batch"], row["ctx"]
+
+
 def table(result) -> str:
     """The short table: ms/step and ratio to the floor per system, the limit and
     mpk's ratio to it, mpk's speedups."""
@@ -477,7 +502,7 @@ def table(result) -> str:
     overheads = "/".join(f"{r['hop']['stage_overhead_us']:.2f}" for r in runs if r.get("hop"))
     lines = [f"{result['card']}, read bandwidth {bandwidths} TB/s; ms/step (ratio to floor)"
              + (f"; limit = floor + {overheads} us stage overhead x dependent stages" if overheads else "")
-             + ("" if len(runs) == 1 else f" ({len(runs)} runs, in row order)"),
+             + ("" if len(runs) == 1 else f" ({len(runs)} runs: each row is timed against its own run's)"),
              f"{'model':<12} {'b':>2} {'ctx':>5} {'floor':>6} {'limit':>6} {'mpk':>14} {'/limit':>6} {'eager':>14} "
              f"{'graph':>14} {'compile+graph':>14}  speedup vs compile+graph, mpk b8/b1 step"]
     mpk_ms = {(r["model"], r["batch"], r["ctx"]): r["systems"]["mpk"]["ms"] for r in result["results"]}

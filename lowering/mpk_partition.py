@@ -43,7 +43,6 @@ from mlir import ir
 from mpk import defaults
 from mpk import dialects as mpk
 from mpk.dialects.taskir import element_bytes, python_value, set_param
-from mpk.runtime import build
 from mpk.lowering import IN_USERS_ATTR, TILE_ATTR, ModulePass
 from mpk.lowering.mpk_fuse_norm import READERS
 from mpk.lowering.mpk_shard import SHARD_ATTR
@@ -89,11 +88,11 @@ class MpkPartition(ModulePass):
     # one CTA over a whole row took 17-21 us a step on the H200 (bench/NOTES.md round 15).
     split_sample: bool = True
     # A batch-1 linear sharing the SMs (q, k, v) whose one-wave tiles hold more weight bytes
-    # than this, but at most twice it, takes two waves of half tiles (0: never). Default:
-    # the runtime's L2 prefetch bound; -3.2% (Qwen3-1.7B), -3.5% (Llama 3.2 1B) a step on
-    # the H200, the other presets unchanged (bench/NOTES.md round 11).
-    shared_tile_max_bytes: int = dataclasses.field(
-        default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
+    # than this, but at most twice it, takes two waves of half tiles (0: never, the default).
+    # Round 11 measured 65536 (the runtime's L2 prefetch bound) 3.2-3.5% faster on Qwen3-1.7B
+    # and Llama 3.2 1B; since a flagged x's reader loads its first weights across its poll
+    # (mpk-data-flags), one wave is 2.2-4.5% faster on the H200 (bench/NOTES.md round 25).
+    shared_tile_max_bytes: int = 0
     # A tensor-parallel allreduce: "auto" (the cost model's choice by size:
     # tiling.allreduce_algorithm), "one-shot" or "two-shot"; `mpk.algorithm` on the op overrides.
     allreduce: str = "auto"

@@ -81,8 +81,7 @@ class Options:
     merge_in_attention: bool = True        # mpk-partition{merge-in-attention} (bench/NOTES.md round 8)
     gate_up_in_decode: bool = True         # mpk-fuse-gate-up{decode} (bench/NOTES.md round 8)
     split_sample: bool = True              # mpk-partition{split-sample} (bench/NOTES.md round 15)
-    shared_tile_max_bytes: int = dataclasses.field(   # mpk-partition{shared-tile-max-bytes} (NOTES round 11)
-        default_factory=lambda: build.runtime_default("MPK_WAIT_PREFETCH_MAX_BYTES"))
+    shared_tile_max_bytes: int = 0         # mpk-partition{shared-tile-max-bytes} (bench/NOTES.md rounds 11, 25)
     prefill_chunk: int = defaults.PREFILL_CHUNK  # mpk-prefill{chunk}; 0: no prefill program
     tp: int = 1                            # mpk-shard{tp}: tensor-parallel ranks (one program for all)
     allreduce: str = "auto"                # mpk-partition{allreduce}: auto (cost model), one-shot, two-shot

@@ -219,6 +219,13 @@ class StageTime:
     task_us: float        # median task
     slowest_us: float     # slowest task
     tail_us: float        # median end -> last end
+    weight_bytes: float = 0.0     # per task: the weights it streams (0: the stage reads none)
+
+    @property
+    def task_bytes_per_us(self) -> float:
+        """A median task's weight stream: bytes over its whole time (its wait for
+        inputs included, so a lower bound of the rate while it streams)."""
+        return self.weight_bytes / self.task_us if self.task_us > 0 else 0.0
 
 
 def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
@@ -231,6 +238,10 @@ def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
     records = np.asarray(records, np.int64)
     records = records - records[..., 0].min()     # globaltimer ns are ~1.8e18: float64 would round them
     primed = {e["name"]: bool(e["primed"]) for e in plan.get("events", [])}
+    weights = {b["name"]: b["nbytes"] for b in plan.get("buffers", []) if b["space"] == "weight"}
+
+    def streamed(g):      # an embedding gathers a few rows of its table; the rest read their weights whole
+        return 0 if g["kind"] == "embedding" else sum(weights.get(name, 0) for name in g.get("inputs", ()))
 
     def tasks(g):
         return slice(g["first_task"], g["first_task"] + g["num_tasks"])
@@ -257,7 +268,8 @@ def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
                              np.median(run, 1), run.max(1), end.max(1) - np.median(end, 1)]) / NS_PER_US
         names = [LAYER.sub(r"\1layers.*.", g["name"]) for g in groups]
         name = ", ".join(names[:1] + [n.rsplit(".", 1)[-1] for n in names[1:]])   # q_proj, k_proj, v_proj
-        rows.setdefault(name, []).append((start.shape[1], per_step.mean(axis=1)))
+        per_task = sum(streamed(g) for g in groups) / start.shape[1]
+        rows.setdefault(name, []).append((start.shape[1], [*per_step.mean(axis=1), per_task]))
     return [StageTime(name, len(seen), seen[0][0], *np.mean([t for _, t in seen], axis=0).tolist())
             for name, seen in rows.items()]
 
@@ -268,11 +280,14 @@ def format_stages(rows: list[StageTime], width: int = 50) -> str:
         return ""
     title = "dependent stage (µs from its producers' last end)"
     lines = [f"  {title:<{width}} {'x':>3} {'tasks':>5} "
-             f"{'period':>7} {'hop':>6} {'start':>6} {'task':>6} {'slowest':>7} {'tail':>6}"]
+             f"{'period':>7} {'hop':>6} {'start':>6} {'task':>6} {'slowest':>7} {'tail':>6} {'KB/task':>8} {'GB/s':>6}"]
     lines += [f"  {r.name[:width]:<{width}} {r.count:>3} {r.tasks:>5} {r.period_us:>7.2f} {r.first_start_us:>6.2f} "
-              f"{r.median_start_us:>6.2f} {r.task_us:>6.2f} {r.slowest_us:>7.2f} {r.tail_us:>6.2f}" for r in rows]
+              f"{r.median_start_us:>6.2f} {r.task_us:>6.2f} {r.slowest_us:>7.2f} {r.tail_us:>6.2f} "
+              + (f"{r.weight_bytes / 1024:>8.1f} {r.task_bytes_per_us / 1e3:>6.1f}" if r.weight_bytes else
+                 f"{'-':>8} {'-':>6}") for r in rows]
     total = sum(r.count * r.period_us for r in rows)
-    lines.append(f"  the periods add up to {total:.1f} µs a step")
+    lines.append(f"  the periods add up to {total:.1f} µs a step; GB/s: a median task's weights over its time, "
+                 f"its wait included")
     return "\n".join(lines)
 
 

@@ -1,14 +1,15 @@
 // RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition,mpk-verify)' | filecheck %s
-// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{shared-tile-max-bytes=0},mpk-verify)' \
-// RUN:   | filecheck %s --check-prefix=ONEWAVE
+// RUN: mpk-opt %s --pass-pipeline='builtin.module(mpk-partition{shared-tile-max-bytes=65536},mpk-verify)' \
+// RUN:   | filecheck %s --check-prefix=TWOWAVES
 
-// Llama 3.2 1B's q, k and v at batch 1 share the SMs; one wave's tiles would hold
-// 32 rows of 2048 (128 KB), over the runtime's 64 KB prefetch bound and at most
-// twice it: they take two waves of 16-row tiles (bench/NOTES.md round 11).
-// CHECK: kind = "linear", outputs = [@q_proj.out], params = {}, sym_name = "q_proj", tile = array<i64: 1, 16>}
-// CHECK: kind = "linear", outputs = [@k_proj.out], params = {}, sym_name = "k_proj", tile = array<i64: 1, 16>}
-// ONEWAVE: kind = "linear", outputs = [@q_proj.out], params = {}, sym_name = "q_proj", tile = array<i64: 1, 32>}
-// ONEWAVE: kind = "linear", outputs = [@k_proj.out], params = {}, sym_name = "k_proj", tile = array<i64: 1, 32>}
+// Llama 3.2 1B's q, k and v at batch 1 share the SMs: by default one wave of 32-row
+// tiles (128 KB of weights each). With shared-tile-max-bytes=65536 (round 11's rule,
+// the runtime's prefetch bound) a tile of more than that and at most twice it
+// takes two waves of 16-row tiles (bench/NOTES.md rounds 11 and 25).
+// CHECK: kind = "linear", outputs = [@q_proj.out], params = {}, sym_name = "q_proj", tile = array<i64: 1, 32>}
+// CHECK: kind = "linear", outputs = [@k_proj.out], params = {}, sym_name = "k_proj", tile = array<i64: 1, 32>}
+// TWOWAVES: kind = "linear", outputs = [@q_proj.out], params = {}, sym_name = "q_proj", tile = array<i64: 1, 16>}
+// TWOWAVES: kind = "linear", outputs = [@k_proj.out], params = {}, sym_name = "k_proj", tile = array<i64: 1, 16>}
 func.func @decode_step(%x: tensor<1x2048xbf16>) -> (tensor<1x2048xbf16>, tensor<1x512xbf16>, tensor<1x512xbf16>) {
   %wq = "mpk.weight"() {name = "q_proj.weight"} : () -> tensor<2048x2048xbf16>
   %wk = "mpk.weight"() {name = "k_proj.weight"} : () -> tensor<512x2048xbf16>

@@ -42,3 +42,28 @@ def test_table_shows_the_limit_where_measured():
     assert "limit" in decode._line(result["results"][0]) and "limit" not in decode._line(result["results"][1])
     del result["hop"]                     # a result file from before the probe
     assert "stage overhead" not in decode.table(result)
+
+
+def test_weight_stream_picks_the_stage_with_most_bytes():
+    """The stage that streams the most weight bytes a step, its median task against one
+    SM's share of the bandwidth and its period against the whole card."""
+    stage = lambda name, count, tasks, weight_bytes, task_us, period_us: {
+        "name": name, "count": count, "tasks": tasks, "weight_bytes": weight_bytes,
+        "task_us": task_us, "period_us": period_us}
+    profile = {"workers": 100, "stages": [stage("attention", 28, 128, 0, 5.0, 6.0),
+                                          stage("o_proj", 28, 100, 10_000, 1.0, 2.0),
+                                          stage("gate_up", 28, 100, 30_000, 1.5, 2.0)]}
+    stream = decode.weight_stream(profile, bandwidth=3.0e12)
+    assert stream["stage"] == "gate_up" and stream["weight_bytes_per_task"] == 30_000
+    assert stream["task_fraction"] == pytest.approx(30_000 / 1.5e-6 / 3.0e10)    # 2/3 of an SM's 30 GB/s
+    assert stream["stage_fraction"] == pytest.approx(100 * 30_000 / 2.0e-6 / 3.0e12)
+    assert decode.weight_stream({"workers": 100, "stages": [profile["stages"][0]]}, 3.0e12) is None
+
+
+def test_rows_of_a_split_run_read_in_model_order():
+    rows = [dict(_row(m, None), batch=b, ctx=c) for m, b, c in
+            (("qwen3-8b", 1, 1024), ("unknown", 1, 1024), ("qwen3-0.6b", 8, 1024), ("qwen3-0.6b", 1, 4096),
+             ("qwen3-0.6b", 1, 1024))]
+    order = [(r["model"], r["batch"], r["ctx"]) for r in sorted(rows, key=decode._row_order)]
+    assert order == [("qwen3-0.6b", 1, 1024), ("qwen3-0.6b", 1, 4096), ("qwen3-0.6b", 8, 1024),
+                     ("qwen3-8b", 1, 1024), ("unknown", 1, 1024)]

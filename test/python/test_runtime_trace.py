@@ -125,9 +125,33 @@ def test_stages():
     # q: layer 1 ready at layer 0's o (20, 60); layer 0 at the previous step's last o (40), step 1 only.
     assert [q.period_us, q.first_start_us, q.median_start_us, q.task_us, q.slowest_us, q.tail_us] == \
         pytest.approx([(11.5 + 12) / 2, 1, (1.5 + 2) / 2, (9.25 + 9) / 2, (9.5 + 9) / 2, (0.75 + 1) / 2])
+    assert q.weight_bytes == o.weight_bytes == 0                       # the plan lists no weights
     text = trace.format_stages([q, o])
-    assert "model.layers.*.q" in text and text.endswith("the periods add up to 40.0 µs a step")
+    assert "model.layers.*.q" in text and "the periods add up to 40.0 µs a step" in text.splitlines()[-1]
     assert trace.stages(PLAN, records()) == [] and trace.format_stages([]) == ""   # no events: no stages
+
+
+def test_stage_weight_stream():
+    """A stage's weight bytes per task: every weight its groups read whole (two
+    weights of a gate_up), none for an embedding's gathered rows; the printed rate
+    is those bytes over the median task."""
+    plan = {"groups": [{"name": "embed", "kind": "embedding", "first_task": 0, "num_tasks": 1,
+                        "inputs": ["tokens", "table"], "trigger": "e0"},
+                       {"name": "model.layers.0.gate_up", "kind": "gate_up", "first_task": 1, "num_tasks": 4,
+                        "inputs": ["x", "gate", "up"], "wait": "e0", "trigger": "e1"},
+                       {"name": "model.layers.0.down", "kind": "embedding", "first_task": 5, "num_tasks": 1,
+                        "inputs": ["table"], "wait": "e1"}],
+            "buffers": [{"name": "table", "space": "weight", "nbytes": 1 << 30},
+                        {"name": "gate", "space": "weight", "nbytes": 4000},
+                        {"name": "up", "space": "weight", "nbytes": 4000},
+                        {"name": "x", "space": "workspace", "nbytes": 64}],
+            "events": [{"name": "e0", "primed": False}, {"name": "e1", "primed": False}]}
+    us = np.array([[[0, 1], [1, 3], [1, 3], [1, 4], [2, 4], [4, 5]]])
+    gate_up, gathered = trace.stages(plan, us * 1000)
+    assert gate_up.weight_bytes == 2000 and gate_up.task_us == 2.0
+    assert gate_up.task_bytes_per_us == 1000 and gathered.weight_bytes == 0
+    line = trace.format_stages([gate_up, gathered]).splitlines()[1]
+    assert line.split()[-2:] == ["2.0", "1.0"]                      # KB a task, GB/s
 
 
 def test_stage_names_find_layers_as_taskir_does():
