@@ -90,8 +90,8 @@ class MpkPartition(ModulePass):
     # A batch-1 linear sharing the SMs (q, k, v) whose one-wave tiles hold more weight bytes
     # than this, but at most twice it, takes two waves of half tiles (0: never, the default).
     # Round 11 measured 65536 (the runtime's L2 prefetch bound) 3.2-3.5% faster on Qwen3-1.7B
-    # and Llama 3.2 1B; since a flagged x's reader loads its first weights across its poll
-    # (mpk-data-flags), one wave is 2.2-4.5% faster on the H200 (bench/NOTES.md round 25).
+    # and Llama 3.2 1B; since then a one-wave task of 128 KB got faster (5.2 us against 7.4-8.3),
+    # and one wave is 2.0-4.5% faster on the H200, 4.6-5.5% without data flags (NOTES round 25).
     shared_tile_max_bytes: int = 0
     # A tensor-parallel allreduce: "auto" (the cost model's choice by size:
     # tiling.allreduce_algorithm), "one-shot" or "two-shot"; `mpk.algorithm` on the op overrides.
