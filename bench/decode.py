@@ -490,8 +490,9 @@ def main(argv=None) -> int:
 
 
 def _row_order(row) -> tuple:
-    known = lambda values, v: values.index(v) if v in values else len(values)
-    return known(MODELS, row["model"]), row["model"], row["batch"], row["ctx"]
+    """The presets' order (bench.build.MODELS), then any other model by name."""
+    model = row["model"]
+    return MODELS.index(model) if model in MODELS else len(MODELS), model, row["batch"], row["ctx"]
 
 
 def table(result) -> str:

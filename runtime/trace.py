@@ -275,7 +275,9 @@ def stages(plan: dict, records: np.ndarray) -> list[StageTime]:
 
 
 def format_stages(rows: list[StageTime], width: int = 50) -> str:
-    """The stages as a table, and the step they add up to ("" for none)."""
+    """The stages as a table, and the step they add up to ("" for none). KB/task and
+    GB/s: a task's weights, and a median task's weights over its time (its wait for
+    its inputs included)."""
     if not rows:
         return ""
     title = "dependent stage (µs from its producers' last end)"
@@ -286,8 +288,7 @@ def format_stages(rows: list[StageTime], width: int = 50) -> str:
               + (f"{r.weight_bytes / 1024:>8.1f} {r.task_bytes_per_us / 1e3:>6.1f}" if r.weight_bytes else
                  f"{'-':>8} {'-':>6}") for r in rows]
     total = sum(r.count * r.period_us for r in rows)
-    lines.append(f"  the periods add up to {total:.1f} µs a step; GB/s: a median task's weights over its time, "
-                 f"its wait included")
+    lines.append(f"  the periods add up to {total:.1f} µs a step")
     return "\n".join(lines)
 
 
